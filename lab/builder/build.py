@@ -1,0 +1,236 @@
+"""Model -> kernel: namespaces, bridges, veths, addresses, routes, sysctls.
+
+One named namespace per host (``drl-<lab>-<host>``) and one per L2 segment
+(``drl-<lab>-sw-<segment>``) holding a bridge ``br0``. Each host interface is
+a veth created from the segment's namespace with its peer placed directly in
+the host's namespace, so nothing ever appears in the root namespace. All of it
+is done over netlink (pyroute2): no ``ip`` process per step.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from lab.builder import netns, ownership, sysctl
+from lab.errors import LabError
+from lab.model import Topology
+
+_LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
+SCOPES = {"global": 0, "link": 253, "host": 254}
+
+#: Labs alive in this process, torn down at exit if a caller forgot or was interrupted.
+_LIVE: dict[str, Lab] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def host_ns_name(lab: str, host: str) -> str:
+    return f"drl-{lab}-{host}"
+
+
+def segment_ns_name(lab: str, segment: str) -> str:
+    return f"drl-{lab}-sw-{segment}"
+
+
+def port_name(host: str, ifname: str, index: int) -> str:
+    """The bridge-side name of a host interface's veth (at most 15 characters)."""
+    name = f"{host}-{ifname}"
+    return name if len(name) <= 15 else f"p{index}-{host}"[:15]
+
+
+def mac_for(host_index: int, if_index: int) -> str:
+    """Deterministic, locally administered MACs: 02:d1:00:00:<host>:<if> (1-based)."""
+    return f"02:d1:00:00:{host_index + 1:02x}:{if_index + 1:02x}"
+
+
+class Lab:
+    """A built topology. Use as a context manager, or call :meth:`teardown`.
+
+    ``lab.ns(host)`` is the namespace name (for ``ip netns exec``);
+    ``lab.ipr(host)`` an IPRoute socket inside it; ``lab.topology`` the model.
+    """
+
+    def __init__(self, topology: Topology, *, name: str | None = None,
+                 persistent: bool = False):
+        self.topology = topology.validate()
+        self.id = name or secrets.token_hex(3)
+        if not _LAB_NAME_RE.match(self.id):
+            raise LabError(f"lab name {self.id!r} must match [a-z0-9][a-z0-9-]{{0,15}}")
+        self.persistent = persistent
+        self.namespaces: dict[str, str] = {h.name: host_ns_name(self.id, h.name)
+                                           for h in topology.hosts}
+        self.segment_namespaces = {s.name: segment_ns_name(self.id, s.name)
+                                   for s in topology.segments}
+        self.macs: dict[tuple[str, str], str] = {}
+        self._ipr: dict[str, IPRoute] = {}
+        self.record: ownership.Record | None = None
+        self.built = False
+
+    # -- lookups ----------------------------------------------------------
+    def ns(self, host: str) -> str:
+        try:
+            return self.namespaces[host]
+        except KeyError:
+            raise KeyError(f"lab {self.id} has no host {host!r}") from None
+
+    def ipr(self, host_or_ns: str) -> IPRoute:
+        """A cached IPRoute socket inside the host's (or a segment's) namespace."""
+        ns = self.namespaces.get(host_or_ns, host_or_ns)
+        if ns not in self._ipr:
+            nl = netns.socket_in(ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+            self._ipr[ns] = IPRoute(fileno=nl.detach())
+        return self._ipr[ns]
+
+    def mac(self, host: str, ifname: str = "eth0") -> str:
+        return self.macs[(host, ifname)]
+
+    def host_of_mac(self, mac: str) -> str | None:
+        for (h, _i), m in self.macs.items():
+            if m == mac.lower():
+                return h
+        return None
+
+    @contextlib.contextmanager
+    def inside(self, host: str) -> Iterator[None]:
+        """Run the body with this thread inside the host's namespace."""
+        with netns.entered(self.ns(host)):
+            yield
+
+    def add_pid(self, pid: int) -> None:
+        """Record a process the lab started, so teardown and reaping kill it."""
+        assert self.record is not None
+        self.record.pids.append([pid, ownership.proc_start_time(pid) or 0])
+        self.record.save()
+
+    # -- build ------------------------------------------------------------
+    def build(self) -> Lab:
+        if self.built:
+            return self
+        all_ns = [*self.segment_namespaces.values(), *self.namespaces.values()]
+        for ns in all_ns:
+            if netns.exists(ns):
+                raise LabError(f"namespace {ns} already exists: is lab {self.id} up already?")
+        self.record = ownership.new_record(self.id, all_ns, self.topology.name, self.persistent)
+        with _LIVE_LOCK:
+            _LIVE[self.id] = self
+        try:
+            self._build()
+        except BaseException:
+            self.teardown()
+            raise
+        self.built = True
+        return self
+
+    def _build(self) -> None:
+        t = self.topology
+        ipv6 = any(a.family == 6 for h in t.hosts for a in h.addresses())
+        for ns in self.segment_namespaces.values():
+            netns.create(ns)
+            sysctl.write(ns, [("net.ipv6.conf.all.disable_ipv6", "1"),
+                              ("net.ipv6.conf.default.disable_ipv6", "1")])
+            ipr = self.ipr(ns)
+            ipr.link("add", ifname="br0", kind="bridge")
+            ipr.link("set", index=ipr.link_lookup(ifname="br0")[0], state="up")
+        for hi, h in enumerate(t.hosts):
+            ns = self.ns(h.name)
+            netns.create(ns)
+            v6 = "0" if ipv6 else "1"
+            pre = [("net.ipv6.conf.all.disable_ipv6", v6),
+                   ("net.ipv6.conf.default.disable_ipv6", v6)]
+            if ipv6:  # no DAD: addresses usable at once, no "tentative" waits
+                pre += [("net.ipv6.conf.all.accept_dad", "0"),
+                        ("net.ipv6.conf.default.accept_dad", "0")]
+            sysctl.write(ns, pre)
+            fd = os.open(netns.path(ns), os.O_RDONLY)
+            try:
+                for ii, iface in enumerate(h.interfaces):
+                    seg_ipr = self.ipr(self.segment_namespaces[iface.segment])
+                    port = port_name(h.name, iface.name, ii)
+                    mac = mac_for(hi, ii)
+                    self.macs[(h.name, iface.name)] = mac
+                    seg_ipr.link("add", ifname=port, kind="veth",
+                                 peer={"ifname": iface.name, "net_ns_fd": fd, "address": mac})
+                    pidx = seg_ipr.link_lookup(ifname=port)[0]
+                    br = seg_ipr.link_lookup(ifname="br0")[0]
+                    seg_ipr.link("set", index=pidx, master=br, state="up")
+            finally:
+                os.close(fd)
+            self._configure_host(h.name)
+
+    def _configure_host(self, host: str) -> None:
+        h = self.topology.host(host)
+        ns = self.ns(host)
+        ipr = self.ipr(host)
+        sysctl.write(ns, sysctl.plan([i.name for i in h.interfaces], h.sysctls))
+        ipr.link("set", index=1, state="up")
+        for a in h.lo:
+            ipr.addr("add", index=1, address=a.ip, prefixlen=a.prefixlen,
+                     scope=SCOPES[a.scope])
+        for iface in h.interfaces:
+            idx = ipr.link_lookup(ifname=iface.name)[0]
+            for a in iface.addresses:
+                ipr.addr("add", index=idx, address=a.ip, prefixlen=a.prefixlen,
+                         scope=SCOPES[a.scope])
+            if iface.mtu:
+                ipr.link("set", index=idx, mtu=iface.mtu)
+            ipr.link("set", index=idx, state="up")
+        for r in h.routes:
+            kw: dict[str, Any] = {"gateway": r.via}
+            if r.dst == "default":
+                kw["dst"] = "0.0.0.0/0" if ":" not in r.via else "::/0"
+            else:
+                kw["dst"] = r.dst
+            ipr.route("add", **kw)
+
+    # -- teardown -----------------------------------------------------------
+    def teardown(self) -> list[str]:
+        """Remove everything this lab made. Idempotent; never raises for leftovers."""
+        for ipr in self._ipr.values():
+            with contextlib.suppress(Exception):
+                ipr.close()
+        self._ipr.clear()
+        removed: list[str] = []
+        if self.record is not None:
+            removed = ownership.destroy(self.record)
+            self.record = None
+        with _LIVE_LOCK:
+            _LIVE.pop(self.id, None)
+        self.built = False
+        return removed
+
+    def __enter__(self) -> Lab:
+        return self.build()
+
+    def __exit__(self, *exc: object) -> None:
+        self.teardown()
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.id} {self.topology.name} hosts={list(self.namespaces)}>"
+
+
+def _teardown_live() -> None:
+    pid = os.getpid()
+    for lab in list(_LIVE.values()):
+        if lab.record is not None and lab.record.owner_pid == pid and not lab.persistent:
+            lab.teardown()
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Turn SIGTERM into a normal exit so atexit teardown runs.
+    raise SystemExit(128 + signum)
+
+
+atexit.register(_teardown_live)
+if threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _on_sigterm)

@@ -1,0 +1,132 @@
+"""Who owns what: one record per lab, so cleanup is targeted, never a pattern sweep.
+
+Before a lab creates anything it writes ``/run/drlab/labs/<lab>.json`` naming
+its owner (pid + the process start time, so a recycled pid is not mistaken for
+the owner), the namespaces it will create and, as they start, the processes it
+runs. ``reap()`` removes exactly what records of dead owners list, and nothing
+else: a namespace is deleted only if a record of this lab names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lab.builder import netns
+
+RUN_DIR = Path(os.environ.get("DRLAB_RUN_DIR", "/run/drlab"))
+LABS_DIR = RUN_DIR / "labs"
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The start time (clock ticks since boot) of ``pid``, None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def alive(pid: int, start_time: int | None) -> bool:
+    return start_time is not None and proc_start_time(pid) == start_time
+
+
+@dataclass
+class Record:
+    lab: str
+    owner_pid: int
+    owner_start: int | None
+    namespaces: list[str] = field(default_factory=list)
+    #: [pid, start_time] of every process the lab started.
+    pids: list[list[int]] = field(default_factory=list)
+    #: A persistent lab (``drlab up``) outlives its creator; only ``down`` removes it.
+    persistent: bool = False
+    topology: str = ""
+    created: float = field(default_factory=time.time)
+
+    @property
+    def path(self) -> Path:
+        return LABS_DIR / f"{self.lab}.json"
+
+    def owner_alive(self) -> bool:
+        return self.persistent or alive(self.owner_pid, self.owner_start)
+
+    def save(self) -> None:
+        LABS_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, self.path)
+
+    def delete(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    @classmethod
+    def load(cls, p: Path) -> Record:
+        return cls(**json.loads(p.read_text()))
+
+
+def new_record(lab: str, namespaces: list[str], topology: str = "",
+               persistent: bool = False) -> Record:
+    pid = os.getpid()
+    rec = Record(lab, pid, proc_start_time(pid), list(namespaces), [], persistent, topology)
+    rec.save()
+    return rec
+
+
+def records() -> list[Record]:
+    out = []
+    for p in sorted(LABS_DIR.glob("*.json")) if LABS_DIR.exists() else []:
+        try:
+            out.append(Record.load(p))
+        except (ValueError, TypeError, OSError):
+            continue  # a half-written record: its .tmp never replaced it
+    return out
+
+
+@contextlib.contextmanager
+def _lock() -> Iterator[None]:
+    LABS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RUN_DIR / "lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def destroy(rec: Record) -> list[str]:
+    """Kill the record's processes, remove its namespaces and the record.
+
+    Returns what was removed (for reports). Safe to call twice.
+    """
+    removed: list[str] = []
+    for pid, start in rec.pids:
+        if alive(pid, start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                removed.append(f"process {pid}")
+    for pid, start in rec.pids:  # reap our own children so none stay zombies
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, 0)
+    for ns in rec.namespaces:
+        if netns.remove(ns):
+            removed.append(f"netns {ns}")
+    rec.delete()
+    return removed
+
+
+def reap() -> list[str]:
+    """Destroy every non-persistent lab whose owner is dead. Returns what was removed."""
+    removed: list[str] = []
+    with _lock():
+        for rec in records():
+            if not rec.owner_alive():
+                removed += destroy(rec)
+    return removed

@@ -1,0 +1,25 @@
+"""Exceptions with one-line messages meant for users."""
+
+from __future__ import annotations
+
+
+class LabError(Exception):
+    """Base class: the message is a complete one-line explanation."""
+
+    exit_code = 1
+
+
+class TopologyError(LabError):
+    """A topology (model or file) is invalid. Carries every problem found."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("invalid topology: " + "; ".join(self.problems))
+
+
+class PreflightError(LabError):
+    """The machine cannot run the lab (not root, no ipvsadm, no IPVS...)."""
+
+    exit_code = 3

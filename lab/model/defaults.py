@@ -1,0 +1,126 @@
+"""The topologies the lab ships.
+
+``default_dr()``: client, director, rs1..rsN on one LAN segment.
+``default_dr(behind_router=True)``: the client sits on its own segment behind a
+router, the usual production path.
+
+Addresses (all documentation ranges)::
+
+    LAN  192.0.2.0/24     router .1  director .2  client .10  VIP .100  rsN .(100+N)
+    WAN  198.51.100.0/24  router .1  client .10          (behind_router only)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lab.model.topology import (
+    Address,
+    Host,
+    Interface,
+    RealServer,
+    Route,
+    Segment,
+    Topology,
+    VirtualService,
+)
+
+LAN = "192.0.2"
+WAN = "198.51.100"
+VIP = f"{LAN}.100"
+PORT = 80
+MAX_REAL_SERVERS = 150
+
+#: What a correctly configured DR real server has: answer ARP only for
+#: addresses on the receiving interface, and announce the best local
+#: address of the outgoing subnet (the RIP, never the VIP).
+RS_ARP_SYSCTLS = {
+    "net.ipv4.conf.all.arp_ignore": "1",
+    "net.ipv4.conf.all.arp_announce": "2",
+    "net.ipv4.conf.eth0.arp_ignore": "1",
+    "net.ipv4.conf.eth0.arp_announce": "2",
+}
+
+
+def rs_ip(n: int) -> str:
+    return f"{LAN}.{100 + n}"
+
+
+def default_dr(
+    rs: int = 2,
+    *,
+    scheduler: str = "rr",
+    port: int = PORT,
+    protocol: str = "tcp",
+    weights: Mapping[str, int] | None = None,
+    persistence: int | None = None,
+    behind_router: bool = False,
+    rs_sysctls: Mapping[str, object] | None = None,
+    host_sysctls: Mapping[str, Mapping[str, object]] | None = None,
+    rs_without_vip: tuple[str, ...] = (),
+    name: str | None = None,
+) -> Topology:
+    """Build the default DR topology.
+
+    ``rs_sysctls`` is applied to every real server on top of
+    :data:`RS_ARP_SYSCTLS`; ``host_sysctls`` maps a host name to extra
+    sysctls for that host only (applied last). ``rs_without_vip`` names real
+    servers that do not get the VIP on ``lo`` (a classic misconfiguration).
+    """
+    if not 1 <= rs <= MAX_REAL_SERVERS:
+        from lab.errors import TopologyError
+
+        raise TopologyError(f"rs={rs}: the default topology takes 1..{MAX_REAL_SERVERS} "
+                            "real servers")
+    weights = dict(weights or {})
+    host_sysctls = {k: dict(v) for k, v in (host_sysctls or {}).items()}
+    gw = [Route("default", f"{LAN}.1")] if behind_router else []
+    hosts: list[Host] = []
+    segments = [Segment("lan")]
+
+    if behind_router:
+        segments.append(Segment("wan"))
+        hosts.append(Host(
+            "client", "client",
+            [Interface("eth0", "wan", [Address(f"{WAN}.10/24")])],
+            routes=[Route("default", f"{WAN}.1")],
+        ))
+        hosts.append(Host(
+            "router", "router",
+            [Interface("eth0", "lan", [Address(f"{LAN}.1/24")]),
+             Interface("eth1", "wan", [Address(f"{WAN}.1/24")])],
+            sysctls={"net.ipv4.conf.all.forwarding": "1"},
+        ))
+    else:
+        hosts.append(Host("client", "client",
+                          [Interface("eth0", "lan", [Address(f"{LAN}.10/24")])]))
+
+    hosts.append(Host(
+        "director", "director",
+        [Interface("eth0", "lan", [Address(f"{LAN}.2/24"), Address(f"{VIP}/32")])],
+        routes=list(gw),
+    ))
+    rss: list[RealServer] = []
+    for n in range(1, rs + 1):
+        name_n = f"rs{n}"
+        sysctls = {**RS_ARP_SYSCTLS, **{k: str(v) for k, v in (rs_sysctls or {}).items()}}
+        hosts.append(Host(
+            name_n, "realserver",
+            [Interface("eth0", "lan", [Address(f"{rs_ip(n)}/24")])],
+            lo=[] if name_n in rs_without_vip else [Address(f"{VIP}/32")],
+            routes=list(gw),
+            sysctls=sysctls,
+        ))
+        rss.append(RealServer(name_n, weights.get(name_n, 1)))
+
+    for h in hosts:
+        h.sysctls.update({k: str(v) for k, v in host_sysctls.pop(h.name, {}).items()})
+    if host_sysctls:
+        from lab.errors import TopologyError
+
+        raise TopologyError(f"host_sysctls names unknown hosts: {', '.join(sorted(host_sysctls))}")
+
+    svc = VirtualService(VIP, port, "director", rss, protocol=protocol,  # type: ignore[arg-type]
+                         scheduler=scheduler, persistence=persistence)
+    topo_name = name or ("dr-router" if behind_router else "dr")
+    return Topology(topo_name, hosts, segments, svc)

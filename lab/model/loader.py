@@ -1,0 +1,184 @@
+"""Topology files (TOML) and plain dicts -> :class:`Topology`, with clear errors.
+
+Format (every key is checked; unknown keys are errors)::
+
+    name = "my-lab"
+    segments = ["lan"]
+
+    [hosts.client]
+    role = "client"
+    interfaces = [{ name = "eth0", segment = "lan", addresses = ["192.0.2.10/24"] }]
+
+    [hosts.director]
+    role = "director"
+    interfaces = [{ name = "eth0", segment = "lan",
+                    addresses = ["192.0.2.2/24", "192.0.2.100/32"] }]
+
+    [hosts.rs1]
+    role = "realserver"
+    interfaces = [{ name = "eth0", segment = "lan", addresses = ["192.0.2.101/24"] }]
+    lo = ["192.0.2.100/32"]            # or [{ cidr = "...", scope = "host" }]
+    routes = [{ dst = "default", via = "192.0.2.1" }]
+    sysctls = { "net.ipv4.conf.all.arp_ignore" = 1, "net.ipv4.conf.all.arp_announce" = 2 }
+
+    [service]
+    vip = "192.0.2.100"
+    port = 80
+    protocol = "tcp"        # or "udp"
+    scheduler = "rr"
+    director = "director"
+    real_servers = ["rs1", { host = "rs2", weight = 3 }]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from lab.errors import TopologyError
+from lab.model.topology import (
+    Address,
+    Host,
+    Interface,
+    RealServer,
+    Route,
+    Segment,
+    Topology,
+    VirtualService,
+)
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate a TOML topology file."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise TopologyError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TopologyError(f"{p}: cannot read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise TopologyError(f"{p}: not valid TOML: {e}") from None
+    data.setdefault("name", p.stem)
+    return topology_from_dict(data)
+
+
+def topology_from_dict(data: Any) -> Topology:
+    """Build and validate a topology from plain data (as parsed from TOML)."""
+    t = _parse(data)
+    return t.validate()
+
+
+class _Bad(Exception):
+    pass
+
+
+def _need(d: Any, what: str, typ: type | tuple[type, ...]) -> Any:
+    if not isinstance(d, typ) or isinstance(d, bool) and typ is not bool:
+        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise _Bad(f"{what}: expected {_article(names)}, got {type(d).__name__} {d!r}")
+    return d
+
+
+def _article(n: str) -> str:
+    return {"str": "a string", "int": "an integer", "dict": "a table", "list": "a list"}.get(
+        n, n)
+
+
+def _keys(d: dict, what: str, allowed: set[str], required: set[str] = frozenset()) -> None:
+    extra = sorted(set(d) - allowed)
+    if extra:
+        raise _Bad(f"{what}: unknown key{'s' if len(extra) > 1 else ''} {', '.join(extra)} "
+                   f"(allowed: {', '.join(sorted(allowed))})")
+    missing = sorted(required - set(d))
+    if missing:
+        raise _Bad(f"{what}: missing {', '.join(missing)}")
+
+
+def _address(v: Any, what: str) -> Address:
+    if isinstance(v, str):
+        return Address(v)
+    d = _need(v, what, dict)
+    _keys(d, what, {"cidr", "scope"}, {"cidr"})
+    return Address(_need(d["cidr"], f"{what}.cidr", str),
+                   _need(d.get("scope", "global"), f"{what}.scope", str))
+
+
+def _parse(data: Any) -> Topology:
+    try:
+        d = _need(data, "topology", dict)
+        _keys(d, "topology", {"name", "segments", "hosts", "service", "waive"}, {"hosts"})
+        name = _need(d.get("name", "custom"), "name", str)
+        segs = [Segment(_need(s, f"segments[{n}]", str))
+                for n, s in enumerate(_need(d.get("segments", ["lan"]), "segments", list))]
+        hosts = [_host(hn, hv) for hn, hv in _need(d["hosts"], "hosts", dict).items()]
+        svc = _service(d["service"]) if "service" in d else None
+        waive = frozenset(_need(w, "waive[]", str) for w in _need(d.get("waive", []), "waive",
+                                                                     list))
+    except _Bad as e:
+        raise TopologyError(str(e)) from None
+    return Topology(name, hosts, segs, svc, waive)
+
+
+def _host(name: str, v: Any) -> Host:
+    w = f"hosts.{name}"
+    d = _need(v, w, dict)
+    _keys(d, w, {"role", "interfaces", "lo", "routes", "sysctls"}, {"role"})
+    ifaces = []
+    for n, iv in enumerate(_need(d.get("interfaces", []), f"{w}.interfaces", list)):
+        iw = f"{w}.interfaces[{n}]"
+        idict = _need(iv, iw, dict)
+        _keys(idict, iw, {"name", "segment", "addresses", "mtu"}, {"name", "segment"})
+        ifaces.append(Interface(
+            _need(idict["name"], f"{iw}.name", str),
+            _need(idict["segment"], f"{iw}.segment", str),
+            [_address(a, f"{iw}.addresses[{k}]")
+             for k, a in enumerate(_need(idict.get("addresses", []), f"{iw}.addresses", list))],
+            _need(idict["mtu"], f"{iw}.mtu", int) if "mtu" in idict else None,
+        ))
+    routes = []
+    for n, rv in enumerate(_need(d.get("routes", []), f"{w}.routes", list)):
+        rw = f"{w}.routes[{n}]"
+        rd = _need(rv, rw, dict)
+        _keys(rd, rw, {"dst", "via"}, {"dst", "via"})
+        routes.append(Route(_need(rd["dst"], f"{rw}.dst", str), _need(rd["via"], f"{rw}.via", str)))
+    sysctls = {}
+    for k, sv in _need(d.get("sysctls", {}), f"{w}.sysctls", dict).items():
+        sysctls[k] = str(_need(sv, f"{w}.sysctls.{k}", (int, str)))
+    return Host(
+        name,
+        _need(d["role"], f"{w}.role", str),  # type: ignore[arg-type]
+        ifaces,
+        [_address(a, f"{w}.lo[{k}]") for k, a in enumerate(_need(d.get("lo", []), f"{w}.lo",
+                                                                   list))],
+        routes,
+        sysctls,
+    )
+
+
+def _service(v: Any) -> VirtualService:
+    w = "service"
+    d = _need(v, w, dict)
+    _keys(d, w, {"vip", "port", "protocol", "scheduler", "director", "real_servers",
+                 "persistence"}, {"vip", "port", "director", "real_servers"})
+    rss = []
+    for n, rv in enumerate(_need(d["real_servers"], f"{w}.real_servers", list)):
+        rw = f"{w}.real_servers[{n}]"
+        if isinstance(rv, str):
+            rss.append(RealServer(rv))
+            continue
+        rd = _need(rv, rw, dict)
+        _keys(rd, rw, {"host", "weight"}, {"host"})
+        rss.append(RealServer(_need(rd["host"], f"{rw}.host", str),
+                              _need(rd.get("weight", 1), f"{rw}.weight", int)))
+    return VirtualService(
+        vip=_need(d["vip"], f"{w}.vip", str),
+        port=_need(d["port"], f"{w}.port", int),
+        director=_need(d["director"], f"{w}.director", str),
+        real_servers=rss,
+        protocol=_need(d.get("protocol", "tcp"), f"{w}.protocol", str),  # type: ignore[arg-type]
+        scheduler=_need(d.get("scheduler", "rr"), f"{w}.scheduler", str),
+        persistence=_need(d["persistence"], f"{w}.persistence", int)
+        if "persistence" in d else None,
+    )

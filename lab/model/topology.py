@@ -1,0 +1,369 @@
+"""The topology model: plain data, no root, no kernel.
+
+A :class:`Topology` says what a lab is made of. The builder turns it into
+namespaces; reports and tests read it to know what to expect. Nothing here
+touches the system, so every rule is unit-tested without root.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lab.errors import TopologyError
+
+Role = Literal["client", "router", "director", "realserver"]
+ROLES: tuple[str, ...] = ("client", "router", "director", "realserver")
+Protocol = Literal["tcp", "udp"]
+
+#: The only address ranges a lab may use (RFC 5737 and RFC 3849).
+DOC_RANGES = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+#: Schedulers ipvsadm knows (see ipvsadm(8)).
+SCHEDULERS = (
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+)
+IFNAMSIZ = 16  # including the trailing NUL: names have at most 15 characters
+_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_SYSCTL_RE = re.compile(r"^net\.(ipv4|ipv6|core)\.[A-Za-z0-9_.-]+$")
+_CONF_RE = re.compile(r"^net\.(ipv4|ipv6)\.conf\.([^.]+)\.([A-Za-z0-9_]+)$")
+
+
+def in_doc_range(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return any(ip in net for net in DOC_RANGES)
+
+
+@dataclass(frozen=True)
+class Address:
+    """An address with its prefix, e.g. ``192.0.2.100/32``, and its scope."""
+
+    cidr: str
+    scope: Literal["global", "host", "link"] = "global"
+
+    @property
+    def interface(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+        return ipaddress.ip_interface(self.cidr)
+
+    @property
+    def ip(self) -> str:
+        return str(self.interface.ip)
+
+    @property
+    def prefixlen(self) -> int:
+        return self.interface.network.prefixlen
+
+    @property
+    def family(self) -> int:
+        return self.interface.version
+
+
+@dataclass
+class Interface:
+    """A host's interface, one end of a veth whose other end is on ``segment``'s bridge."""
+
+    name: str
+    segment: str
+    addresses: list[Address] = field(default_factory=list)
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str  # "default" or a prefix
+    via: str
+
+
+@dataclass
+class Host:
+    name: str
+    role: Role
+    interfaces: list[Interface] = field(default_factory=list)
+    #: Addresses on ``lo`` (the VIP on a real server).
+    lo: list[Address] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    #: Full sysctl keys, e.g. ``net.ipv4.conf.eth0.arp_ignore`` -> ``"1"``.
+    #: They override the lab's pinned defaults (see lab.builder.sysctl).
+    sysctls: dict[str, str] = field(default_factory=dict)
+
+    def interface(self, name: str) -> Interface:
+        for i in self.interfaces:
+            if i.name == name:
+                return i
+        raise KeyError(f"host {self.name!r} has no interface {name!r}")
+
+    def addresses(self) -> list[Address]:
+        return [a for i in self.interfaces for a in i.addresses] + list(self.lo)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """An L2 segment: a bridge in a namespace of its own."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class RealServer:
+    host: str
+    weight: int = 1
+
+
+@dataclass
+class VirtualService:
+    """An IPVS virtual service in DR mode (``ipvsadm -A ... -g``)."""
+
+    vip: str
+    port: int
+    director: str
+    real_servers: list[RealServer]
+    protocol: Protocol = "tcp"
+    scheduler: str = "rr"
+    persistence: int | None = None  # seconds, ipvsadm -p
+
+    @property
+    def family(self) -> int:
+        return ipaddress.ip_address(self.vip).version
+
+
+@dataclass
+class Topology:
+    name: str
+    hosts: list[Host]
+    segments: list[Segment]
+    service: VirtualService | None = None
+    #: Names of validation rules deliberately waived, so that a scenario can
+    #: build a known-broken lab (e.g. ``{"vip-lo-prefix"}``).
+    waive: frozenset[str] = frozenset()
+
+    # -- lookups --------------------------------------------------------
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(f"topology {self.name!r} has no host {name!r}")
+
+    def hosts_by_role(self, role: Role) -> list[Host]:
+        return [h for h in self.hosts if h.role == role]
+
+    @property
+    def director(self) -> Host:
+        if self.service is None:
+            raise KeyError(f"topology {self.name!r} has no virtual service")
+        return self.host(self.service.director)
+
+    @property
+    def real_servers(self) -> list[Host]:
+        if self.service is None:
+            return []
+        return [self.host(r.host) for r in self.service.real_servers]
+
+    def primary_ip(self, host: str) -> str:
+        """The first address of the host's first interface (the RIP/DIP/CIP)."""
+        for i in self.host(host).interfaces:
+            for a in i.addresses:
+                if self.service is None or a.ip != self.service.vip:
+                    return a.ip
+        raise KeyError(f"host {host!r} has no address")
+
+    def owner_of(self, ip: str) -> str | None:
+        """The host whose interface (not lo) carries ``ip`` first, if any."""
+        for h in self.hosts:
+            for i in h.interfaces:
+                if any(a.ip == ip for a in i.addresses):
+                    return h.name
+        return None
+
+    # -- validation -----------------------------------------------------
+    def validate(self) -> Topology:
+        """Raise :class:`TopologyError` listing every problem; return self if valid."""
+        problems = _validate(self)
+        if problems:
+            raise TopologyError(problems)
+        return self
+
+    def warnings(self) -> list[str]:
+        """Legal but suspicious configurations (DR will not work as usual)."""
+        out: list[str] = []
+        svc = self.service
+        if svc is None:
+            return out
+        try:
+            dsegs = {i.segment for i in self.director.interfaces}
+        except KeyError:
+            return out
+        for rs in svc.real_servers:
+            try:
+                h = self.host(rs.host)
+            except KeyError:
+                continue
+            if not dsegs & {i.segment for i in h.interfaces}:
+                out.append(f"real server {h.name!r} shares no segment with the director: "
+                           "DR traffic cannot reach it")
+            if not any(a.ip == svc.vip for a in h.lo):
+                out.append(f"real server {h.name!r} has no VIP {svc.vip} on lo: "
+                           "it will drop the requests IPVS sends it")
+        return out
+
+
+def _validate(t: Topology) -> list[str]:
+    p: list[str] = []
+    seg_names = [s.name for s in t.segments]
+    for dup in sorted({n for n in seg_names if seg_names.count(n) > 1}):
+        p.append(f"duplicate segment {dup!r}")
+    for s in t.segments:
+        if not _NAME_RE.match(s.name):
+            p.append(f"segment name {s.name!r} must match [a-z][a-z0-9]{{0,9}}")
+    host_names = [h.name for h in t.hosts]
+    for dup in sorted({n for n in host_names if host_names.count(n) > 1}):
+        p.append(f"duplicate host {dup!r}")
+    if not t.hosts:
+        p.append("no hosts")
+
+    seen_ips: dict[str, str] = {}
+    vip = t.service.vip if t.service else None
+    for h in t.hosts:
+        where = f"host {h.name!r}"
+        if not _NAME_RE.match(h.name):
+            p.append(f"{where}: name must match [a-z][a-z0-9]{{0,9}}")
+        if h.role not in ROLES:
+            p.append(f"{where}: unknown role {h.role!r} (one of {', '.join(ROLES)})")
+        ifnames = [i.name for i in h.interfaces]
+        for dup in sorted({n for n in ifnames if ifnames.count(n) > 1}):
+            p.append(f"{where}: duplicate interface {dup!r}")
+        nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for i in h.interfaces:
+            iw = f"{where}: interface {i.name!r}"
+            if len(i.name) >= IFNAMSIZ:
+                p.append(f"{iw}: name is {len(i.name)} characters, "
+                         f"over the kernel's limit of {IFNAMSIZ - 1}")
+            elif not _IFNAME_RE.match(i.name) or i.name in ("lo", "all", "default"):
+                p.append(f"{iw}: invalid interface name")
+            if i.segment not in seg_names:
+                p.append(f"{iw}: unknown segment {i.segment!r}")
+            if i.mtu is not None and not 68 <= i.mtu <= 65535:
+                p.append(f"{iw}: mtu {i.mtu} out of range 68..65535")
+            for a in i.addresses:
+                err = _check_address(a, f"{iw}: address")
+                if err:
+                    p.append(err)
+                    continue
+                nets.append(a.interface.network)
+                if a.ip in seen_ips and not (a.ip == vip and "vip-duplicate" in t.waive):
+                    p.append(f"{iw}: duplicate address {a.ip} (also on {seen_ips[a.ip]})")
+                seen_ips.setdefault(a.ip, f"host {h.name!r}")
+        for a in h.lo:
+            err = _check_address(a, f"{where}: lo address")
+            if err:
+                p.append(err)
+                continue
+            if a.ip == vip:
+                full = 32 if a.family == 4 else 128
+                if a.prefixlen != full and "vip-lo-prefix" not in t.waive:
+                    p.append(f"{where}: VIP {a.cidr} on lo must be /{full} "
+                             "(a wider prefix makes the whole subnet local)")
+            elif a.ip in seen_ips:
+                p.append(f"{where}: lo address {a.ip} duplicates one on {seen_ips[a.ip]}")
+            else:
+                seen_ips[a.ip] = f"host {h.name!r}"
+        for r in h.routes:
+            rw = f"{where}: route {r.dst} via {r.via}"
+            try:
+                if r.dst != "default":
+                    dnet = ipaddress.ip_network(r.dst, strict=True)
+                    if not any(dnet.subnet_of(n) for n in DOC_RANGES
+                               if n.version == dnet.version):
+                        p.append(f"{rw}: destination outside the documentation ranges")
+                via = ipaddress.ip_address(r.via)
+            except ValueError as e:
+                p.append(f"{rw}: {e}")
+                continue
+            if not any(via in n for n in nets):
+                p.append(f"{rw}: gateway {r.via} is not on any of the host's subnets")
+        for key, value in h.sysctls.items():
+            err = check_sysctl(key, value, ifnames)
+            if err:
+                p.append(f"{where}: {err}")
+
+    svc = t.service
+    if svc is not None:
+        sw = "service"
+        try:
+            vip_ip = ipaddress.ip_address(svc.vip)
+            if not in_doc_range(vip_ip):
+                p.append(f"{sw}: VIP {svc.vip} is outside the documentation ranges "
+                         "(192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)")
+        except ValueError:
+            p.append(f"{sw}: VIP {svc.vip!r} is not an IP address")
+        if not (isinstance(svc.port, int) and 1 <= svc.port <= 65535):
+            p.append(f"{sw}: port {svc.port!r} out of range 1..65535")
+        if svc.protocol not in ("tcp", "udp"):
+            p.append(f"{sw}: protocol {svc.protocol!r} must be tcp or udp")
+        if svc.scheduler not in SCHEDULERS:
+            p.append(f"{sw}: unknown scheduler {svc.scheduler!r} (one of {', '.join(SCHEDULERS)})")
+        if svc.persistence is not None and not 1 <= svc.persistence <= 2678400:
+            p.append(f"{sw}: persistence {svc.persistence} out of range 1..2678400 s")
+        byname = {h.name: h for h in t.hosts}
+        d = byname.get(svc.director)
+        if d is None:
+            p.append(f"{sw}: unknown director host {svc.director!r}")
+        elif d.role != "director":
+            p.append(f"{sw}: host {d.name!r} is a {d.role}, not a director")
+        elif not any(a.ip == svc.vip for i in d.interfaces for a in i.addresses):
+            p.append(f"{sw}: director {d.name!r} does not hold the VIP {svc.vip} "
+                     "on an interface")
+        if not svc.real_servers:
+            p.append(f"{sw}: no real servers")
+        rs_names = [r.host for r in svc.real_servers]
+        for dup in sorted({n for n in rs_names if rs_names.count(n) > 1}):
+            p.append(f"{sw}: real server {dup!r} listed twice")
+        for r in svc.real_servers:
+            h = byname.get(r.host)
+            if h is None:
+                p.append(f"{sw}: unknown real server host {r.host!r}")
+            elif h.role not in ("realserver", "director"):
+                p.append(f"{sw}: host {h.name!r} is a {h.role}, not a realserver")
+            if not (isinstance(r.weight, int) and 0 <= r.weight <= 65535):
+                p.append(f"{sw}: real server {r.host!r}: weight {r.weight!r} out of range 0..65535")
+    return p
+
+
+def _check_address(a: Address, where: str) -> str | None:
+    try:
+        iface = ipaddress.ip_interface(a.cidr)
+    except ValueError:
+        return f"{where} {a.cidr!r} is not an address with a prefix (like 192.0.2.1/24)"
+    if "/" not in a.cidr:
+        return f"{where} {a.cidr!r} needs a prefix length (like 192.0.2.1/24)"
+    if not in_doc_range(iface.ip):
+        return (f"{where} {a.cidr} is outside the documentation ranges "
+                "(192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)")
+    if a.scope not in ("global", "host", "link"):
+        return f"{where} {a.cidr}: scope {a.scope!r} must be global, host or link"
+    return None
+
+
+def check_sysctl(key: str, value: object, ifnames: list[str] | None = None) -> str | None:
+    """Return an error for a sysctl the lab cannot set, else None.
+
+    Only ``net.*`` keys are allowed (they are per network namespace); a
+    ``net.ipv4.conf.<dev>.*`` key must name ``all``, ``default``, ``lo`` or
+    one of the host's interfaces. Values are integers (or space-separated
+    integers, as some sysctls take).
+    """
+    if not _SYSCTL_RE.match(key):
+        return (f"sysctl {key!r}: only per-namespace net.ipv4.*, net.ipv6.* and "
+                "net.core.* keys can be set")
+    m = _CONF_RE.match(key)
+    if m and ifnames is not None:
+        dev = m.group(2)
+        if dev not in ("all", "default", "lo", *ifnames):
+            return f"sysctl {key!r}: no interface {dev!r} on this host"
+    text = str(value)
+    if isinstance(value, bool) or not re.fullmatch(r"-?\d+( -?\d+)*", text):
+        return f"sysctl {key!r}: value {text!r} is not an integer"
+    return None
