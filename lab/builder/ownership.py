@@ -26,14 +26,18 @@ LABS_DIR = RUN_DIR / "labs"
 
 
 def proc_start_time(pid: int) -> int | None:
-    """The start time (clock ticks since boot) of ``pid``, None if it does not exist."""
+    """The start time (clock ticks since boot) of ``pid``; None if it does not exist
+    or is a zombie (dead, waiting to be reaped by a parent that may never do it)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name may contain spaces and parentheses: split after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
 
 
 def alive(pid: int, start_time: int | None) -> bool:
@@ -112,7 +116,7 @@ def destroy(rec: Record) -> list[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 removed.append(f"process {pid}")
-    for pid, start in rec.pids:  # reap our own children so none stay zombies
+    for pid, _start in rec.pids:  # reap our own children so none stay zombies
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, 0)
     for ns in rec.namespaces:

@@ -1,0 +1,77 @@
+"""Host invariance: the lab must leave the root namespace exactly as it found it.
+
+:func:`snapshot` records the root namespace's links, addresses, routes, the
+sysctls the lab writes inside its own namespaces, the root IPVS table and
+``/run/netns``; :func:`diff` lists what changed. The pytest plugin compares
+a snapshot taken at session start with one taken at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from lab.builder import netns
+from lab.builder.sysctl import PINNED_CONF
+
+SYSCTL_KEYS = [f"net/ipv4/conf/{d}/{k}" for d in ("all", "default") for k in PINNED_CONF] + [
+    f"net/ipv6/conf/{d}/{k}" for d in ("all", "default") for k in ("disable_ipv6", "accept_dad")
+]
+
+
+def snapshot() -> dict[str, Any]:
+    """The root namespace as seen from this process's main namespace."""
+    from pyroute2 import IPRoute
+
+    snap: dict[str, Any] = {}
+    with IPRoute() as ipr:
+        snap["links"] = sorted(
+            f"{link.get('ifname')} {link.get('address')} mtu={link.get('mtu')} "
+            f"{link.get('operstate')}" for link in ipr.get_links())
+        snap["addresses"] = sorted(
+            f"{a.get('label') or a['index']} {a.get('address')}/{a['prefixlen']}"
+            for a in ipr.get_addr())
+        snap["routes"] = sorted(
+            f"{r.get('dst') or 'default'}/{r['dst_len']} via {r.get('gateway')} "
+            f"oif {r.get('oif')} table {r.get('table')}"
+            for fam in (socket.AF_INET, socket.AF_INET6)
+            for r in ipr.get_routes(family=fam, table=254))
+    sysctls = {}
+    for key in SYSCTL_KEYS:
+        try:
+            with open(f"/proc/sys/{key}") as f:
+                sysctls[key] = f.read().strip()
+        except OSError:
+            sysctls[key] = "(absent)"
+    snap["sysctls"] = sysctls
+    try:
+        with open("/proc/net/ip_vs") as f:
+            snap["ipvs"] = f.read()
+    except OSError:
+        snap["ipvs"] = "(no IPVS)"
+    snap["netns"] = netns.listing()
+    snap["drlab_records"] = sorted(os.listdir("/run/drlab/labs")) \
+        if os.path.isdir("/run/drlab/labs") else []
+    return snap
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two snapshots (empty when identical)."""
+    out: list[str] = []
+    for key in before:
+        b, a = before[key], after.get(key)
+        if b == a:
+            continue
+        if isinstance(b, list) and isinstance(a, list):
+            for x in sorted(set(a) - set(b)):
+                out.append(f"{key}: added {x}")
+            for x in sorted(set(b) - set(a)):
+                out.append(f"{key}: removed {x}")
+        elif isinstance(b, dict) and isinstance(a, dict):
+            for k in sorted(set(a) | set(b)):
+                if a.get(k) != b.get(k):
+                    out.append(f"{key}: {k} {b.get(k)} -> {a.get(k)}")
+        else:
+            out.append(f"{key}: changed")
+    return out

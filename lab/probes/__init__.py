@@ -1,0 +1,1 @@
+"""Probes: observe what the kernel did (counters; ARP and captures come next)."""

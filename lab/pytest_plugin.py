@@ -1,0 +1,233 @@
+"""pytest plugin (entry point ``pytest11: drlab``): fixtures and IPVS accounting.
+
+Fixture tree, each adding one thing on top of the one below::
+
+    drlab_root ── drlab_netns            one bare namespace, owned and cleaned
+         │
+         └──── lab_factory               build any Topology (namespaces, bridges, veths)
+                   │
+    dr_topology ───┤                     the default DR topology, parametrizable
+                   │
+    drlab_ipvs ────┴── dr_lab            a ready lab: IPVS loaded, identity services up
+
+Parametrize the DR lab with a marker or indirect parametrization::
+
+    @pytest.mark.drlab(rs=3, scheduler="wrr", weights={"rs1": 2})
+    def test_x(dr_lab): ...
+
+    @pytest.mark.parametrize("dr_topology", [{"rs": 4}], indirect=True)
+    def test_y(dr_lab): ...
+
+Tests that use ``dr_lab`` (or are marked ``ipvs``) need IPVS; on a kernel
+without it they are skipped, with a pointer to the VM runner. With
+``--require-ipvs`` (or ``DRLAB_REQUIRE_IPVS=1``; ``scripts/test`` sets it in
+CI) such a skip is an error, and a session in which no IPVS test ran fails:
+a skip is not a pass.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from lab.errors import PreflightError
+
+_IPVS_FIXTURES = {"dr_lab", "drlab_ipvs"}
+_NETNS_FIXTURES = {"drlab_root", "drlab_netns", "lab_factory"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("drlab", "LVS-DR lab")
+    g.addoption("--require-ipvs", action="store_true",
+                default=os.environ.get("DRLAB_REQUIRE_IPVS") == "1",
+                help="fail (not skip) IPVS tests when IPVS is missing, and fail the session "
+                     "if no IPVS test ran (env DRLAB_REQUIRE_IPVS=1)")
+    g.addoption("--no-host-check", action="store_true", default=False,
+                help="do not compare the root namespace before and after the session")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "netns: needs root and network namespaces")
+    config.addinivalue_line("markers", "ipvs: needs a kernel with IPVS and ipvsadm")
+    config.addinivalue_line("markers", "drlab(**kwargs): arguments for the default DR topology")
+    config.pluginmanager.register(_Session(config), "drlab-session")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & _IPVS_FIXTURES and not item.get_closest_marker("ipvs"):
+            item.add_marker(pytest.mark.ipvs)
+        if names & _NETNS_FIXTURES and not item.get_closest_marker("netns"):
+            item.add_marker(pytest.mark.netns)
+
+
+def _ipvs_problem() -> str | None:
+    from lab.preflight import require_ipvs
+
+    try:
+        require_ipvs()
+    except PreflightError as e:
+        return str(e)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("ipvs"):
+        problem = _ipvs_problem()
+        if problem:
+            if item.config.getoption("--require-ipvs"):
+                pytest.fail(f"IPVS required (--require-ipvs) but: {problem}", pytrace=False)
+            pytest.skip(problem)
+    elif item.get_closest_marker("netns") and os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces): run with sudo")
+
+
+class _Session:
+    """Per-session bookkeeping: reaping, host invariance, IPVS test accounting.
+
+    Under pytest-xdist the controller does the accounting (worker reports
+    reach it) and the host check (after every worker is done).
+    """
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.worker = hasattr(config, "workerinput")
+        self.ipvs = {"passed": 0, "failed": 0, "skipped": 0}
+        self.snapshot: Any = None
+        self.messages: list[str] = []
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if os.geteuid() != 0:
+            return
+        from lab.builder import ownership
+
+        removed = ownership.reap()
+        if removed and not self.worker:
+            print(f"\ndrlab: reaped what dead runs left: {', '.join(removed)}")
+        if not self.worker and not self.config.getoption("--no-host-check"):
+            from lab.hostcheck import snapshot
+
+            self.snapshot = snapshot()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if "ipvs" in report.keywords and (report.when == "call" or not report.passed):
+            self.ipvs[report.outcome] += 1
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.worker:
+            return
+        if self.snapshot is not None:
+            from lab.builder import ownership
+            from lab.hostcheck import diff, snapshot
+
+            ownership.reap()
+            changes = diff(self.snapshot, snapshot())
+            if changes:
+                self.messages.append("drlab: the session changed the host's root namespace: "
+                                     + "; ".join(changes))
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.config.getoption("--require-ipvs"):
+            ran = self.ipvs["passed"] + self.ipvs["failed"]
+            if ran == 0 or self.ipvs["skipped"]:
+                self.messages.append(
+                    f"drlab: --require-ipvs: {ran} IPVS tests executed and "
+                    f"{self.ipvs['skipped']} skipped: IPVS tests must run, a skip is not a pass")
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.worker:
+            return
+        st = self.ipvs
+        terminalreporter.write_line(
+            f"drlab: IPVS tests on kernel {platform.release()}: {st['passed']} passed, "
+            f"{st['failed']} failed, {st['skipped']} skipped")
+        for m in self.messages:
+            terminalreporter.write_line(m, red=True, bold=True)
+
+
+# -- fixtures -----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def drlab_root() -> None:
+    """Root with network namespaces, else skip."""
+    from lab.preflight import require_netns
+
+    try:
+        require_netns()
+    except PreflightError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def drlab_ipvs(drlab_root: None, request: pytest.FixtureRequest) -> None:
+    """A kernel with IPVS and ipvsadm on PATH, else skip (fail under --require-ipvs)."""
+    problem = _ipvs_problem()
+    if problem:
+        if request.config.getoption("--require-ipvs"):
+            pytest.fail(f"IPVS required (--require-ipvs) but: {problem}", pytrace=False)
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def lab_factory(drlab_root: None) -> Iterator[Callable[..., Any]]:
+    """``make(topology, roles=True, **kw) -> Lab``: build labs torn down after the test.
+
+    With ``roles=True`` the IPVS service is loaded and identity services are
+    started (needs IPVS when the topology has a service); ``roles=False``
+    builds namespaces, links, addresses, routes and sysctls only.
+    """
+    from lab.builder import Lab
+    from lab.roles import up
+
+    labs: list[Lab] = []
+
+    def make(topology: Any, roles: bool = True, **kw: Any) -> Lab:
+        if roles and topology.service is not None:
+            problem = _ipvs_problem()
+            if problem:
+                pytest.skip(problem)
+            lab = up(topology, **kw)
+        else:
+            lab = Lab(topology, **kw).build()
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in reversed(labs):
+        lab.teardown()
+
+
+@pytest.fixture
+def drlab_netns(lab_factory: Callable[..., Any]) -> str:
+    """One bare, owned network namespace (only ``lo``); returns its name."""
+    from lab.model import Host, Topology
+
+    lab = lab_factory(Topology("netns", [Host("h", "client")], []), roles=False)
+    return lab.ns("h")
+
+
+@pytest.fixture
+def dr_topology(request: pytest.FixtureRequest) -> Any:
+    """The default DR topology; kwargs from ``@pytest.mark.drlab(...)`` or indirect params."""
+    from lab.model import default_dr
+
+    kw: dict[str, Any] = {}
+    marker = request.node.get_closest_marker("drlab")
+    if marker:
+        kw.update(marker.kwargs)
+    if hasattr(request, "param"):
+        kw.update(request.param)
+    return default_dr(**kw)
+
+
+@pytest.fixture
+def dr_lab(drlab_ipvs: None, lab_factory: Callable[..., Any], dr_topology: Any) -> Any:
+    """A running DR lab: director with the IPVS service, real servers serving."""
+    return lab_factory(dr_topology)

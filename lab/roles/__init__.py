@@ -1,0 +1,30 @@
+"""Roles: what runs on the lab's hosts (director, real servers, client).
+
+:func:`up` is the usual entry point: build a topology and start every role.
+"""
+
+from __future__ import annotations
+
+from lab.builder import Lab
+from lab.model import Topology
+
+
+def up(topology: Topology, *, name: str | None = None, persistent: bool = False,
+       services: bool = True) -> Lab:
+    """Build ``topology``, load its IPVS service on the director and start the
+    real servers' identity services. Tears down whatever was made on failure."""
+    from lab.roles import director, realserver
+
+    lab = Lab(topology, name=name, persistent=persistent).build()
+    try:
+        if topology.service is not None:
+            director.configure(lab)
+            if services:
+                realserver.start_services(lab)
+    except BaseException:
+        lab.teardown()
+        raise
+    return lab
+
+
+__all__ = ["up"]

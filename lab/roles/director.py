@@ -1,0 +1,225 @@
+"""The IPVS director: configured with real ipvsadm, read back over netlink.
+
+Configuration goes through ``ipvsadm-restore`` (one process for the whole
+table) run with the ``sh`` package inside the director's namespace. Read-back
+uses pyroute2's IPVS generic-netlink socket opened inside the same namespace;
+connections come from ``/proc/net/ip_vs_conn`` (there is no netlink dump of
+them).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+
+import sh
+
+from lab.builder import Lab, netns
+from lab.errors import LabError
+from lab.model import Topology, VirtualService
+from lab.preflight import require_ipvsadm
+
+#: IP_VS_CONN_F_FWD_MASK values (include/uapi/linux/ip_vs.h).
+FWD_METHODS = {0: "masq", 1: "local", 2: "tunnel", 3: "dr", 4: "bypass"}
+IP_VS_SVC_F_PERSISTENT = 0x1
+
+
+def service_spec(svc: VirtualService) -> str:
+    """``-t 192.0.2.100:80`` (or ``-u``, IPv6 in brackets) as ipvsadm takes it."""
+    addr = f"[{svc.vip}]" if svc.family == 6 else svc.vip
+    return f"-{'t' if svc.protocol == 'tcp' else 'u'} {addr}:{svc.port}"
+
+
+def restore_rules(topology: Topology) -> str:
+    """The ``ipvsadm-restore`` input for the topology's service (DR: ``-g``)."""
+    svc = topology.service
+    if svc is None:
+        return ""
+    spec = service_spec(svc)
+    head = f"-A {spec} -s {svc.scheduler}"
+    if svc.persistence:
+        head += f" -p {svc.persistence}"
+    lines = [head]
+    for rs in svc.real_servers:
+        rip = _rip(topology, rs.host, svc.family)
+        rip_s = f"[{rip}]" if svc.family == 6 else rip
+        lines.append(f"-a {spec} -r {rip_s}:{svc.port} -g -w {rs.weight}")
+    return "\n".join(lines) + "\n"
+
+
+def _rip(topology: Topology, host: str, family: int) -> str:
+    for i in topology.host(host).interfaces:
+        for a in i.addresses:
+            if a.family == family and (topology.service is None or a.ip != topology.service.vip):
+                return a.ip
+    raise LabError(f"real server {host!r} has no IPv{family} address on an interface")
+
+
+def _in_ns(lab: Lab, host: str) -> dict:
+    ns = lab.ns(host)
+    return {"_preexec_fn": lambda: netns.enter_in_child(ns)}
+
+
+def ipvsadm(lab: Lab, *args: str, stdin: str | None = None, restore: bool = False) -> str:
+    """Run ``ipvsadm`` (or ``ipvsadm-restore``) in the director's namespace; return stdout."""
+    require_ipvsadm()
+    cmd = sh.Command("ipvsadm-restore" if restore else "ipvsadm")
+    try:
+        out = cmd(*args, _in=stdin, _err_to_out=False, **_in_ns(lab, lab.topology.director.name))
+    except sh.ErrorReturnCode as e:
+        err = e.stderr.decode(errors="replace").strip() or e.stdout.decode(errors="replace")
+        raise LabError(f"{'ipvsadm-restore' if restore else 'ipvsadm'} "
+                       f"{' '.join(args)} failed: {err}") from None
+    return str(out)
+
+
+def configure(lab: Lab) -> None:
+    """Load the topology's virtual service into the director's IPVS table."""
+    rules = restore_rules(lab.topology)
+    if rules:
+        ipvsadm(lab, stdin=rules, restore=True)
+
+
+@dataclass(frozen=True)
+class Stats:
+    conns: int = 0
+    inpkts: int = 0
+    outpkts: int = 0
+    inbytes: int = 0
+    outbytes: int = 0
+
+
+@dataclass(frozen=True)
+class DestState:
+    addr: str
+    port: int
+    forwarding: str
+    weight: int
+    active_conns: int
+    inactive_conns: int
+    stats: Stats
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    protocol: str
+    vip: str
+    port: int
+    fwmark: int
+    scheduler: str
+    persistence: int | None
+    stats: Stats
+    dests: list[DestState] = field(default_factory=list)
+
+    def dest(self, addr: str) -> DestState:
+        for d in self.dests:
+            if d.addr == addr:
+                return d
+        raise KeyError(f"no real server {addr} in {self.vip}:{self.port}")
+
+
+def _stats(nla) -> Stats:  # type: ignore[no-untyped-def]
+    s = nla.get_attr("IPVS_SVC_ATTR_STATS64") or nla.get_attr("IPVS_DEST_ATTR_STATS64") or \
+        nla.get_attr("IPVS_SVC_ATTR_STATS") or nla.get_attr("IPVS_DEST_ATTR_STATS")
+    if s is None:
+        return Stats()
+    g = s.get_attr
+    return Stats(g("IPVS_STATS_ATTR_CONNS") or 0, g("IPVS_STATS_ATTR_INPKTS") or 0,
+                 g("IPVS_STATS_ATTR_OUTPKTS") or 0, g("IPVS_STATS_ATTR_INBYTES") or 0,
+                 g("IPVS_STATS_ATTR_OUTBYTES") or 0)
+
+
+def read_services(lab: Lab) -> list[ServiceState]:
+    """The director's IPVS table, over generic netlink, inside its namespace."""
+    from pyroute2 import IPVS, IPVSService
+
+    nl = netns.socket_in(lab.ns(lab.topology.director.name), socket.AF_NETLINK,
+                         socket.SOCK_DGRAM, 16)  # NETLINK_GENERIC
+    out: list[ServiceState] = []
+    with IPVS(fileno=nl.detach()) as ipvs:
+        for msg in ipvs.service("dump"):
+            s = msg.get_attr("IPVS_CMD_ATTR_SERVICE")
+            g = s.get_attr
+            proto = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp"}.get(
+                g("IPVS_SVC_ATTR_PROTOCOL"), str(g("IPVS_SVC_ATTR_PROTOCOL")))
+            flags = (g("IPVS_SVC_ATTR_FLAGS") or {}).get("flags", 0)
+            svc = ServiceState(
+                protocol=proto,
+                vip=str(g("IPVS_SVC_ATTR_ADDR")),
+                port=g("IPVS_SVC_ATTR_PORT") or 0,
+                fwmark=g("IPVS_SVC_ATTR_FWMARK") or 0,
+                scheduler=g("IPVS_SVC_ATTR_SCHED_NAME"),
+                persistence=g("IPVS_SVC_ATTR_TIMEOUT") if flags & IP_VS_SVC_F_PERSISTENT
+                else None,
+                stats=_stats(s),
+            )
+            key = IPVSService(af=g("IPVS_SVC_ATTR_AF"), protocol=g("IPVS_SVC_ATTR_PROTOCOL"),
+                              addr=svc.vip, port=svc.port) if not svc.fwmark else \
+                IPVSService(af=g("IPVS_SVC_ATTR_AF"), fwmark=svc.fwmark)
+            for dmsg in ipvs.dest("dump", service=key):
+                d = dmsg.get_attr("IPVS_CMD_ATTR_DEST")
+                dg = d.get_attr
+                svc.dests.append(DestState(
+                    addr=str(dg("IPVS_DEST_ATTR_ADDR")),
+                    port=dg("IPVS_DEST_ATTR_PORT") or 0,
+                    forwarding=FWD_METHODS.get((dg("IPVS_DEST_ATTR_FWD_METHOD") or 0) & 7,
+                                               "?"),
+                    weight=dg("IPVS_DEST_ATTR_WEIGHT") or 0,
+                    active_conns=dg("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
+                    inactive_conns=dg("IPVS_DEST_ATTR_INACT_CONNS") or 0,
+                    stats=_stats(d),
+                ))
+            out.append(svc)
+    return out
+
+
+def read_service(lab: Lab) -> ServiceState:
+    """The state of the topology's own virtual service."""
+    svc = lab.topology.service
+    assert svc is not None
+    for s in read_services(lab):
+        if (s.vip, s.port, s.protocol) == (svc.vip, svc.port, svc.protocol):
+            return s
+    raise LabError(f"service {svc.vip}:{svc.port}/{svc.protocol} is not in the IPVS table")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One line of /proc/net/ip_vs_conn."""
+
+    protocol: str
+    client: str
+    cport: int
+    vip: str
+    vport: int
+    dest: str
+    dport: int
+    state: str
+    expires: int
+
+
+def _hexaddr(h: str) -> str:
+    if len(h) == 8 and ":" not in h:
+        return str(ipaddress.IPv4Address(int(h, 16)))
+    return str(ipaddress.ip_address(h))
+
+
+def parse_ip_vs_conn(text: str) -> list[Connection]:
+    """Parse /proc/net/ip_vs_conn (addresses in hex for IPv4, text for IPv6)."""
+    conns = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 9:
+            continue
+        conns.append(Connection(
+            protocol=f[0].lower(), client=_hexaddr(f[1]), cport=int(f[2], 16),
+            vip=_hexaddr(f[3]), vport=int(f[4], 16), dest=_hexaddr(f[5]), dport=int(f[6], 16),
+            state=f[7], expires=int(f[8]),
+        ))
+    return conns
+
+
+def read_connections(lab: Lab) -> list[Connection]:
+    text = netns.read_proc(lab.ns(lab.topology.director.name), "net/ip_vs_conn")
+    return parse_ip_vs_conn(text)

@@ -1,0 +1,155 @@
+"""Real servers: the identity service that tells a client who answered.
+
+The service runs in a process forked into the real server's namespace (no
+interpreter start, no imports: it is ready in milliseconds, even in the slow
+VM). For TCP, on every accepted connection it first sends one line::
+
+    <server-name> <client-ip> <client-port> <local-ip> <local-port>\\n
+
+(the local address is the one the client connected to: the VIP under DR),
+then echoes whatever the client sends until it closes, so a test can hold
+a connection open and keep using it. For UDP, each datagram is answered
+with the same line, sent from the address it was addressed to (IP_PKTINFO),
+as a DR real server must.
+
+The process is recorded in the lab's ownership record; teardown and reaping
+kill it. It also dies with its parent (PR_SET_PDEATHSIG) unless the lab is
+persistent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import selectors
+import signal
+import socket
+import struct
+
+from lab.builder import Lab, netns
+from lab.errors import LabError
+from lab.util import scaled
+
+PR_SET_PDEATHSIG = 1
+IP_PKTINFO = 8
+
+
+def identity_line(name: str, peer: tuple, local: tuple) -> bytes:
+    return f"{name} {peer[0]} {peer[1]} {local[0]} {local[1]}\n".encode()
+
+
+def parse_identity(line: str) -> tuple[str, tuple[str, int], tuple[str, int]]:
+    """``"rs1 192.0.2.10 40000 192.0.2.100 80"`` -> (server, client addr, local addr)."""
+    f = line.split()
+    if len(f) != 5:
+        raise ValueError(f"not an identity line: {line!r}")
+    return f[0], (f[1], int(f[2])), (f[3], int(f[4]))
+
+
+def _serve_tcp(sock: socket.socket, name: str) -> None:
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    while True:
+        for key, _ in sel.select():
+            s = key.fileobj
+            if s is sock:
+                conn, peer = sock.accept()
+                try:
+                    conn.sendall(identity_line(name, peer, conn.getsockname()))
+                except OSError:
+                    conn.close()
+                    continue
+                sel.register(conn, selectors.EVENT_READ)
+            else:
+                try:
+                    data = s.recv(65536)  # type: ignore[union-attr]
+                    if data:
+                        s.sendall(data)  # type: ignore[union-attr]
+                        continue
+                except OSError:
+                    pass
+                sel.unregister(s)
+                s.close()  # type: ignore[union-attr]
+
+
+def _serve_udp(sock: socket.socket, name: str, port: int) -> None:
+    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    while True:
+        data, anc, _flags, peer = sock.recvmsg(65536, socket.CMSG_SPACE(12))
+        local = None
+        for level, typ, cdata in anc:
+            if level == socket.IPPROTO_IP and typ == IP_PKTINFO:
+                _ifindex, _spec, dst = struct.unpack("I4s4s", cdata[:12])
+                local = socket.inet_ntoa(dst)
+        reply = identity_line(name, peer, (local or "0.0.0.0", port))
+        cmsg = []
+        if local:  # reply from the address the request was sent to (the VIP)
+            cmsg = [(socket.IPPROTO_IP, IP_PKTINFO,
+                     struct.pack("I4s4s", 0, socket.inet_aton(local), b"\0" * 4))]
+        sock.sendmsg([reply], cmsg, 0, peer)
+
+
+def _child(ns: str, name: str, port: int, protocol: str, persistent: bool, wfd: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tears down on Ctrl-C
+    if persistent:
+        os.setsid()
+    else:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    netns.enter_in_child(ns)
+    stype = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(socket.AF_INET, stype)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", port))
+    if protocol == "tcp":
+        sock.listen(512)
+    os.write(wfd, b"ok")
+    os.close(wfd)
+    # close every other inherited descriptor: the child must not hold the
+    # parent's netlink sockets, pipes or captures open
+    os.closerange(3, sock.fileno())
+    os.closerange(sock.fileno() + 1, 65536)
+    if protocol == "tcp":
+        _serve_tcp(sock, name)
+    else:
+        _serve_udp(sock, name, port)
+
+
+def start_service(lab: Lab, host: str, port: int | None = None, protocol: str | None = None,
+                  timeout: float = 5.0) -> int:
+    """Start the identity service on ``host`` and return its pid once it listens."""
+    svc = lab.topology.service
+    port = port or (svc.port if svc else 80)
+    protocol = protocol or (svc.protocol if svc else "tcp")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        code = 0
+        try:
+            os.close(rfd)
+            _child(lab.ns(host), host, port, protocol, lab.persistent, wfd)
+        except BaseException as e:  # report to the parent, then die quietly
+            try:
+                os.write(wfd, f"error: {e}".encode()[:500])
+            except OSError:
+                pass
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    lab.add_pid(pid)
+    try:
+        ready, _, _ = select.select([rfd], [], [], scaled(timeout))
+        msg = os.read(rfd, 512).decode(errors="replace") if ready else ""
+    finally:
+        os.close(rfd)
+    if msg != "ok":
+        raise LabError(f"identity service on {host} ({protocol}/{port}) did not start: "
+                       f"{msg or f'not listening after {scaled(timeout):.1f}s'}")
+    return pid
+
+
+def start_services(lab: Lab) -> dict[str, int]:
+    """Start the identity service on every real server of the topology."""
+    return {h.name: start_service(lab, h.name) for h in lab.topology.real_servers}

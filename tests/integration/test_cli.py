@@ -1,0 +1,96 @@
+"""The drlab CLI as a user runs it: a subprocess, real kernel, real errors."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.builder import netns, ownership
+from lab.preflight import ipvs_available
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def drlab(*args, env=None, user=None, python=sys.executable):
+    cmd = [python, "-m", "lab", *args]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    e = dict(os.environ, PYTHONPATH=str(REPO))
+    e.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, env=e, cwd=REPO, timeout=600)
+
+
+def leftovers():
+    return netns.listing(), sorted(r.lab for r in ownership.records())
+
+
+def test_bad_topology_file_is_one_line_exit_2_and_leaves_nothing(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text((REPO / "examples/dr.toml").read_text().replace("192.0.2.101/24",
+                                                                   "10.9.9.9/24"))
+    before = leftovers()
+    p = drlab("demo", "--topology", str(bad))
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1
+    assert p.stderr.startswith("drlab: error: invalid topology: ")
+    assert "10.9.9.9/24 is outside the documentation ranges" in p.stderr
+    assert leftovers() == before
+
+
+def test_not_root_is_one_line_exit_3():
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv") or not os.access("/usr/bin/python3", os.X_OK):
+            pytest.skip("needs setpriv and /usr/bin/python3 to drop root")
+        p = drlab("demo", user=65534, python="/usr/bin/python3")
+    else:
+        p = drlab("demo")
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == ("drlab: error: must run as root (network namespaces and IPVS need "
+                        "CAP_SYS_ADMIN and CAP_NET_ADMIN): try sudo\n")
+
+
+@pytest.mark.netns
+def test_no_ipvsadm_is_one_line_exit_3(tmp_path):
+    before = leftovers()
+    p = drlab("demo", env={"PATH": str(tmp_path)})
+    assert p.returncode == 3, p.stderr
+    assert p.stderr.startswith("drlab: error: ipvsadm not found on PATH")
+    assert p.stderr.count("\n") == 1
+    assert leftovers() == before
+
+
+@pytest.mark.netns
+def test_no_ipvs_in_kernel_points_to_the_vm_runner():
+    if ipvs_available():
+        pytest.skip("this kernel has IPVS: the no-IPVS error cannot happen here")
+    before = leftovers()
+    p = drlab("demo")
+    assert p.returncode == 3, p.stderr
+    assert "has no IPVS" in p.stderr and "scripts/vm-run" in p.stderr
+    assert p.stderr.count("\n") == 1
+    assert leftovers() == before
+
+
+@pytest.mark.ipvs
+def test_demo_reports_and_cleans_up(drlab_ipvs):
+    before = leftovers()
+    p = drlab("demo", "--connections", "4")
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = p.stdout
+    for needle in ("Hosts", "IPVS table", "TCP  192.0.2.100:80 rr", "-> 192.0.2.101:80",
+                   "Route", "answered by", "distribution: rs1 2, rs2 2",
+                   "[ok] every reply came from the VIP", "[ok] IPVS OutPkts = 0",
+                   "0 namespaces left"):
+        assert needle in out, needle
+    assert "FAIL" not in out
+    assert leftovers() == before
+
+
+@pytest.mark.ipvs
+def test_demo_with_topology_file(drlab_ipvs):
+    p = drlab("demo", "--topology", str(REPO / "examples/dr.toml"), "--connections", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "topology 'dr-file'" in p.stdout

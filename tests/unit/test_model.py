@@ -1,0 +1,209 @@
+"""Topology model and validation: pure logic, no root."""
+
+import pytest
+
+from lab.errors import TopologyError
+from lab.model import (
+    RS_ARP_SYSCTLS,
+    Address,
+    Host,
+    Interface,
+    Segment,
+    Topology,
+    check_sysctl,
+    default_dr,
+)
+
+
+def problems(t: Topology) -> str:
+    with pytest.raises(TopologyError) as e:
+        t.validate()
+    return str(e.value)
+
+
+def test_default_topology_is_valid_and_complete():
+    t = default_dr().validate()
+    assert [h.name for h in t.hosts] == ["client", "director", "rs1", "rs2"]
+    assert {s.name for s in t.segments} == {"lan"}
+    assert t.service.vip == "192.0.2.100"
+    assert [r.host for r in t.service.real_servers] == ["rs1", "rs2"]
+    for rs in t.real_servers:
+        assert [a.cidr for a in rs.lo] == ["192.0.2.100/32"]
+        assert RS_ARP_SYSCTLS.items() <= rs.sysctls.items()
+    assert t.warnings() == []
+
+
+def test_router_variant_puts_client_on_its_own_segment():
+    t = default_dr(behind_router=True, rs=3).validate()
+    assert {s.name for s in t.segments} == {"lan", "wan"}
+    client = t.host("client")
+    assert [i.segment for i in client.interfaces] == ["wan"]
+    assert client.routes[0].via == "198.51.100.1"
+    assert t.host("router").sysctls["net.ipv4.conf.all.forwarding"] == "1"
+    assert all(r.routes and r.routes[0].via == "192.0.2.1" for r in t.real_servers)
+
+
+def test_default_dr_parameters():
+    t = default_dr(rs=4, scheduler="wrr", weights={"rs2": 3},
+                   rs_sysctls={"net.ipv4.conf.all.arp_ignore": 0},
+                   host_sysctls={"rs1": {"net.ipv4.conf.eth0.arp_announce": 0}}).validate()
+    assert [r.weight for r in t.service.real_servers] == [1, 3, 1, 1]
+    assert t.host("rs3").sysctls["net.ipv4.conf.all.arp_ignore"] == "0"
+    assert t.host("rs1").sysctls["net.ipv4.conf.eth0.arp_announce"] == "0"
+    assert t.host("rs2").sysctls["net.ipv4.conf.eth0.arp_announce"] == "2"
+
+
+def test_default_dr_rejects_unknown_host_sysctls_and_bad_counts():
+    with pytest.raises(TopologyError, match="unknown hosts: rs9"):
+        default_dr(host_sysctls={"rs9": {}})
+    with pytest.raises(TopologyError, match="1..150"):
+        default_dr(rs=0)
+
+
+def test_rs_without_vip_is_legal_but_warned():
+    t = default_dr(rs_without_vip=("rs2",)).validate()
+    assert t.host("rs2").lo == []
+    assert any("rs2" in w and "no VIP" in w for w in t.warnings())
+
+
+def test_duplicate_address():
+    t = default_dr()
+    t.host("rs2").interfaces[0].addresses[0] = Address("192.0.2.101/24")
+    assert "duplicate address 192.0.2.101 (also on host 'rs1')" in problems(t)
+
+
+def test_duplicate_host_and_segment():
+    t = default_dr()
+    t.hosts.append(Host("rs1", "realserver"))
+    t.segments.append(Segment("lan"))
+    msg = problems(t)
+    assert "duplicate host 'rs1'" in msg
+    assert "duplicate segment 'lan'" in msg
+
+
+def test_unknown_segment_and_host():
+    t = default_dr()
+    t.host("rs1").interfaces[0].segment = "nowhere"
+    t.service.director = "ghost"
+    msg = problems(t)
+    assert "host 'rs1': interface 'eth0': unknown segment 'nowhere'" in msg
+    assert "unknown director host 'ghost'" in msg
+
+
+def test_interface_name_over_15_characters():
+    t = default_dr()
+    t.host("client").interfaces[0].name = "a" * 16
+    assert "name is 16 characters, over the kernel's limit of 15" in problems(t)
+    t.host("client").interfaces[0].name = "a" * 15
+    t.validate()
+
+
+def test_vip_on_lo_must_be_host_prefix():
+    t = default_dr()
+    t.host("rs1").lo[0] = Address("192.0.2.100/24")
+    assert "host 'rs1': VIP 192.0.2.100/24 on lo must be /32" in problems(t)
+    t.waive = frozenset({"vip-lo-prefix"})
+    t.validate()
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.5/24", "192.168.1.1/24", "8.8.8.8/32", "fd00::1/64",
+                                  "192.0.3.1/24"])
+def test_address_outside_documentation_ranges(cidr):
+    t = default_dr()
+    t.host("client").interfaces[0].addresses[0] = Address(cidr)
+    assert "outside the documentation ranges" in problems(t)
+
+
+@pytest.mark.parametrize("cidr", ["192.0.2.7/24", "198.51.100.9/24", "203.0.113.1/24",
+                                  "2001:db8::5/64"])
+def test_documentation_ranges_are_accepted(cidr):
+    t = default_dr()
+    t.host("client").interfaces[0].addresses[0] = Address(cidr)
+    t.validate()
+
+
+def test_bad_address_syntax_and_missing_prefix():
+    t = default_dr()
+    t.host("client").interfaces[0].addresses[0] = Address("192.0.2.300/24")
+    assert "is not an address with a prefix" in problems(t)
+    t.host("client").interfaces[0].addresses[0] = Address("192.0.2.3")
+    assert "needs a prefix length" in problems(t)
+
+
+def test_vip_outside_ranges_and_service_fields():
+    t = default_dr()
+    t.service.vip = "10.1.1.1"
+    t.service.port = 70000
+    t.service.scheduler = "random"
+    t.service.protocol = "sctp"
+    msg = problems(t)
+    assert "VIP 10.1.1.1 is outside the documentation ranges" in msg
+    assert "port 70000 out of range" in msg
+    assert "unknown scheduler 'random'" in msg
+    assert "protocol 'sctp' must be tcp or udp" in msg
+
+
+def test_director_must_hold_vip_and_roles_must_fit():
+    t = default_dr()
+    t.host("director").interfaces[0].addresses.pop()
+    t.service.real_servers[0] = type(t.service.real_servers[0])("client")
+    msg = problems(t)
+    assert "director 'director' does not hold the VIP" in msg
+    assert "host 'client' is a client, not a realserver" in msg
+
+
+def test_route_gateway_must_be_on_link():
+    t = default_dr(behind_router=True)
+    t.host("rs1").routes[0] = type(t.host("rs1").routes[0])("default", "203.0.113.1")
+    assert "gateway 203.0.113.1 is not on any of the host's subnets" in problems(t)
+
+
+def test_all_problems_reported_in_one_line():
+    t = default_dr()
+    t.host("client").interfaces[0].name = "x" * 20
+    t.service.port = 0
+    e = pytest.raises(TopologyError, t.validate).value
+    assert len(e.problems) == 2
+    assert "\n" not in str(e)
+
+
+@pytest.mark.parametrize("key,value,err", [
+    ("net.ipv4.conf.all.arp_ignore", "1", None),
+    ("net.ipv4.conf.eth0.arp_announce", 2, None),
+    ("net.ipv4.vs.conn_reuse_mode", "0", None),
+    ("net.ipv4.ip_local_port_range", "40000 50000", None),
+    ("kernel.panic", "1", "only per-namespace"),
+    ("net.ipv4.conf.eth9.arp_ignore", "1", "no interface 'eth9'"),
+    ("net.ipv4.conf.all.arp_ignore", "yes", "is not an integer"),
+    ("net.ipv4.conf.all.arp_ignore", True, "is not an integer"),
+    ("net.ipv4.conf.all.arp_ignore", "1; rm -rf /", "is not an integer"),
+])
+def test_check_sysctl(key, value, err):
+    got = check_sysctl(key, value, ["eth0"])
+    if err is None:
+        assert got is None
+    else:
+        assert err in got
+
+
+def test_bad_sysctl_in_topology_names_the_host():
+    t = default_dr()
+    t.host("rs1").sysctls["net.ipv4.conf.all.arp_ignore"] = "one"
+    assert "host 'rs1': sysctl 'net.ipv4.conf.all.arp_ignore': value 'one'" in problems(t)
+
+
+def test_host_and_segment_names_are_short_identifiers():
+    t = Topology("x", [Host("Bad-Name", "client", [Interface("eth0", "lan-1")])],
+                 [Segment("lan-1")])
+    msg = problems(t)
+    assert "host 'Bad-Name': name must match" in msg
+    assert "segment name 'lan-1' must match" in msg
+
+
+def test_primary_ip_and_owner_lookup():
+    t = default_dr()
+    assert t.primary_ip("director") == "192.0.2.2"
+    assert t.primary_ip("rs2") == "192.0.2.102"
+    assert t.owner_of("192.0.2.101") == "rs1"
+    assert t.owner_of("192.0.2.100") == "director"
+    assert t.owner_of("203.0.113.9") is None
