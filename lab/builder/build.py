@@ -226,8 +226,9 @@ def _teardown_live() -> None:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    # Turn SIGTERM into a normal exit so atexit teardown runs.
-    raise SystemExit(128 + signum)
+    # Treat SIGTERM like Ctrl-C: pytest and the CLI stop and tear down on
+    # KeyboardInterrupt, and atexit covers anything left.
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 atexit.register(_teardown_live)
