@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import fcntl
 import os
 import re
 import secrets
 import signal
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +49,23 @@ def port_name(host: str, ifname: str, index: int) -> str:
     """The bridge-side name of a host interface's veth (at most 15 characters)."""
     name = f"{host}-{ifname}"
     return name if len(name) <= 15 else f"p{index}-{host}"[:15]
+
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_STXCSUM = 0x17
+ETHTOOL_SGSO = 0x24
+
+
+def disable_offloads(sock: socket.socket, ifname: str) -> None:
+    """Turn off TX checksum offload (and with it TSO) and GSO on ``ifname``.
+
+    ``sock`` is any socket in the interface's namespace. Without this, frames
+    captured on a veth carry unfinished checksums and GSO super-frames.
+    """
+    for cmd in (ETHTOOL_STXCSUM, ETHTOOL_SGSO):
+        value = ctypes.create_string_buffer(struct.pack("II", cmd, 0))
+        ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)).ljust(40, b"\0")
+        fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
 
 
 def mac_for(host_index: int, if_index: int) -> str:
@@ -176,6 +196,10 @@ class Lab:
         for a in h.lo:
             ipr.addr("add", index=1, address=a.ip, prefixlen=a.prefixlen,
                      scope=SCOPES[a.scope])
+        ioctl_sock = netns.socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM)
+        with ioctl_sock:
+            for iface in h.interfaces:
+                disable_offloads(ioctl_sock, iface.name)
         for iface in h.interfaces:
             idx = ipr.link_lookup(ifname=iface.name)[0]
             for a in iface.addresses:
