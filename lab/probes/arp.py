@@ -60,7 +60,8 @@ class ArpPacket:
 
 def parse_arp(frame: bytes) -> ArpPacket | None:
     """Decode an Ethernet/IPv4 ARP frame, or None for anything else."""
-    if len(frame) < 42 or frame[12:14] != b"\x08\x06" or frame[14:20] != b"\x00\x01\x08\x00\x06\x04":
+    if len(frame) < 42 or frame[12:14] != b"\x08\x06" or \
+            frame[14:20] != b"\x00\x01\x08\x00\x06\x04":
         return None
     a = frame[14:]
     return ArpPacket(int.from_bytes(a[6:8], "big"), _mac_str(frame[6:12]), _mac_str(frame[0:6]),
