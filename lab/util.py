@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -41,3 +43,19 @@ def wait_for(cond: Callable[[], T], timeout: float = 5.0, what: str = "condition
 
 def scaled(seconds: float) -> float:
     return seconds * TIMEOUT_SCALE
+
+
+_closer: ThreadPoolExecutor | None = None
+
+
+def close_soon(sock: socket.socket) -> None:
+    """Close ``sock`` in the background.
+
+    Closing an AF_PACKET socket waits for an RCU grace period (~10 ms, much
+    more in the VM); nothing needs to wait for that, so a few background
+    threads do it while the caller goes on (their waits overlap).
+    """
+    global _closer
+    if _closer is None:
+        _closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="drlab-close")
+    _closer.submit(sock.close)

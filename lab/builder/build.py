@@ -209,11 +209,14 @@ class Lab:
                 ipr.link("set", index=idx, mtu=iface.mtu)
             ipr.link("set", index=idx, state="up")
         for r in h.routes:
-            kw: dict[str, Any] = {"gateway": r.via}
-            if r.dst == "default":
-                kw["dst"] = "0.0.0.0/0" if ":" not in r.via else "::/0"
+            kw: dict[str, Any] = {}
+            if r.via:
+                kw["gateway"] = r.via
             else:
-                kw["dst"] = r.dst
+                kw["oif"] = ipr.link_lookup(ifname=r.dev)[0]
+                kw["scope"] = SCOPES["link"]
+            v6 = ":" in (r.via or r.dst)
+            kw["dst"] = ("::/0" if v6 else "0.0.0.0/0") if r.dst == "default" else r.dst
             ipr.route("add", **kw)
 
     # -- teardown -----------------------------------------------------------

@@ -18,7 +18,7 @@ Format (every key is checked; unknown keys are errors)::
     role = "realserver"
     interfaces = [{ name = "eth0", segment = "lan", addresses = ["192.0.2.101/24"] }]
     lo = ["192.0.2.100/32"]            # or [{ cidr = "...", scope = "host" }]
-    routes = [{ dst = "default", via = "192.0.2.1" }]
+    routes = [{ dst = "default", via = "192.0.2.1" }]   # or { dst = "...", dev = "eth0" }
     sysctls = { "net.ipv4.conf.all.arp_ignore" = 1, "net.ipv4.conf.all.arp_announce" = 2 }
 
     [service]
@@ -141,8 +141,10 @@ def _host(name: str, v: Any) -> Host:
     for n, rv in enumerate(_need(d.get("routes", []), f"{w}.routes", list)):
         rw = f"{w}.routes[{n}]"
         rd = _need(rv, rw, dict)
-        _keys(rd, rw, {"dst", "via"}, {"dst", "via"})
-        routes.append(Route(_need(rd["dst"], f"{rw}.dst", str), _need(rd["via"], f"{rw}.via", str)))
+        _keys(rd, rw, {"dst", "via", "dev"}, {"dst"})
+        routes.append(Route(_need(rd["dst"], f"{rw}.dst", str),
+                            _need(rd["via"], f"{rw}.via", str) if "via" in rd else None,
+                            _need(rd["dev"], f"{rw}.dev", str) if "dev" in rd else None))
     sysctls = {}
     for k, sv in _need(d.get("sysctls", {}), f"{w}.sysctls", dict).items():
         sysctls[k] = str(_need(sv, f"{w}.sysctls.{k}", (int, str)))

@@ -74,8 +74,11 @@ class Interface:
 
 @dataclass(frozen=True)
 class Route:
-    dst: str  # "default" or a prefix
-    via: str
+    """``dst`` ("default" or a prefix) via a gateway, or on-link out of ``dev``."""
+
+    dst: str
+    via: str | None = None
+    dev: str | None = None
 
 
 @dataclass
@@ -271,18 +274,23 @@ def _validate(t: Topology) -> list[str]:
             else:
                 seen_ips[a.ip] = f"host {h.name!r}"
         for r in h.routes:
-            rw = f"{where}: route {r.dst} via {r.via}"
+            rw = f"{where}: route {r.dst} " + (f"via {r.via}" if r.via else f"dev {r.dev}")
+            if (r.via is None) == (r.dev is None):
+                p.append(f"{rw}: give exactly one of via (a gateway) or dev (on-link)")
+                continue
+            if r.dev is not None and r.dev not in ifnames:
+                p.append(f"{rw}: no interface {r.dev!r} on this host")
             try:
                 if r.dst != "default":
                     dnet = ipaddress.ip_network(r.dst, strict=True)
                     if not any(dnet.subnet_of(n) for n in DOC_RANGES
                                if n.version == dnet.version):
                         p.append(f"{rw}: destination outside the documentation ranges")
-                via = ipaddress.ip_address(r.via)
+                via = ipaddress.ip_address(r.via) if r.via else None
             except ValueError as e:
                 p.append(f"{rw}: {e}")
                 continue
-            if not any(via in n for n in nets):
+            if via is not None and not any(via in n for n in nets):
                 p.append(f"{rw}: gateway {r.via} is not on any of the host's subnets")
         for key, value in h.sysctls.items():
             err = check_sysctl(key, value, ifnames)

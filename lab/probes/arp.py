@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from lab.builder import Lab
 from lab.probes.capture import ETH_P_ARP, packet_socket
-from lab.util import scaled
+from lab.util import close_soon, scaled
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -131,15 +131,18 @@ def census(lab: Lab, target: str | None = None, asker: str = "client", iface: st
     if src_ip is None:
         raise ValueError(f"census: {asker}/{iface} has no IPv4 address")
     peers = _segment_peers(lab, asker, iface)
-    barrier_ips = {ip: h for h, _i, ip in peers if ip != target}
+    # a barrier per other host: who-has <its own address>. A host whose own
+    # address is the target has no separate barrier: its answer to the target
+    # (from its own MAC) is the barrier.
+    pending = {ip: h for h, _i, ip in peers}
     result = Census(target, asker)
     s = packet_socket(lab, asker, iface, ETH_P_ARP)
     start = time.monotonic()
     try:
         s.send(arp_frame(1, src_mac, src_ip, target))
-        for ip in barrier_ips:
-            s.send(arp_frame(1, src_mac, src_ip, ip))
-        pending = dict(barrier_ips)
+        for ip in pending:
+            if ip != target:
+                s.send(arp_frame(1, src_mac, src_ip, ip))
         deadline = start + scaled(window)
         while pending:
             left = deadline - time.monotonic()
@@ -153,11 +156,11 @@ def census(lab: Lab, target: str | None = None, asker: str = "client", iface: st
                 macs = result.responders.setdefault(who, [])
                 if a.hwsrc not in macs:
                     macs.append(a.hwsrc)
-            if a.psrc in pending:
+            if a.psrc in pending and pending[a.psrc] == who:
                 result.certain.append(pending.pop(a.psrc))
         result.uncertain = sorted(pending.values())
     finally:
-        s.close()
+        close_soon(s)
     result.seconds = time.monotonic() - start
     return result
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.builder import Lab, netns
+from lab.util import close_soon
 
 ETH_P_ALL = 0x0003
 ETH_P_ARP = 0x0806
@@ -53,8 +54,13 @@ class Frame:
 
 def packet_socket(lab: Lab, host: str, iface: str, proto: int = ETH_P_ALL,
                   rcvbuf: int = 4 << 20) -> socket.socket:
-    """A raw AF_PACKET socket inside ``host``'s namespace, bound to ``iface``."""
-    s = netns.socket_in(lab.ns(host), socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+    """A raw AF_PACKET socket inside ``host``'s namespace, bound to ``iface``.
+
+    Created with protocol 0 and bound with ``proto``: a socket created with a
+    protocol registers a tap on every device and re-binding it costs an RCU
+    grace period (~10 ms); this way binding registers once.
+    """
+    s = netns.socket_in(lab.ns(host), socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -114,7 +120,7 @@ class Capture:
     def stop(self) -> Capture:
         self.poll()
         if self._sock is not None:
-            self._sock.close()
+            close_soon(self._sock)
             self._sock = None
         return self
 

@@ -1,0 +1,159 @@
+"""Predict a real server's ARP and DR behaviour from the kernel's rules (pure).
+
+The rules (net/ipv4/arp.c, devinet.c; see shared kernel-dr-facts.md):
+
+* ARP arriving on or leaving by ``eth0`` consults ``eth0`` and ``all``, never
+  ``lo``; the kernel uses max(all, eth0) for arp_ignore and arp_announce.
+* arp_ignore (replies): 0 any local address; 1 only addresses on the
+  receiving interface; 2 as 1 and the sender in a subnet of that interface;
+  3 anything but scope-host addresses, even one on the receiving interface
+  (measured); 8 never, not even for the RIP.
+* arp_announce (sender IP of requests): 0 the packet's source (the VIP for a
+  DR reply); 1 keep it only if an address of the outgoing interface has a
+  prefix covering both the target and the source, else as 2; 2 the primary
+  address covering the target (the RIP).
+* A VIP on ``lo`` with a prefix wider than /32 makes the whole prefix local:
+  when that swallows the LAN the server can no longer reach clients.
+* arp_ignore=8 hides the RIP too: the director cannot resolve the real server.
+* A request "tell VIP" overwrites the target's neighbour entry for the VIP:
+  the client (or its router) is poisoned.
+
+:func:`predict` is checked case by case against measurements in namespaces
+(tests/integration/test_arp_matrix.py), on the host kernel and in the VM.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from lab.model.topology import Topology
+
+Place = Literal["lo32", "lo-wide", "lan", "absent"]
+KnobOn = Literal["all", "lan", "lo"]
+
+
+@dataclass(frozen=True)
+class RsConfig:
+    """One real server's ARP-relevant configuration."""
+
+    arp_ignore: int = 1
+    arp_announce: int = 2
+    #: Where both knobs are written (the other places keep 0).
+    knob_on: KnobOn = "all"
+    vip_place: Place = "lo32"
+    scope: Literal["global", "host"] = "global"
+    #: VIP inside the LAN prefix (192.0.2.100) or outside it (203.0.113.100).
+    vip_in_lan: bool = True
+    rp_filter: int = 0
+
+    def label(self) -> str:
+        return (f"ign{self.arp_ignore}-ann{self.arp_announce}-on-{self.knob_on}-"
+                f"{self.vip_place}-{self.scope}-{'in' if self.vip_in_lan else 'out'}-"
+                f"rp{self.rp_filter}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    #: Does the real server answer who-has VIP (asked from the LAN)?
+    answers_arp: bool
+    #: Sender IP of its ARP requests when it replies from the VIP: "vip", "rip",
+    #: or None when it sends no reply (and so no request).
+    announce_sender: Literal["vip", "rip"] | None
+    #: Does DR traffic sent to it by the director get answered, from the VIP?
+    dr_works: bool
+    #: Does it move the client's (or router's) neighbour entry for the VIP to itself?
+    poisons: bool
+
+
+def effective_knobs(cfg: RsConfig) -> tuple[int, int]:
+    """(arp_ignore, arp_announce) as the kernel applies them on eth0."""
+    if cfg.knob_on == "lo":
+        return 0, 0
+    return cfg.arp_ignore, cfg.arp_announce
+
+
+def predict(cfg: RsConfig) -> Prediction:
+    ignore, announce = effective_knobs(cfg)
+    has_vip = cfg.vip_place != "absent"
+    # a VIP/24 on lo inside the LAN prefix makes the LAN local: no way out
+    lan_swallowed = cfg.vip_place == "lo-wide" and cfg.vip_in_lan
+
+    if not has_vip or ignore == 8:
+        answers = False
+    elif ignore == 3:  # anything but scope host, wherever it lives [measured]
+        answers = cfg.scope != "host"
+    elif cfg.vip_place == "lan":
+        answers = True  # on the receiving interface: 1 and 2 answer
+    else:  # on lo: 0 answers for any local address, 1 and 2 only for eth0's
+        answers = ignore == 0
+
+    # the director must resolve the RIP (arp_ignore 8 hides it) and the server
+    # must accept the VIP and be able to reach the client
+    dr_works = has_vip and ignore != 8 and not lan_swallowed
+    if not dr_works:
+        sender = None
+    elif announce == 0:
+        sender = "vip"
+    elif announce == 1:
+        sender = "vip" if cfg.vip_in_lan else "rip"
+    else:
+        sender = "rip"
+    return Prediction(answers, sender, dr_works, sender == "vip")
+
+
+def matrix() -> list[RsConfig]:
+    """The cases measured against the prediction: every arp_ignore x arp_announce
+    x knob placement with the usual VIP layout, then every VIP layout (placement,
+    scope, inside/outside the LAN prefix) with the usual and the naive knobs,
+    then rp_filter 0/1/2."""
+    base = RsConfig()
+    cases = [replace(base, arp_ignore=i, arp_announce=a, knob_on=k)
+             for i, a, k in itertools.product((0, 1, 2, 3, 8), (0, 1, 2), ("all", "lan", "lo"))]
+    for place, scope, inside, (i, a) in itertools.product(
+            ("lo32", "lo-wide", "lan", "absent"), ("global", "host"), (True, False),
+            ((1, 2), (0, 0), (3, 1))):
+        c = replace(base, vip_place=place, scope=scope, vip_in_lan=inside, arp_ignore=i,
+                    arp_announce=a)
+        if c not in cases:
+            cases.append(c)
+    cases += [replace(base, rp_filter=rp) for rp in (1, 2)]
+    return cases
+
+
+VIP_OUTSIDE_LAN = "203.0.113.100"
+
+
+def topology_for(cfg: RsConfig) -> Topology:
+    """A lab with one client, the director and one real server ``rs1`` set up as ``cfg``."""
+    from lab.model.defaults import VIP, default_dr
+    from lab.model.topology import Address
+
+    vip = VIP if cfg.vip_in_lan else VIP_OUTSIDE_LAN
+    t = default_dr(rs=1, name=f"arp-{cfg.label()}")
+    t.service.vip = vip  # type: ignore[union-attr]
+    t.host("director").interfaces[0].addresses[1] = Address(f"{vip}/32")
+    rs = t.host("rs1")
+    knobs = {}
+    for knob, value in (("arp_ignore", cfg.arp_ignore), ("arp_announce", cfg.arp_announce)):
+        for dev in ("all", "eth0", "lo"):
+            place = {"all": "all", "eth0": "lan", "lo": "lo"}[dev]
+            knobs[f"net.ipv4.conf.{dev}.{knob}"] = str(value if place == cfg.knob_on else 0)
+    knobs["net.ipv4.conf.all.rp_filter"] = str(cfg.rp_filter)
+    knobs["net.ipv4.conf.eth0.rp_filter"] = str(cfg.rp_filter)
+    rs.sysctls = knobs
+    waive = set()
+    if cfg.vip_place == "lo32":
+        rs.lo = [Address(f"{vip}/32", cfg.scope)]
+    elif cfg.vip_place == "lo-wide":
+        rs.lo = [Address(f"{vip}/24", cfg.scope)]
+        waive.add("vip-lo-prefix")
+    elif cfg.vip_place == "lan":
+        rs.lo = []
+        rs.interfaces[0].addresses.append(Address(f"{vip}/32", cfg.scope))
+        waive.add("vip-duplicate")
+    else:
+        rs.lo = []
+    t.waive = frozenset(waive)
+    return t.validate()
