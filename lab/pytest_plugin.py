@@ -48,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "if no IPVS test ran (env DRLAB_REQUIRE_IPVS=1)")
     g.addoption("--no-host-check", action="store_true", default=False,
                 help="do not compare the root namespace before and after the session")
+    g.addoption("--drlab-artifacts", default=None, metavar="DIR",
+                help="where failing tests save pcaps and state dumps "
+                     "(default: <rootdir>/artifacts)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -76,14 +79,19 @@ def _ipvs_problem() -> str | None:
     return None
 
 
+def _need_ipvs(config: pytest.Config) -> None:
+    """Skip without IPVS; fail instead under --require-ipvs (a skip is not a pass)."""
+    problem = _ipvs_problem()
+    if problem:
+        if config.getoption("--require-ipvs"):
+            pytest.fail(f"IPVS required (--require-ipvs) but: {problem}", pytrace=False)
+        pytest.skip(problem)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("ipvs"):
-        problem = _ipvs_problem()
-        if problem:
-            if item.config.getoption("--require-ipvs"):
-                pytest.fail(f"IPVS required (--require-ipvs) but: {problem}", pytrace=False)
-            pytest.skip(problem)
+        _need_ipvs(item.config)
     elif item.get_closest_marker("netns") and os.geteuid() != 0:
         pytest.skip("needs root (network namespaces): run with sudo")
 
@@ -168,15 +176,42 @@ def drlab_root() -> None:
 @pytest.fixture(scope="session")
 def drlab_ipvs(drlab_root: None, request: pytest.FixtureRequest) -> None:
     """A kernel with IPVS and ipvsadm on PATH, else skip (fail under --require-ipvs)."""
-    problem = _ipvs_problem()
-    if problem:
-        if request.config.getoption("--require-ipvs"):
-            pytest.fail(f"IPVS required (--require-ipvs) but: {problem}", pytrace=False)
-        pytest.skip(problem)
+    _need_ipvs(request.config)
+
+
+_LABS = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    labs = item.stash.get(_LABS, [])
+    if rep.when != "call" or not rep.failed or not labs:
+        return
+    from pathlib import Path
+
+    from lab.probes.dump import save_artifacts
+
+    base = item.config.getoption("--drlab-artifacts") or Path(item.config.rootpath, "artifacts")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.nodeid)[-120:]
+    directory = Path(base, safe)
+    lines = []
+    for lab in labs:
+        try:
+            files = save_artifacts(lab, directory)
+            lines.append(f"lab {lab.id}: {len(files)} files in {directory}")
+            lines += [f"  {f.name}" for f in files]
+            if lab.last_proof is not None:
+                lines += ["DR path ladder:", lab.last_proof.ladder()]
+        except Exception as e:  # never mask the test's own failure
+            lines.append(f"lab {lab.id}: could not save artifacts: {e}")
+    rep.sections.append(("drlab artifacts", "\n".join(lines)))
 
 
 @pytest.fixture
-def lab_factory(drlab_root: None) -> Iterator[Callable[..., Any]]:
+def lab_factory(drlab_root: None, request: pytest.FixtureRequest
+                ) -> Iterator[Callable[..., Any]]:
     """``make(topology, roles=True, **kw) -> Lab``: build labs torn down after the test.
 
     With ``roles=True`` the IPVS service is loaded and identity services are
@@ -187,12 +222,11 @@ def lab_factory(drlab_root: None) -> Iterator[Callable[..., Any]]:
     from lab.roles import up
 
     labs: list[Lab] = []
+    request.node.stash[_LABS] = labs
 
     def make(topology: Any, roles: bool = True, **kw: Any) -> Lab:
         if roles and topology.service is not None:
-            problem = _ipvs_problem()
-            if problem:
-                pytest.skip(problem)
+            _need_ipvs(request.config)
             lab = up(topology, **kw)
         else:
             lab = Lab(topology, **kw).build()

@@ -105,6 +105,7 @@ class Capture:
     def start(self) -> Capture:
         self._sock = packet_socket(self.lab, self.host, self.iface)
         self._sock.setblocking(False)
+        self.lab.captures.append(self)
         return self
 
     def poll(self) -> list[Frame]:

@@ -187,4 +187,6 @@ def prove(lab: Lab, connections: int = 2, client_host: str = "client") -> PathPr
             p.append(f"client's peer is {r.peer}, not the VIP")
         proofs.append(ConnectionProof(rs, (cip, cport), (svc.vip, svc.port), req_d, req_rs,
                                       rep_rs, rep_d, p))
-    return PathProof(proofs, before, after, caps, macs)
+    proof = PathProof(proofs, before, after, caps, macs)
+    lab.last_proof = proof
+    return proof

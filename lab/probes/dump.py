@@ -1,0 +1,91 @@
+"""A state dump of a lab: everything needed to understand a failure after the fact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.builder import Lab
+from lab.builder import sysctl as sc
+from lab.probes import state
+
+KNOBS = ("arp_ignore", "arp_announce", "rp_filter", "arp_filter", "forwarding",
+         "accept_local")
+
+
+def _safe(fn, *a):  # type: ignore[no-untyped-def]
+    try:
+        return fn(*a)
+    except Exception as e:  # a dump must never hide the original failure
+        return f"(unavailable: {e})"
+
+
+def effective_sysctls(lab: Lab, host: str) -> dict[str, dict[str, str]]:
+    """Per interface: all/dev/effective value of each DR-relevant knob."""
+    h = lab.topology.host(host)
+    devs = ["lo", *(i.name for i in h.interfaces)]
+    keys = [f"net.ipv4.conf.{d}.{k}" for d in ["all", *devs] for k in KNOBS]
+    values = sc.read(lab.ns(host), keys)
+    out: dict[str, dict[str, str]] = {}
+    for d in devs:
+        out[d] = {}
+        for k in KNOBS:
+            a, v = values[f"net.ipv4.conf.all.{k}"], values[f"net.ipv4.conf.{d}.{k}"]
+            eff = sc.effective(values, d, k)
+            out[d][k] = f"{eff} (all={a} {d}={v})"
+    return out
+
+
+def dump_state(lab: Lab) -> str:
+    """Addresses, routes, neighbours, effective sysctls per host; the IPVS table."""
+    lines = [f"lab {lab.id} topology {lab.topology.name}"]
+    for h in lab.topology.hosts:
+        lines.append(f"\n== {h.name} ({h.role}) netns {lab.ns(h.name)}")
+        ifs = _safe(state.interfaces, lab, h.name)
+        if isinstance(ifs, str):
+            lines.append("  interfaces " + ifs)
+        else:
+            for i in ifs:
+                lines.append(f"  {i.name:<6} {i.mac:<17} {i.state:<8} mtu {i.mtu} "
+                             f"{' '.join(i.addresses)}")
+        routes = _safe(state.routes, lab, h.name)
+        lines.append("  routes: " + (routes if isinstance(routes, str) else "; ".join(routes)))
+        neigh = _safe(state.neighbours, lab, h.name)
+        if isinstance(neigh, str):
+            lines.append("  neighbours " + neigh)
+        else:
+            lines.append("  neighbours: " + ("; ".join(
+                f"{ip} -> {mac} ({lab.host_of_mac(mac) or '?'})" for ip, mac in neigh.items())
+                or "(none)"))
+        eff = _safe(effective_sysctls, lab, h.name)
+        if isinstance(eff, str):
+            lines.append("  sysctls " + eff)
+        else:
+            for dev, knobs in eff.items():
+                lines.append(f"  sysctl {dev}: " + ", ".join(f"{k}={v}" for k, v in knobs.items()))
+    if lab.topology.service is not None:
+        from lab.builder import netns
+        from lab.roles import director
+
+        lines.append("\n== IPVS (ipvsadm -Ln --stats, director)")
+        lines.append(str(_safe(director.ipvsadm, lab, "-Ln", "--stats")).rstrip())
+        lines.append("\n== /proc/net/ip_vs_conn (director)")
+        lines.append(str(_safe(netns.read_proc, lab.ns(lab.topology.director.name),
+                               "net/ip_vs_conn")).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def save_artifacts(lab: Lab, directory: Path) -> list[Path]:
+    """Write the state dump and every capture the lab recorded into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    p = directory / f"state-{lab.id}.txt"
+    p.write_text(dump_state(lab))
+    written.append(p)
+    for cap in lab.captures:
+        if cap.frames:
+            written.append(cap.write(directory / f"{lab.id}-{cap.name}.pcap"))
+    if lab.last_proof is not None:
+        p = directory / f"ladder-{lab.id}.txt"
+        p.write_text(lab.last_proof.ladder() + "\n")
+        written.append(p)
+    return written

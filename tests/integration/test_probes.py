@@ -1,0 +1,119 @@
+"""Probes on a real DR lab: ARP census, announce and poisoning, path proof, artifacts."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lab.probes import arp, path, state
+from lab.probes.capture import Capture
+from lab.roles import client
+
+pytestmark = pytest.mark.ipvs
+
+IGNORE0 = {"net.ipv4.conf.all.arp_ignore": 0, "net.ipv4.conf.eth0.arp_ignore": 0}
+ANNOUNCE0 = {"net.ipv4.conf.all.arp_announce": 0, "net.ipv4.conf.eth0.arp_announce": 0}
+
+
+def rs_arp_requests(cap: Capture, rs_mac: str) -> list:
+    return [a for f in cap.frames if f.outgoing and (a := arp.parse_arp(f.data))
+            and a.op == 1 and a.hwsrc == rs_mac]
+
+
+def serve_through(lab, rs: str, first_hop: str):
+    """Connect until ``rs`` serves once, after flushing its neighbours (so it must ARP)."""
+    ipr = lab.ipr(rs)
+    for n in ipr.get_neighbours(family=2):
+        ipr.neigh("del", dst=n.get("dst"), ifindex=n["ifindex"])
+    with Capture(lab, rs) as cap:
+        for _ in range(len(lab.topology.real_servers) * 2):
+            if client.connect(lab).server == rs:
+                break
+    return rs_arp_requests(cap, lab.mac(rs))
+
+
+@pytest.mark.parametrize("dr_topology", [{}, {"behind_router": True}], indirect=True,
+                         ids=["lan", "router"])
+def test_default_lab_census_announce_neighbours_and_path(dr_lab):
+    t = dr_lab.topology
+    c = arp.census(dr_lab)
+    assert c.hosts == {"director"}, str(c)
+    hop = path.first_hop(dr_lab)
+    if hop != "client":
+        assert arp.census(dr_lab, asker=hop).hosts == {"director"}
+    for rs in ("rs1", "rs2"):
+        reqs = serve_through(dr_lab, rs, hop)
+        assert reqs, f"{rs} sent no ARP request"
+        assert {a.psrc for a in reqs} == {t.primary_ip(rs)}  # tell RIP, never the VIP
+    neigh = state.neighbours(dr_lab, hop)
+    assert dr_lab.host_of_mac(neigh[t.service.vip]) == "director"
+    proof = path.prove(dr_lab, connections=4)
+    assert proof.ok, proof.ladder()
+    assert {c.server for c in proof.connections} == {"rs1", "rs2"}
+    assert "served by rs1 ok" in proof.ladder()
+
+
+@pytest.mark.drlab(host_sysctls={"rs1": IGNORE0})
+def test_arp_ignore_0_real_server_answers_for_the_vip(dr_lab):
+    c = arp.census(dr_lab)
+    assert c.hosts == {"director", "rs1"}, str(c)  # both answer; never assert a winner
+
+
+@pytest.mark.parametrize("dr_topology", [
+    {"host_sysctls": {"rs1": ANNOUNCE0}},
+    {"host_sysctls": {"rs1": ANNOUNCE0}, "behind_router": True}], indirect=True,
+    ids=["client", "router"])
+def test_arp_announce_0_poisons_the_first_hop(dr_lab):
+    t = dr_lab.topology
+    hop = path.first_hop(dr_lab)
+    client.connect(dr_lab)  # the first hop resolves the VIP to the director
+    assert dr_lab.host_of_mac(state.neighbours(dr_lab, hop)[t.service.vip]) == "director"
+    reqs = serve_through(dr_lab, "rs1", hop)
+    assert t.service.vip in {a.psrc for a in reqs}  # "tell VIP"
+    assert dr_lab.host_of_mac(state.neighbours(dr_lab, hop)[t.service.vip]) == "rs1"
+    # later connections skip the director: rs1 serves all of them
+    assert {client.connect(dr_lab).server for _ in range(4)} == {"rs1"}
+
+
+@pytest.mark.drlab(rs_sysctls={**{k: 0 for k in IGNORE0 | ANNOUNCE0},
+                               "net.ipv4.conf.lo.arp_ignore": 1,
+                               "net.ipv4.conf.lo.arp_announce": 2})
+def test_settings_only_on_lo_behave_like_kernel_defaults(dr_lab):
+    assert arp.census(dr_lab).hosts == {"director", "rs1", "rs2"}
+    reqs = serve_through(dr_lab, "rs2", "client")
+    assert dr_lab.topology.service.vip in {a.psrc for a in reqs}
+
+
+FAILING = '''
+from lab.model import default_dr
+from lab.probes import path
+from lab.roles import client
+
+
+def test_fails(lab_factory):
+    lab = lab_factory(default_dr())
+    proof = path.prove(lab, connections=2)
+    assert not proof.ok, "deliberate failure"
+'''
+
+
+def test_failing_test_leaves_pcaps_and_state_dump(drlab_ipvs, tmp_path):
+    from scapy.utils import rdpcap
+
+    (tmp_path / "test_fail.py").write_text(FAILING)
+    art = tmp_path / "art"
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "--no-host-check", f"--drlab-artifacts={art}", "test_fail.py"],
+                       cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ),
+                       timeout=600)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "drlab artifacts" in p.stdout and str(art) in p.stdout
+    assert "DR path ladder:" in p.stdout and "served by rs1 ok" in p.stdout
+    pcaps = sorted(art.rglob("*.pcap"))
+    assert {x.name.split("-", 1)[1] for x in pcaps} >= {"director-eth0.pcap", "rs1-eth0.pcap"}
+    assert any(len(rdpcap(str(x))) > 0 for x in pcaps)
+    dump = next(art.rglob("state-*.txt")).read_text()
+    for needle in ("== rs1 (realserver)", "neighbours:", "sysctl eth0: arp_ignore=1",
+                   "== IPVS (ipvsadm -Ln --stats", "/proc/net/ip_vs_conn", "192.0.2.100/32"):
+        assert needle in dump, needle

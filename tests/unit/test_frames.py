@@ -1,0 +1,41 @@
+"""Frame building and decoding used by the probes, checked against scapy."""
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Ether
+
+from lab.probes.arp import arp_frame, parse_arp
+from lab.probes.frames import decode
+
+
+def test_arp_frame_matches_scapy():
+    raw = arp_frame(1, "02:d1:00:00:01:01", "192.0.2.10", "192.0.2.100")
+    pkt = Ether(raw)
+    assert pkt.dst == "ff:ff:ff:ff:ff:ff"
+    assert pkt[ARP].op == 1 and pkt[ARP].psrc == "192.0.2.10" and pkt[ARP].pdst == "192.0.2.100"
+    assert pkt[ARP].hwsrc == "02:d1:00:00:01:01"
+
+
+def test_parse_arp_reply():
+    raw = bytes(Ether(src="02:d1:00:00:02:01", dst="02:d1:00:00:01:01") /
+                ARP(op=2, hwsrc="02:d1:00:00:02:01", psrc="192.0.2.100",
+                    hwdst="02:d1:00:00:01:01", pdst="192.0.2.10"))
+    a = parse_arp(raw)
+    assert (a.op, a.hwsrc, a.psrc, a.pdst) == (2, "02:d1:00:00:02:01", "192.0.2.100",
+                                               "192.0.2.10")
+    assert parse_arp(bytes(Ether() / IP())) is None
+
+
+def test_decode_tcp_udp_ipv6():
+    x = decode(bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") /
+                     IP(src="192.0.2.10", dst="192.0.2.100") / TCP(sport=40000, dport=80,
+                                                                   flags="SA")))
+    assert (x.eth_src, x.eth_dst, x.src, x.dst, x.proto, x.sport, x.dport, x.flags) == (
+        "02:00:00:00:00:01", "02:00:00:00:00:02", "192.0.2.10", "192.0.2.100", 6, 40000, 80,
+        "SA")
+    u = decode(bytes(Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=53)))
+    assert (u.proto, u.sport, u.dport, u.flags) == (17, 1, 53, "")
+    v6 = decode(bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::64") /
+                      TCP(sport=5, dport=80, flags="PA")))
+    assert (v6.src, v6.dst, v6.flags) == ("2001:db8::1", "2001:db8::64", "PA")
+    assert "tcp 192.0.2.10:40000 > 192.0.2.100:80 [SA]" in x.summary()
