@@ -57,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "netns: needs root and network namespaces")
     config.addinivalue_line("markers", "ipvs: needs a kernel with IPVS and ipvsadm")
     config.addinivalue_line("markers", "drlab(**kwargs): arguments for the default DR topology")
+    config.addinivalue_line("markers", "subprocess: starts a new Python interpreter")
     config.pluginmanager.register(_Session(config), "drlab-session")
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 from lab.builder import Lab
 from lab.probes import state
 from lab.roles import client, director
+from lab.util import Timeout, wait_for
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
@@ -54,7 +55,13 @@ def demo_report(lab: Lab, connections: int = 6) -> tuple[str, bool]:
     live = [rs.host for rs in svc.real_servers if rs.weight > 0]
     out.append("  distribution: " + ", ".join(f"{h} {dist.get(h, 0)}" for h in live))
 
-    stats = director.read_service(lab).stats
+    # IPVS folds its per-CPU counters into the totals it reports from the
+    # estimator timer (every 2 s on recent kernels): poll until they settle.
+    try:
+        stats = wait_for(lambda: (st := director.read_service(lab).stats).conns >= connections
+                         and st, timeout=6, what="IPVS counters to include the requests")
+    except Timeout:
+        stats = director.read_service(lab).stats
     checks: list[tuple[bool, str]] = [
         (all(r.peer == (svc.vip, svc.port) for r in replies),
          f"every reply came from the VIP {svc.vip}:{svc.port}, never a real server's address"),

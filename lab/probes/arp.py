@@ -7,24 +7,24 @@ assert a winner.
 
 A negative answer ("nobody else answers") must not cost a long fixed
 timeout. Right after the VIP request the census sends each other host on the
-segment a *barrier*: ``who-has <that host's own address>``. A host handles
-frames from one sender in order, so once its barrier reply is back, any reply
-it was going to send for the VIP has already arrived. The census ends when
-every barrier is answered (usually within a millisecond); only hosts that do
-not answer for their own address (arp_ignore=8, say) fall back to the
-window.
+segment *barriers*: ``who-has <that host's own address>`` and an ICMP echo
+request. A host handles frames from one sender in order, so once a barrier
+reply is back, any reply it was going to send for the VIP has already
+arrived. The census ends when every host has answered a barrier (usually
+within milliseconds); only hosts that answer neither fall back to the window.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import random
 import select
 import socket
 import time
 from dataclasses import dataclass, field
 
 from lab.builder import Lab
-from lab.probes.capture import ETH_P_ARP, packet_socket
+from lab.probes.capture import packet_socket
 from lab.util import close_soon, scaled
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -99,6 +99,7 @@ def _segment_peers(lab: Lab, host: str, iface: str) -> list[tuple[str, str, str]
     """(host, interface, IPv4 address) of every other host on ``host``/``iface``'s segment."""
     t = lab.topology
     seg = t.host(host).interface(iface).segment
+    svc_vip = t.service.vip if t.service else None
     out = []
     for h in t.hosts:
         if h.name == host:
@@ -106,7 +107,6 @@ def _segment_peers(lab: Lab, host: str, iface: str) -> list[tuple[str, str, str]
         for i in h.interfaces:
             if i.segment != seg:
                 continue
-            svc_vip = t.service.vip if t.service else None
             for a in i.addresses:
                 if a.family == 4 and a.ip != svc_vip:
                     out.append((h.name, i.name, a.ip))
@@ -114,12 +114,47 @@ def _segment_peers(lab: Lab, host: str, iface: str) -> list[tuple[str, str, str]
     return out
 
 
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def echo_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, ident: int,
+               seq: int) -> bytes:
+    """An Ethernet/IPv4 ICMP echo request, built by hand (no scapy on the hot path)."""
+    icmp = bytearray(b"\x08\x00\x00\x00" + ident.to_bytes(2, "big") + seq.to_bytes(2, "big")
+                     + b"drlab-barrier")
+    icmp[2:4] = _checksum(bytes(icmp)).to_bytes(2, "big")
+    ip = bytearray(b"\x45\x00" + (20 + len(icmp)).to_bytes(2, "big") + b"\x00\x00\x40\x00"
+                   + b"\x40\x01\x00\x00" + socket.inet_aton(src_ip) + socket.inet_aton(dst_ip))
+    ip[10:12] = _checksum(bytes(ip)).to_bytes(2, "big")
+    return _mac_bytes(dst_mac) + _mac_bytes(src_mac) + b"\x08\x00" + bytes(ip) + bytes(icmp)
+
+
+def _echo_reply(frame: bytes, ident: int) -> tuple[str, int] | None:
+    """(source IP, seq) if ``frame`` is an ICMP echo reply with identifier ``ident``."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 1:
+        return None
+    l4 = 14 + (frame[14] & 0x0F) * 4
+    if frame[l4] != 0 or int.from_bytes(frame[l4 + 4:l4 + 6], "big") != ident:
+        return None
+    return socket.inet_ntoa(frame[26:30]), int.from_bytes(frame[l4 + 6:l4 + 8], "big")
+
+
 def census(lab: Lab, target: str | None = None, asker: str = "client", iface: str = "eth0",
            window: float = 0.5) -> Census:
     """Broadcast who-has ``target`` (default: the VIP) from ``asker`` and collect replies.
 
-    ``window`` bounds the wait for hosts that do not answer their barrier; it
-    is scaled by ``DRLAB_TIMEOUT_SCALE``.
+    Each other host on the segment gets two barriers right after the request:
+    who-has <its own address>, and an ICMP echo request to its MAC (answered
+    even by a host that ignores all ARP, like arp_ignore=8). Whichever comes
+    back first proves the host has already handled the census request.
+    ``window`` bounds the wait for hosts that answer neither; it is scaled by
+    ``DRLAB_TIMEOUT_SCALE``.
     """
     t = lab.topology
     target = target or (t.service.vip if t.service else None)
@@ -131,24 +166,29 @@ def census(lab: Lab, target: str | None = None, asker: str = "client", iface: st
     if src_ip is None:
         raise ValueError(f"census: {asker}/{iface} has no IPv4 address")
     peers = _segment_peers(lab, asker, iface)
-    # a barrier per other host: who-has <its own address>. A host whose own
-    # address is the target has no separate barrier: its answer to the target
-    # (from its own MAC) is the barrier.
     pending = {ip: h for h, _i, ip in peers}
+    ident = random.getrandbits(16)
     result = Census(target, asker)
-    s = packet_socket(lab, asker, iface, ETH_P_ARP)
+    s = packet_socket(lab, asker, iface)
     start = time.monotonic()
     try:
         s.send(arp_frame(1, src_mac, src_ip, target))
-        for ip in pending:
-            if ip != target:
+        for seq, (h, i, ip) in enumerate(peers):
+            if ip != target:  # the target's owner answers the request itself
                 s.send(arp_frame(1, src_mac, src_ip, ip))
+            s.send(echo_frame(src_mac, lab.mac(h, i), src_ip, ip, ident, seq))
         deadline = start + scaled(window)
         while pending:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([s], [], [], left)[0]:
                 break
-            a = parse_arp(s.recv(2048))
+            frame = s.recv(2048)
+            echo = _echo_reply(frame, ident)
+            if echo is not None:
+                if echo[0] in pending:
+                    result.certain.append(pending.pop(echo[0]))
+                continue
+            a = parse_arp(frame)
             if a is None or a.op != 2 or a.pdst != src_ip:
                 continue
             who = lab.host_of_mac(a.hwsrc) or a.hwsrc

@@ -12,6 +12,7 @@ from lab.builder import netns, ownership
 from lab.preflight import ipvs_available
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.subprocess
 
 
 def drlab(*args, env=None, user=None, python=sys.executable):

@@ -29,17 +29,19 @@ def test_ipvs_readback_equals_configuration_and_counters_rise(dr_lab):
     svc = director.read_service(dr_lab)
     assert (svc.protocol, svc.vip, svc.port, svc.scheduler, svc.persistence) == (
         "tcp", "192.0.2.100", 80, "rr", None)
-    assert [(d.addr, d.port, d.forwarding, d.weight) for d in svc.dests] == [
+    assert sorted((d.addr, d.port, d.forwarding, d.weight) for d in svc.dests) == [
         (t.primary_ip(rs.host), 80, "dr", rs.weight) for rs in t.service.real_servers]
     assert svc.stats.conns == 0
 
     for _ in range(4):
         client.connect(dr_lab)
-    after = director.read_service(dr_lab)
+    # the kernel folds per-CPU counters into the totals every 2 s: poll
+    after = wait_for(lambda: (s := director.read_service(dr_lab)).stats.conns >= 4 and s,
+                     timeout=6, what="IPVS counters to reach 4 connections")
     assert after.stats.conns == 4
     assert after.stats.inpkts > 0
     assert after.stats.outpkts == 0  # DR: replies never pass the director
-    assert [d.stats.conns for d in after.dests] == [2, 2]
+    assert [d.stats.conns for d in after.dests] == [2, 2]  # rr: 2 each
     conns = director.read_connections(dr_lab)
     assert len(conns) == 4
     assert {c.dest for c in conns} == {"192.0.2.101", "192.0.2.102"}

@@ -10,7 +10,7 @@ import pytest
 from lab.builder import netns, ownership
 from lab.util import wait_for
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.subprocess]
 
 HANGING_TEST = '''
 import os
