@@ -207,3 +207,73 @@ def census(lab: Lab, target: str | None = None, asker: str = "client", iface: st
 
 def in_subnet(ip: str, cidr: str) -> bool:
     return ipaddress.ip_address(ip) in ipaddress.ip_interface(cidr).network
+
+
+@dataclass
+class Announcements:
+    """ARP requests a real server sent while serving one connection from the VIP."""
+
+    server: str
+    requests: list[ArpPacket]
+
+    @property
+    def senders(self) -> set[str]:
+        """Sender IPs of the requests: the RIP when arp_announce=2, the VIP when 0."""
+        return {a.psrc for a in self.requests}
+
+
+def announcements(lab: Lab, rs: str | None = None, client_host: str = "client") -> Announcements:
+    """Force a fresh resolution and capture the ARP requests a real server sends.
+
+    One connection first, so the client already has an entry for the VIP and
+    will not ARP for it again (an ARP request from the client would teach the
+    real servers its MAC for free). Then every real server's neighbour table
+    is flushed, so its reply needs an ARP request, and the client connects
+    until ``rs`` (or anyone, if None) serves; returns the requests that server
+    sent.
+    """
+    from lab.probes.capture import Capture
+    from lab.roles import client
+
+    client.connect(lab, client_host)
+    rss = [h.name for h in lab.topology.real_servers]
+    for h in rss:
+        flush_neighbours(lab, h)
+    caps = {h: Capture(lab, h, _lan_iface(lab, h)).start() for h in rss}
+    server = None
+    try:
+        for _ in range(len(rss) * 2):
+            server = client.connect(lab, client_host).server
+            if rs is None or server == rs:
+                break
+    finally:
+        for c in caps.values():
+            c.stop()
+    if server is None or (rs is not None and server != rs):
+        raise AssertionError(f"{rs} never served in {len(rss) * 2} connections")
+    mac = lab.mac(server, _lan_iface(lab, server))
+    reqs = [a for f in caps[server].frames if f.outgoing and (a := parse_arp(f.data))
+            and a.op == 1 and a.hwsrc == mac]
+    return Announcements(server, reqs)
+
+
+def flush_neighbours(lab: Lab, host: str) -> None:
+    """Delete every IPv4 neighbour entry of ``host``."""
+    ipr = lab.ipr(host)
+    for n in ipr.get_neighbours(family=socket.AF_INET):
+        ipr.neigh("del", dst=n.get("dst"), ifindex=n["ifindex"])
+
+
+def resolves_to(lab: Lab, host: str, ip: str) -> str | None:
+    """Which lab host ``host``'s kernel neighbour table maps ``ip`` to (its MAC if unknown)."""
+    from lab.probes.state import neighbours
+
+    mac = neighbours(lab, host).get(ip)
+    if mac is None:
+        return None
+    return lab.host_of_mac(mac) or mac
+
+
+def _lan_iface(lab: Lab, host: str) -> str:
+    dsegs = {i.segment for i in lab.topology.director.interfaces}
+    return next(i.name for i in lab.topology.host(host).interfaces if i.segment in dsegs)

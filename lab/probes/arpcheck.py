@@ -16,11 +16,10 @@ capture already holds it.
 from __future__ import annotations
 
 import random
-import socket
 from dataclasses import dataclass, field
 
 from lab.builder import Lab
-from lab.probes.arp import census, parse_arp
+from lab.probes.arp import census, flush_neighbours, parse_arp
 from lab.probes.capture import Capture, packet_socket
 from lab.probes.counters import counters
 from lab.probes.frames import decode
@@ -51,12 +50,6 @@ def syn_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, sport: int,
                  / TCP(sport=sport, dport=dport, flags="S", seq=random.getrandbits(32)))
 
 
-def _flush_neighbours(lab: Lab, host: str) -> None:
-    ipr = lab.ipr(host)
-    for n in ipr.get_neighbours(family=socket.AF_INET):
-        ipr.neigh("del", dst=n.get("dst"), ifindex=n["ifindex"])
-
-
 def measure(lab: Lab, rs: str = "rs1", client: str = "client", timeout: float = 3.0
             ) -> Observation:
     """Measure ``rs``: census from the client, then one DR request from the director."""
@@ -81,7 +74,7 @@ def measure(lab: Lab, rs: str = "rs1", client: str = "client", timeout: float = 
 
     # a clean start: the real server must ARP for the client when it replies,
     # and the client's entry for the VIP points at the director
-    _flush_neighbours(lab, rs)
+    flush_neighbours(lab, rs)
     cif = lab.ipr(client).link_lookup(ifname="eth0")[0]
     lab.ipr(client).neigh("replace", dst=vip, lladdr=lab.mac(d), ifindex=cif,
                           state=NUD_REACHABLE)

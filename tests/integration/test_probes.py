@@ -6,40 +6,13 @@ import sys
 
 import pytest
 
-from lab.probes import arp, path, state
-from lab.probes.capture import Capture
+from lab.probes import arp, path
 from lab.roles import client
 
 pytestmark = pytest.mark.ipvs
 
 IGNORE0 = {"net.ipv4.conf.all.arp_ignore": 0, "net.ipv4.conf.eth0.arp_ignore": 0}
 ANNOUNCE0 = {"net.ipv4.conf.all.arp_announce": 0, "net.ipv4.conf.eth0.arp_announce": 0}
-
-
-def rs_arp_requests(cap: Capture, rs_mac: str) -> list:
-    return [a for f in cap.frames if f.outgoing and (a := arp.parse_arp(f.data))
-            and a.op == 1 and a.hwsrc == rs_mac]
-
-
-def serve_through(lab, rs: str | None = None) -> tuple[str, list]:
-    """Flush every real server's neighbours (so a reply needs an ARP request), then
-    connect until ``rs`` (or anyone, if None) serves; return (server, its ARP requests)."""
-    rss = [h.name for h in lab.topology.real_servers]
-    for h in rss:
-        ipr = lab.ipr(h)
-        for n in ipr.get_neighbours(family=2):
-            ipr.neigh("del", dst=n.get("dst"), ifindex=n["ifindex"])
-    caps = {h: Capture(lab, h).start() for h in rss}
-    try:
-        for _ in range(len(rss) * 2):
-            server = client.connect(lab).server
-            if rs is None or server == rs:
-                break
-    finally:
-        for c in caps.values():
-            c.stop()
-    assert rs is None or server == rs, f"{rs} never served"
-    return server, rs_arp_requests(caps[server], lab.mac(server))
 
 
 @pytest.mark.parametrize("dr_topology", [{}, {"behind_router": True}], indirect=True,
@@ -50,11 +23,10 @@ def test_default_lab_census_announce_neighbours_and_path(dr_lab):
     c = arp.census(dr_lab, asker=hop)
     assert c.hosts == {"director"}, str(c)
     for rs in ("rs1", "rs2"):
-        _, reqs = serve_through(dr_lab, rs)
-        assert reqs, f"{rs} sent no ARP request"
-        assert {a.psrc for a in reqs} == {t.primary_ip(rs)}  # tell RIP, never the VIP
-    neigh = state.neighbours(dr_lab, hop)
-    assert dr_lab.host_of_mac(neigh[t.service.vip]) == "director"
+        ann = arp.announcements(dr_lab, rs)
+        assert ann.requests, f"{rs} sent no ARP request"
+        assert ann.senders == {t.primary_ip(rs)}  # "tell RIP", never the VIP
+    assert arp.resolves_to(dr_lab, hop, t.service.vip) == "director"
     proof = path.prove(dr_lab, connections=4)
     assert proof.ok, proof.ladder()
     assert {c.server for c in proof.connections} == {"rs1", "rs2"}
@@ -75,10 +47,9 @@ def test_arp_announce_0_poisons_the_first_hop(dr_lab):
     t = dr_lab.topology
     hop = path.first_hop(dr_lab)
     client.connect(dr_lab)  # the first hop resolves the VIP to the director
-    assert dr_lab.host_of_mac(state.neighbours(dr_lab, hop)[t.service.vip]) == "director"
-    _, reqs = serve_through(dr_lab, "rs1")
-    assert t.service.vip in {a.psrc for a in reqs}  # "tell VIP"
-    assert dr_lab.host_of_mac(state.neighbours(dr_lab, hop)[t.service.vip]) == "rs1"
+    assert arp.resolves_to(dr_lab, hop, t.service.vip) == "director"
+    assert t.service.vip in arp.announcements(dr_lab, "rs1").senders  # "tell VIP"
+    assert arp.resolves_to(dr_lab, hop, t.service.vip) == "rs1"
     # later connections skip the director: rs1 serves all of them
     assert {client.connect(dr_lab).server for _ in range(4)} == {"rs1"}
 
@@ -90,8 +61,8 @@ def test_settings_only_on_lo_behave_like_kernel_defaults(dr_lab):
     assert arp.census(dr_lab).hosts == {"director", "rs1", "rs2"}
     # the client may now send straight to whichever real server won the ARP
     # race: whoever serves, it announces the VIP
-    server, reqs = serve_through(dr_lab)
-    assert dr_lab.topology.service.vip in {a.psrc for a in reqs}, server
+    ann = arp.announcements(dr_lab)
+    assert dr_lab.topology.service.vip in ann.senders, ann.server
 
 
 FAILING = '''
