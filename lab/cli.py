@@ -12,7 +12,7 @@ import platform
 import sys
 from collections.abc import Sequence
 
-from lab.errors import LabError, TopologyError
+from lab.errors import LabError, TopologyError, UsageError
 
 
 def _topology(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -82,6 +82,193 @@ def cmd_check_env(args: argparse.Namespace) -> int:
     return 0 if ok else 3
 
 
+def _progress(msg: str) -> None:
+    print(f"drlab: {msg}", file=sys.stderr, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Build a lab and leave it running (until `drlab down`)."""
+    import os
+
+    from lab import preflight
+    from lab.roles import up
+    from lab.scenarios import get, start
+
+    if args.scenario and not (args.broken or args.fixed):
+        raise TopologyError("--scenario needs --broken or --fixed")
+    scenario = get(args.scenario) if args.scenario else None
+    topology = None if scenario else _topology(args)
+    if scenario is None or scenario.needs_ipvs:
+        preflight.require_ipvs()
+    else:
+        preflight.require_netns()
+    if os.environ.get("DRLAB_IN_VM") == "1":
+        _progress("note: inside the VM runner the lab ends when the VM exits; for an "
+                  "interactive lab run `scripts/vm-run -- bash` and use drlab there")
+    _progress("building ...")
+    if scenario is not None:
+        variant = "broken" if args.broken else "fixed"
+        lab = start(scenario, variant, name=args.name, persistent=True)
+    else:
+        lab = up(topology, name=args.name, persistent=True)
+    print(f"lab {lab.id} is up (topology {lab.topology.name!r})")
+    for h in lab.topology.hosts:
+        print(f"  {h.name:<10} ip netns exec {lab.ns(h.name)} bash     (or: drlab shell "
+              f"{lab.id} {h.name})")
+    print(f"status: drlab status {lab.id}    checks: drlab check {lab.id}    "
+          f"remove: drlab down {lab.id}")
+    return 0
+
+
+def _running(name: str | None):  # type: ignore[no-untyped-def]
+    from lab import preflight
+    from lab.builder import Lab, ownership
+
+    preflight.require_root()
+    if name is None:
+        labs = [r.lab for r in ownership.records() if r.topology_data is not None]
+        if len(labs) != 1:
+            raise UsageError(f"name a lab: {len(labs)} running ({', '.join(labs) or 'none'})")
+        name = labs[0]
+    return Lab.attach(name)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Hosts, interfaces, routes, neighbours, effective sysctls and the IPVS table."""
+    import dataclasses
+    import json
+
+    from lab.probes import dump, state
+    from lab.roles import director
+
+    lab = _running(args.name)
+    data: dict = {"lab": lab.id, "topology": lab.topology.name, "hosts": {}}
+    for h in lab.topology.hosts:
+        data["hosts"][h.name] = {
+            "role": h.role, "netns": lab.ns(h.name),
+            "interfaces": [dataclasses.asdict(i) for i in state.interfaces(lab, h.name)],
+            "routes": state.routes(lab, h.name),
+            "neighbours": state.neighbours(lab, h.name),
+            "sysctls": dump.effective_sysctls(lab, h.name),
+        }
+    if lab.topology.service is not None:
+        try:
+            data["ipvs"] = [dataclasses.asdict(s) for s in director.read_services(lab)]
+        except LabError as e:
+            data["ipvs"] = str(e)
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return 0
+    print(dump.dump_state(lab), end="")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Census, DR connections with path proof, distribution, on a running lab."""
+    import json
+    from collections import Counter
+
+    from lab.probes import arp, path
+
+    lab = _running(args.name)
+    if lab.topology.service is None:
+        raise LabError(f"lab {lab.id} has no virtual service to check")
+    hop = path.first_hop(lab)
+    census = arp.census(lab, asker=hop)
+    proof = path.prove(lab, connections=args.connections)
+    dist = Counter(c.server for c in proof.connections)
+    ok = census.hosts == {lab.topology.director.name} and proof.ok
+    if args.json:
+        print(json.dumps({"lab": lab.id, "ok": ok, "census": sorted(census.hosts),
+                          "distribution": dict(dist), "problems": proof.problems,
+                          "ladder": proof.ladder()}, indent=1))
+    else:
+        print(f"census: {census}")
+        print(proof.ladder())
+        print("distribution: " + ", ".join(f"{k} {v}" for k, v in sorted(dist.items())))
+        print("OK" if ok else "FAILED: " + "; ".join(
+            proof.problems + ([] if census.hosts == {lab.topology.director.name}
+                              else [f"census {sorted(census.hosts)}"])))
+    return 0 if ok else 1
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    """A shell inside one host of a running lab."""
+    import os
+
+    lab = _running(args.name)
+    ns = lab.ns(args.host)
+    shell = os.environ.get("SHELL", "/bin/bash")
+    os.execvp("ip", ["ip", "netns", "exec", ns, *(args.command or [shell])])
+    return 0  # not reached
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Remove a running lab (or every lab with --all)."""
+    from lab import preflight
+    from lab.builder import ownership
+
+    preflight.require_root()
+    if args.all:
+        recs = ownership.records()
+    else:
+        if not args.name:
+            raise UsageError("name a lab, or --all")
+        rec = ownership.find(args.name)
+        if rec is None:
+            raise UsageError(f"no running lab {args.name!r}")
+        recs = [rec]
+    for rec in recs:
+        removed = ownership.destroy(rec)
+        print(f"lab {rec.lab}: removed {len(removed)} namespaces and processes")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    """List the scenario catalogue (``--markdown`` for the README table)."""
+    from lab.scenarios import REGISTRY
+
+    if args.markdown:
+        print(catalogue_markdown())
+        return 0
+    width = max(len(n) for n in REGISTRY)
+    for s in REGISTRY.values():
+        print(f"{s.name:<{width}}  {'IPVS ' if s.needs_ipvs else 'ARP  '} {s.symptom}")
+    return 0
+
+
+def catalogue_markdown() -> str:
+    from lab.scenarios import REGISTRY
+
+    rows = ["| scenario | symptom | trigger | fix | needs IPVS |",
+            "| --- | --- | --- | --- | --- |"]
+    for s in REGISTRY.values():
+        rows.append(f"| `{s.name}` | {s.symptom} | {s.trigger} | {s.fix} | "
+                    f"{'yes' if s.needs_ipvs else 'no'} |")
+    return "\n".join(rows)
+
+
+def cmd_scenario_run(args: argparse.Namespace) -> int:
+    """Run a scenario broken and fixed side by side; exit 1 unless it reproduced."""
+    from lab import preflight
+    from lab.scenarios import get, run
+
+    s = get(args.name)
+    if s.needs_ipvs:
+        preflight.require_ipvs()
+    else:
+        preflight.require_netns()
+    _progress(f"{s.name}: running the broken variant ...")
+    broken = run(s, "broken")
+    _progress(f"{s.name}: running the fixed variant ...")
+    fixed = run(s, "fixed")
+    from lab.scenarios import Verdict
+
+    v = Verdict(s, broken, fixed)
+    print(v.report())
+    return 0 if v.reproduced else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drlab", description="LVS Direct Routing lab in network "
                                 "namespaces, with a real IPVS director.")
@@ -99,6 +286,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("check-env", help="can this machine run labs?")
     e.set_defaults(func=cmd_check_env)
+
+    u = sub.add_parser("up", help="build a lab and leave it running")
+    u.add_argument("--name", help="lab name (default: random); namespaces are drl-NAME-HOST")
+    u.add_argument("--topology", metavar="FILE", help="a TOML topology file")
+    u.add_argument("--rs", type=int, default=2, help="real servers in the default topology")
+    u.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
+    u.add_argument("--scenario", metavar="NAME", help="build a scenario's variant instead")
+    g = u.add_mutually_exclusive_group()
+    g.add_argument("--broken", action="store_true", help="with --scenario: the broken variant")
+    g.add_argument("--fixed", action="store_true", help="with --scenario: the fixed variant")
+    u.set_defaults(func=cmd_up)
+
+    st = sub.add_parser("status", help="state of a running lab")
+    st.add_argument("name", nargs="?", help="lab name (optional if only one runs)")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=cmd_status)
+
+    ck = sub.add_parser("check", help="census, path proof and distribution on a running lab")
+    ck.add_argument("name", nargs="?", help="lab name (optional if only one runs)")
+    ck.add_argument("--json", action="store_true", help="machine-readable output")
+    ck.add_argument("--connections", type=int, default=4, help="connections to prove")
+    ck.set_defaults(func=cmd_check)
+
+    sh_ = sub.add_parser("shell", help="a shell (or COMMAND) inside a host of a running lab")
+    sh_.add_argument("name")
+    sh_.add_argument("host")
+    sh_.add_argument("command", nargs=argparse.REMAINDER)
+    sh_.set_defaults(func=cmd_shell)
+
+    dn = sub.add_parser("down", help="remove a running lab")
+    dn.add_argument("name", nargs="?")
+    dn.add_argument("--all", action="store_true", help="every lab on this machine")
+    dn.set_defaults(func=cmd_down)
+
+    sc = sub.add_parser("scenarios", help="list the catalogue of DR failures")
+    sc.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    sc.set_defaults(func=cmd_scenarios)
+
+    sr = sub.add_parser("scenario", help="run a scenario: `drlab scenario run NAME`")
+    srs = sr.add_subparsers(dest="action", required=True, metavar="ACTION")
+    srr = srs.add_parser("run", help="broken and fixed side by side, with a verdict")
+    srr.add_argument("name")
+    srr.set_defaults(func=cmd_scenario_run)
     return p
 
 

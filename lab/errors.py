@@ -23,3 +23,9 @@ class PreflightError(LabError):
     """The machine cannot run the lab (not root, no ipvsadm, no IPVS...)."""
 
     exit_code = 3
+
+
+class UsageError(LabError):
+    """A command was given something that does not exist or does not fit."""
+
+    exit_code = 2

@@ -26,7 +26,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from lab.builder import netns, ownership, sysctl
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 from lab.model import Topology
 
 _LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
@@ -136,6 +136,24 @@ class Lab:
         self.record.pids.append([pid, ownership.proc_start_time(pid) or 0])
         self.record.save()
 
+    @classmethod
+    def attach(cls, name: str) -> Lab:
+        """The running lab ``name`` (made by ``drlab up`` or another process)."""
+        from lab.model import topology_from_dict
+
+        rec = ownership.find(name)
+        if rec is None or rec.topology_data is None:
+            running = ", ".join(r.lab for r in ownership.records()) or "none"
+            raise UsageError(f"no running lab {name!r} (running: {running})")
+        lab = cls(topology_from_dict(rec.topology_data), name=rec.lab,
+                  persistent=rec.persistent)
+        lab.record = rec
+        lab.built = True
+        for hi, h in enumerate(lab.topology.hosts):
+            for ii, iface in enumerate(h.interfaces):
+                lab.macs[(h.name, iface.name)] = mac_for(hi, ii)
+        return lab
+
     # -- build ------------------------------------------------------------
     def build(self) -> Lab:
         if self.built:
@@ -144,7 +162,10 @@ class Lab:
         for ns in all_ns:
             if netns.exists(ns):
                 raise LabError(f"namespace {ns} already exists: is lab {self.id} up already?")
-        self.record = ownership.new_record(self.id, all_ns, self.topology.name, self.persistent)
+        from lab.model import topology_to_dict
+
+        self.record = ownership.new_record(self.id, all_ns, self.topology.name, self.persistent,
+                                           topology_to_dict(self.topology))
         with _LIVE_LOCK:
             _LIVE[self.id] = self
         try:
@@ -181,7 +202,7 @@ class Lab:
                     seg_ipr = self.ipr(self.segment_namespaces[iface.segment])
                     port = port_name(h.name, iface.name, ii)
                     mac = mac_for(hi, ii)
-                    self.macs[(h.name, iface.name)] = mac
+                    self.macs[(h.name, iface.name)] = mac  # (attach() derives them the same way)
                     seg_ipr.link("add", ifname=port, kind="veth",
                                  peer={"ifname": iface.name, "net_ns_fd": fd, "address": mac})
                     pidx = seg_ipr.link_lookup(ifname=port)[0]

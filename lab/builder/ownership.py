@@ -56,6 +56,8 @@ class Record:
     persistent: bool = False
     topology: str = ""
     created: float = field(default_factory=time.time)
+    #: The topology as plain data, so ``drlab status/check/down`` can attach later.
+    topology_data: dict | None = None
 
     @property
     def path(self) -> Path:
@@ -80,11 +82,20 @@ class Record:
 
 
 def new_record(lab: str, namespaces: list[str], topology: str = "",
-               persistent: bool = False) -> Record:
+               persistent: bool = False, topology_data: dict | None = None) -> Record:
     pid = os.getpid()
-    rec = Record(lab, pid, proc_start_time(pid), list(namespaces), [], persistent, topology)
+    rec = Record(lab, pid, proc_start_time(pid), list(namespaces), [], persistent, topology,
+                 topology_data=topology_data)
     rec.save()
     return rec
+
+
+def find(lab: str) -> Record | None:
+    p = LABS_DIR / f"{lab}.json"
+    try:
+        return Record.load(p)
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
 
 
 def records() -> list[Record]:

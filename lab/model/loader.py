@@ -184,3 +184,43 @@ def _service(v: Any) -> VirtualService:
         persistence=_need(d["persistence"], f"{w}.persistence", int)
         if "persistence" in d else None,
     )
+
+
+def topology_to_dict(t: Topology) -> dict[str, Any]:
+    """The inverse of :func:`topology_from_dict` (what a TOML file or a lab record holds)."""
+
+    def addr(a: Address) -> Any:
+        return a.cidr if a.scope == "global" else {"cidr": a.cidr, "scope": a.scope}
+
+    hosts: dict[str, Any] = {}
+    for h in t.hosts:
+        d: dict[str, Any] = {"role": h.role}
+        if h.interfaces:
+            d["interfaces"] = []
+            for i in h.interfaces:
+                idict: dict[str, Any] = {"name": i.name, "segment": i.segment,
+                                         "addresses": [addr(a) for a in i.addresses]}
+                if i.mtu is not None:
+                    idict["mtu"] = i.mtu
+                d["interfaces"].append(idict)
+        if h.lo:
+            d["lo"] = [addr(a) for a in h.lo]
+        if h.routes:
+            d["routes"] = [{k: v for k, v in (("dst", r.dst), ("via", r.via), ("dev", r.dev))
+                            if v is not None} for r in h.routes]
+        if h.sysctls:
+            d["sysctls"] = dict(h.sysctls)
+        hosts[h.name] = d
+    out: dict[str, Any] = {"name": t.name, "segments": [s.name for s in t.segments],
+                           "hosts": hosts}
+    if t.service is not None:
+        s = t.service
+        out["service"] = {"vip": s.vip, "port": s.port, "protocol": s.protocol,
+                          "scheduler": s.scheduler, "director": s.director,
+                          "real_servers": [{"host": r.host, "weight": r.weight}
+                                           for r in s.real_servers]}
+        if s.persistence is not None:
+            out["service"]["persistence"] = s.persistence
+    if t.waive:
+        out["waive"] = sorted(t.waive)
+    return out

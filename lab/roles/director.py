@@ -133,11 +133,16 @@ def _stats(nla) -> Stats:  # type: ignore[no-untyped-def]
 def read_services(lab: Lab) -> list[ServiceState]:
     """The director's IPVS table, over generic netlink, inside its namespace."""
     from pyroute2 import IPVS, IPVSService
+    from pyroute2.netlink.exceptions import NetlinkError
 
     nl = netns.socket_in(lab.ns(lab.topology.director.name), socket.AF_NETLINK,
                          socket.SOCK_DGRAM, 16)  # NETLINK_GENERIC
     out: list[ServiceState] = []
-    with IPVS(fileno=nl.detach()) as ipvs:
+    try:
+        ipvs = IPVS(fileno=nl.detach())
+    except NetlinkError as e:
+        raise LabError(f"IPVS is not available in this kernel ({e})") from None
+    with ipvs:
         for msg in ipvs.service("dump"):
             s = msg.get_attr("IPVS_CMD_ATTR_SERVICE")
             g = s.get_attr

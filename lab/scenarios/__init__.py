@@ -5,12 +5,12 @@ from lab.scenarios.catalogue import REGISTRY
 
 
 def get(name: str) -> Scenario:
-    from lab.errors import LabError
+    from lab.errors import UsageError
 
     try:
         return REGISTRY[name]
     except KeyError:
-        raise LabError(f"no scenario {name!r}; see `drlab scenarios`") from None
+        raise UsageError(f"no scenario {name!r}; see `drlab scenarios`") from None
 
 
 __all__ = ["REGISTRY", "Outcome", "Scenario", "Verdict", "get", "run", "run_both", "start"]

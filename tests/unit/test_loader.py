@@ -84,3 +84,13 @@ def test_lo_address_with_scope_and_weights():
     })
     assert t.host("r").lo[0].scope == "host"
     assert t.service.real_servers[0].weight == 5
+
+
+def test_to_dict_round_trip():
+    from lab.model import topology_to_dict
+    from lab.model.predict import RsConfig, topology_for
+
+    for t in (default_dr(behind_router=True, persistence=30), load_topology(EXAMPLE),
+              topology_for(RsConfig(vip_place="lan", scope="host"))):
+        again = topology_from_dict(topology_to_dict(t))
+        assert again == t
