@@ -95,3 +95,70 @@ def test_demo_with_topology_file(drlab_ipvs):
     p = drlab("demo", "--topology", str(REPO / "examples/dr.toml"), "--connections", "2")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "topology 'dr-file'" in p.stdout
+
+
+def test_scenarios_lists_the_catalogue():
+    from lab.scenarios import REGISTRY
+
+    p = drlab("scenarios")
+    assert p.returncode == 0, p.stderr
+    names = [line.split()[0] for line in p.stdout.splitlines()]
+    assert names == list(REGISTRY)
+
+
+def test_unknown_scenario_and_bad_usage_are_exit_2():
+    p = drlab("scenario", "run", "no-such-thing")
+    assert (p.returncode, p.stderr) == (2, "drlab: error: no scenario 'no-such-thing'; see "
+                                           "`drlab scenarios`\n")
+    p = drlab("up", "--scenario", "rs-answers-arp")
+    assert p.returncode == 2 and "needs --broken or --fixed" in p.stderr
+
+
+@pytest.mark.netns
+def test_scenario_run_reproduces_an_arp_scenario():
+    p = drlab("scenario", "run", "arp-ignore-3-scope")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.startswith("arp-ignore-3-scope: reproduced")
+    assert "broken:  SYMPTOM" in p.stdout and "fixed:   healthy" in p.stdout
+
+
+@pytest.mark.netns
+def test_up_status_shell_down_a_scenario_lab():
+    before = leftovers()
+    name = f"t{os.getpid() % 100000}"
+    p = drlab("up", "--name", name, "--scenario", "rs-answers-arp", "--broken")
+    try:
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert f"ip netns exec drl-{name}-rs1 bash" in p.stdout
+        st = drlab("status", name, "--json")
+        assert st.returncode == 0, st.stderr
+        import json
+
+        data = json.loads(st.stdout)
+        assert data["hosts"]["rs1"]["sysctls"]["eth0"]["arp_ignore"].startswith("0 ")
+        assert data["hosts"]["director"]["interfaces"][1]["addresses"] == [
+            "192.0.2.2/24", "192.0.2.100/32"]
+        sh = drlab("shell", name, "rs1", "ip", "-o", "addr", "show", "dev", "lo")
+        assert sh.returncode == 0 and "192.0.2.100/32" in sh.stdout
+        assert drlab("status", "no-such-lab").returncode == 2
+    finally:
+        down = drlab("down", name)
+    assert down.returncode == 0, down.stderr
+    assert leftovers() == before
+
+
+@pytest.mark.ipvs
+def test_up_check_down_default_lab(drlab_ipvs):
+    name = f"c{os.getpid() % 100000}"
+    p = drlab("up", "--name", name)
+    try:
+        assert p.returncode == 0, p.stdout + p.stderr
+        ck = drlab("check", name, "--json")
+        assert ck.returncode == 0, ck.stdout + ck.stderr
+        import json
+
+        data = json.loads(ck.stdout)
+        assert data["ok"] and data["census"] == ["director"]
+        assert data["distribution"] == {"rs1": 2, "rs2": 2}
+    finally:
+        assert drlab("down", name).returncode == 0

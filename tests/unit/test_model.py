@@ -207,3 +207,13 @@ def test_primary_ip_and_owner_lookup():
     assert t.owner_of("192.0.2.101") == "rs1"
     assert t.owner_of("192.0.2.100") == "director"
     assert t.owner_of("203.0.113.9") is None
+
+
+def test_readme_catalogue_is_generated_from_the_registry():
+    from pathlib import Path
+
+    from lab.cli import catalogue_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert catalogue_markdown() in readme, (
+        "README's scenario table is stale: regenerate it with `drlab scenarios --markdown`")
