@@ -81,12 +81,15 @@ class Lab:
     """
 
     def __init__(self, topology: Topology, *, name: str | None = None,
-                 persistent: bool = False):
+                 persistent: bool = False, pin_sysctls: bool = True):
         self.topology = topology.validate()
         self.id = name or secrets.token_hex(3)
         if not _LAB_NAME_RE.match(self.id):
             raise LabError(f"lab name {self.id!r} must match [a-z0-9][a-z0-9-]{{0,15}}")
         self.persistent = persistent
+        #: False builds a naive lab that writes only the topology's own sysctls
+        #: (what hand-written labs do; the sysctl-inheritance scenario needs it).
+        self.pin_sysctls = pin_sysctls
         self.namespaces: dict[str, str] = {h.name: host_ns_name(self.id, h.name)
                                            for h in topology.hosts}
         self.segment_namespaces = {s.name: segment_ns_name(self.id, s.name)
@@ -216,7 +219,10 @@ class Lab:
         h = self.topology.host(host)
         ns = self.ns(host)
         ipr = self.ipr(host)
-        sysctl.write(ns, sysctl.plan([i.name for i in h.interfaces], h.sysctls))
+        if self.pin_sysctls:
+            sysctl.write(ns, sysctl.plan([i.name for i in h.interfaces], h.sysctls))
+        else:
+            sysctl.write(ns, sorted(h.sysctls.items(), key=lambda kv: ".all." not in kv[0]))
         ipr.link("set", index=1, state="up")
         for a in h.lo:
             ipr.addr("add", index=1, address=a.ip, prefixlen=a.prefixlen,

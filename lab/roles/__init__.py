@@ -10,12 +10,12 @@ from lab.model import Topology
 
 
 def up(topology: Topology, *, name: str | None = None, persistent: bool = False,
-       services: bool = True) -> Lab:
+       services: bool = True, pin_sysctls: bool = True) -> Lab:
     """Build ``topology``, load its IPVS service on the director and start the
     real servers' identity services. Tears down whatever was made on failure."""
     from lab.roles import director, realserver
 
-    lab = Lab(topology, name=name, persistent=persistent).build()
+    lab = Lab(topology, name=name, persistent=persistent, pin_sysctls=pin_sysctls).build()
     try:
         if topology.service is not None:
             director.configure(lab)

@@ -14,7 +14,10 @@ as documented (broken shows the symptom, fixed does not).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -48,6 +51,12 @@ class Scenario:
     needs_ipvs: bool = True
     #: Start the real servers' identity services (without IPVS too).
     services: bool = True
+    #: Build the broken variant without the lab's sysctl pinning (a naive lab).
+    naive_broken: bool = False
+    #: Changes the root namespace, so it only runs in a disposable VM (DRLAB_IN_VM=1).
+    needs_vm: bool = False
+    #: Context entered around building a variant (e.g. a root-namespace setting).
+    around: Callable[[Variant], AbstractContextManager] | None = None
 
     def topology(self, variant: Variant) -> Topology:
         t = (self.broken if variant == "broken" else self.fixed)()
@@ -80,12 +89,21 @@ class Verdict:
 def start(scenario: Scenario, variant: Variant, *, name: str | None = None,
           persistent: bool = False) -> Lab:
     """Build and start one variant of a scenario (the caller tears it down)."""
+    from lab.errors import PreflightError
     from lab.roles import realserver, up
 
+    if scenario.needs_vm and os.environ.get("DRLAB_IN_VM") != "1":
+        raise PreflightError(f"scenario {scenario.name} changes the root namespace, so it only "
+                             "runs in the disposable VM: scripts/drlab scenario run "
+                             f"{scenario.name}")
     t = scenario.topology(variant)
-    if scenario.needs_ipvs:
-        return up(t, name=name, persistent=persistent, services=scenario.services)
-    lab = Lab(t, name=name, persistent=persistent).build()
+    pin = not (scenario.naive_broken and variant == "broken")
+    around = scenario.around(variant) if scenario.around else contextlib.nullcontext()
+    with around:
+        if scenario.needs_ipvs:
+            return up(t, name=name, persistent=persistent, services=scenario.services,
+                      pin_sysctls=pin)
+        lab = Lab(t, name=name, persistent=persistent, pin_sysctls=pin).build()
     try:
         if scenario.services:
             realserver.start_services(lab)

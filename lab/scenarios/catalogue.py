@@ -7,7 +7,9 @@ this registry (``drlab scenarios --markdown``), so it cannot drift.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import socket
 import time
 
 from lab.builder import Lab
@@ -454,4 +456,160 @@ register(Scenario(
     broken=lambda: default_dr(),
     fixed=lambda: default_dr(persistence=60),
     observe=_persistence,
+))
+
+
+# 14 --------------------------------------------------------------------------
+def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
+    """Reconnect from the same source port after an RST: IPVS still holds the old
+    connection (state CLOSE); with conn_reuse_mode=1 it expires it, and when that
+    connection is tracked by conntrack the new SYN is dropped (client retries at 1 s)."""
+    import struct
+
+    from lab.builder import netns, sysctl
+
+    conntrack = "1" if variant == "broken" else "0"
+    ns = lab.ns("director")
+    sysctl.write(ns, [("net.ipv4.vs.conn_reuse_mode", "1"), ("net.ipv4.vs.conntrack", conntrack)])
+    svc = lab.topology.service
+    assert svc is not None
+    port = 40000 + (time.monotonic_ns() // 1000) % 20000
+    delays = []
+    for _ in range(2):
+        s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        s.settimeout(scaled(5))
+        t0 = time.monotonic()
+        s.connect((svc.vip, svc.port))
+        delays.append(time.monotonic() - t0)
+        s.recv(200)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST: no TIME_WAIT on the client, IPVS keeps the entry in CLOSE
+    ev = [f"conn_reuse_mode=1 conntrack={conntrack}: connect from port {port} took "
+          f"{delays[0] * 1000:.0f} ms, again from the same port {delays[1] * 1000:.0f} ms"]
+    return Outcome(delays[1] > 0.5, ev)
+
+
+register(Scenario(
+    name="conn-reuse-delay",
+    symptom="a client reusing a source port waits about 1 s for its connection",
+    trigger="net.ipv4.vs.conn_reuse_mode=1 with net.ipv4.vs.conntrack=1: the reused "
+            "connection's first SYN is dropped (kernel-version dependent; measured, not assumed)",
+    fix="net.ipv4.vs.conntrack=0 where conntrack is not needed (kernels >= 5.9 then reschedule "
+        "without the delay)",
+    broken=lambda: default_dr(rs=1),
+    fixed=lambda: default_dr(rs=1),
+    observe=_reuse_delay,
+))
+
+
+# 16 --------------------------------------------------------------------------
+@contextlib.contextmanager
+def _host_rp_filter(variant: Variant):  # type: ignore[no-untyped-def]
+    """Set rp_filter=2 in the (disposable) root namespace while a variant is built,
+    as systemd's 50-default.conf does on many hosts; restore it afterwards."""
+    keys = ["/proc/sys/net/ipv4/conf/all/rp_filter", "/proc/sys/net/ipv4/conf/default/rp_filter"]
+    old = [open(k).read().strip() for k in keys]
+    try:
+        for k in keys:
+            with open(k, "w") as f:
+                f.write("2")
+        yield
+    finally:
+        for k, v in zip(keys, old, strict=True):
+            with open(k, "w") as f:
+                f.write(v)
+
+
+def _inheritance(lab: Lab, variant: Variant) -> Outcome:
+    from lab.builder import sysctl
+
+    got = sysctl.read(lab.ns("rs1"), ["net.ipv4.conf.all.rp_filter",
+                                      "net.ipv4.conf.eth0.rp_filter"])
+    ev = ["root namespace had rp_filter=2 while the lab was built; rs1 has "
+          + ", ".join(f"{k}={v}" for k, v in got.items())]
+    return Outcome(got["net.ipv4.conf.all.rp_filter"] == "2", ev)
+
+
+register(Scenario(
+    name="sysctl-inheritance",
+    symptom="namespaces (containers, labs) have ARP/rp_filter values nobody set in them",
+    trigger="a new namespace copies conf/all and conf/default from the host's initial "
+            "namespace (devconf_inherit_init_net=0)",
+    fix="write every knob in every namespace (the lab pins them; the broken variant is a naive "
+        "lab that does not)",
+    broken=lambda: default_dr(rs=1),
+    fixed=lambda: default_dr(rs=1),
+    observe=_inheritance,
+    needs_ipvs=False, services=False, naive_broken=True, needs_vm=True,
+    around=_host_rp_filter,
+))
+
+
+# 17 --------------------------------------------------------------------------
+def _mtu_topology(rs_mtu: int) -> Topology:
+    t = default_dr(rs=1, behind_router=True)
+    t.segments.append(Segment("rsnet"))
+    d = t.host("director")
+    d.interfaces.append(Interface("eth1", "rsnet", [Address("203.0.113.2/24")], mtu=rs_mtu))
+    t.host("router").interfaces.append(Interface("eth2", "rsnet", [Address("203.0.113.1/24")],
+                                                 mtu=rs_mtu))
+    rs = t.host("rs1")
+    rs.interfaces = [Interface("eth0", "rsnet", [Address("203.0.113.101/24")], mtu=rs_mtu)]
+    rs.routes = [Route("default", "203.0.113.1")]
+    return t
+
+
+def _mtu(lab: Lab, variant: Variant) -> Outcome:
+    """Send a 1450-byte DF segment to the VIP; IPVS checks it against the route to the
+    real server and answers with ICMP fragmentation-needed when it does not fit."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from lab.probes.capture import packet_socket
+    from lab.probes.frames import decode
+
+    svc = lab.topology.service
+    assert svc is not None
+    client.connect(lab)  # the client resolves its gateway
+    cip = lab.topology.primary_ip("client")
+    frame = bytes(Ether(src=lab.mac("client"), dst=lab.mac("router", "eth1"))
+                  / IP(src=cip, dst=svc.vip, flags="DF")
+                  / TCP(sport=33333, dport=svc.port, flags="S") / (b"x" * 1410))
+    with Capture(lab, "client") as cap:
+        s = packet_socket(lab, "client", "eth0")
+        try:
+            s.send(frame)
+        finally:
+            s.close()
+
+        def icmp() -> list:
+            cap.poll()
+            return [f for f in cap.frames if not f.outgoing and decode(f.data).proto == 1
+                    and f.data[34] == 3 and f.data[35] == 4]
+        try:
+            got = wait_for(icmp, 2, "ICMP fragmentation-needed")
+        except Timeout:
+            got = []
+    ev = [f"1450-byte DF SYN from the client to {svc.vip}:{svc.port}"]
+    for f in got:
+        x = decode(f.data)
+        mtu = int.from_bytes(f.data[40:42], "big")
+        ev.append(f"ICMP fragmentation-needed from {x.src}, next-hop MTU {mtu}")
+    if not got:
+        ev.append("no ICMP fragmentation-needed came back")
+    return Outcome(bool(got), ev)
+
+
+register(Scenario(
+    name="dr-mtu",
+    symptom="large packets to the VIP fail: the director answers ICMP fragmentation-needed "
+            "(or, where ICMP is filtered, they vanish)",
+    trigger="a smaller MTU on the real servers' side than on the clients' side: IPVS checks "
+            "the forwarded packet against the route to the real server",
+    fix="the same MTU on both sides (or clamp the MSS)",
+    broken=lambda: _mtu_topology(1400),
+    fixed=lambda: _mtu_topology(1500),
+    observe=_mtu,
 ))

@@ -1,11 +1,21 @@
 """Every scenario of the catalogue, both variants: broken shows the symptom, fixed does not."""
 
+import os
+
 import pytest
 
 from lab.scenarios import REGISTRY, run_both
 
-CASES = [pytest.param(s, id=s.name, marks=pytest.mark.ipvs if s.needs_ipvs else
-                      pytest.mark.netns) for s in REGISTRY.values()]
+
+def _marks(s):
+    marks = [pytest.mark.ipvs if s.needs_ipvs else pytest.mark.netns]
+    if s.needs_vm:
+        marks.append(pytest.mark.skipif(os.environ.get("DRLAB_IN_VM") != "1",
+                                        reason="changes the root namespace: VM runner only"))
+    return marks
+
+
+CASES = [pytest.param(s, id=s.name, marks=_marks(s)) for s in REGISTRY.values()]
 
 
 @pytest.mark.parametrize("scenario", CASES)
