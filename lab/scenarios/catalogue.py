@@ -455,8 +455,24 @@ register(Scenario(
 
 # 13 --------------------------------------------------------------------------
 def _persistence(lab: Lab, variant: Variant) -> Outcome:
+    from lab.builder import sysctl
+
     servers = [client.connect(lab).server for _ in range(4)]
     ev = [f"4 connections from one client served by {servers}"]
+    if variant == "fixed" and len(set(servers)) == 1:
+        # drain the client's server: the persistence template still points at it
+        svc = lab.topology.service
+        assert svc is not None
+        sticky = servers[0]
+        spec = director.service_spec(svc).split()
+        director.ipvsadm(lab, "-e", *spec, "-r",
+                         f"{lab.topology.primary_ip(sticky)}:{svc.port}", "-g", "-w", "0")
+        for eqt in ("0", "1"):
+            sysctl.write(lab.ns("director"),
+                         [("net.ipv4.vs.expire_quiescent_template", eqt)])
+            now = client.connect(lab).server
+            ev.append(f"{sticky} at weight 0, expire_quiescent_template={eqt}: next connection "
+                      f"served by {now}")
     return Outcome(len(set(servers)) > 1, ev)
 
 
@@ -464,7 +480,8 @@ register(Scenario(
     name="persistence",
     symptom="one client's connections land on different real servers (sessions break)",
     trigger="a service without persistence: every connection is scheduled on its own",
-    fix="ipvsadm -A ... -p TIMEOUT: a template keeps each client on one real server",
+    fix="ipvsadm -A ... -p TIMEOUT: a template keeps each client on one real server (drained "
+        "with weight 0, it keeps getting that client unless expire_quiescent_template=1)",
     broken=lambda: default_dr(),
     fixed=lambda: default_dr(persistence=60),
     observe=_persistence,

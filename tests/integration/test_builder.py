@@ -32,7 +32,6 @@ def test_router_topology_is_built_as_modelled(lab_factory):
             assert sorted(got[i.name].addresses) == sorted(a.cidr for a in i.addresses)
         assert sorted(a for a in got["lo"].addresses if not a.startswith("127.")) == \
             sorted(a.cidr for a in h.lo)
-    assert "0.0.0.0/0 via 198.51.100.1" not in state.routes(lab, "client")  # sanity of format
     assert "default via 198.51.100.1" in state.routes(lab, "client")
     assert "default via 192.0.2.1" in state.routes(lab, "rs1")
     # `ip netns exec` works on the lab's namespaces (named like iproute2's)
