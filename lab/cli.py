@@ -269,6 +269,143 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     return 0 if v.reproduced else 1
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    """Sweep real-server settings, measure every cell, compare with the prediction."""
+    import json
+    import time
+    from pathlib import Path
+
+    from lab import matrix, preflight
+
+    spec: dict = {}
+    if args.spec:
+        spec.update(matrix.load_spec(args.spec))
+    for axis in matrix.AXES:
+        value = getattr(args, axis)
+        if value is not None:
+            spec.update(matrix.parse_axes({axis: value}))
+    if not spec:
+        spec = matrix.parse_axes({"arp_ignore": "0,1,2,3,8", "arp_announce": "0,1,2",
+                                  "vip_place": "lo32,lo-wide,lan,absent"})
+    baseline = matrix.load_result(args.baseline) if args.baseline else None
+    configs = matrix.cells(spec)
+    preflight.require_netns()
+    _progress(f"matrix: {len(configs)} cells, {args.jobs} labs side by side ...")
+    t0 = time.monotonic()
+    result = matrix.run(configs, args.jobs)
+    wall = time.monotonic() - t0
+    data = matrix.to_json(result, wall)
+    print(matrix.table(result))
+    bad = data["mismatches"]
+    print(f"{len(result)} cells in {wall:.1f}s on kernel {data['kernel']}: "
+          f"{len(result) - bad} as predicted, {bad} mismatched")
+    for c in result:
+        if not c.match:
+            print(f"\n{c.label}: predicted {c.predicted}, observed {c.observed}"
+                  + (f", error {c.error}" if c.error else "") + "\n  " + "\n  ".join(c.evidence))
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=1))
+    if args.save:
+        Path(args.save).write_text(json.dumps(data, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(matrix.markdown(result) + "\n")
+    changed: list[str] = []
+    if baseline is not None:
+        changed = matrix.diff(baseline, data)
+        print(f"\nbaseline {args.baseline}: {len(changed)} cells changed")
+        for line in changed:
+            print("  " + line)
+    return 1 if bad or changed else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Apply proposed sysctls to the lab's hosts of a role; report what breaks or gets fixed."""
+    from lab import preflight
+    from lab.model import check_sysctl
+    from lab.scenarios import REGISTRY
+    from lab.scenarios.base import ROLE_ALIASES, Change, run, run_changed
+
+    role = ROLE_ALIASES.get(args.host)
+    if role is None:
+        raise UsageError(f"--host {args.host!r}: one of {', '.join(ROLE_ALIASES)}")
+    sysctls = {}
+    for item in args.sysctl:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--sysctl {item!r}: expected KEY=VALUE")
+        err = check_sysctl(key.strip(), value.strip())
+        if err:
+            raise UsageError(f"--sysctl: {err}")
+        sysctls[key.strip()] = value.strip()
+    change = Change(sysctls, role)
+    preflight.require_netns()
+    have_ipvs = preflight.ipvs_available()
+    names = args.scenario or list(REGISTRY)
+    breaks, fixes, same, skipped = [], [], [], []
+    for name in names:
+        s = REGISTRY.get(name)
+        if s is None:
+            raise UsageError(f"no scenario {name!r}; see `drlab scenarios`")
+        if (s.needs_ipvs and not have_ipvs) or (s.needs_vm and not _in_vm()):
+            skipped.append(name)
+            continue
+        _progress(f"validate: {name} ...")
+        row = {}
+        for variant in ("broken", "fixed"):
+            try:
+                row[variant] = (run(s, variant).symptom, run_changed(s, variant, change).symptom)
+            except LabError as e:
+                row[variant] = (None, None)
+                _progress(f"validate: {name} {variant}: {e}")
+        was, now = row["fixed"]
+        bwas, bnow = row["broken"]
+        if was is False and now is True:
+            breaks.append(name)
+        elif bwas is True and bnow is False:
+            fixes.append(name)
+        else:
+            same.append(name)
+    what = ", ".join(f"{k}={v}" for k, v in sysctls.items())
+    print(f"proposed change: {what} on every {role} host")
+    print(f"  breaks ({len(breaks)}): " + (", ".join(breaks) or "nothing"))
+    print(f"  fixes  ({len(fixes)}): " + (", ".join(fixes) or "nothing"))
+    print(f"  unchanged ({len(same)}): " + (", ".join(same) or "-"))
+    if skipped:
+        print(f"  not run here ({len(skipped)}, need IPVS or the VM): " + ", ".join(skipped))
+    for note in _masked_notes(change):
+        print("  note: " + note)
+    return 1 if breaks else 0
+
+
+def _masked_notes(change) -> list[str]:  # type: ignore[no-untyped-def]
+    """Changes on conf/all that the kernel ignores where an interface holds a larger value."""
+    from lab.builder.sysctl import MAX_OF_ALL_AND_DEV
+    from lab.model import default_dr
+
+    notes = []
+    hosts = [h for h in default_dr().hosts if change.role in ("all", h.role)]
+    for key, value in change.sysctls.items():
+        parts = key.split(".")
+        if len(parts) != 5 or parts[2:4] != ["conf", "all"] or parts[4] not in MAX_OF_ALL_AND_DEV:
+            continue
+        for h in hosts:
+            for dev_key, dev_value in h.sysctls.items():
+                p = dev_key.split(".")
+                dev_value = change.sysctls.get(dev_key, dev_value)
+                if len(p) == 5 and p[4] == parts[4] and p[3] not in ("all", "default") \
+                        and int(dev_value) > int(value):
+                    notes.append(f"the kernel uses max(all, {p[3]}) for {parts[4]}: with "
+                                 f"{dev_key}={dev_value} on {h.name}, {key}={value} changes "
+                                 "nothing there")
+    return notes
+
+
+def _in_vm() -> bool:
+    import os
+
+    return os.environ.get("DRLAB_IN_VM") == "1"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drlab", description="LVS Direct Routing lab in network "
                                 "namespaces, with a real IPVS director.")
@@ -323,6 +460,28 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("scenarios", help="list the catalogue of DR failures")
     sc.add_argument("--markdown", action="store_true", help="as a Markdown table")
     sc.set_defaults(func=cmd_scenarios)
+
+    mx = sub.add_parser("matrix", help="sweep real-server settings, compare with predictions")
+    mx.add_argument("--spec", metavar="FILE", help="TOML file of axes (arp_ignore = [0, 1] ...)")
+    for axis, (_f, allowed) in __import__("lab.matrix", fromlist=["AXES"]).AXES.items():
+        mx.add_argument(f"--{axis.replace('_', '-')}", dest=axis, metavar="V,V",
+                        help=f"values of {axis}: {', '.join(str(a).lower() for a in allowed)}")
+    mx.add_argument("--jobs", type=int, default=4, help="labs side by side (default 4)")
+    mx.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    mx.add_argument("--markdown", metavar="FILE", help="write the results as a Markdown table")
+    mx.add_argument("--save", metavar="FILE", help="save this run as a baseline")
+    mx.add_argument("--baseline", metavar="FILE",
+                    help="diff against a saved run; exit 1 if any cell changed")
+    mx.set_defaults(func=cmd_matrix)
+
+    va = sub.add_parser("validate", help="what a proposed sysctl change breaks or fixes")
+    va.add_argument("--sysctl", action="append", required=True, metavar="KEY=VALUE",
+                    help="a proposed setting (repeatable)")
+    va.add_argument("--host", default="rs", help="role whose hosts get it: rs (default), "
+                    "director, client, router, all")
+    va.add_argument("--scenario", action="append", metavar="NAME",
+                    help="only these scenarios (repeatable; default: all)")
+    va.set_defaults(func=cmd_validate)
 
     sr = sub.add_parser("scenario", help="run a scenario: `drlab scenario run NAME`")
     srs = sr.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -214,6 +214,36 @@ class Lab:
             finally:
                 os.close(fd)
             self._configure_host(h.name)
+        self._wait_links_up()
+
+    def _wait_links_up(self, timeout: float = 5.0) -> None:
+        """Poll until every veth end reports operstate UP.
+
+        The kernel finishes bringing a link up asynchronously (linkwatch: the
+        qdisc is attached and the bridge port starts forwarding only then,
+        sometimes up to a second later under load); frames sent before are
+        dropped. A lab is ready only when every end is UP.
+        """
+        from lab.util import wait_for
+
+        expect = {ns: {port_name(h.name, i.name, ii)
+                       for h in self.topology.hosts
+                       for ii, i in enumerate(h.interfaces) if i.segment == seg}
+                  for seg, ns in self.segment_namespaces.items()}
+        expect.update({self.ns(h.name): {i.name for i in h.interfaces}
+                       for h in self.topology.hosts})
+
+        def down() -> list[str]:
+            out = []
+            for ns, names in expect.items():
+                if not names:
+                    continue
+                states = {link.get("ifname"): link.get("operstate")
+                          for link in self.ipr(ns).get_links()}
+                out += [f"{ns}/{n}" for n in names if states.get(n) != "UP"]
+            return out
+
+        wait_for(lambda: not down(), timeout, "every lab interface to come up")
 
     def _configure_host(self, host: str) -> None:
         h = self.topology.host(host)

@@ -27,6 +27,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_void_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+# resolved once, so forked children never call dlsym (see realserver._prctl)
+_setns = _libc.setns
 
 
 def _check(rc: int, what: str) -> None:
@@ -52,7 +54,7 @@ def listing() -> list[str]:
 
 def setns(fd: int) -> None:
     """Move the calling thread into the network namespace open at ``fd``."""
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+    _check(_setns(fd, CLONE_NEWNET), "setns")
 
 
 def _prepare_run_dir() -> None:

@@ -33,6 +33,9 @@ from lab.util import scaled
 
 PR_SET_PDEATHSIG = 1
 IP_PKTINFO = 8
+# Resolved now, in the parent: a child forked from a threaded process must not
+# take the dynamic loader's lock (another thread may have held it at fork time).
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def identity_line(name: str, peer: tuple, local: tuple) -> bytes:
@@ -96,7 +99,7 @@ def _child(ns: str, name: str, port: int, protocol: str, persistent: bool, wfd: 
     if persistent:
         os.setsid()
     else:
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     netns.enter_in_child(ns)
     stype = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
     sock = socket.socket(socket.AF_INET, stype)

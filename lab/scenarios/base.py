@@ -123,3 +123,29 @@ def run(scenario: Scenario, variant: Variant) -> Outcome:
 
 def run_both(scenario: Scenario) -> Verdict:
     return Verdict(scenario, run(scenario, "broken"), run(scenario, "fixed"))
+
+
+ROLE_ALIASES = {"rs": "realserver", "realserver": "realserver", "director": "director",
+                "client": "client", "router": "router", "all": "all"}
+
+
+@dataclass
+class Change:
+    """A proposed sysctl change for the hosts of one role (``drlab validate``)."""
+
+    sysctls: dict[str, str]
+    role: str = "realserver"
+
+    def apply(self, t: Topology) -> Topology:
+        for h in t.hosts:
+            if self.role == "all" or h.role == self.role:
+                h.sysctls.update(self.sysctls)
+        return t.validate()
+
+
+def run_changed(scenario: Scenario, variant: Variant, change: Change) -> Outcome:
+    """Run one variant with ``change`` applied on top of it."""
+    changed = Scenario(**{**scenario.__dict__,
+                          "broken": lambda: change.apply(scenario.broken()),
+                          "fixed": lambda: change.apply(scenario.fixed())})
+    return run(changed, variant)

@@ -162,3 +162,35 @@ def test_up_check_down_default_lab(drlab_ipvs):
         assert data["distribution"] == {"rs1": 2, "rs2": 2}
     finally:
         assert drlab("down", name).returncode == 0
+
+
+@pytest.mark.netns
+def test_matrix_save_and_baseline(tmp_path):
+    base = tmp_path / "base.json"
+    args = ("matrix", "--arp-ignore", "0,1", "--arp-announce", "0,2", "--jobs", "2")
+    p = drlab(*args, "--save", str(base), "--markdown", str(tmp_path / "m.md"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "4 cells in" in p.stdout and "4 as predicted, 0 mismatched" in p.stdout
+    assert (tmp_path / "m.md").read_text().count("| `ign") == 4
+    again = drlab(*args, "--baseline", str(base))
+    assert again.returncode == 0 and "0 cells changed" in again.stdout
+    # a different axis value is a different cell: the diff names it
+    other = drlab("matrix", "--arp-ignore", "0", "--arp-announce", "0",
+                  "--knob-on", "lo", "--baseline", str(base))
+    assert other.returncode == 1 and "new cell" in other.stdout
+
+
+@pytest.mark.netns
+def test_validate_reports_what_a_change_breaks():
+    p = drlab("validate", "--sysctl", "net.ipv4.conf.all.arp_ignore=0",
+              "--sysctl", "net.ipv4.conf.eth0.arp_ignore=0", "--host", "rs",
+              "--scenario", "rs-answers-arp", "--scenario", "vip-wide-prefix-on-lo")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "breaks (1): rs-answers-arp" in p.stdout
+    assert "unchanged (1): vip-wide-prefix-on-lo" in p.stdout
+    # all=0 alone changes nothing where eth0 holds 1: the kernel takes the max
+    q = drlab("validate", "--sysctl", "net.ipv4.conf.all.arp_ignore=0", "--host", "rs",
+              "--scenario", "rs-answers-arp")
+    assert q.returncode == 0 and "breaks (0)" in q.stdout and "max(all, eth0)" in q.stdout
+    bad = drlab("validate", "--sysctl", "kernel.panic=1")
+    assert bad.returncode == 2 and "only per-namespace" in bad.stderr
