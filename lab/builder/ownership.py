@@ -130,6 +130,13 @@ def destroy(rec: Record) -> list[str]:
     for pid, _start in rec.pids:  # reap our own children so none stay zombies
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, 0)
+    # SIGKILL is asynchronous for processes that are not our children: poll
+    # until they are gone, so "nothing left" holds when destroy() returns
+    from lab.util import Timeout, wait_for
+
+    with contextlib.suppress(Timeout):
+        wait_for(lambda: not any(alive(p, s) for p, s in rec.pids), 5,
+                 "killed lab processes to exit")
     for ns in rec.namespaces:
         if netns.remove(ns):
             removed.append(f"netns {ns}")
@@ -145,3 +152,16 @@ def reap() -> list[str]:
             if not rec.owner_alive():
                 removed += destroy(rec)
     return removed
+
+
+def orphans() -> list[str]:
+    """What a lab left behind: lab namespaces no live record owns, records of dead owners.
+
+    Empty when everything made by the lab is accounted for, even while other
+    runs (pytest-xdist workers, other users) have labs up.
+    """
+    recs = records()
+    owned = {ns for r in recs if r.owner_alive() for ns in r.namespaces}
+    out = [f"netns {n}" for n in netns.listing() if n.startswith("drl-") and n not in owned]
+    out += [f"record {r.lab} (owner {r.owner_pid} dead)" for r in recs if not r.owner_alive()]
+    return out

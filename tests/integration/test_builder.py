@@ -92,7 +92,10 @@ def test_teardown_removes_namespaces_and_processes_and_host_is_unchanged():
     assert not any(netns.exists(n) for n in names)
     assert all(ownership.proc_start_time(p) is None for p in pids)
     assert not any(r.lab == lab.id for r in ownership.records())
-    assert diff(before, snapshot()) == []
+    # other pytest-xdist workers may have labs up: their namespaces are theirs
+    assert [d for d in diff(before, snapshot()) if not d.startswith(("netns", "drlab_records"))
+            ] == []
+    assert not [o for o in ownership.orphans() if lab.id in o]
     assert lab.teardown() == []  # idempotent
 
 
