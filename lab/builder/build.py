@@ -313,9 +313,17 @@ def _teardown_live() -> None:
             lab.teardown()
 
 
+_HANDLER_PID = os.getpid()
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     # Treat SIGTERM like Ctrl-C: pytest and the CLI stop and tear down on
-    # KeyboardInterrupt, and atexit covers anything left.
+    # KeyboardInterrupt, and atexit covers anything left. A forked child
+    # (pyroute2's helpers, say) inherits this handler: it dies as by default.
+    if os.getpid() != _HANDLER_PID:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise KeyboardInterrupt(f"signal {signum}")
 
 

@@ -1,0 +1,202 @@
+"""Benchmarks (``scripts/bench``): the lab against a pyroute2 floor and the shell approach.
+
+    python -m lab.bench [--repeat N] [--json FILE] [--scale 2,8,32,64]
+
+All variants build the same default DR network (client, director, N real
+servers on one bridge: namespaces, veths, addresses, routes, the pinned
+sysctls, the VIP; the IPVS table when the kernel has IPVS) and tear it down:
+
+* ``lab``:   ``Lab(default_dr(rs=N)).build()`` (+ ipvsadm-restore) and teardown;
+* ``floor``: a minimal pyroute2 script doing the same kernel operations with
+  no lab machinery (no model, no validation, no ownership records);
+* ``shell``: one ``ip``/``sysctl``/``ipvsadm`` process per operation, as the
+  kernel's IPVS selftest does.
+
+Prints medians and ratios measured in this one run; never used in pass/fail tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from lab.builder import netns as lab_netns
+from lab.builder.sysctl import plan
+from lab.model import default_dr
+from lab.preflight import ipvs_available
+
+
+def _ops(rs: int, tag: str) -> dict:
+    """The operations of the default DR network, as plain data all variants share."""
+    t = default_dr(rs=rs)
+    hosts = []
+    for h in t.hosts:
+        hosts.append({"ns": f"drb-{tag}-{h.name}", "name": h.name,
+                      "addrs": [a.cidr for a in h.interfaces[0].addresses],
+                      "lo": [a.cidr for a in h.lo],
+                      "sysctls": plan(["eth0"], h.sysctls)})
+    return {"switch": f"drb-{tag}-sw", "hosts": hosts,
+            "ipvs": [line for line in _rules(t).splitlines() if line]}
+
+
+def _rules(t) -> str:  # type: ignore[no-untyped-def]
+    from lab.roles.director import restore_rules
+
+    return restore_rules(t)
+
+
+# -- lab ------------------------------------------------------------------------
+def run_lab(rs: int, with_ipvs: bool) -> None:
+    from lab.builder import Lab
+    from lab.roles import director
+
+    lab = Lab(default_dr(rs=rs)).build()
+    try:
+        if with_ipvs:
+            director.configure(lab)
+    finally:
+        lab.teardown()
+
+
+# -- floor: bare pyroute2 ---------------------------------------------------------
+def run_floor(rs: int, with_ipvs: bool) -> None:
+    from pyroute2 import IPRoute
+    from pyroute2 import netns as p2netns
+
+    ops = _ops(rs, f"f{os.getpid()}")
+    names = [ops["switch"]] + [h["ns"] for h in ops["hosts"]]
+    for n in names:
+        p2netns.create(n)
+    try:
+        sw = IPRoute(netns=ops["switch"])
+        sw.link("add", ifname="br0", kind="bridge")
+        br = sw.link_lookup(ifname="br0")[0]
+        sw.link("set", index=br, state="up")
+        for h in ops["hosts"]:
+            fd = os.open(f"/run/netns/{h['ns']}", os.O_RDONLY)
+            sw.link("add", ifname=h["name"], kind="veth",
+                    peer={"ifname": "eth0", "net_ns_fd": fd})
+            os.close(fd)
+            sw.link("set", index=sw.link_lookup(ifname=h["name"])[0], master=br, state="up")
+            p2netns.pushns(h["ns"])
+            try:
+                for k, v in h["sysctls"]:
+                    with open("/proc/sys/" + k.replace(".", "/"), "w") as f:
+                        f.write(v)
+            finally:
+                p2netns.popns()
+            with IPRoute(netns=h["ns"]) as ipr:
+                ipr.link("set", index=1, state="up")
+                for cidr in h["lo"]:
+                    a, p = cidr.split("/")
+                    ipr.addr("add", index=1, address=a, prefixlen=int(p))
+                idx = ipr.link_lookup(ifname="eth0")[0]
+                for cidr in h["addrs"]:
+                    a, p = cidr.split("/")
+                    ipr.addr("add", index=idx, address=a, prefixlen=int(p))
+                ipr.link("set", index=idx, state="up")
+        sw.close()
+        if with_ipvs:
+            director_ns = next(h["ns"] for h in ops["hosts"] if h["name"] == "director")
+            subprocess.run(["ip", "netns", "exec", director_ns, "ipvsadm-restore"],
+                           input="\n".join(ops["ipvs"]) + "\n", text=True, check=True)
+    finally:
+        for n in names:
+            p2netns.remove(n)
+
+
+# -- shell: one process per operation ------------------------------------------------
+def shell_script(ops: dict, with_ipvs: bool) -> tuple[str, str]:
+    up, down = [], []
+    sw = ops["switch"]
+    up += [f"ip netns add {sw}", f"ip -n {sw} link add br0 type bridge",
+           f"ip -n {sw} link set br0 up"]
+    down.append(f"ip netns del {sw}")
+    for h in ops["hosts"]:
+        ns, name = h["ns"], h["name"]
+        up.append(f"ip netns add {ns}")
+        down.append(f"ip netns del {ns}")
+        up.append(f"ip -n {sw} link add {name} type veth peer name eth0 netns {ns}")
+        up.append(f"ip -n {sw} link set {name} master br0 up")
+        up += [f"ip netns exec {ns} sysctl -qw {k}={v}" for k, v in h["sysctls"]]
+        up.append(f"ip -n {ns} link set lo up")
+        up += [f"ip -n {ns} addr add {c} dev lo" for c in h["lo"]]
+        up += [f"ip -n {ns} addr add {c} dev eth0" for c in h["addrs"]]
+        up.append(f"ip -n {ns} link set eth0 up")
+        if with_ipvs and name == "director":
+            up += [f"ip netns exec {ns} ipvsadm {rule}" for rule in ops["ipvs"]]
+    return "set -e\n" + "\n".join(up) + "\n", "\n".join(down) + "\n"
+
+
+def run_shell(rs: int, with_ipvs: bool) -> None:
+    up, down = shell_script(_ops(rs, f"s{os.getpid()}"), with_ipvs)
+    try:
+        subprocess.run(["bash", "-c", up], check=True)
+    finally:
+        subprocess.run(["bash", "-c", down], check=False, stderr=subprocess.DEVNULL)
+
+
+def timed(fn: Callable[[], None], repeat: int) -> float:
+    """Median wall time of ``repeat`` runs (after one warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--rs", type=int, default=2, help="real servers in the comparison")
+    ap.add_argument("--scale", default="2,8,32,64", help="real-server counts for scaling")
+    ap.add_argument("--json", metavar="FILE")
+    args = ap.parse_args(argv)
+    with_ipvs = ipvs_available()
+    res: dict = {"kernel": platform.release(), "ipvs": with_ipvs, "repeat": args.repeat,
+                 "cpus": os.cpu_count(), "in_vm": os.environ.get("DRLAB_IN_VM") == "1"}
+    print(f"kernel {res['kernel']}, IPVS {'yes' if with_ipvs else 'no (network only)'}, "
+          f"{res['cpus']} CPUs, median of {args.repeat}")
+    t = {name: timed(lambda f=f: f(args.rs, with_ipvs), args.repeat)
+         for name, f in (("lab", run_lab), ("floor", run_floor), ("shell", run_shell))}
+    res["build_teardown_seconds"] = t
+    res["lab_vs_floor"] = t["lab"] / t["floor"]
+    res["shell_vs_lab"] = t["shell"] / t["lab"]
+    print(f"default DR lab ({args.rs} real servers) build + teardown:")
+    for k, v in t.items():
+        print(f"  {k:<6} {v * 1000:8.1f} ms")
+    print(f"  lab / floor = {res['lab_vs_floor']:.2f}x (target <= 1.5)")
+    print(f"  shell / lab = {res['shell_vs_lab']:.1f}x faster (target >= 5)")
+    scale = {}
+    for n in (int(x) for x in args.scale.split(",")):
+        scale[n] = timed(lambda n=n: run_lab(n, with_ipvs), max(1, args.repeat // 2))
+        print(f"  lab with {n:>3} real servers: {scale[n] * 1000:8.1f} ms "
+              f"({scale[n] / n * 1000:.1f} ms per real server)")
+    res["scaling_seconds"] = scale
+    ns = sorted(scale)
+    if len(ns) >= 2 and 8 in scale:
+        res["per_rs_ratio_max_vs_8"] = (scale[ns[-1]] / ns[-1]) / (scale[8] / 8)
+        print(f"  per-server cost at {ns[-1]} vs 8: {res['per_rs_ratio_max_vs_8']:.2f}x "
+              "(target <= 1.3)")
+    left = [n for n in lab_netns.listing() if n.startswith("drb-")]
+    if left:
+        print("bench left namespaces behind: " + " ".join(shlex.quote(n) for n in left))
+        return 1
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
