@@ -127,16 +127,18 @@ def destroy(rec: Record) -> list[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 removed.append(f"process {pid}")
-    for pid, _start in rec.pids:  # reap our own children so none stay zombies
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, 0)
-    # SIGKILL is asynchronous for processes that are not our children: poll
-    # until they are gone, so "nothing left" holds when destroy() returns
+    # SIGKILL is asynchronous: poll until every process is gone, reaping our own
+    # children (never a blocking wait), so "nothing left" holds on return
     from lab.util import Timeout, wait_for
 
+    def gone() -> bool:
+        for pid, _start in rec.pids:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+        return not any(alive(p, s) for p, s in rec.pids)
+
     with contextlib.suppress(Timeout):
-        wait_for(lambda: not any(alive(p, s) for p, s in rec.pids), 5,
-                 "killed lab processes to exit")
+        wait_for(gone, 5, "killed lab processes to exit")
     for ns in rec.namespaces:
         if netns.remove(ns):
             removed.append(f"netns {ns}")
