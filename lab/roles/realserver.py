@@ -109,8 +109,12 @@ def _child(ns: str, name: str, port: int, protocol: str, persistent: bool, wfd: 
         sock.listen(512)
     os.write(wfd, b"ok")
     os.close(wfd)
-    # close every other inherited descriptor: the child must not hold the
-    # parent's netlink sockets, pipes or captures open
+    # hold nothing of the parent's open: not its stdio (a caller reading the
+    # parent's output would wait for EOF forever, since a persistent server
+    # outlives it), nor its netlink sockets, pipes or captures
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
     os.closerange(3, sock.fileno())
     os.closerange(sock.fileno() + 1, 65536)
     if protocol == "tcp":
