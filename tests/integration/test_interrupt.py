@@ -54,3 +54,38 @@ def test_interrupted_run_leaves_nothing(tmp_path, sig):
     assert not any(netns.exists(n) for n in rec.namespaces), out
     assert not any(r.lab == lab_id for r in ownership.records()), out
     assert ownership.proc_start_time(server) is None
+
+
+SLOW_SETUP = '''
+from lab.model import default_dr
+
+
+def test_build(lab_factory):
+    for _ in range(50):  # big labs, one after another: the signal lands mid-build
+        lab_factory(default_dr(rs=64), roles=False)
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_during_setup_leaves_nothing(tmp_path, sig):
+    (tmp_path / "test_build.py").write_text(SLOW_SETUP)
+    p = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "--no-host-check", str(tmp_path / "test_build.py")],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    try:
+        # the record is written before anything is created: wait until the child
+        # has one with namespaces half made, then interrupt it
+        def building():
+            recs = [r for r in ownership.records() if r.owner_pid == p.pid]
+            return recs and any(netns.exists(n) for r in recs for n in r.namespaces) and recs
+        recs = wait_for(building, timeout=60, what="the child run to start building")
+        p.send_signal(sig)
+        out, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode != 0, out
+    assert not [r for r in ownership.records() if r.owner_pid == p.pid], out
+    assert not any(netns.exists(n) for r in recs for n in r.namespaces), out
