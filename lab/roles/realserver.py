@@ -8,7 +8,8 @@ VM). For TCP, on every accepted connection it first sends one line::
 
 (the local address is the one the client connected to: the VIP under DR),
 then echoes whatever the client sends until it closes, so a test can hold
-a connection open and keep using it. For UDP, each datagram is answered
+a connection open and keep using it; ``bye\n`` makes the server close first
+(so the client, closing second, keeps no TIME_WAIT). For UDP, each datagram is answered
 with the same line, sent from the address it was addressed to (IP_PKTINFO),
 as a DR real server must.
 
@@ -31,6 +32,7 @@ from lab.builder import Lab, netns
 from lab.errors import LabError
 from lab.util import scaled
 
+BYE = b"bye\n"
 PR_SET_PDEATHSIG = 1
 IP_PKTINFO = 8
 # Resolved now, in the parent: a child forked from a threaded process must not
@@ -67,7 +69,7 @@ def _serve_tcp(sock: socket.socket, name: str) -> None:
             else:
                 try:
                     data = s.recv(65536)  # type: ignore[union-attr]
-                    if data:
+                    if data and data != BYE:
                         s.sendall(data)  # type: ignore[union-attr]
                         continue
                 except OSError:

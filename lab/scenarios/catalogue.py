@@ -490,21 +490,31 @@ register(Scenario(
 
 # 14 --------------------------------------------------------------------------
 def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
-    """Reconnect from the same source port after an RST: IPVS still holds the old
-    connection (state CLOSE); with conn_reuse_mode=1 it expires it, and when that
-    connection is tracked by conntrack the new SYN is dropped (client retries at 1 s)."""
-    import struct
+    """Reconnect from the same source port while IPVS still holds the old connection
+    in TIME_WAIT. With conn_reuse_mode=1 IPVS expires it and schedules anew; when
+    the old connection was tracked by conntrack it drops the new SYN instead, and
+    the client retries after 1 s."""
+    import sh
 
     from lab.builder import netns, sysctl
 
     conntrack = "1" if variant == "broken" else "0"
     ns = lab.ns("director")
+    # conntrack active in the director's namespace (as with any iptables/nftables
+    # ruleset using it) in both variants; only net.ipv4.vs.conntrack differs
+    sh.Command("ip")("netns", "exec", ns, "nft", "-f", "-", _in=(
+        "table ip drlab { chain pre { type filter hook prerouting priority 0; "
+        "ct state new counter; } }\n"))
     sysctl.write(ns, [("net.ipv4.vs.conn_reuse_mode", "1"), ("net.ipv4.vs.conntrack", conntrack)])
     svc = lab.topology.service
     assert svc is not None
     port = 40000 + (time.monotonic_ns() // 1000) % 20000
+    tcp_table = "net/tcp"
     delays = []
     for _ in range(2):
+        # the previous socket with this port must be gone (LAST_ACK -> CLOSED)
+        wait_for(lambda: f":{port:04X} " not in netns.read_proc(lab.ns("client"), tcp_table),
+                 5, f"port {port} to be free")
         s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("0.0.0.0", port))
@@ -513,10 +523,14 @@ def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
         s.connect((svc.vip, svc.port))
         delays.append(time.monotonic() - t0)
         s.recv(200)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        s.close()  # RST: no TIME_WAIT on the client, IPVS keeps the entry in CLOSE
+        s.sendall(realserver.BYE)  # the server closes first: no TIME_WAIT on the client
+        while s.recv(200):
+            pass
+        s.close()
+    states = sorted({c.state for c in director.read_connections(lab) if c.cport == port})
     ev = [f"conn_reuse_mode=1 conntrack={conntrack}: connect from port {port} took "
-          f"{delays[0] * 1000:.0f} ms, again from the same port {delays[1] * 1000:.0f} ms"]
+          f"{delays[0] * 1000:.0f} ms, again from the same port {delays[1] * 1000:.0f} ms "
+          f"(IPVS entries for the port: {', '.join(states)})"]
     return Outcome(delays[1] > 0.5, ev)
 
 
