@@ -503,8 +503,8 @@ def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
     # conntrack active in the director's namespace (as with any iptables/nftables
     # ruleset using it) in both variants; only net.ipv4.vs.conntrack differs
     sh.Command("ip")("netns", "exec", ns, "nft", "-f", "-", _in=(
-        "table ip drlab { chain pre { type filter hook prerouting priority 0; "
-        "ct state new counter; } }\n"))
+        "table ip drlab {\n  chain pre {\n    type filter hook prerouting priority 0;\n"
+        "    ct state new counter\n  }\n}\n"))
     sysctl.write(ns, [("net.ipv4.vs.conn_reuse_mode", "1"), ("net.ipv4.vs.conntrack", conntrack)])
     svc = lab.topology.service
     assert svc is not None
