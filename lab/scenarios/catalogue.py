@@ -490,8 +490,11 @@ register(Scenario(
 
 # 14 --------------------------------------------------------------------------
 def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
-    """Reconnect from the same source port while IPVS still holds the old connection
-    in TIME_WAIT. With conn_reuse_mode=1 IPVS expires it and schedules anew; when
+    """Reconnect from the same source port while IPVS still holds the old connection.
+
+    A DR director sees only the client's half of the close, so the entry sits in
+    FIN_WAIT: conn_reuse_mode bit 1 covers TIME_WAIT only, bit 2 adds FIN_WAIT for
+    DR/tunnel (so mode 3). IPVS then expires the entry and schedules anew; when
     the old connection was tracked by conntrack it drops the new SYN instead, and
     the client retries after 1 s."""
     import sh
@@ -505,7 +508,7 @@ def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
     sh.Command("ip")("netns", "exec", ns, "nft", "-f", "-", _in=(
         "table ip drlab {\n  chain pre {\n    type filter hook prerouting priority 0;\n"
         "    ct state new counter\n  }\n}\n"))
-    sysctl.write(ns, [("net.ipv4.vs.conn_reuse_mode", "1"), ("net.ipv4.vs.conntrack", conntrack)])
+    sysctl.write(ns, [("net.ipv4.vs.conn_reuse_mode", "3"), ("net.ipv4.vs.conntrack", conntrack)])
     svc = lab.topology.service
     assert svc is not None
     port = 40000 + (time.monotonic_ns() // 1000) % 20000
@@ -528,7 +531,7 @@ def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
             pass
         s.close()
     states = sorted({c.state for c in director.read_connections(lab) if c.cport == port})
-    ev = [f"conn_reuse_mode=1 conntrack={conntrack}: connect from port {port} took "
+    ev = [f"conn_reuse_mode=3 conntrack={conntrack}: connect from port {port} took "
           f"{delays[0] * 1000:.0f} ms, again from the same port {delays[1] * 1000:.0f} ms "
           f"(IPVS entries for the port: {', '.join(states)})"]
     return Outcome(delays[1] > 0.5, ev)
@@ -537,8 +540,9 @@ def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
 register(Scenario(
     name="conn-reuse-delay",
     symptom="a client reusing a source port waits about 1 s for its connection",
-    trigger="net.ipv4.vs.conn_reuse_mode=1 with net.ipv4.vs.conntrack=1: the reused "
-            "connection's first SYN is dropped (kernel-version dependent; measured, not assumed)",
+    trigger="net.ipv4.vs.conn_reuse_mode=3 (bit 2 makes a DR entry in FIN_WAIT reusable) with "
+            "net.ipv4.vs.conntrack=1: the reused connection's first SYN is dropped "
+            "(kernel-version dependent; measured, not assumed)",
     fix="net.ipv4.vs.conntrack=0 where conntrack is not needed (kernels >= 5.9 then reschedule "
         "without the delay)",
     broken=lambda: default_dr(rs=1),
