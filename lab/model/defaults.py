@@ -58,6 +58,7 @@ def default_dr(
     rs_sysctls: Mapping[str, object] | None = None,
     host_sysctls: Mapping[str, Mapping[str, object]] | None = None,
     rs_without_vip: tuple[str, ...] = (),
+    client_addresses: int = 1,
     name: str | None = None,
 ) -> Topology:
     """Build the default DR topology.
@@ -66,7 +67,13 @@ def default_dr(
     :data:`RS_ARP_SYSCTLS`; ``host_sysctls`` maps a host name to extra
     sysctls for that host only (applied last). ``rs_without_vip`` names real
     servers that do not get the VIP on ``lo`` (a classic misconfiguration).
+    ``client_addresses`` gives the client more source addresses (for
+    source-hashing schedulers): .10, .11, ... on the client's subnet.
     """
+    if not 1 <= client_addresses <= 80:
+        from lab.errors import TopologyError
+
+        raise TopologyError(f"client_addresses={client_addresses}: 1..80")
     if not 1 <= rs <= MAX_REAL_SERVERS:
         from lab.errors import TopologyError
 
@@ -82,7 +89,8 @@ def default_dr(
         segments.append(Segment("wan"))
         hosts.append(Host(
             "client", "client",
-            [Interface("eth0", "wan", [Address(f"{WAN}.10/24")])],
+            [Interface("eth0", "wan", [Address(f"{WAN}.{10 + i}/24")
+                                       for i in range(client_addresses)])],
             routes=[Route("default", f"{WAN}.1")],
         ))
         hosts.append(Host(
@@ -93,7 +101,8 @@ def default_dr(
         ))
     else:
         hosts.append(Host("client", "client",
-                          [Interface("eth0", "lan", [Address(f"{LAN}.10/24")])]))
+                          [Interface("eth0", "lan", [Address(f"{LAN}.{10 + i}/24")
+                                                     for i in range(client_addresses)])]))
 
     hosts.append(Host(
         "director", "director",

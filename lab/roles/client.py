@@ -53,16 +53,19 @@ def _read_line(s: socket.socket, deadline: float) -> str:
 
 
 def connect(lab: Lab, host: str = "client", addr: str | None = None, port: int | None = None,
-            timeout: float = 3.0, protocol: str | None = None) -> Reply:
-    """Connect from ``host`` to ``addr:port`` (default: the service VIP) and identify."""
-    reply, s = open_connection(lab, host, addr, port, timeout, protocol)
+            timeout: float = 3.0, protocol: str | None = None,
+            source: str | None = None) -> Reply:
+    """Connect from ``host`` (from address ``source``, if given) to ``addr:port``
+    (default: the service VIP) and identify."""
+    reply, s = open_connection(lab, host, addr, port, timeout, protocol, source)
     s.close()
     return reply
 
 
 def open_connection(lab: Lab, host: str = "client", addr: str | None = None,
                     port: int | None = None, timeout: float = 3.0,
-                    protocol: str | None = None) -> tuple[Reply, socket.socket]:
+                    protocol: str | None = None,
+                    source: str | None = None) -> tuple[Reply, socket.socket]:
     """Like :func:`connect` but leave the connection open: returns ``(reply, socket)``.
 
     The identity service echoes what is sent, so the connection stays usable.
@@ -78,6 +81,8 @@ def open_connection(lab: Lab, host: str = "client", addr: str | None = None,
     deadline = start + scaled(timeout)
     if protocol == "udp":
         s = netns.socket_in(lab.ns(host), fam, socket.SOCK_DGRAM)
+        if source:
+            s.bind((source, 0))
         try:
             s.connect((addr, port))
             s.send(b"who\n")
@@ -92,6 +97,8 @@ def open_connection(lab: Lab, host: str = "client", addr: str | None = None,
         s = netns.socket_in(lab.ns(host), fam, socket.SOCK_STREAM)
         s.setblocking(False)
         try:
+            if source:
+                s.bind((source, 0))
             rc = s.connect_ex((addr, port))
             if rc not in (0, errno.EINPROGRESS):
                 raise ConnectError(f"{host} -> {addr}:{port}: {errno.errorcode.get(rc, rc)}",

@@ -217,3 +217,11 @@ def test_readme_catalogue_is_generated_from_the_registry():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert catalogue_markdown() in readme, (
         "README's scenario table is stale: regenerate it with `drlab scenarios --markdown`")
+
+
+def test_client_addresses_for_source_hashing():
+    t = default_dr(client_addresses=3).validate()
+    assert [a.cidr for a in t.host("client").interfaces[0].addresses] == [
+        "192.0.2.10/24", "192.0.2.11/24", "192.0.2.12/24"]
+    with pytest.raises(TopologyError, match="1..80"):
+        default_dr(client_addresses=81)
