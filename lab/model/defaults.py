@@ -59,6 +59,8 @@ def default_dr(
     host_sysctls: Mapping[str, Mapping[str, object]] | None = None,
     rs_without_vip: tuple[str, ...] = (),
     client_addresses: int = 1,
+    fwmark: int | None = None,
+    extra_ports: tuple[int, ...] = (),
     name: str | None = None,
 ) -> Topology:
     """Build the default DR topology.
@@ -130,6 +132,7 @@ def default_dr(
         raise TopologyError(f"host_sysctls names unknown hosts: {', '.join(sorted(host_sysctls))}")
 
     svc = VirtualService(VIP, port, "director", rss, protocol=protocol,  # type: ignore[arg-type]
-                         scheduler=scheduler, persistence=persistence)
+                         scheduler=scheduler, persistence=persistence, fwmark=fwmark,
+                         extra_ports=list(extra_ports))
     topo_name = name or ("dr-router" if behind_router else "dr")
     return Topology(topo_name, hosts, segments, svc)

@@ -163,7 +163,8 @@ def _service(v: Any) -> VirtualService:
     w = "service"
     d = _need(v, w, dict)
     _keys(d, w, {"vip", "port", "protocol", "scheduler", "director", "real_servers",
-                 "persistence"}, {"vip", "port", "director", "real_servers"})
+                 "persistence", "fwmark", "extra_ports"}, {"vip", "port", "director",
+                                                          "real_servers"})
     rss = []
     for n, rv in enumerate(_need(d["real_servers"], f"{w}.real_servers", list)):
         rw = f"{w}.real_servers[{n}]"
@@ -183,6 +184,10 @@ def _service(v: Any) -> VirtualService:
         scheduler=_need(d.get("scheduler", "rr"), f"{w}.scheduler", str),
         persistence=_need(d["persistence"], f"{w}.persistence", int)
         if "persistence" in d else None,
+        fwmark=_need(d["fwmark"], f"{w}.fwmark", int) if "fwmark" in d else None,
+        extra_ports=[_need(x, f"{w}.extra_ports[{n}]", int)
+                     for n, x in enumerate(_need(d.get("extra_ports", []), f"{w}.extra_ports",
+                                                 list))],
     )
 
 
@@ -221,6 +226,10 @@ def topology_to_dict(t: Topology) -> dict[str, Any]:
                                            for r in s.real_servers]}
         if s.persistence is not None:
             out["service"]["persistence"] = s.persistence
+        if s.fwmark is not None:
+            out["service"]["fwmark"] = s.fwmark
+        if s.extra_ports:
+            out["service"]["extra_ports"] = list(s.extra_ports)
     if t.waive:
         out["waive"] = sorted(t.waive)
     return out

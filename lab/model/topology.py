@@ -127,6 +127,14 @@ class VirtualService:
     protocol: Protocol = "tcp"
     scheduler: str = "rr"
     persistence: int | None = None  # seconds, ipvsadm -p
+    #: A firewall-mark service (ipvsadm -f): the director marks packets for the
+    #: VIP on ``port`` and ``extra_ports`` (nftables) and IPVS balances by mark.
+    fwmark: int | None = None
+    extra_ports: list[int] = field(default_factory=list)
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port, *self.extra_ports]
 
     @property
     def family(self) -> int:
@@ -313,6 +321,14 @@ def _validate(t: Topology) -> list[str]:
             p.append(f"{sw}: protocol {svc.protocol!r} must be tcp or udp")
         if svc.scheduler not in SCHEDULERS:
             p.append(f"{sw}: unknown scheduler {svc.scheduler!r} (one of {', '.join(SCHEDULERS)})")
+        if svc.fwmark is not None and not (isinstance(svc.fwmark, int)
+                                           and 1 <= svc.fwmark <= 0xFFFFFFFF):
+            p.append(f"{sw}: fwmark {svc.fwmark!r} out of range 1..4294967295")
+        if svc.extra_ports and svc.fwmark is None:
+            p.append(f"{sw}: extra_ports need a fwmark service (one port per plain service)")
+        for ep in svc.extra_ports:
+            if not (isinstance(ep, int) and 1 <= ep <= 65535) or ep == svc.port:
+                p.append(f"{sw}: extra port {ep!r} out of range 1..65535 or repeated")
         if svc.persistence is not None and not 1 <= svc.persistence <= 2678400:
             p.append(f"{sw}: persistence {svc.persistence} out of range 1..2678400 s")
         byname = {h.name: h for h in t.hosts}

@@ -26,7 +26,9 @@ IP_VS_SVC_F_PERSISTENT = 0x1
 
 
 def service_spec(svc: VirtualService) -> str:
-    """``-t 192.0.2.100:80`` (or ``-u``, IPv6 in brackets) as ipvsadm takes it."""
+    """``-t 192.0.2.100:80`` (or ``-u``, ``-f MARK``, IPv6 in brackets) as ipvsadm takes it."""
+    if svc.fwmark is not None:
+        return f"-f {svc.fwmark}" + (" -6" if svc.family == 6 else "")
     addr = f"[{svc.vip}]" if svc.family == 6 else svc.vip
     return f"-{'t' if svc.protocol == 'tcp' else 'u'} {addr}:{svc.port}"
 
@@ -44,8 +46,22 @@ def restore_rules(topology: Topology) -> str:
     for rs in svc.real_servers:
         rip = _rip(topology, rs.host, svc.family)
         rip_s = f"[{rip}]" if svc.family == 6 else rip
-        lines.append(f"-a {spec} -r {rip_s}:{svc.port} -g -w {rs.weight}")
+        dest = rip_s if svc.fwmark is not None else f"{rip_s}:{svc.port}"
+        lines.append(f"-a {spec} -r {dest} -g -w {rs.weight}")
     return "\n".join(lines) + "\n"
+
+
+def nft_rules(topology: Topology) -> str:
+    """The nftables ruleset that marks the service's packets (fwmark services only)."""
+    svc = topology.service
+    if svc is None or svc.fwmark is None:
+        return ""
+    fam = "ip6" if svc.family == 6 else "ip"
+    ports = ", ".join(str(p) for p in svc.ports)
+    return (f"table {fam} drlab {{\n  chain pre {{\n"
+            f"    type filter hook prerouting priority mangle;\n"
+            f"    {fam} daddr {svc.vip} {svc.protocol} dport {{ {ports} }} "
+            f"meta mark set {svc.fwmark}\n  }}\n}}\n")
 
 
 def _rip(topology: Topology, host: str, family: int) -> str:
@@ -79,6 +95,14 @@ def configure(lab: Lab) -> None:
     rules = restore_rules(lab.topology)
     if rules:
         ipvsadm(lab, stdin=rules, restore=True)
+    marks = nft_rules(lab.topology)
+    if marks:
+        try:
+            sh.Command("ip")("netns", "exec", lab.ns(lab.topology.director.name), "nft", "-f",
+                             "-", _in=marks)
+        except sh.ErrorReturnCode as e:
+            raise LabError(f"nft (fwmark rules) failed: "
+                           f"{e.stderr.decode(errors='replace').strip()}") from None
 
 
 @dataclass(frozen=True)
@@ -184,6 +208,8 @@ def read_service(lab: Lab) -> ServiceState:
     svc = lab.topology.service
     assert svc is not None
     for s in read_services(lab):
+        if svc.fwmark is not None and s.fwmark == svc.fwmark:
+            return s
         if (s.vip, s.port, s.protocol) == (svc.vip, svc.port, svc.protocol):
             return s
     raise LabError(f"service {svc.vip}:{svc.port}/{svc.protocol} is not in the IPVS table")

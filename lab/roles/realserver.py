@@ -159,6 +159,9 @@ def start_service(lab: Lab, host: str, port: int | None = None, protocol: str | 
     return pid
 
 
-def start_services(lab: Lab) -> dict[str, int]:
-    """Start the identity service on every real server of the topology."""
-    return {h.name: start_service(lab, h.name) for h in lab.topology.real_servers}
+def start_services(lab: Lab) -> dict[str, list[int]]:
+    """Start the identity service on every real server, on every port of the service."""
+    svc = lab.topology.service
+    ports = svc.ports if svc else [80]
+    return {h.name: [start_service(lab, h.name, port=p) for p in ports]
+            for h in lab.topology.real_servers}

@@ -225,3 +225,11 @@ def test_client_addresses_for_source_hashing():
         "192.0.2.10/24", "192.0.2.11/24", "192.0.2.12/24"]
     with pytest.raises(TopologyError, match="1..80"):
         default_dr(client_addresses=81)
+
+
+def test_fwmark_validation():
+    default_dr(fwmark=1, extra_ports=(8080, 8443)).validate()
+    t = default_dr(extra_ports=(8080,))
+    assert "extra_ports need a fwmark service" in problems(t)
+    t = default_dr(fwmark=0)
+    assert "fwmark 0 out of range" in problems(t)

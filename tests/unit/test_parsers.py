@@ -86,3 +86,16 @@ def test_hostcheck_diff():
     b = {"links": ["eth0 up", "veth9 up"], "sysctls": {"k": "1"}, "ipvs": "y"}
     assert diff(a, a) == []
     assert diff(a, b) == ["links: added veth9 up", "sysctls: k 0 -> 1", "ipvs: changed"]
+
+
+def test_fwmark_service_rules():
+    from lab.roles.director import nft_rules
+
+    t = default_dr(fwmark=7, extra_ports=(8080,))
+    assert restore_rules(t) == (
+        "-A -f 7 -s rr\n"
+        "-a -f 7 -r 192.0.2.101 -g -w 1\n"
+        "-a -f 7 -r 192.0.2.102 -g -w 1\n")
+    nft = nft_rules(t)
+    assert "ip daddr 192.0.2.100 tcp dport { 80, 8080 } meta mark set 7" in nft
+    assert nft_rules(default_dr()) == ""
