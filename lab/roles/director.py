@@ -123,6 +123,9 @@ class DestState:
     active_conns: int
     inactive_conns: int
     stats: Stats
+    #: The real server is the director itself (its address is local there): IPVS
+    #: delivers to the local stack whatever forwarding method is configured.
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ def read_services(lab: Lab) -> list[ServiceState]:
     nl = netns.socket_in(lab.ns(lab.topology.director.name), socket.AF_NETLINK,
                          socket.SOCK_DGRAM, 16)  # NETLINK_GENERIC
     out: list[ServiceState] = []
+    own = {a.get("address") for a in lab.ipr(lab.topology.director.name).get_addr()}
     try:
         ipvs = IPVS(fileno=nl.detach())
     except NetlinkError as e:
@@ -198,6 +202,7 @@ def read_services(lab: Lab) -> list[ServiceState]:
                     active_conns=dg("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
                     inactive_conns=dg("IPVS_DEST_ATTR_INACT_CONNS") or 0,
                     stats=_stats(d),
+                    local=str(dg("IPVS_DEST_ATTR_ADDR")) in own,
                 ))
             out.append(svc)
     return out
