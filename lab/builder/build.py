@@ -187,7 +187,8 @@ class Lab:
             sysctl.write(ns, [("net.ipv6.conf.all.disable_ipv6", "1"),
                               ("net.ipv6.conf.default.disable_ipv6", "1")])
             ipr = self.ipr(ns)
-            ipr.link("add", ifname="br0", kind="bridge")
+            # no multicast snooping: NDP's solicited-node multicast is flooded
+            ipr.link("add", ifname="br0", kind="bridge", br_mcast_snooping=0)
             ipr.link("set", index=ipr.link_lookup(ifname="br0")[0], state="up")
         for hi, h in enumerate(t.hosts):
             ns = self.ns(h.name)

@@ -61,6 +61,7 @@ def default_dr(
     client_addresses: int = 1,
     fwmark: int | None = None,
     extra_ports: tuple[int, ...] = (),
+    ipv6: bool = False,
     name: str | None = None,
 ) -> Topology:
     """Build the default DR topology.
@@ -135,4 +136,31 @@ def default_dr(
                          scheduler=scheduler, persistence=persistence, fwmark=fwmark,
                          extra_ports=list(extra_ports))
     topo_name = name or ("dr-router" if behind_router else "dr")
-    return Topology(topo_name, hosts, segments, svc)
+    t = Topology(topo_name, hosts, segments, svc)
+    return to_ipv6(t) if ipv6 else t
+
+
+def v6(addr: str) -> str:
+    """The IPv6 twin of a lab IPv4 address or prefix: 192.0.2.N -> 2001:db8::N,
+    198.51.100.N -> 2001:db8:1::N (the same last number, written in decimal)."""
+    ip, slash, plen = addr.partition("/")
+    a, b, c, d = ip.split(".")
+    net = {"192.0.2": "2001:db8:", "198.51.100": "2001:db8:1:"}[f"{a}.{b}.{c}"]
+    new_plen = {"24": "64", "32": "128"}.get(plen, plen)
+    return f"{net}:{d}" + (f"/{new_plen}" if slash else "")
+
+
+def to_ipv6(t: Topology) -> Topology:
+    """The same lab on IPv6 only: every address and route mapped with :func:`v6`."""
+    for h in t.hosts:
+        for i in h.interfaces:
+            i.addresses = [Address(v6(a.cidr), a.scope) for a in i.addresses]
+        h.lo = [Address(v6(a.cidr), a.scope) for a in h.lo]
+        h.routes = [Route(r.dst if r.dst == "default" else v6(r.dst),
+                          v6(r.via) if r.via else None, r.dev) for r in h.routes]
+        if h.role == "router":
+            h.sysctls["net.ipv6.conf.all.forwarding"] = "1"
+    if t.service is not None:
+        t.service.vip = v6(t.service.vip)
+    t.name += "-v6"
+    return t

@@ -95,7 +95,8 @@ def _serve_udp(sock: socket.socket, name: str, port: int) -> None:
         sock.sendmsg([reply], cmsg, 0, peer)
 
 
-def _child(ns: str, name: str, port: int, protocol: str, persistent: bool, wfd: int) -> None:
+def _child(ns: str, name: str, port: int, protocol: str, persistent: bool, wfd: int,
+           family: int = socket.AF_INET) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tears down on Ctrl-C
     if persistent:
@@ -104,9 +105,9 @@ def _child(ns: str, name: str, port: int, protocol: str, persistent: bool, wfd: 
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     netns.enter_in_child(ns)
     stype = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-    sock = socket.socket(socket.AF_INET, stype)
+    sock = socket.socket(family, stype)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("0.0.0.0", port))
+    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
     if protocol == "tcp":
         sock.listen(512)
     os.write(wfd, b"ok")
@@ -131,13 +132,16 @@ def start_service(lab: Lab, host: str, port: int | None = None, protocol: str | 
     svc = lab.topology.service
     port = port or (svc.port if svc else 80)
     protocol = protocol or (svc.protocol if svc else "tcp")
+    family = socket.AF_INET6 if svc is not None and svc.family == 6 else socket.AF_INET
+    if family == socket.AF_INET6 and protocol == "udp":
+        raise LabError("the identity service answers UDP over IPv4 only (IP_PKTINFO)")
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns
         code = 0
         try:
             os.close(rfd)
-            _child(lab.ns(host), host, port, protocol, lab.persistent, wfd)
+            _child(lab.ns(host), host, port, protocol, lab.persistent, wfd, family)
         except BaseException as e:  # report to the parent, then die quietly
             try:
                 os.write(wfd, f"error: {e}".encode()[:500])
