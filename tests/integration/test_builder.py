@@ -102,12 +102,13 @@ def test_teardown_removes_namespaces_and_processes_and_host_is_unchanged():
 def test_failed_build_leaves_nothing(lab_factory):
     t = default_dr()
     t.host("rs1").sysctls["net.ipv4.conf.all.no_such_knob"] = "1"
-    before = netns.listing()
     lab = Lab(t)
     with pytest.raises(OSError, match="no_such_knob"):
         lab.build()
-    assert netns.listing() == before
+    names = [*lab.namespaces.values(), *lab.segment_namespaces.values()]
+    assert not any(netns.exists(n) for n in names)
     assert not any(r.lab == lab.id for r in ownership.records())
+    assert not [o for o in ownership.orphans() if lab.id in o]
 
 
 def test_killed_owner_is_reaped_and_live_labs_are_not():
