@@ -463,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     mx = sub.add_parser("matrix", help="sweep real-server settings, compare with predictions")
     mx.add_argument("--spec", metavar="FILE", help="TOML file of axes (arp_ignore = [0, 1] ...)")
-    for axis, (_f, allowed) in __import__("lab.matrix", fromlist=["AXES"]).AXES.items():
+    from lab.matrix import AXES
+
+    for axis, (_f, allowed) in AXES.items():
         mx.add_argument(f"--{axis.replace('_', '-')}", dest=axis, metavar="V,V",
                         help=f"values of {axis}: {', '.join(str(a).lower() for a in allowed)}")
     mx.add_argument("--jobs", type=int, default=4, help="labs side by side (default 4)")
