@@ -77,12 +77,15 @@ def _in_ns(lab: Lab, host: str) -> dict:
     return {"_preexec_fn": lambda: netns.enter_in_child(ns)}
 
 
-def ipvsadm(lab: Lab, *args: str, stdin: str | None = None, restore: bool = False) -> str:
-    """Run ``ipvsadm`` (or ``ipvsadm-restore``) in the director's namespace; return stdout."""
+def ipvsadm(lab: Lab, *args: str, stdin: str | None = None, restore: bool = False,
+            host: str | None = None) -> str:
+    """Run ``ipvsadm`` (or ``ipvsadm-restore``) in the director's namespace (or
+    ``host``'s, e.g. a standby director); return stdout."""
     require_ipvsadm()
     cmd = sh.Command("ipvsadm-restore" if restore else "ipvsadm")
     try:
-        out = cmd(*args, _in=stdin, _err_to_out=False, **_in_ns(lab, lab.topology.director.name))
+        out = cmd(*args, _in=stdin, _err_to_out=False,
+                  **_in_ns(lab, host or lab.topology.director.name))
     except sh.ErrorReturnCode as e:
         err = e.stderr.decode(errors="replace").strip() or e.stdout.decode(errors="replace")
         raise LabError(f"{'ipvsadm-restore' if restore else 'ipvsadm'} "
@@ -90,16 +93,17 @@ def ipvsadm(lab: Lab, *args: str, stdin: str | None = None, restore: bool = Fals
     return str(out)
 
 
-def configure(lab: Lab) -> None:
-    """Load the topology's virtual service into the director's IPVS table."""
+def configure(lab: Lab, host: str | None = None) -> None:
+    """Load the topology's virtual service into the director's IPVS table (or into
+    ``host``'s, for a standby director)."""
     rules = restore_rules(lab.topology)
     if rules:
-        ipvsadm(lab, stdin=rules, restore=True)
+        ipvsadm(lab, stdin=rules, restore=True, host=host)
     marks = nft_rules(lab.topology)
     if marks:
         try:
-            sh.Command("ip")("netns", "exec", lab.ns(lab.topology.director.name), "nft", "-f",
-                             "-", _in=marks)
+            sh.Command("ip")("netns", "exec", lab.ns(host or lab.topology.director.name),
+                             "nft", "-f", "-", _in=marks)
         except sh.ErrorReturnCode as e:
             raise LabError(f"nft (fwmark rules) failed: "
                            f"{e.stderr.decode(errors='replace').strip()}") from None
@@ -256,6 +260,26 @@ def parse_ip_vs_conn(text: str) -> list[Connection]:
     return conns
 
 
-def read_connections(lab: Lab) -> list[Connection]:
-    text = netns.read_proc(lab.ns(lab.topology.director.name), "net/ip_vs_conn")
+def read_connections(lab: Lab, host: str | None = None) -> list[Connection]:
+    text = netns.read_proc(lab.ns(host or lab.topology.director.name), "net/ip_vs_conn")
     return parse_ip_vs_conn(text)
+
+
+def move_vip(lab: Lab, old: str, new: str) -> None:
+    """Fail over: take the VIP off ``old``'s LAN interface, put it on ``new``'s and
+    announce it with a gratuitous ARP (as keepalived does)."""
+    from lab.probes.arp import arp_frame
+    from lab.probes.capture import packet_socket
+
+    svc = lab.topology.service
+    assert svc is not None and svc.family == 4
+    for host, op in ((old, "del"), (new, "add")):
+        ipr = lab.ipr(host)
+        idx = ipr.link_lookup(ifname="eth0")[0]
+        ipr.addr(op, index=idx, address=svc.vip, prefixlen=32)
+    s = packet_socket(lab, new, "eth0")
+    try:
+        mac = lab.mac(new)
+        s.send(arp_frame(1, mac, svc.vip, svc.vip))  # gratuitous: who-has VIP tell VIP
+    finally:
+        s.close()
