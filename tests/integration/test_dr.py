@@ -11,6 +11,11 @@ from lab.util import wait_for
 pytestmark = pytest.mark.ipvs
 
 
+ROUTER = pytest.mark.parametrize("dr_topology", [{}, {"behind_router": True}], indirect=True,
+                                 ids=["lan", "router"])
+
+
+@ROUTER
 def test_rr_splits_connections_evenly_and_client_only_sees_the_vip(dr_lab):
     n = 10
     replies = [client.connect(dr_lab) for _ in range(n)]
@@ -24,6 +29,7 @@ def test_rr_splits_connections_evenly_and_client_only_sees_the_vip(dr_lab):
         assert r.server_saw_client == r.local  # no NAT anywhere: DR keeps the client address
 
 
+@ROUTER
 def test_ipvs_readback_equals_configuration_and_counters_rise(dr_lab):
     t = dr_lab.topology
     svc = director.read_service(dr_lab)
@@ -45,7 +51,8 @@ def test_ipvs_readback_equals_configuration_and_counters_rise(dr_lab):
     conns = director.read_connections(dr_lab)
     assert len(conns) == 4
     assert {c.dest for c in conns} == {"192.0.2.101", "192.0.2.102"}
-    assert all(c.vip == "192.0.2.100" and c.client == "192.0.2.10" for c in conns)
+    cip = t.primary_ip("client")
+    assert all(c.vip == "192.0.2.100" and c.client == cip for c in conns)
     # the ipvsadm view agrees with netlink
     text = director.ipvsadm(dr_lab, "-Ln")
     assert "TCP  192.0.2.100:80 rr" in text
@@ -59,7 +66,9 @@ def test_wrr_follows_weights_and_weight_zero_gets_nothing(dr_lab):
     assert director.read_service(dr_lab).dest("192.0.2.103").weight == 0
 
 
-@pytest.mark.drlab(rs_without_vip=("rs2",))
+@pytest.mark.parametrize("dr_topology", [{"rs_without_vip": ("rs2",)},
+                                         {"rs_without_vip": ("rs2",), "behind_router": True}],
+                         indirect=True, ids=["lan", "router"])
 def test_real_server_without_vip_drops_requests_quickly(dr_lab):
     """rr sends one of two connections to rs2, which has no VIP on lo: it drops the
     SYN (Ip.InAddrErrors rises) and never answers. Decided by the counter, not by a

@@ -9,7 +9,10 @@ from lab.roles import client, director
 pytestmark = pytest.mark.ipvs
 
 
-@pytest.mark.drlab(scheduler="wrr", weights={"rs1": 3, "rs2": 1})
+@pytest.mark.parametrize("dr_topology", [
+    {"scheduler": "wrr", "weights": {"rs1": 3, "rs2": 1}},
+    {"scheduler": "wrr", "weights": {"rs1": 3, "rs2": 1}, "behind_router": True}],
+    indirect=True, ids=["lan", "router"])
 def test_wrr_follows_the_weights(dr_lab):
     got = Counter(client.connect(dr_lab).server for _ in range(40))
     assert got == {"rs1": 30, "rs2": 10}  # wrr is exact over whole cycles
@@ -40,11 +43,13 @@ def test_least_connection_balances_held_connections(lab_factory, scheduler):
             s.close()
 
 
+@pytest.mark.parametrize("router", [False, True], ids=["lan", "router"])
 @pytest.mark.parametrize("scheduler", ["sh", "mh"])
-def test_source_hashing_is_stable_per_client_address(lab_factory, scheduler):
+def test_source_hashing_is_stable_per_client_address(lab_factory, scheduler, router):
     from lab.model import default_dr
 
-    lab = lab_factory(default_dr(scheduler=scheduler, client_addresses=12))
+    lab = lab_factory(default_dr(scheduler=scheduler, client_addresses=12,
+                                 behind_router=router))
     sources = [a.ip for a in lab.topology.host("client").interfaces[0].addresses]
     first = {src: client.connect(lab, source=src).server for src in sources}
     again = {src: client.connect(lab, source=src).server for src in sources}

@@ -11,7 +11,9 @@ from lab.util import wait_for
 pytestmark = pytest.mark.ipvs
 
 
-@pytest.mark.drlab(protocol="udp", port=53)
+@pytest.mark.parametrize("dr_topology", [{"protocol": "udp", "port": 53},
+                                         {"protocol": "udp", "port": 53, "behind_router": True}],
+                         indirect=True, ids=["lan", "router"])
 def test_udp_rr_replies_from_the_vip(dr_lab):
     replies = [client.connect(dr_lab) for _ in range(6)]  # a new source port each time
     assert Counter(r.server for r in replies) == {"rs1": 3, "rs2": 3}
