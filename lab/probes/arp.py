@@ -16,7 +16,6 @@ within milliseconds); only hosts that answer neither fall back to the window.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import select
 import socket
@@ -203,10 +202,6 @@ def census(lab: Lab, target: str | None = None, asker: str = "client", iface: st
         close_soon(s)
     result.seconds = time.monotonic() - start
     return result
-
-
-def in_subnet(ip: str, cidr: str) -> bool:
-    return ipaddress.ip_address(ip) in ipaddress.ip_interface(cidr).network
 
 
 @dataclass

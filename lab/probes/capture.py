@@ -30,7 +30,6 @@ from lab.builder import Lab, netns
 from lab.util import close_soon
 
 ETH_P_ALL = 0x0003
-ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
 SOL_PACKET = 263

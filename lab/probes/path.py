@@ -46,15 +46,6 @@ def lan_iface(lab: Lab, host: str) -> str:
 
 
 @dataclass
-class Hop:
-    where: str  # "rs1/eth0"
-    frame: Decoded | None
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.frame.summary() if self.frame else 'not seen'}"
-
-
-@dataclass
 class ConnectionProof:
     server: str
     client_addr: tuple[str, int]
