@@ -45,7 +45,11 @@ def _read_line(s: socket.socket, deadline: float) -> str:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([s], [], [], left)[0]:
             raise ConnectError("no identity line from the server in time")
-        chunk = s.recv(4096)
+        try:
+            chunk = s.recv(4096)
+        except OSError as e:  # an ICMP error or a reset after the handshake
+            raise ConnectError(f"connection failed before the identity line: "
+                               f"{errno.errorcode.get(e.errno or 0, e)}", e.errno) from None
         if not chunk:
             raise ConnectError(f"server closed before sending its identity (got {buf!r})")
         buf += chunk

@@ -319,19 +319,21 @@ def _not_on_link(far: bool) -> Topology:
 def _not_on_link_observe(lab: Lab, variant: Variant) -> Outcome:
     svc = lab.topology.service
     assert svc is not None
-    served, failed = [], 0
+    served: list[str] = []
+    failed: list[str] = []
     with Capture(lab, "rs2") as cap:
         for _ in range(4):
             try:
                 served.append(client.connect(lab, timeout=1).server)
-            except client.ConnectError:
-                failed += 1
+            except client.ConnectError as e:
+                failed.append(str(e))
     from lab.probes.frames import decode
 
     got = [x for f in cap.frames if not f.outgoing and (x := decode(f.data)).dst == svc.vip]
-    ev = [f"served by {served}, {failed} failed",
+    ev = [f"served by {served}, {len(failed)} failed" + (f" ({'; '.join(failed)})" if failed
+                                                           else ""),
           f"rs2 received {len(got)} frames addressed to the VIP"]
-    return Outcome(failed > 0 and not got, ev)
+    return Outcome(bool(failed) and not got, ev)
 
 
 register(Scenario(
