@@ -249,24 +249,47 @@ def catalogue_markdown() -> str:
 
 
 def cmd_scenario_run(args: argparse.Namespace) -> int:
-    """Run a scenario broken and fixed side by side; exit 1 unless it reproduced."""
+    """Run scenarios broken and fixed side by side; exit 1 unless each reproduced.
+
+    ``all`` runs the whole catalogue; scenarios this machine cannot run (no
+    IPVS, or VM-only) are then reported as not run instead of failing.
+    """
+    import json
+    from pathlib import Path
+
     from lab import preflight
-    from lab.scenarios import get, run
+    from lab.scenarios import REGISTRY, Verdict, get, run
 
-    s = get(args.name)
-    if s.needs_ipvs:
-        preflight.require_ipvs()
-    else:
-        preflight.require_netns()
-    _progress(f"{s.name}: running the broken variant ...")
-    broken = run(s, "broken")
-    _progress(f"{s.name}: running the fixed variant ...")
-    fixed = run(s, "fixed")
-    from lab.scenarios import Verdict
+    names = list(REGISTRY) if args.name == ["all"] else args.name
+    chosen = [get(n) for n in names]
+    have_ipvs = preflight.ipvs_available() if any(s.needs_ipvs for s in chosen) else False
+    preflight.require_netns()
+    results, bad = [], 0
+    for s in chosen:
+        why = ("needs IPVS" if s.needs_ipvs and not have_ipvs else
+               "runs only in the VM" if s.needs_vm and not _in_vm() else None)
+        if why and args.name == ["all"]:
+            print(f"{s.name}: not run here ({why})")
+            results.append({"name": s.name, "ran": False, "why": why})
+            continue
+        if s.needs_ipvs:
+            preflight.require_ipvs()
+        _progress(f"{s.name}: running the broken variant ...")
+        broken = run(s, "broken")
+        _progress(f"{s.name}: running the fixed variant ...")
+        fixed = run(s, "fixed")
+        v = Verdict(s, broken, fixed)
+        print(v.report())
+        bad += not v.reproduced
+        results.append({"name": s.name, "ran": True, "reproduced": v.reproduced,
+                        "broken": {"symptom": broken.symptom, "evidence": broken.evidence},
+                        "fixed": {"symptom": fixed.symptom, "evidence": fixed.evidence}})
+    if args.json:
+        import platform
 
-    v = Verdict(s, broken, fixed)
-    print(v.report())
-    return 0 if v.reproduced else 1
+        Path(args.json).write_text(json.dumps({"kernel": platform.release(),
+                                               "scenarios": results}, indent=1))
+    return 1 if bad else 0
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -280,7 +303,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     spec: dict = {}
     if args.spec:
         spec.update(matrix.load_spec(args.spec))
-    for axis in matrix.AXES:
+    for axis in matrix.ALL_AXES:
         value = getattr(args, axis)
         if value is not None:
             spec.update(matrix.parse_axes({axis: value}))
@@ -288,7 +311,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         spec = matrix.parse_axes({"arp_ignore": "0,1,2,3,8", "arp_announce": "0,1,2",
                                   "vip_place": "lo32,lo-wide,lan,absent"})
     baseline = matrix.load_result(args.baseline) if args.baseline else None
-    configs = matrix.cells(spec)
+    configs = matrix.with_extra(matrix.cells(spec), matrix.parse_extra(args.sysctl or []))
     preflight.require_netns()
     _progress(f"matrix: {len(configs)} cells, {args.jobs} labs side by side ...")
     t0 = time.monotonic()
@@ -298,9 +321,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     print(matrix.table(result))
     bad = data["mismatches"]
     print(f"{len(result)} cells in {wall:.1f}s on kernel {data['kernel']}: "
-          f"{len(result) - bad} as predicted, {bad} mismatched")
+          f"{len(result) - bad - data['not_run']} as predicted, {bad} mismatched"
+          + (f", {data['not_run']} not run (no IPVS here)" if data["not_run"] else ""))
     for c in result:
-        if not c.match:
+        if not c.match and not c.skipped:
             print(f"\n{c.label}: predicted {c.predicted}, observed {c.observed}"
                   + (f", error {c.error}" if c.error else "") + "\n  " + "\n  ".join(c.evidence))
     if args.json:
@@ -309,6 +333,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         Path(args.save).write_text(json.dumps(data, indent=1))
     if args.markdown:
         Path(args.markdown).write_text(matrix.markdown(result) + "\n")
+    if args.html:
+        from lab.htmlreport import matrix_html
+
+        Path(args.html).write_text(matrix_html(data, _matrix_args(args)))
     changed: list[str] = []
     if baseline is not None:
         changed = matrix.diff(baseline, data)
@@ -316,6 +344,85 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         for line in changed:
             print("  " + line)
     return 1 if bad or changed else 0
+
+
+def cmd_kernels_run(args: argparse.Namespace) -> int:
+    """Run a matrix, scenarios or the suite on several kernels; one report."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from lab import kernels, kmatrix
+
+    names = args.kernel or ["host", "bookworm"]
+    if len(set(names)) != len(names):
+        raise UsageError("kernels run: a kernel is named twice")
+    rest = list(args.args)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    resolved = [kernels.resolve(n, refresh=not args.offline) for n in names]
+    logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="drlab-kernels."))
+    logs.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for k in resolved:
+        _progress(f"kernels: {args.what} on {k.name}"
+                  + (f" ({k.image})" if k.image else " (the running kernel, no VM)") + " ...")
+        r = kmatrix.run_on(k, args.what, rest, logs / f"{_safe(k.name)}.log")
+        _progress(f"kernels: {k.name}: exit {r.exit_code} in {r.seconds:.0f}s"
+                  + (f"; {r.error}" if r.error else ""))
+        runs.append(r)
+    report = kmatrix.merge(args.what, rest, runs)
+    print(kmatrix.table(report))
+    for block in kmatrix.details(report):
+        print("\n" + block)
+    print("\n" + "; ".join(f"{k['name']} {k['release']}: {k['seconds']:.0f}s"
+                           for k in report["kernels"])
+          + f"; {report['failed']} failing rows or runs; logs in {logs}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    if args.html:
+        from lab import htmlreport
+
+        Path(args.html).write_text(htmlreport.kernels_html(report))
+        print(f"HTML report: {args.html}")
+    return 1 if report["failed"] else 0
+
+
+def _safe(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "kernel"
+
+
+def cmd_kernels_fetch(args: argparse.Namespace) -> int:
+    """Fetch and unpack Debian kernels into the cache (or show the cached one)."""
+    from lab import kernels
+
+    for name in args.suite:
+        k = kernels.resolve(name, refresh=not args.offline)
+        print(f"{k.name}: {k.release} {k.image}")
+    return 0
+
+
+def cmd_kernels_list(args: argparse.Namespace) -> int:
+    from lab import kernels
+
+    found = kernels.cached()
+    print(f"kernel cache {kernels.cache_dir()}: {len(found)} unpacked")
+    for suite, d in found:
+        print(f"  {suite:<20} {d.name}")
+    return 0
+
+
+def _matrix_args(args: argparse.Namespace) -> list[str]:
+    """The axes of a matrix run as command-line flags (for reports)."""
+    from lab import matrix
+
+    out = [f"--spec {args.spec}"] if args.spec else []
+    out += [f"--sysctl {x}" for x in args.sysctl or []]
+    out += [f"--{a.replace('_', '-')} {getattr(args, a)}" for a in matrix.ALL_AXES
+            if getattr(args, a) is not None]
+    return out
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -461,16 +568,27 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--markdown", action="store_true", help="as a Markdown table")
     sc.set_defaults(func=cmd_scenarios)
 
-    mx = sub.add_parser("matrix", help="sweep real-server settings, compare with predictions")
+    mx = sub.add_parser("matrix", help="sweep real-server and director settings, compare "
+                        "with predictions")
     mx.add_argument("--spec", metavar="FILE", help="TOML file of axes (arp_ignore = [0, 1] ...)")
-    from lab.matrix import AXES
+    from lab.matrix import AXES, VS_AXES
 
     for axis, (_f, allowed) in AXES.items():
         mx.add_argument(f"--{axis.replace('_', '-')}", dest=axis, metavar="V,V",
-                        help=f"values of {axis}: {', '.join(str(a).lower() for a in allowed)}")
+                        help=f"real server's {axis}: "
+                             f"{', '.join(str(a).lower() for a in allowed)}")
+    for axis, (_f, allowed) in VS_AXES.items():
+        mx.add_argument(f"--{axis.replace('_', '-')}", dest=axis, metavar="V,V",
+                        help=f"director's net.ipv4.vs.{axis} (needs IPVS): "
+                             f"{', '.join(str(a) for a in allowed)}")
+    mx.add_argument("--sysctl", action="append", metavar="KEY=VALUE",
+                    help="also write this on every cell's real server (net.ipv4.conf."
+                         "{all,eth0,lo}.{arp_ignore,arp_announce,rp_filter}); cells keep "
+                         "their labels, so --baseline shows what it changes")
     mx.add_argument("--jobs", type=int, default=4, help="labs side by side (default 4)")
     mx.add_argument("--json", metavar="FILE", help="write the results as JSON")
     mx.add_argument("--markdown", metavar="FILE", help="write the results as a Markdown table")
+    mx.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     mx.add_argument("--save", metavar="FILE", help="save this run as a baseline")
     mx.add_argument("--baseline", metavar="FILE",
                     help="diff against a saved run; exit 1 if any cell changed")
@@ -485,10 +603,34 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only these scenarios (repeatable; default: all)")
     va.set_defaults(func=cmd_validate)
 
+    kn = sub.add_parser("kernels", help="run on several kernels (Debian's, yours) and compare")
+    kns = kn.add_subparsers(dest="action", required=True, metavar="ACTION")
+    knr = kns.add_parser("run", help="matrix, scenarios or the suite on each --kernel; "
+                         "one report with a column per kernel")
+    knr.add_argument("--kernel", action="append", metavar="K",
+                     help="host, a Debian suite (bookworm, trixie, ...), a vmlinuz path or "
+                          "a kernel build tree; repeat (default: host and bookworm)")
+    knr.add_argument("--json", metavar="FILE", help="write the merged report as JSON")
+    knr.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    knr.add_argument("--logs", metavar="DIR", help="keep each kernel's output here")
+    knr.add_argument("--offline", action="store_true",
+                     help="use cached Debian kernels without asking the mirror")
+    knr.add_argument("what", choices=["matrix", "scenario", "suite"])
+    knr.add_argument("args", nargs=argparse.REMAINDER,
+                     help="arguments of `drlab matrix`, scenario names, or pytest's")
+    knr.set_defaults(func=cmd_kernels_run)
+    knf = kns.add_parser("fetch", help="download and unpack Debian kernels into the cache")
+    knf.add_argument("suite", nargs="+", help="Debian suites: bookworm, trixie, ...")
+    knf.add_argument("--offline", action="store_true", help="only report what is cached")
+    knf.set_defaults(func=cmd_kernels_fetch)
+    knl = kns.add_parser("list", help="kernels in the cache")
+    knl.set_defaults(func=cmd_kernels_list)
+
     sr = sub.add_parser("scenario", help="run a scenario: `drlab scenario run NAME`")
     srs = sr.add_subparsers(dest="action", required=True, metavar="ACTION")
     srr = srs.add_parser("run", help="broken and fixed side by side, with a verdict")
-    srr.add_argument("name")
+    srr.add_argument("name", nargs="+", help="scenario names, or all")
+    srr.add_argument("--json", metavar="FILE", help="write the verdicts as JSON")
     srr.set_defaults(func=cmd_scenario_run)
     return p
 

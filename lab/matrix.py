@@ -1,10 +1,14 @@
-"""Sweeps: measure many real-server configurations against the prediction.
+"""Sweeps: measure many configurations against the prediction.
 
-``drlab matrix`` takes ranges (command line or TOML), runs every cell in its
-own lab (several side by side), compares each observation with
-:func:`lab.model.predict.predict`, and reports as a terminal table, JSON and
-Markdown. ``--save``/``--baseline`` diff two runs cell by cell (before/after
-a change, or two kernels).
+``drlab matrix`` takes ranges (command line or TOML) of two kinds of axes:
+the real server's ARP and VIP setup (:data:`AXES`, predicted by
+:func:`lab.model.predict.predict`, measured without IPVS) and the director's
+net.ipv4.vs.* knobs (:data:`VS_AXES`, predicted by
+:func:`lab.model.predict.predict_vs`, measured on a real IPVS director; only
+the behaviours that depend on a swept knob are probed). Every cell runs in
+its own lab (several side by side) and the report is a terminal table, JSON,
+Markdown or HTML. ``--save``/``--baseline`` diff two runs cell by cell
+(before/after a change, or two kernels).
 """
 
 from __future__ import annotations
@@ -15,14 +19,22 @@ import platform
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.errors import UsageError
-from lab.model.predict import RsConfig, predict, topology_for
+from lab.model.predict import (
+    VS_BEHAVIOURS,
+    VS_KNOBS,
+    RsConfig,
+    VsConfig,
+    predict,
+    predict_vs,
+    topology_for,
+)
 
-#: Sweep axes, their RsConfig field and the values allowed.
+#: Real-server axes, their RsConfig field and the values allowed.
 AXES: dict[str, tuple[str, tuple]] = {
     "arp_ignore": ("arp_ignore", (0, 1, 2, 3, 8)),
     "arp_announce": ("arp_announce", (0, 1, 2)),
@@ -33,10 +45,17 @@ AXES: dict[str, tuple[str, tuple]] = {
     "rp_filter": ("rp_filter", (0, 1, 2)),
 }
 FIELDS = ("answers_arp", "announce_sender", "dr_works", "poisons")
+#: The director's IPVS axes: net.ipv4.vs.<name>.
+VS_AXES: dict[str, tuple[str, tuple]] = {k: (k, v) for k, v in VS_KNOBS.items()}
+ALL_AXES = {**AXES, **VS_AXES}
+SHORT = {"answers_arp": "answers ARP", "announce_sender": "announce", "dr_works": "DR works",
+         "poisons": "poisons", "midstream_scheduled": "mid-stream ACK scheduled",
+         "icmp_scheduled": "ICMP scheduled", "nodest_expires": "no-dest reset",
+         "quiescent_sticks": "sticks at w0", "reuse_delay": "reuse delay"}
 
 
 def _parse_value(axis: str, text: str) -> Any:
-    allowed = AXES[axis][1]
+    allowed = ALL_AXES[axis][1]
     if isinstance(allowed[0], bool):
         v: Any = {"yes": True, "true": True, "1": True, "no": False, "false": False,
                   "0": False}.get(text.lower())
@@ -51,11 +70,14 @@ def _parse_value(axis: str, text: str) -> Any:
 
 
 def parse_axes(spec: dict[str, Any]) -> dict[str, list[Any]]:
-    """``{"arp_ignore": "0,1" or [0, 1], ...}`` -> validated value lists per axis."""
+    """``{"arp_ignore": "0,1" or [0, 1], ...}`` -> validated value lists per axis.
+
+    IPVS axes may be given as ``net.ipv4.vs.<name>`` too."""
     out: dict[str, list[Any]] = {}
-    for axis, raw in spec.items():
-        if axis not in AXES:
-            raise UsageError(f"matrix: unknown axis {axis!r} (one of {', '.join(AXES)})")
+    for key, raw in spec.items():
+        axis = key.removeprefix("net.ipv4.vs.")
+        if axis not in ALL_AXES:
+            raise UsageError(f"matrix: unknown axis {key!r} (one of {', '.join(ALL_AXES)})")
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         out[axis] = [_parse_value(axis, str(x).strip()) for x in items]
         if not out[axis]:
@@ -74,23 +96,97 @@ def load_spec(path: str | Path) -> dict[str, list[Any]]:
     return parse_axes(data)
 
 
-def cells(axes: dict[str, list[Any]]) -> list[RsConfig]:
-    base = RsConfig()
+@dataclass(frozen=True)
+class CellConfig:
+    """One cell: a real-server setup (ARP axes), director knobs (IPVS axes), or both."""
+
+    rs: RsConfig | None = None
+    vs: VsConfig | None = None
+    #: The IPVS behaviours probed (those depending on a swept knob).
+    behaviours: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        return "+".join(x.label() for x in (self.rs, self.vs) if x is not None)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (FIELDS if self.rs else ()) + self.behaviours
+
+    def predicted(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.rs:
+            p = predict(self.rs)
+            out.update({k: getattr(p, k) for k in FIELDS})
+        if self.vs:
+            pv = predict_vs(self.vs)
+            out.update({k: pv[k] for k in self.behaviours})
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rs": asdict(self.rs) if self.rs else None,
+                "vs": asdict(self.vs) if self.vs else None}
+
+
+def cells(axes: dict[str, list[Any]]) -> list[CellConfig]:
+    """Every combination of the axes' values; unswept settings keep their defaults
+    (the correct DR setup, the kernel's IPVS defaults)."""
     names = list(axes)
+    arp = any(n in AXES for n in names)
+    vs_axes = {n for n in names if n in VS_AXES}
+    behaviours = tuple(b for b, knobs in VS_BEHAVIOURS.items() if vs_axes & set(knobs))
     out = []
     for combo in itertools.product(*(axes[n] for n in names)):
-        kw = {AXES[n][0]: v for n, v in zip(names, combo, strict=True)}
-        out.append(RsConfig(**{**{f.name: getattr(base, f.name) for f in fields(base)}, **kw}))
+        chosen = dict(zip(names, combo, strict=True))
+        rs = RsConfig(**{AXES[n][0]: v for n, v in chosen.items() if n in AXES}) if arp else None
+        vs = (VsConfig(**{n: v for n, v in chosen.items() if n in VS_AXES}) if vs_axes
+              else None)
+        out.append(CellConfig(rs, vs, behaviours))
     return out
+
+
+def parse_extra(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--sysctl KEY=VALUE`` for the real server of every ARP cell (validated)."""
+    from lab.model.predict import EXTRA_KEYS
+    from lab.model.topology import check_sysctl
+
+    out = []
+    for item in items:
+        key, sep, value = (x.strip() for x in item.partition("="))
+        if not sep:
+            raise UsageError(f"matrix --sysctl {item!r}: expected KEY=VALUE")
+        if not EXTRA_KEYS.match(key):
+            raise UsageError(f"matrix --sysctl {key}: only net.ipv4.conf.{{all,eth0,lo}}."
+                             "{arp_ignore,arp_announce,rp_filter} (the ones the prediction "
+                             "knows); use drlab validate for others")
+        err = check_sysctl(key, value)
+        if err:
+            raise UsageError(f"matrix --sysctl: {err}")
+        out.append((key, value))
+    return tuple(out)
+
+
+def with_extra(configs: list[CellConfig], extra: tuple[tuple[str, str], ...]
+               ) -> list[CellConfig]:
+    """The same cells (same labels) with ``extra`` written on their real server."""
+    if not extra:
+        return configs
+    if not any(c.rs for c in configs):
+        raise UsageError("matrix --sysctl: applies to the real server's ARP axes, and none "
+                         "is swept")
+    from dataclasses import replace
+
+    return [replace(c, rs=replace(c.rs, extra=extra)) if c.rs else c for c in configs]
 
 
 @dataclass
 class Cell:
-    config: RsConfig
+    config: CellConfig
     predicted: dict[str, Any]
     observed: dict[str, Any] | None = None
     evidence: list[str] = field(default_factory=list)
     error: str | None = None
+    #: Not measurable here (IPVS axes on a kernel without IPVS).
+    skipped: bool = False
     seconds: float = 0.0
 
     @property
@@ -102,69 +198,113 @@ class Cell:
         return self.error is None and self.observed == self.predicted
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "config": asdict(self.config),
-                "predicted": self.predicted, "observed": self.observed,
-                "match": self.match, "error": self.error, "evidence": self.evidence,
+        return {"label": self.label, "config": self.config.to_json(),
+                "fields": list(self.config.fields), "predicted": self.predicted,
+                "observed": self.observed, "match": self.match, "error": self.error,
+                "skipped": self.skipped, "evidence": self.evidence,
                 "seconds": round(self.seconds, 3)}
 
 
-def _run_cell(cfg: RsConfig) -> Cell:
+def _run_cell(cfg: CellConfig, have_ipvs: bool) -> Cell:
     from lab.builder import Lab
     from lab.probes.arpcheck import measure
     from lab.roles import realserver
 
-    p = predict(cfg)
-    cell = Cell(cfg, {k: getattr(p, k) for k in FIELDS})
+    cell = Cell(cfg, cfg.predicted())
     t0 = time.monotonic()
+    observed: dict[str, Any] = {}
     try:
-        with Lab(topology_for(cfg)) as lab:
-            realserver.start_service(lab, "rs1")
-            o = measure(lab)
-            cell.observed = {k: getattr(o, k) for k in FIELDS}
-            cell.evidence = o.evidence
+        if cfg.rs is not None:
+            with Lab(topology_for(cfg.rs)) as lab:
+                realserver.start_service(lab, "rs1")
+                o = measure(lab)
+                observed.update({k: getattr(o, k) for k in FIELDS})
+                cell.evidence += o.evidence
+        if cfg.vs is not None and not have_ipvs:
+            cell.skipped = True
+            cell.error = "not run: the director's IPVS axes need a kernel with IPVS"
+        elif cfg.vs is not None:
+            from lab.probes import ipvscheck
+
+            ov = ipvscheck.measure(cfg.vs, list(cfg.behaviours))
+            observed.update(ov.values)
+            cell.evidence += ov.evidence
+        if observed or not cell.skipped:  # the ARP part of a cell is measured anyway
+            cell.observed = observed
     except Exception as e:  # a cell that cannot be measured is reported, not fatal
         cell.error = f"{type(e).__name__}: {e}"
     cell.seconds = time.monotonic() - t0
     return cell
 
 
-def run(configs: list[RsConfig], jobs: int = 4) -> list[Cell]:
+def run(configs: list[CellConfig], jobs: int = 4) -> list[Cell]:
     """Measure every cell, ``jobs`` labs side by side (threads: setns is per thread)."""
+    have_ipvs = False
+    if any(c.vs for c in configs):
+        from lab import preflight
+
+        have_ipvs = preflight.ipvs_available()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(_run_cell, configs))
+        return list(pool.map(lambda c: _run_cell(c, have_ipvs), configs))
 
 
 def _fmt(v: Any) -> str:
     return "-" if v is None else "yes" if v is True else "no" if v is False else str(v)
 
 
+def _columns(result: list[Cell]) -> list[str]:
+    cols: list[str] = []
+    for c in result:
+        cols += [f for f in c.config.fields if f not in cols]
+    return cols
+
+
+def verdict(c: Cell) -> str:
+    return ("ok" if c.match else "not run" if c.skipped else
+            ("ERROR " + (c.error or "")) if c.error else "MISMATCH")
+
+
 def table(result: list[Cell]) -> str:
     from lab.report import table as tab
 
+    cols = _columns(result)
     rows = []
     for c in result:
         obs = c.observed or {}
         rows.append([c.label] + [
-            _fmt(obs.get(k)) + ("" if c.observed is None or obs.get(k) == c.predicted[k]
-                                else f" (predicted {_fmt(c.predicted[k])})") for k in FIELDS]
-            + ["ok" if c.match else ("ERROR " + (c.error or "")) if c.error else "MISMATCH"])
-    return tab(rows, ["cell", "answers ARP", "announce", "DR works", "poisons", "verdict"])
+            "" if k not in c.predicted else _fmt(obs.get(k)) + (
+                "" if c.observed is None or obs.get(k) == c.predicted[k]
+                else f" (predicted {_fmt(c.predicted[k])})") for k in cols] + [verdict(c)])
+    return tab(rows, ["cell", *(SHORT.get(k, k) for k in cols), "verdict"])
 
 
 def markdown(result: list[Cell]) -> str:
-    lines = ["| cell | answers ARP | announce sender | DR works | poisons | verdict |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    cols = _columns(result)
+    lines = ["| cell | " + " | ".join(SHORT.get(k, k) for k in cols) + " | verdict |",
+             "| --- | " + " | ".join("---" for _ in cols) + " | --- |"]
     for c in result:
         obs = c.observed or {}
-        lines.append(f"| `{c.label}` | " + " | ".join(_fmt(obs.get(k)) for k in FIELDS)
-                     + f" | {'ok' if c.match else 'MISMATCH'} |")
+        lines.append(f"| `{c.label}` | " + " | ".join(
+            _fmt(obs.get(k)) if k in c.predicted else "" for k in cols)
+            + f" | {verdict(c)} |")
     return "\n".join(lines)
 
 
 def to_json(result: list[Cell], wall: float) -> dict[str, Any]:
+    from lab.model.loader import topology_to_dict
+
+    first = result[0].config if result else CellConfig(RsConfig())
+    if first.rs is not None:
+        topo = topology_for(first.rs)
+    else:
+        from lab.probes.ipvscheck import topology_for_vs
+
+        topo = topology_for_vs(first.vs or VsConfig())
     return {"kernel": platform.release(), "wall_seconds": round(wall, 2),
+            "topology": topology_to_dict(topo),
             "cells": [c.to_json() for c in result],
-            "mismatches": sum(not c.match for c in result)}
+            "mismatches": sum(not c.match and not c.skipped for c in result),
+            "not_run": sum(c.skipped for c in result)}
 
 
 def diff(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -177,9 +317,10 @@ def diff(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
             out.append(f"{c['label']}: new cell (observed {c['observed']})")
             continue
         if b["observed"] != c["observed"]:
-            changes = ", ".join(f"{k} {_fmt((b['observed'] or {}).get(k))} -> "
-                                f"{_fmt((c['observed'] or {}).get(k))}" for k in FIELDS
-                                if (b["observed"] or {}).get(k) != (c["observed"] or {}).get(k))
+            bo, co = b["observed"] or {}, c["observed"] or {}
+            changes = ", ".join(f"{k} {_fmt(bo.get(k))} -> {_fmt(co.get(k))}"
+                                for k in [*bo, *(k for k in co if k not in bo)]
+                                if bo.get(k) != co.get(k))
             out.append(f"{c['label']}: {changes} (kernel {baseline.get('kernel')} -> "
                        f"{current.get('kernel')})\n    " + "\n    ".join(c["evidence"]))
     for label in sorted(set(before) - {c["label"] for c in current["cells"]}):

@@ -25,6 +25,7 @@ The rules (net/ipv4/arp.c, devinet.c; see shared kernel-dr-facts.md):
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -47,6 +48,9 @@ class RsConfig:
     #: VIP inside the LAN prefix (192.0.2.100) or outside it (203.0.113.100).
     vip_in_lan: bool = True
     rp_filter: int = 0
+    #: Further sysctls on the real server, written after the ones above (``drlab
+    #: matrix --sysctl``): not part of the label, so a baseline diff pairs cells.
+    extra: tuple[tuple[str, str], ...] = ()
 
     def label(self) -> str:
         return (f"ign{self.arp_ignore}-ann{self.arp_announce}-on-{self.knob_on}-"
@@ -67,11 +71,33 @@ class Prediction:
     poisons: bool
 
 
+#: The real-server sysctls ``--sysctl`` may add to a matrix: the prediction knows them.
+EXTRA_KEYS = re.compile(r"^net\.ipv4\.conf\.(all|eth0|lo)\.(arp_ignore|arp_announce|rp_filter)$")
+
+
+def rs_sysctls(cfg: RsConfig) -> dict[str, str]:
+    """The real server's sysctls for ``cfg``: both knobs where ``knob_on`` says (0
+    elsewhere), rp_filter on all and eth0, then ``cfg.extra``."""
+    knobs = {}
+    for knob, value in (("arp_ignore", cfg.arp_ignore), ("arp_announce", cfg.arp_announce)):
+        for dev in ("all", "eth0", "lo"):
+            place = {"all": "all", "eth0": "lan", "lo": "lo"}[dev]
+            knobs[f"net.ipv4.conf.{dev}.{knob}"] = str(value if place == cfg.knob_on else 0)
+    knobs["net.ipv4.conf.all.rp_filter"] = str(cfg.rp_filter)
+    knobs["net.ipv4.conf.eth0.rp_filter"] = str(cfg.rp_filter)
+    knobs.update(dict(cfg.extra))
+    return knobs
+
+
 def effective_knobs(cfg: RsConfig) -> tuple[int, int]:
-    """(arp_ignore, arp_announce) as the kernel applies them on eth0."""
-    if cfg.knob_on == "lo":
-        return 0, 0
-    return cfg.arp_ignore, cfg.arp_announce
+    """(arp_ignore, arp_announce) as the kernel applies them on eth0: the max of
+    conf/all and conf/eth0 (conf/lo never matters for ARP on eth0)."""
+    k = rs_sysctls(cfg)
+
+    def eff(knob: str) -> int:
+        return max(int(k[f"net.ipv4.conf.all.{knob}"]), int(k[f"net.ipv4.conf.eth0.{knob}"]))
+
+    return eff("arp_ignore"), eff("arp_announce")
 
 
 def predict(cfg: RsConfig) -> Prediction:
@@ -122,6 +148,62 @@ def matrix() -> list[RsConfig]:
     return cases
 
 
+#: The director's IPVS knobs the matrix sweeps (net.ipv4.vs.<name>) and their values.
+VS_KNOBS: dict[str, tuple[int, ...]] = {
+    "conn_reuse_mode": (0, 1, 2, 3), "conntrack": (0, 1), "expire_nodest_conn": (0, 1),
+    "expire_quiescent_template": (0, 1), "sloppy_tcp": (0, 1), "schedule_icmp": (0, 1)}
+#: What each observed IPVS behaviour depends on.
+VS_BEHAVIOURS: dict[str, tuple[str, ...]] = {
+    "midstream_scheduled": ("sloppy_tcp",),
+    "icmp_scheduled": ("schedule_icmp",),
+    "nodest_expires": ("expire_nodest_conn",),
+    "quiescent_sticks": ("expire_quiescent_template",),
+    "reuse_delay": ("conn_reuse_mode", "conntrack"),
+}
+
+
+@dataclass(frozen=True)
+class VsConfig:
+    """The director's net.ipv4.vs.* knobs (kernel defaults)."""
+
+    conn_reuse_mode: int = 1
+    conntrack: int = 0
+    expire_nodest_conn: int = 0
+    expire_quiescent_template: int = 0
+    sloppy_tcp: int = 0
+    schedule_icmp: int = 0
+
+    def label(self) -> str:
+        return (f"reuse{self.conn_reuse_mode}-ct{self.conntrack}-nodest"
+                f"{self.expire_nodest_conn}-eqt{self.expire_quiescent_template}-sloppy"
+                f"{self.sloppy_tcp}-icmp{self.schedule_icmp}")
+
+
+def predict_vs(cfg: VsConfig) -> dict[str, bool]:
+    """IPVS behaviours for ``cfg`` (net/netfilter/ipvs/ip_vs_core.c, kernels >= 5.9).
+
+    * a bare ACK creates an entry only with sloppy_tcp (tcp_conn_schedule);
+    * an ICMP error about a flow IPVS has no entry for is scheduled only with
+      schedule_icmp (ip_vs_in_icmp);
+    * a packet of a connection whose real server was deleted expires the entry
+      and is handled anew (the director's stack resets it) only with
+      expire_nodest_conn, else it is dropped;
+    * a persistence template to a weight-0 server keeps its client unless
+      expire_quiescent_template;
+    * a reused client port finds the old DR entry in FIN_WAIT (the director never
+      sees the server's FIN): conn_reuse_mode bit 2 makes it reusable; the new
+      SYN is then dropped (one retransmission, ~1 s) when the old entry was
+      tracked by conntrack (net.ipv4.vs.conntrack=1 and conntrack in use).
+    """
+    return {
+        "midstream_scheduled": cfg.sloppy_tcp == 1,
+        "icmp_scheduled": cfg.schedule_icmp == 1,
+        "nodest_expires": cfg.expire_nodest_conn == 1,
+        "quiescent_sticks": cfg.expire_quiescent_template == 0,
+        "reuse_delay": bool(cfg.conn_reuse_mode & 2) and cfg.conntrack == 1,
+    }
+
+
 VIP_OUTSIDE_LAN = "203.0.113.100"
 
 
@@ -135,14 +217,7 @@ def topology_for(cfg: RsConfig) -> Topology:
     t.service.vip = vip  # type: ignore[union-attr]
     t.host("director").interfaces[0].addresses[1] = Address(f"{vip}/32")
     rs = t.host("rs1")
-    knobs = {}
-    for knob, value in (("arp_ignore", cfg.arp_ignore), ("arp_announce", cfg.arp_announce)):
-        for dev in ("all", "eth0", "lo"):
-            place = {"all": "all", "eth0": "lan", "lo": "lo"}[dev]
-            knobs[f"net.ipv4.conf.{dev}.{knob}"] = str(value if place == cfg.knob_on else 0)
-    knobs["net.ipv4.conf.all.rp_filter"] = str(cfg.rp_filter)
-    knobs["net.ipv4.conf.eth0.rp_filter"] = str(cfg.rp_filter)
-    rs.sysctls = knobs
+    rs.sysctls = rs_sysctls(cfg)
     waive = set()
     if cfg.vip_place == "lo32":
         rs.lo = [Address(f"{vip}/32", cfg.scope)]

@@ -112,11 +112,18 @@ def test_unknown_scenario_and_bad_usage_are_exit_2():
 
 
 @pytest.mark.netns
-def test_scenario_run_reproduces_an_arp_scenario():
-    p = drlab("scenario", "run", "arp-ignore-3-scope")
+def test_scenario_run_reproduces_an_arp_scenario(tmp_path):
+    out = tmp_path / "v.json"
+    p = drlab("scenario", "run", "arp-ignore-3-scope", "sysctls-on-lo-only", "--json", str(out))
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.startswith("arp-ignore-3-scope: reproduced")
     assert "broken:  SYMPTOM" in p.stdout and "fixed:   healthy" in p.stdout
+    import json
+
+    data = json.loads(out.read_text())
+    assert [s["name"] for s in data["scenarios"]] == ["arp-ignore-3-scope", "sysctls-on-lo-only"]
+    assert all(s["reproduced"] and s["broken"]["symptom"] and not s["fixed"]["symptom"]
+               and s["broken"]["evidence"] for s in data["scenarios"])
 
 
 @pytest.mark.netns
@@ -174,6 +181,19 @@ def test_matrix_save_and_baseline(tmp_path):
     other = drlab("matrix", "--arp-ignore", "0", "--arp-announce", "0",
                   "--knob-on", "lo", "--baseline", str(base))
     assert other.returncode == 1 and "new cell" in other.stdout
+    # the same cells with eth0's arp_ignore raised to 1: the kernel takes max(all, eth0),
+    # so exactly the two arp_ignore=0 cells stop answering ARP (still as predicted)
+    changed = drlab(*args, "--sysctl", "net.ipv4.conf.eth0.arp_ignore=1", "--baseline",
+                    str(base))
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert "4 as predicted, 0 mismatched" in changed.stdout
+    assert "2 cells changed" in changed.stdout
+    diff_lines = [x.strip() for x in changed.stdout.splitlines() if ": answers_arp" in x]
+    assert sorted(x.split(":")[0] for x in diff_lines) == [
+        "ign0-ann0-on-all-lo32-global-in-rp0", "ign0-ann2-on-all-lo32-global-in-rp0"]
+    assert all("answers_arp yes -> no" in x for x in diff_lines)
+    bad = drlab(*args, "--sysctl", "net.ipv4.ip_forward=1")
+    assert bad.returncode == 2 and "only net.ipv4.conf." in bad.stderr
 
 
 @pytest.mark.netns

@@ -13,15 +13,47 @@ def test_parse_axes_and_cells():
                                                                                        False]}
     cells = matrix.cells(axes)
     assert len(cells) == 8
-    assert {(c.arp_ignore, c.vip_place, c.vip_in_lan) for c in cells} == {
+    assert {(c.rs.arp_ignore, c.rs.vip_place, c.rs.vip_in_lan) for c in cells} == {
         (i, p, v) for i in (0, 1) for p in ("lo32", "lan") for v in (True, False)}
-    assert all(c.arp_announce == 2 for c in cells)  # unswept axes keep the correct DR value
+    assert all(c.rs.arp_announce == 2 for c in cells)  # unswept axes keep the correct DR value
+    assert all(c.vs is None and c.fields == matrix.FIELDS for c in cells)
+
+
+def test_ipvs_axes_probe_only_what_they_change():
+    axes = matrix.parse_axes({"net.ipv4.vs.conn_reuse_mode": "1,3", "conntrack": [0, 1]})
+    cells = matrix.cells(axes)
+    assert len(cells) == 4 and all(c.rs is None for c in cells)
+    assert {c.behaviours for c in cells} == {("reuse_delay",)}
+    pred = {(c.vs.conn_reuse_mode, c.vs.conntrack): c.predicted()["reuse_delay"] for c in cells}
+    # bit 2 of conn_reuse_mode reuses a DR entry in FIN_WAIT; conntrack then drops the SYN
+    assert pred == {(1, 0): False, (1, 1): False, (3, 0): False, (3, 1): True}
+    assert cells[0].label() == "reuse1-ct0-nodest0-eqt0-sloppy0-icmp0"
+
+
+def test_mixed_axes_cell_has_both_kinds_of_fields():
+    [cell] = matrix.cells(matrix.parse_axes({"arp_ignore": "1", "sloppy_tcp": "1"}))
+    assert cell.fields == (*matrix.FIELDS, "midstream_scheduled")
+    assert cell.predicted() == {"answers_arp": False, "announce_sender": "rip",
+                                "dr_works": True, "poisons": False,
+                                "midstream_scheduled": True}
+    assert "+reuse1-ct0" in cell.label()
+
+
+def test_skipped_cells_are_not_mismatches():
+    [cfg] = matrix.cells(matrix.parse_axes({"schedule_icmp": "1"}))
+    c = matrix.Cell(cfg, cfg.predicted(), skipped=True, error="not run: no IPVS")
+    data = matrix.to_json([c], 1.0)
+    assert data["mismatches"] == 0 and data["not_run"] == 1
+    assert data["topology"]["hosts"]["director"]["sysctls"]["net.ipv4.vs.schedule_icmp"] == "1"
+    assert "not run" in matrix.table([c])
 
 
 @pytest.mark.parametrize("spec,msg", [
     ({"arp_ignore": "4"}, "arp_ignore='4' is not one of 0, 1, 2, 3, 8"),
     ({"colour": "red"}, "unknown axis 'colour'"),
     ({"vip_place": "moon"}, "vip_place='moon'"),
+    ({"conn_reuse_mode": "4"}, "conn_reuse_mode='4' is not one of 0, 1, 2, 3"),
+    ({"net.ipv4.vs.nope": "1"}, "unknown axis 'net.ipv4.vs.nope'"),
 ])
 def test_bad_axes(spec, msg):
     with pytest.raises(UsageError, match=msg):

@@ -74,3 +74,17 @@ def test_matrix_is_unique_and_builds_valid_topologies():
         if c.knob_on == "lo":
             assert rs.sysctls["net.ipv4.conf.lo.arp_ignore"] == str(c.arp_ignore)
             assert rs.sysctls["net.ipv4.conf.all.arp_ignore"] == "0"
+
+
+def test_extra_sysctls_count_with_the_max_of_all_and_eth0():
+    from dataclasses import replace
+
+    from lab.model.predict import RsConfig, effective_knobs, predict, rs_sysctls
+
+    lo_only = RsConfig(knob_on="lo")
+    assert predict(lo_only).answers_arp  # knobs on lo only: like the defaults
+    fixed = replace(lo_only, extra=(("net.ipv4.conf.eth0.arp_ignore", "1"),))
+    assert effective_knobs(fixed) == (1, 0)
+    assert not predict(fixed).answers_arp and predict(fixed).poisons
+    assert fixed.label() == lo_only.label()  # a baseline pairs them
+    assert rs_sysctls(fixed)["net.ipv4.conf.eth0.arp_ignore"] == "1"

@@ -1,0 +1,107 @@
+"""Self-contained HTML reports (no scripts, no external files) for matrix and kernel runs.
+
+One page: what was run and where, the topology drawn (:mod:`lab.diagram`), a
+table with a row per cell (or scenario, or test) and a column per kernel, and
+under every cell its evidence in a ``<details>`` block. Attach it to a change
+request as it is.
+"""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from typing import Any
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#212529}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px}
+table{border-collapse:collapse;margin:8px 0}
+th,td{border:1px solid #ced4da;padding:4px 8px;vertical-align:top;text-align:left}
+th{background:#f1f3f5}
+td.ok{background:#ebfbee}td.bad{background:#ffe3e3}td.skip{background:#f8f9fa;color:#868e96}
+tr.differs td.key{border-left:4px solid #f08c00}
+code,pre{font:12px monospace}pre{margin:4px 0;white-space:pre-wrap;max-width:60em}
+details summary{cursor:pointer}
+.meta{color:#495057}.tag{font-weight:bold}
+"""
+
+_CLASS = {"ok": "ok", "not run": "skip"}
+
+
+def _status_class(status: str) -> str:
+    return _CLASS.get(status, "bad")
+
+
+def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
+    """A merged report (:func:`lab.kmatrix.merge`) as one HTML page."""
+    from lab.model.loader import topology_from_dict
+
+    what = report["what"]
+    kernels = report["kernels"]
+    title = title or (f"LVS-DR lab: {what} on {len(kernels)} kernel"
+                      + ("s" if len(kernels) != 1 else ""))
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+           f"<h1>{escape(title)}</h1>",
+           f'<p class="meta">Generated {time.strftime("%Y-%m-%d %H:%M:%S %Z")} by drlab; '
+           f"command: <code>drlab {escape(what)} {escape(' '.join(report['args']))}</code></p>"]
+    bad = sum(r["bad"] for r in report["rows"])
+    differs = sum(r["differs"] for r in report["rows"])
+    out.append(f'<p id="verdict" class="tag">{len(report["rows"])} rows; {bad} failing on some '
+               f"kernel; {differs} differing across kernels.</p>")
+    out.append('<h2>Kernels</h2><table id="kernels"><tr><th>kernel</th><th>release</th>'
+               "<th>image</th><th>wall time</th><th>exit</th><th>problem</th></tr>")
+    for k in kernels:
+        out.append(f"<tr><td>{escape(k['name'])}</td><td>{escape(str(k['release']))}</td>"
+                   f"<td><code>{escape(k['image'] or 'running kernel')}</code></td>"
+                   f"<td>{k['seconds']:.0f} s</td><td>{k['exit_code']}</td>"
+                   f"<td>{escape(k['error'] or '')}</td></tr>")
+    out.append("</table>")
+    if report.get("topology"):
+        from lab.diagram import svg
+
+        out.append("<h2>Topology</h2>")
+        out.append(svg(topology_from_dict(report["topology"])))
+        if what == "matrix":
+            out.append('<p class="meta">Drawn for the first cell; every cell changes the '
+                       "settings its label names.</p>")
+    out.append("<h2>Results</h2>")
+    has_pred = any(r.get("predicted") for r in report["rows"])
+    out.append('<table id="results"><thead><tr><th>' + {"matrix": "cell", "scenario": "scenario",
+                                                          "suite": "test"}.get(what, "row")
+               + "</th>" + ("<th>predicted</th>" if has_pred else "")
+               + "".join(f"<th>{escape(k['name'])}<br><small>{escape(str(k['release']))}"
+                         "</small></th>" for k in kernels)
+               + "<th>across kernels</th></tr></thead><tbody>")
+    for r in report["rows"]:
+        cls = ' class="differs"' if r["differs"] else ""
+        cells = [f'<td class="key"><code>{escape(r["key"])}</code></td>']
+        if has_pred:
+            cells.append(f"<td><small>{escape(r.get('predicted') or '')}</small></td>")
+        for k in kernels:
+            c = r["kernels"].get(k["name"])
+            if c is None:
+                cells.append('<td class="skip">-</td>')
+                continue
+            ev = "\n".join(c["evidence"])
+            body = (f'<span class="tag">{escape(c["status"])}</span><br>'
+                    f"<small>{escape(c['summary'])}</small>")
+            if ev:
+                body += (f"<details><summary>evidence</summary><pre>{escape(ev)}</pre>"
+                         "</details>")
+            cells.append(f'<td class="{_status_class(c["status"])}">{body}</td>')
+        cells.append(f"<td>{'differs' if r['differs'] else 'same'}</td>")
+        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table></body></html>")
+    return "\n".join(out)
+
+
+def matrix_html(data: dict[str, Any], args: list[str]) -> str:
+    """A single ``drlab matrix`` run (its JSON) as HTML: one kernel column."""
+    from lab.kernels import Kernel
+    from lab.kmatrix import KernelRun, merge
+
+    run = KernelRun(Kernel("this kernel", None, data.get("kernel")), 1 if data["mismatches"]
+                    else 0, data["wall_seconds"], data, None, data.get("kernel"))
+    return kernels_html(merge("matrix", args, [run]),
+                        title=f"LVS-DR lab: matrix on kernel {data.get('kernel')}")

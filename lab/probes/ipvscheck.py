@@ -1,0 +1,206 @@
+"""Measure what the director's net.ipv4.vs.* knobs do (the matrix's IPVS axes).
+
+:func:`measure` builds the default DR lab (client, director, rs1, rs2) with the
+knobs of a :class:`~lab.model.predict.VsConfig` written in the director's
+namespace, then runs the probes asked for, each a few packets and a read of
+``/proc/net/ip_vs_conn``:
+
+* ``midstream_scheduled`` (sloppy_tcp): a bare ACK to VIP:port with no IPVS
+  entry creates one (sent to a real server) or not (the director's own stack
+  answers it);
+* ``icmp_scheduled`` (schedule_icmp): an ICMP "fragmentation needed" about a
+  VIP:port -> client packet IPVS never saw is scheduled to a real server or not;
+* ``nodest_expires`` (expire_nodest_conn): an established connection whose
+  real server is deleted gets a reset at its next packet, or hangs;
+* ``quiescent_sticks`` (expire_quiescent_template): with persistence, a client
+  whose real server went to weight 0 is still sent there;
+* ``reuse_delay`` (conn_reuse_mode, conntrack): a client reusing its source
+  port while the director holds the old entry (FIN_WAIT under DR) waits for a
+  SYN retransmission (~1 s), with conntrack in use in the director's namespace.
+
+Waits are barriers, not sleeps: a probe packet is followed by a complete
+connection along the same path, after which IPVS has seen the probe.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+
+from lab.builder import Lab, netns
+from lab.model.predict import VS_BEHAVIOURS, VsConfig
+from lab.roles import client, director, realserver, up
+from lab.util import scaled, wait_for
+
+
+@dataclass
+class VsObservation:
+    values: dict[str, bool] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)
+
+
+def topology_for_vs(cfg: VsConfig):  # type: ignore[no-untyped-def]
+    from lab.model.defaults import default_dr
+
+    t = default_dr(rs=2, name=f"vs-{cfg.label()}")
+    t.host("director").sysctls.update(
+        {f"net.ipv4.vs.{k}": str(v) for k, v in asdict(cfg).items()})
+    return t.validate()
+
+
+def _port() -> int:
+    return 20000 + (time.monotonic_ns() // 1000) % 30000
+
+
+def _entries(lab: Lab, cport: int) -> list[director.Connection]:
+    return [c for c in director.read_connections(lab) if c.cport == cport]
+
+
+def _barrier(lab: Lab) -> None:
+    """A full connection along the client -> director path: IPVS has processed
+    everything the client sent before it."""
+    client.connect(lab)
+
+
+def _send_raw(lab: Lab, proto: int, payload: bytes, dst: str) -> None:
+    s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_RAW, proto)
+    try:
+        s.sendto(payload, (dst, 0))
+    finally:
+        s.close()
+
+
+def _midstream(lab: Lab, obs: VsObservation) -> None:
+    from scapy.layers.inet import IP, TCP
+
+    svc = lab.topology.service
+    assert svc is not None
+    cip, port = lab.topology.primary_ip("client"), _port()
+    seg = bytes(IP(src=cip, dst=svc.vip) / TCP(sport=port, dport=svc.port, flags="A",
+                                                seq=1000, ack=1000))[20:]
+    _send_raw(lab, socket.IPPROTO_TCP, seg, svc.vip)
+    _barrier(lab)
+    e = _entries(lab, port)
+    obs.values["midstream_scheduled"] = bool(e)
+    obs.evidence.append(f"bare ACK from port {port} to the VIP with no IPVS entry: "
+                        + (f"scheduled to {e[0].dest} ({e[0].state})" if e else
+                           "not scheduled (IPVS made no entry)"))
+
+
+def _icmp(lab: Lab, obs: VsObservation) -> None:
+    from scapy.layers.inet import ICMP, IP, TCP
+
+    svc = lab.topology.service
+    assert svc is not None
+    cip, port = lab.topology.primary_ip("client"), _port()
+    inner = IP(src=svc.vip, dst=cip) / TCP(sport=svc.port, dport=port, flags="SA")
+    msg = bytes(ICMP(type=3, code=4, nexthopmtu=1400) / bytes(inner)[:28])
+    _send_raw(lab, socket.IPPROTO_ICMP, msg, svc.vip)
+    _barrier(lab)
+    e = _entries(lab, port)
+    obs.values["icmp_scheduled"] = bool(e)
+    obs.evidence.append(f"ICMP frag-needed about VIP:{svc.port} -> client:{port} (no entry): "
+                        + (f"scheduled to {e[0].dest}" if e else "not scheduled"))
+
+
+def _nodest(lab: Lab, obs: VsObservation) -> None:
+    svc = lab.topology.service
+    assert svc is not None
+    reply, s = client.open_connection(lab)
+    rip = lab.topology.primary_ip(reply.server)
+    spec = director.service_spec(svc).split()
+    director.ipvsadm(lab, "-d", *spec, "-r", f"{rip}:{svc.port}")
+    try:
+        s.setblocking(False)
+        s.send(b"after delete\n")
+        _barrier(lab)
+        # a reset, if any, was sent while IPVS handled that packet: before the barrier
+        try:
+            got = f"data {s.recv(100)!r}"
+        except BlockingIOError:
+            got = "nothing"
+        except OSError as e:
+            got = errno.errorcode.get(e.errno or 0, str(e))
+    finally:
+        s.close()
+        director.ipvsadm(lab, "-a", *spec, "-r", f"{rip}:{svc.port}", "-g", "-w", "1")
+    reset = got == "ECONNRESET"
+    obs.values["nodest_expires"] = reset
+    obs.evidence.append(f"connection to {reply.server}, {reply.server} deleted from the "
+                        f"service, then data: the client got {got} "
+                        + ("(entry expired, the packet handled anew and reset)" if reset else
+                           "(IPVS dropped it: the client hangs)"))
+
+
+def _quiescent(lab: Lab, obs: VsObservation) -> None:
+    svc = lab.topology.service
+    assert svc is not None
+    spec = director.service_spec(svc).split()
+    director.ipvsadm(lab, "-E", *spec, "-s", svc.scheduler, "-p", "60")
+    first = client.connect(lab).server
+    rip = lab.topology.primary_ip(first)
+    director.ipvsadm(lab, "-e", *spec, "-r", f"{rip}:{svc.port}", "-g", "-w", "0")
+    then = client.connect(lab).server
+    director.ipvsadm(lab, "-e", *spec, "-r", f"{rip}:{svc.port}", "-g", "-w", "1")
+    director.ipvsadm(lab, "-E", *spec, "-s", svc.scheduler)
+    obs.values["quiescent_sticks"] = then == first
+    obs.evidence.append(f"persistent service: first connection to {first}; {first} at weight "
+                        f"0; next connection to {then}")
+
+
+def _reuse(lab: Lab, obs: VsObservation) -> None:
+    import sh
+
+    svc = lab.topology.service
+    assert svc is not None
+    ns = lab.ns("director")
+    # conntrack in use in the director's namespace, as with any ruleset using it
+    sh.Command("ip")("netns", "exec", ns, "nft", "-f", "-", _in=(
+        "table ip drlab {\n  chain pre {\n    type filter hook prerouting priority 0;\n"
+        "    ct state new counter\n  }\n}\n"))
+    port = _port()
+    delays, states = [], []
+    for _ in range(2):
+        wait_for(lambda: f":{port:04X} " not in netns.read_proc(lab.ns("client"), "net/tcp"),
+                 5, f"port {port} to be free")
+        s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", port))
+            s.settimeout(scaled(5))
+            t0 = time.monotonic()
+            s.connect((svc.vip, svc.port))
+            delays.append(time.monotonic() - t0)
+            s.recv(200)
+            s.sendall(realserver.BYE)  # the server closes first: no TIME_WAIT here
+            while s.recv(200):
+                pass
+        finally:
+            s.close()
+        states = sorted({c.state for c in _entries(lab, port)})
+    obs.values["reuse_delay"] = delays[1] > 0.5
+    obs.evidence.append(f"connect from port {port}: {delays[0] * 1000:.0f} ms; again from the "
+                        f"same port while IPVS held it: {delays[1] * 1000:.0f} ms "
+                        f"(entries now: {', '.join(states) or 'none'})")
+
+
+#: Probe order: the ones that leave state behind (persistence edits, the
+#: conntrack ruleset) come last.
+PROBES = {"midstream_scheduled": _midstream, "icmp_scheduled": _icmp,
+          "nodest_expires": _nodest, "quiescent_sticks": _quiescent, "reuse_delay": _reuse}
+assert set(PROBES) == set(VS_BEHAVIOURS)
+
+
+def measure(cfg: VsConfig, behaviours: list[str]) -> VsObservation:
+    """Build the lab for ``cfg`` and observe ``behaviours`` (names of PROBES)."""
+    obs = VsObservation()
+    lab = up(topology_for_vs(cfg))
+    try:
+        for name in PROBES:
+            if name in behaviours:
+                PROBES[name](lab, obs)
+    finally:
+        lab.teardown()
+    return obs

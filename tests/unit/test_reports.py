@@ -1,0 +1,133 @@
+"""Kernel-matrix merging, the topology drawing and the HTML report (rendered in
+headless Chromium when it is installed; CI installs it and requires it)."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from lab import kernels, kmatrix
+from lab.diagram import svg
+from lab.errors import UsageError
+from lab.htmlreport import kernels_html
+from lab.model import default_dr
+from lab.model.loader import topology_to_dict
+
+
+def _cell(label, observed, predicted, evidence=("e",), skipped=False, error=None):
+    return {"label": label, "observed": observed, "predicted": predicted,
+            "fields": list(predicted), "match": observed == predicted and not error,
+            "skipped": skipped, "error": error, "evidence": list(evidence)}
+
+
+def _runs():
+    good = {"answers_arp": False, "poisons": False}
+    k1 = kernels.Kernel("bookworm", None, "6.1.0")
+    k2 = kernels.Kernel("trixie", None, "6.12.0")
+    d1 = {"kernel": "6.1.0", "cells": [_cell("a", good, good),
+                                        _cell("b", good, good, ["b on 6.1"])],
+          "topology": topology_to_dict(default_dr(behind_router=True))}
+    d2 = {"kernel": "6.12.0", "cells": [_cell("a", good, good),
+                                         _cell("b", dict(good, poisons=True), good,
+                                               ["tell 192.0.2.100 <script>"])]}
+    return [kmatrix.KernelRun(k1, 0, 10.0, d1, None, "6.1.0"),
+            kmatrix.KernelRun(k2, 1, 12.0, d2, None, "6.12.0")]
+
+
+def test_merge_one_row_per_cell_one_column_per_kernel():
+    report = kmatrix.merge("matrix", ["--arp-ignore", "1"], _runs())
+    assert [r["key"] for r in report["rows"]] == ["a", "b"]
+    a, b = report["rows"]
+    assert not a["differs"] and not a["bad"]
+    assert b["differs"] and b["bad"]
+    assert b["kernels"]["bookworm"]["status"] == "ok"
+    assert b["kernels"]["trixie"]["status"] == "mismatch"
+    assert "poisons=yes" in b["kernels"]["trixie"]["summary"]
+    assert report["failed"] == 1
+    text = "\n".join(kmatrix.details(report))
+    assert "b:" in text and "trixie: mismatch" in text and "tell 192.0.2.100" in text
+    assert "a:" not in text
+    assert "DIFFERS" in kmatrix.table(report)
+
+
+def test_a_kernel_without_result_fails_the_report():
+    runs = _runs()
+    runs[1] = kmatrix.KernelRun(runs[1].kernel, 125, 3.0, None, "no result (exit 125)")
+    report = kmatrix.merge("matrix", [], runs)
+    assert report["failed"] == 1
+    assert all(r["kernels"]["trixie"] is None for r in report["rows"])
+
+
+def test_suite_rows_from_junit(tmp_path):
+    junit = tmp_path / "j.xml"
+    junit.write_text('<testsuites><testsuite><testcase classname="t" name="ok" time="1"/>'
+                     '<testcase classname="t" name="bad"><failure message="boom"/></testcase>'
+                     '<testcase classname="t" name="sk"><skipped message="no IPVS"/></testcase>'
+                     "</testsuite></testsuites>")
+    rows = kmatrix._suite_rows(kmatrix.suite_result(junit))
+    assert {k: v["status"] for k, v in rows.items()} == {"t::ok": "ok", "t::bad": "failed",
+                                                        "t::sk": "not run"}
+
+
+def test_diagram_draws_every_host_and_segment():
+    t = default_dr(behind_router=True)
+    out = svg(t)
+    assert out.startswith("<svg") and out.endswith("</svg>")
+    for h in t.hosts:
+        assert f">{h.name} <tspan" in out
+    for s in t.segments:
+        assert f"segment {s.name}" in out
+    assert out.count('class="addr vip"') == 1 + 2  # the director's and each real server's
+
+
+def test_kernel_names_are_checked(tmp_path):
+    with pytest.raises(UsageError, match="no such file"):
+        kernels.resolve(str(tmp_path / "vmlinuz-9.9"))
+    img = tmp_path / "boot" / "vmlinuz-9.9"
+    img.parent.mkdir()
+    img.write_bytes(b"x")
+    with pytest.raises(UsageError, match="its modules are not in"):
+        kernels.resolve(str(img))
+    (tmp_path / "lib" / "modules" / "9.9").mkdir(parents=True)
+    assert kernels.resolve(str(img)).release == "9.9"
+    named = kernels.resolve(f"mine={img}")
+    assert (named.name, named.release, named.image) == ("mine", "9.9", img)
+    with pytest.raises(UsageError, match="not a Debian suite"):
+        kernels.resolve("Trixie!")
+    assert kernels.resolve("host").is_host
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (scripts/bootstrap --reports installs it)")
+        pytest.skip("no chromium: scripts/bootstrap --reports installs it")
+    return exe
+
+
+def test_html_report_renders_in_headless_chromium(tmp_path):
+    report = kmatrix.merge("matrix", ["--arp-ignore", "1"], _runs())
+    page = tmp_path / "report.html"
+    page.write_text(kernels_html(report))
+    html = page.read_text()
+    assert "<script" not in html.replace("&lt;script", "")  # self-contained, escaped
+    assert not re.search(r'(src|href)="(http|//)', html)
+    exe = _chromium()
+    args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    dom = subprocess.run([*args, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    body = dom[dom.index('<table id="results">'):]
+    body = body[:body.index("</table>")]
+    assert body.count("<tr") == 1 + 2  # header and one row per cell
+    assert "<th>bookworm<br><small>6.1.0</small></th>" in body
+    assert 'class="bad"' in body and "mismatch" in body
+    assert "&lt;script&gt;" in body  # evidence is text, never markup
+    assert "<svg" in dom and "segment lan" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([*args, "--window-size=1200,900", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a page, not a blank
