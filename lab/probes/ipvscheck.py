@@ -51,7 +51,8 @@ def topology_for_vs(cfg: VsConfig):  # type: ignore[no-untyped-def]
 
 
 def _port() -> int:
-    return 20000 + (time.monotonic_ns() // 1000) % 30000
+    """A client port below the ephemeral range (no clash with the lab's own sockets)."""
+    return 10000 + (time.monotonic_ns() // 1000) % 20000
 
 
 def _entries(lab: Lab, cport: int) -> list[director.Connection]:
@@ -150,19 +151,26 @@ def _quiescent(lab: Lab, obs: VsObservation) -> None:
                         f"0; next connection to {then}")
 
 
-def _reuse(lab: Lab, obs: VsObservation) -> None:
+def use_conntrack(lab: Lab) -> None:
+    """Put conntrack to use in the director's namespace, as any ruleset matching
+    ``ct state`` does (net.ipv4.vs.conntrack alone does not load it)."""
     import sh
 
-    svc = lab.topology.service
-    assert svc is not None
-    ns = lab.ns("director")
-    # conntrack in use in the director's namespace, as with any ruleset using it
-    sh.Command("ip")("netns", "exec", ns, "nft", "-f", "-", _in=(
+    sh.Command("ip")("netns", "exec", lab.ns("director"), "nft", "-f", "-", _in=(
         "table ip drlab {\n  chain pre {\n    type filter hook prerouting priority 0;\n"
         "    ct state new counter\n  }\n}\n"))
+
+
+def reconnect_same_port(lab: Lab) -> tuple[int, list[float], list[str]]:
+    """Connect twice from one client port, the server closing first each time (so
+    the client keeps no TIME_WAIT and may reuse the port at once). Returns the port,
+    both connect times and the states of IPVS's entries for the port after."""
+    svc = lab.topology.service
+    assert svc is not None
     port = _port()
     delays, states = [], []
     for _ in range(2):
+        # the previous socket with this port must be gone (LAST_ACK -> CLOSED)
         wait_for(lambda: f":{port:04X} " not in netns.read_proc(lab.ns("client"), "net/tcp"),
                  5, f"port {port} to be free")
         s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_STREAM)
@@ -174,12 +182,18 @@ def _reuse(lab: Lab, obs: VsObservation) -> None:
             s.connect((svc.vip, svc.port))
             delays.append(time.monotonic() - t0)
             s.recv(200)
-            s.sendall(realserver.BYE)  # the server closes first: no TIME_WAIT here
+            s.sendall(realserver.BYE)
             while s.recv(200):
                 pass
         finally:
             s.close()
         states = sorted({c.state for c in _entries(lab, port)})
+    return port, delays, states
+
+
+def _reuse(lab: Lab, obs: VsObservation) -> None:
+    use_conntrack(lab)
+    port, delays, states = reconnect_same_port(lab)
     obs.values["reuse_delay"] = delays[1] > 0.5
     obs.evidence.append(f"connect from port {port}: {delays[0] * 1000:.0f} ms; again from the "
                         f"same port while IPVS held it: {delays[1] * 1000:.0f} ms "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import socket
 import time
 
 from lab.builder import Lab
@@ -499,40 +498,16 @@ def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
     DR/tunnel (so mode 3). IPVS then expires the entry and schedules anew; when
     the old connection was tracked by conntrack it drops the new SYN instead, and
     the client retries after 1 s."""
-    import sh
-
-    from lab.builder import netns, sysctl
+    from lab.builder import sysctl
+    from lab.probes.ipvscheck import reconnect_same_port, use_conntrack
 
     conntrack = "1" if variant == "broken" else "0"
-    ns = lab.ns("director")
-    # conntrack active in the director's namespace (as with any iptables/nftables
-    # ruleset using it) in both variants; only net.ipv4.vs.conntrack differs
-    sh.Command("ip")("netns", "exec", ns, "nft", "-f", "-", _in=(
-        "table ip drlab {\n  chain pre {\n    type filter hook prerouting priority 0;\n"
-        "    ct state new counter\n  }\n}\n"))
-    sysctl.write(ns, [("net.ipv4.vs.conn_reuse_mode", "3"), ("net.ipv4.vs.conntrack", conntrack)])
-    svc = lab.topology.service
-    assert svc is not None
-    port = 40000 + (time.monotonic_ns() // 1000) % 20000
-    tcp_table = "net/tcp"
-    delays = []
-    for _ in range(2):
-        # the previous socket with this port must be gone (LAST_ACK -> CLOSED)
-        wait_for(lambda: f":{port:04X} " not in netns.read_proc(lab.ns("client"), tcp_table),
-                 5, f"port {port} to be free")
-        s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port))
-        s.settimeout(scaled(5))
-        t0 = time.monotonic()
-        s.connect((svc.vip, svc.port))
-        delays.append(time.monotonic() - t0)
-        s.recv(200)
-        s.sendall(realserver.BYE)  # the server closes first: no TIME_WAIT on the client
-        while s.recv(200):
-            pass
-        s.close()
-    states = sorted({c.state for c in director.read_connections(lab) if c.cport == port})
+    # conntrack in use in the director's namespace in both variants; only
+    # net.ipv4.vs.conntrack differs
+    use_conntrack(lab)
+    sysctl.write(lab.ns("director"), [("net.ipv4.vs.conn_reuse_mode", "3"),
+                                      ("net.ipv4.vs.conntrack", conntrack)])
+    port, delays, states = reconnect_same_port(lab)
     ev = [f"conn_reuse_mode=3 conntrack={conntrack}: connect from port {port} took "
           f"{delays[0] * 1000:.0f} ms, again from the same port {delays[1] * 1000:.0f} ms "
           f"(IPVS entries for the port: {', '.join(states)})"]

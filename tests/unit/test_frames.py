@@ -1,4 +1,9 @@
-"""Frame building and decoding used by the probes, checked against scapy."""
+"""Frame building and decoding used by the probes, checked against scapy.
+
+Every Ether() here names both MACs: left to itself scapy resolves the
+destination by ARP/NDP on the host's own network (root namespace), which a
+test must never do.
+"""
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -6,6 +11,8 @@ from scapy.layers.l2 import ARP, Ether
 
 from lab.probes.arp import arp_frame, parse_arp
 from lab.probes.frames import decode
+
+A, B = "02:00:00:00:00:01", "02:00:00:00:00:02"
 
 
 def test_arp_frame_matches_scapy():
@@ -23,7 +30,7 @@ def test_parse_arp_reply():
     a = parse_arp(raw)
     assert (a.op, a.hwsrc, a.psrc, a.pdst) == (2, "02:d1:00:00:02:01", "192.0.2.100",
                                                "192.0.2.10")
-    assert parse_arp(bytes(Ether() / IP())) is None
+    assert parse_arp(bytes(Ether(src=A, dst=B) / IP())) is None
 
 
 def test_decode_tcp_udp_ipv6():
@@ -33,9 +40,9 @@ def test_decode_tcp_udp_ipv6():
     assert (x.eth_src, x.eth_dst, x.src, x.dst, x.proto, x.sport, x.dport, x.flags) == (
         "02:00:00:00:00:01", "02:00:00:00:00:02", "192.0.2.10", "192.0.2.100", 6, 40000, 80,
         "SA")
-    u = decode(bytes(Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=53)))
+    u = decode(bytes(Ether(src=A, dst=B) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=53)))
     assert (u.proto, u.sport, u.dport, u.flags) == (17, 1, 53, "")
-    v6 = decode(bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::64") /
+    v6 = decode(bytes(Ether(src=A, dst=B) / IPv6(src="2001:db8::1", dst="2001:db8::64") /
                       TCP(sport=5, dport=80, flags="PA")))
     assert (v6.src, v6.dst, v6.flags) == ("2001:db8::1", "2001:db8::64", "PA")
     assert "tcp 192.0.2.10:40000 > 192.0.2.100:80 [SA]" in x.summary()
