@@ -55,7 +55,9 @@ def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
         out.append(f"<tr><td>{escape(k['name'])}</td><td>{escape(str(k['release']))}</td>"
                    f"<td><code>{escape(k['image'] or 'running kernel')}</code></td>"
                    f"<td>{k['seconds']:.0f} s</td><td>{k['exit_code']}</td>"
-                   f"<td>{escape(k['error'] or '')}</td></tr>")
+                   f"<td>{escape(k['error'] or '')}"
+                   + (" (the VM died once and was booted again)" if k.get("retried") else "")
+                   + "</td></tr>")
     out.append("</table>")
     if report.get("topology"):
         from lab.diagram import svg

@@ -38,6 +38,8 @@ class KernelRun:
     #: Why there is no data (the VM did not boot, the command crashed).
     error: str | None = None
     release: str | None = None
+    #: The VM died once and was booted again.
+    retried: bool = False
 
 
 def child_command(what: What, args: list[str], out: Path) -> list[str]:
@@ -55,7 +57,24 @@ def child_command(what: What, args: list[str], out: Path) -> list[str]:
 
 
 def run_on(kernel: Kernel, what: What, args: list[str], log: Path) -> KernelRun:
-    """Run on one kernel; stdout/stderr go to ``log`` (and are echoed)."""
+    """Run on one kernel; stdout/stderr go to ``log`` (and are echoed).
+
+    A VM that dies before the command finishes (vm-run's exit 125: no boot, or
+    qemu gone) is booted once more, with its console in the log; a failing
+    command is never retried."""
+    run = _run_once(kernel, what, args, log, verbose=False)
+    if run.data is None and run.exit_code == 125 and not kernel.is_host:
+        first = log.with_suffix(".first-attempt.log")
+        log.rename(first)
+        sys.stderr.write(f"  [{kernel.name}] the VM died before the command finished "
+                         f"(log: {first}); booting it once more, console in {log}\n")
+        run = _run_once(kernel, what, args, log, verbose=True)
+        run.retried = True
+    return run
+
+
+def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
+              verbose: bool) -> KernelRun:
     out = Path(tempfile.mkdtemp(prefix="drlab-k."))
     os.chmod(out, 0o755)
     cmd = child_command(what, args, out)
@@ -68,7 +87,7 @@ def run_on(kernel: Kernel, what: What, args: list[str], log: Path) -> KernelRun:
             raise UsageError(f"{vm_run} not found: run the kernel matrix from the repository")
         env.setdefault("DRLAB_TIMEOUT_SCALE", "10")
         cmd = [str(vm_run), "--force-vm", "--kernel", str(kernel.image), "--share", str(out),
-               "--", *cmd]
+               *(["--verbose"] if verbose else []), "--", *cmd]
     t0 = time.monotonic()
     with open(log, "w") as f:
         f.write(f"$ {' '.join(cmd)}\n")
@@ -183,7 +202,8 @@ def merge(what: What, args: list[str], runs: list[KernelRun]) -> dict[str, Any]:
     return {"what": what, "args": args,
             "kernels": [{"name": r.kernel.name, "image": str(r.kernel.image or ""),
                          "release": r.release, "exit_code": r.exit_code,
-                         "seconds": round(r.seconds, 1), "error": r.error} for r in runs],
+                         "seconds": round(r.seconds, 1), "error": r.error,
+                         "retried": r.retried} for r in runs],
             "rows": out_rows, "topology": topology,
             "failed": sum(r["bad"] for r in out_rows) + sum(r.error is not None for r in runs)}
 

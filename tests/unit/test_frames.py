@@ -40,7 +40,8 @@ def test_decode_tcp_udp_ipv6():
     assert (x.eth_src, x.eth_dst, x.src, x.dst, x.proto, x.sport, x.dport, x.flags) == (
         "02:00:00:00:00:01", "02:00:00:00:00:02", "192.0.2.10", "192.0.2.100", 6, 40000, 80,
         "SA")
-    u = decode(bytes(Ether(src=A, dst=B) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=53)))
+    u = decode(bytes(Ether(src=A, dst=B) / IP(src="192.0.2.1", dst="192.0.2.2")
+                     / UDP(sport=1, dport=53)))
     assert (u.proto, u.sport, u.dport, u.flags) == (17, 1, 53, "")
     v6 = decode(bytes(Ether(src=A, dst=B) / IPv6(src="2001:db8::1", dst="2001:db8::64") /
                       TCP(sport=5, dport=80, flags="PA")))
