@@ -32,6 +32,14 @@ def _status_class(status: str) -> str:
     return _CLASS.get(status, "bad")
 
 
+def _command(what: str, args: list[str]) -> str:
+    if what == "suite":
+        return "pytest " + " ".join(args)
+    if what == "scenario":
+        return "drlab scenario run " + (" ".join(args) or "all")
+    return f"drlab {what} " + " ".join(args)
+
+
 def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
     """A merged report (:func:`lab.kmatrix.merge`) as one HTML page."""
     from lab.model.loader import topology_from_dict
@@ -44,7 +52,7 @@ def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
            f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
            f"<h1>{escape(title)}</h1>",
            f'<p class="meta">Generated {time.strftime("%Y-%m-%d %H:%M:%S %Z")} by drlab; '
-           f"command: <code>drlab {escape(what)} {escape(' '.join(report['args']))}</code></p>"]
+           f"command on each kernel: <code>{escape(_command(what, report['args']))}</code></p>"]
     bad = sum(r["bad"] for r in report["rows"])
     differs = sum(r["differs"] for r in report["rows"])
     out.append(f'<p id="verdict" class="tag">{len(report["rows"])} rows; {bad} failing on some '
