@@ -210,3 +210,35 @@ def test_validate_reports_what_a_change_breaks():
     assert q.returncode == 0 and "breaks (0)" in q.stdout and "max(all, eth0)" in q.stdout
     bad = drlab("validate", "--sysctl", "kernel.panic=1")
     assert bad.returncode == 2 and "only per-namespace" in bad.stderr
+
+
+@pytest.mark.netns
+def test_kernels_run_on_the_host_kernel_writes_one_report(tmp_path):
+    import json
+
+    out, page = tmp_path / "k.json", tmp_path / "k.html"
+    p = drlab("kernels", "run", "--kernel", "host", "--json", str(out), "--html", str(page),
+              "--logs", str(tmp_path / "logs"), "matrix", "--arp-ignore", "0,1", "--jobs", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    data = json.loads(out.read_text())
+    assert [k["name"] for k in data["kernels"]] == ["host"]
+    assert [r["kernels"]["host"]["status"] for r in data["rows"]] == ["ok", "ok"]
+    assert data["topology"]["service"]["vip"] == "192.0.2.100"
+    html = page.read_text()
+    assert html.count("<tr") == 2 + 1 + 2 and "<svg" in html  # kernels table, header, 2 cells
+    assert (tmp_path / "logs" / "host.log").read_text().count("as predicted") == 1
+    # IPVS axes on a kernel without IPVS are reported as not run, not as failures
+    if not ipvs_available():
+        q = drlab("kernels", "run", "--kernel", "host", "--json", str(out), "matrix",
+                  "--sloppy-tcp", "0,1")
+        assert q.returncode == 0, q.stdout + q.stderr
+        assert {r["kernels"]["host"]["status"] for r in json.loads(out.read_text())["rows"]} \
+            == {"not run"}
+
+
+def test_kernels_run_rejects_bad_kernels_in_one_line(tmp_path):
+    for bad, msg in (("Trixie!", "not a Debian suite"),
+                     (str(tmp_path / "vmlinuz-1"), "no such file")):
+        p = drlab("kernels", "run", "--kernel", bad, "matrix")
+        assert p.returncode == 2 and msg in p.stderr and len(p.stderr.splitlines()) == 1, \
+            p.stderr
