@@ -64,7 +64,7 @@ def _say(msg: str) -> None:
     print(f"drlab: {msg}", file=sys.stderr, flush=True)
 
 
-def _apt_opts(state: Path, suite: str) -> list[str]:
+def _apt_opts(state: Path) -> list[str]:
     return ["-o", f"Dir::Etc::SourceList={state}/sources.list",
             "-o", "Dir::Etc::SourceParts=/dev/null",
             "-o", "Dir::Etc::PreferencesParts=/dev/null",
@@ -95,11 +95,12 @@ def _unpacked(suite_dir: Path) -> list[Path]:
     return sorted(done, key=lambda d: d.stat().st_mtime, reverse=True)
 
 
-def _image_in(root: Path) -> Path:
+def _kernel(name: str, root: Path) -> Kernel:
+    """The kernel unpacked under ``root`` (``root/boot/vmlinuz-<release>``)."""
     images = sorted((root / "boot").glob("vmlinuz-*"))
     if not images:
         raise LabError(f"{root}: no boot/vmlinuz-* in the unpacked package")
-    return images[-1]
+    return Kernel(name, images[-1], images[-1].name.removeprefix("vmlinuz-"))
 
 
 def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
@@ -113,7 +114,7 @@ def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
     (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
     (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {MIRROR} {suite} main\n")
-    opts = _apt_opts(state, suite)
+    opts = _apt_opts(state)
     try:
         if refresh:
             _run(["apt-get", *opts, "update"], f"apt-get update for {suite}")
@@ -126,33 +127,39 @@ def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
     except LabError as e:
         cached = _unpacked(base)
         if not cached:
+            shutil.rmtree(base, ignore_errors=True)  # a bad suite name leaves nothing
             raise LabError(f"kernel {suite}: {e}; and nothing cached in {base}") from None
         _say(f"kernel {suite}: {e}; using the cached {cached[0].name}")
-        root = cached[0] / "root"
-        return Kernel(suite, _image_in(root), _image_in(root).name.removeprefix("vmlinuz-"))
+        return _kernel(suite, cached[0] / "root")
     target = base / f"{pkg}_{ver.group(1)}"
-    root = target / "root"
     if not (target / ".complete").exists():
         _say(f"kernel {suite}: fetching {pkg} {ver.group(1)} into {target}")
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        _run(["apt-get", *opts, "download", pkg], f"apt-get download {pkg}", cwd=target)
-        debs = list(target.glob("*.deb"))
-        if len(debs) != 1:
-            raise LabError(f"apt-get download {pkg}: expected one .deb in {target}")
-        _run(["dpkg-deb", "-x", str(debs[0]), str(root)], f"dpkg-deb -x {debs[0].name}")
-        debs[0].unlink()
-        # merged-/usr packages put modules in usr/lib/modules; virtme-ng looks in
-        # <root>/lib/modules next to <root>/boot
-        if not (root / "lib").exists() and (root / "usr" / "lib" / "modules").is_dir():
-            (root / "lib").symlink_to("usr/lib")
-        image = _image_in(root)
-        release = image.name.removeprefix("vmlinuz-")
-        if not list((root / "lib" / "modules" / release).rglob("ip_vs.ko*")):
-            raise LabError(f"{pkg}: no ip_vs module in the package")
+        try:
+            _unpack(opts, pkg, target)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
         (target / ".complete").write_text(f"{pkg} {ver.group(1)}\n")
-    image = _image_in(root)
-    return Kernel(suite, image, image.name.removeprefix("vmlinuz-"))
+    return _kernel(suite, target / "root")
+
+
+def _unpack(opts: list[str], pkg: str, target: Path) -> None:
+    root = target / "root"
+    _run(["apt-get", *opts, "download", pkg], f"apt-get download {pkg}", cwd=target)
+    debs = list(target.glob("*.deb"))
+    if len(debs) != 1:
+        raise LabError(f"apt-get download {pkg}: expected one .deb in {target}")
+    _run(["dpkg-deb", "-x", str(debs[0]), str(root)], f"dpkg-deb -x {debs[0].name}")
+    debs[0].unlink()
+    # merged-/usr packages put modules in usr/lib/modules; virtme-ng looks in
+    # <root>/lib/modules next to <root>/boot
+    if not (root / "lib").exists() and (root / "usr" / "lib" / "modules").is_dir():
+        (root / "lib").symlink_to("usr/lib")
+    k = _kernel(pkg, root)
+    if not list((root / "lib" / "modules" / str(k.release)).rglob("ip_vs.ko*")):
+        raise LabError(f"{pkg}: no ip_vs module in the package")
 
 
 def _meta_target(opts: list[str], suite: str) -> str:
