@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,31 +90,31 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
         cmd = [str(vm_run), "--force-vm", "--kernel", str(kernel.image), "--share", str(out),
                *(["--verbose"] if verbose else []), "--", *cmd]
     t0 = time.monotonic()
-    with open(log, "w") as f:
-        f.write(f"$ {' '.join(cmd)}\n")
-        f.flush()
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env=env, cwd=REPO)
-        assert p.stdout is not None
-        for line in p.stdout:
-            f.write(line)
-            sys.stderr.write(f"  [{kernel.name}] {line}")
-        rc = p.wait()
-    seconds = time.monotonic() - t0
-    data, error = None, None
     try:
-        data = (suite_result(out / "junit.xml") if what == "suite"
-                else json.loads((out / "result.json").read_text()))
-    except (OSError, ValueError, ET.ParseError):
-        error = (f"no result (exit {rc}, " + ("the VM failed to boot" if rc == 125 else
-                                               "see the log") + f": {log})")
-    try:
-        release = (out / "release").read_text().strip()
-    except OSError:
-        release = None
-    for f in out.iterdir():
-        f.unlink()
-    out.rmdir()
+        with open(log, "w") as lf:
+            lf.write(f"$ {' '.join(cmd)}\n")
+            lf.flush()
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, env=env, cwd=REPO)
+            assert p.stdout is not None
+            for line in p.stdout:
+                lf.write(line)
+                sys.stderr.write(f"  [{kernel.name}] {line}")
+            rc = p.wait()
+        seconds = time.monotonic() - t0
+        data, error = None, None
+        try:
+            data = (suite_result(out / "junit.xml") if what == "suite"
+                    else json.loads((out / "result.json").read_text()))
+        except (OSError, ValueError, ET.ParseError):
+            error = (f"no result (exit {rc}, " + ("the VM failed" if rc == 125 else
+                                                   "see the log") + f": {log})")
+        try:
+            release = (out / "release").read_text().strip()
+        except OSError:
+            release = None
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     return KernelRun(kernel, rc, seconds, data, error, release or kernel.release)
 
 
