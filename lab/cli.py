@@ -282,6 +282,7 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
         print(v.report())
         bad += not v.reproduced
         results.append({"name": s.name, "ran": True, "reproduced": v.reproduced,
+                        "symptom": s.symptom, "trigger": s.trigger, "fix": s.fix,
                         "broken": {"symptom": broken.symptom, "evidence": broken.evidence},
                         "fixed": {"symptom": fixed.symptom, "evidence": fixed.evidence}})
     if args.json:

@@ -85,7 +85,8 @@ def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
                + "<th>across kernels</th></tr></thead><tbody>")
     for r in report["rows"]:
         cls = ' class="differs"' if r["differs"] else ""
-        cells = [f'<td class="key"><code>{escape(r["key"])}</code></td>']
+        note = f'<br><small>{escape(r["note"])}</small>' if r.get("note") else ""
+        cells = [f'<td class="key"><code>{escape(r["key"])}</code>{note}</td>']
         if has_pred:
             cells.append(f"<td><small>{escape(r.get('predicted') or '')}</small></td>")
         for k in kernels:

@@ -165,7 +165,7 @@ def _scenario_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         summary = (f"broken {'SYMPTOM' if b['symptom'] else 'healthy'}, "
                    f"fixed {'SYMPTOM' if f['symptom'] else 'healthy'}")
         rows[s["name"]] = {"status": "ok" if s["reproduced"] else "not reproduced",
-                           "summary": summary,
+                           "summary": summary, "note": s.get("symptom"),
                            "evidence": [f"broken: {e}" for e in b["evidence"]]
                            + [f"fixed: {e}" for e in f["evidence"]]}
     return rows
@@ -195,7 +195,8 @@ def merge(what: What, args: list[str], runs: list[KernelRun]) -> dict[str, Any]:
         ran = [c["summary"] for c in cells.values() if c and c["status"] != "not run"]
         predicted = next((c["predicted"] for c in cells.values() if c and "predicted" in c),
                          None)
-        out_rows.append({"key": key, "kernels": cells, "predicted": predicted,
+        note = next((c["note"] for c in cells.values() if c and c.get("note")), None)
+        out_rows.append({"key": key, "note": note, "kernels": cells, "predicted": predicted,
                          "differs": len(set(ran)) > 1,
                          "bad": any(c and c["status"] in BAD for c in cells.values())})
     topology = next((r.data.get("topology") for r in runs if r.data and r.data.get("topology")),

@@ -123,7 +123,15 @@ def test_scenario_run_reproduces_an_arp_scenario(tmp_path):
     data = json.loads(out.read_text())
     assert [s["name"] for s in data["scenarios"]] == ["arp-ignore-3-scope", "sysctls-on-lo-only"]
     assert all(s["reproduced"] and s["broken"]["symptom"] and not s["fixed"]["symptom"]
-               and s["broken"]["evidence"] for s in data["scenarios"])
+               and s["broken"]["evidence"] and s["trigger"] for s in data["scenarios"])
+    from lab import kmatrix
+    from lab.htmlreport import kernels_html
+    from lab.kernels import Kernel
+
+    report = kmatrix.merge("scenario", [], [kmatrix.KernelRun(Kernel("k", None, "1"), 0, 1.0,
+                                                              data)])
+    assert [r["status"] for r in (x["kernels"]["k"] for x in report["rows"])] == ["ok", "ok"]
+    assert "still answer ARP for the VIP" in kernels_html(report)  # symptom under the name
 
 
 @pytest.mark.netns
