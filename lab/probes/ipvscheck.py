@@ -110,9 +110,7 @@ def _nodest(lab: Lab, obs: VsObservation) -> None:
     svc = lab.topology.service
     assert svc is not None
     reply, s = client.open_connection(lab)
-    rip = lab.topology.primary_ip(reply.server)
-    spec = director.service_spec(svc).split()
-    director.ipvsadm(lab, "-d", *spec, "-r", f"{rip}:{svc.port}")
+    director.remove_dest(lab, reply.server)
     try:
         s.setblocking(False)
         s.send(b"after delete\n")
@@ -126,7 +124,7 @@ def _nodest(lab: Lab, obs: VsObservation) -> None:
             got = errno.errorcode.get(e.errno or 0, str(e))
     finally:
         s.close()
-        director.ipvsadm(lab, "-a", *spec, "-r", f"{rip}:{svc.port}", "-g", "-w", "1")
+        director.set_weight(lab, reply.server, 1, how="-a")
     reset = got == "ECONNRESET"
     obs.values["nodest_expires"] = reset
     obs.evidence.append(f"connection to {reply.server}, {reply.server} deleted from the "
@@ -141,10 +139,9 @@ def _quiescent(lab: Lab, obs: VsObservation) -> None:
     spec = director.service_spec(svc).split()
     director.ipvsadm(lab, "-E", *spec, "-s", svc.scheduler, "-p", "60")
     first = client.connect(lab).server
-    rip = lab.topology.primary_ip(first)
-    director.ipvsadm(lab, "-e", *spec, "-r", f"{rip}:{svc.port}", "-g", "-w", "0")
+    director.set_weight(lab, first, 0)
     then = client.connect(lab).server
-    director.ipvsadm(lab, "-e", *spec, "-r", f"{rip}:{svc.port}", "-g", "-w", "1")
+    director.set_weight(lab, first, 1)
     director.ipvsadm(lab, "-E", *spec, "-s", svc.scheduler)
     obs.values["quiescent_sticks"] = then == first
     obs.evidence.append(f"persistent service: first connection to {first}; {first} at weight "

@@ -109,6 +109,23 @@ def configure(lab: Lab, host: str | None = None) -> None:
                            f"{e.stderr.decode(errors='replace').strip()}") from None
 
 
+def set_weight(lab: Lab, rs: str, weight: int, how: str = "-e") -> None:
+    """Edit (``-e``) or add (``-a``) real server ``rs`` in the lab's DR service
+    with ``weight``; 0 drains it: no new connections, established ones go on."""
+    svc = lab.topology.service
+    assert svc is not None, "the lab has no virtual service"
+    ipvsadm(lab, how, *service_spec(svc).split(), "-r",
+            f"{lab.topology.primary_ip(rs)}:{svc.port}", "-g", "-w", str(weight))
+
+
+def remove_dest(lab: Lab, rs: str) -> None:
+    """Delete real server ``rs`` from the lab's service (``ipvsadm -d``)."""
+    svc = lab.topology.service
+    assert svc is not None, "the lab has no virtual service"
+    ipvsadm(lab, "-d", *service_spec(svc).split(), "-r",
+            f"{lab.topology.primary_ip(rs)}:{svc.port}")
+
+
 @dataclass(frozen=True)
 class Stats:
     conns: int = 0

@@ -72,12 +72,8 @@ register(Scenario(
 # 3 ---------------------------------------------------------------------------
 def _only(lab: Lab, rs: str) -> None:
     """Weight 1 for ``rs``, 0 for every other real server (ipvsadm -e)."""
-    svc = lab.topology.service
-    assert svc is not None
-    spec = director.service_spec(svc).split()
     for h in lab.topology.real_servers:
-        director.ipvsadm(lab, "-e", *spec, "-r", f"{lab.topology.primary_ip(h.name)}:{svc.port}",
-                         "-g", "-w", "1" if h.name == rs else "0")
+        director.set_weight(lab, h.name, 1 if h.name == rs else 0)
 
 
 def _poisoning(lab: Lab, variant: Variant) -> Outcome:
@@ -393,12 +389,10 @@ def _take_out(lab: Lab, how: str, expire_nodest: int = 0) -> Outcome:
     assert svc is not None
     sysctl.write(lab.ns("director"), [("net.ipv4.vs.expire_nodest_conn", str(expire_nodest))])
     reply, s = client.open_connection(lab)
-    rip = lab.topology.primary_ip(reply.server)
-    spec = director.service_spec(svc).split()
     if how == "weight0":
-        director.ipvsadm(lab, "-e", *spec, "-r", f"{rip}:{svc.port}", "-g", "-w", "0")
+        director.set_weight(lab, reply.server, 0)
     else:
-        director.ipvsadm(lab, "-d", *spec, "-r", f"{rip}:{svc.port}")
+        director.remove_dest(lab, reply.server)
     ev = [f"connection to {reply.server}, then {how} (expire_nodest_conn={expire_nodest})"]
     s.settimeout(scaled(1.5))
     t0 = time.monotonic()
@@ -462,12 +456,8 @@ def _persistence(lab: Lab, variant: Variant) -> Outcome:
     ev = [f"4 connections from one client served by {servers}"]
     if variant == "fixed" and len(set(servers)) == 1:
         # drain the client's server: the persistence template still points at it
-        svc = lab.topology.service
-        assert svc is not None
         sticky = servers[0]
-        spec = director.service_spec(svc).split()
-        director.ipvsadm(lab, "-e", *spec, "-r",
-                         f"{lab.topology.primary_ip(sticky)}:{svc.port}", "-g", "-w", "0")
+        director.set_weight(lab, sticky, 0)
         for eqt in ("0", "1"):
             sysctl.write(lab.ns("director"),
                          [("net.ipv4.vs.expire_quiescent_template", eqt)])
