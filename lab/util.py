@@ -1,4 +1,4 @@
-"""Small helpers shared by every layer: polling with a deadline."""
+"""Small helpers shared by every layer: polling with a deadline, text tables."""
 
 from __future__ import annotations
 
@@ -59,3 +59,11 @@ def close_soon(sock: socket.socket) -> None:
     if _closer is None:
         _closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="drlab-close")
     _closer.submit(sock.close)
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*map(str, r)).rstrip() for r in rows]
+    return "\n".join("  " + x for x in lines)

@@ -173,6 +173,14 @@ class Topology:
             return []
         return [self.host(r.host) for r in self.service.real_servers]
 
+    def lan_iface(self, host: str) -> str:
+        """The name of ``host``'s interface on the director's segment (its DR LAN)."""
+        dsegs = {i.segment for i in self.director.interfaces}
+        for i in self.host(host).interfaces:
+            if i.segment in dsegs:
+                return i.name
+        raise LookupError(f"{host} has no interface on the director's segment")
+
     def primary_ip(self, host: str) -> str:
         """The first address of the host's first interface (the RIP/DIP/CIP)."""
         for i in self.host(host).interfaces:

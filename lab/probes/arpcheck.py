@@ -19,12 +19,13 @@ import random
 from dataclasses import dataclass, field
 
 from lab.builder import Lab
-from lab.probes.arp import census, flush_neighbours, parse_arp
-from lab.probes.capture import Capture, packet_socket
+from lab.probes.arp import census, flush_neighbours
+from lab.probes.capture import Capture
 from lab.probes.counters import counters
-from lab.probes.frames import decode
 from lab.probes.state import neighbours
 from lab.util import Timeout, close_soon, wait_for
+from lab.wire.frames import decode, parse_arp
+from lab.wire.packet import packet_socket
 
 NUD_REACHABLE = 0x02
 

@@ -18,75 +18,14 @@ so captured frames carry real checksums and wire-sized segments.
 
 from __future__ import annotations
 
-import errno
 import socket
-import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from lab.builder import Lab, netns
+from lab.builder import Lab
 from lab.util import close_soon
-
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
-SO_TIMESTAMPNS = 35
-SOL_PACKET = 263
-PACKET_IGNORE_OUTGOING = 23
-
-
-@dataclass(frozen=True)
-class Frame:
-    ts: float
-    data: bytes
-    outgoing: bool
-
-    def packet(self):  # type: ignore[no-untyped-def]
-        """The frame decoded by scapy (Ether/...)."""
-        import scapy.layers.inet  # noqa: F401  (binds IP/TCP/UDP/ICMP to Ether)
-        import scapy.layers.inet6  # noqa: F401
-        from scapy.layers.l2 import Ether
-
-        return Ether(self.data)
-
-
-def packet_socket(lab: Lab, host: str, iface: str, proto: int = ETH_P_ALL,
-                  rcvbuf: int = 4 << 20) -> socket.socket:
-    """A raw AF_PACKET socket inside ``host``'s namespace, bound to ``iface``.
-
-    Created with protocol 0 and bound with ``proto``: a socket created with a
-    protocol registers a tap on every device and re-binding it costs an RCU
-    grace period (~10 ms); this way binding registers once.
-    """
-    s = netns.socket_in(lab.ns(host), socket.AF_PACKET, socket.SOCK_RAW, 0)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        with netns.entered(lab.ns(host)):  # the name is resolved in the socket's namespace
-            s.bind((iface, proto))
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-def recv_frame(s: socket.socket) -> Frame | None:
-    """One queued frame, or None if the queue is empty (socket must be non-blocking)."""
-    try:
-        data, anc, _flags, addr = s.recvmsg(65535, socket.CMSG_SPACE(16))
-    except BlockingIOError:
-        return None
-    except OSError as e:
-        if e.errno == errno.EAGAIN:
-            return None
-        raise
-    ts = 0.0
-    for level, typ, cdata in anc:
-        if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
-            sec, nsec = struct.unpack("qq", cdata[:16])
-            ts = sec + nsec / 1e9
-    return Frame(ts, data, addr[2] == PACKET_OUTGOING)
+from lab.wire.packet import Frame, packet_socket, recv_frame
 
 
 class Capture:

@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lab.builder import Lab
-from lab.probes.capture import Capture, Frame
-from lab.probes.frames import Decoded, decode
+from lab.probes.capture import Capture
 from lab.roles import client, director
+from lab.wire.frames import Decoded, decode
+from lab.wire.packet import Frame
 
 
 def first_hop(lab: Lab, client_host: str = "client") -> str:
@@ -33,16 +34,6 @@ def first_hop(lab: Lab, client_host: str = "client") -> str:
         if {i.segment for i in h.interfaces} & dsegs:
             return h.name
     raise LookupError("no host links the client to the director's segment")
-
-
-def lan_iface(lab: Lab, host: str) -> str:
-    """The host's interface on the director's segment."""
-    t = lab.topology
-    dsegs = {i.segment for i in t.director.interfaces}
-    for i in t.host(host).interfaces:
-        if i.segment in dsegs:
-            return i.name
-    raise LookupError(f"{host} has no interface on the director's segment")
 
 
 @dataclass
@@ -119,12 +110,12 @@ def prove(lab: Lab, connections: int = 2, client_host: str = "client") -> PathPr
     assert svc is not None, "path proof needs a virtual service"
     hop = first_hop(lab, client_host)
     d = t.director.name
-    dif = lan_iface(lab, d)
+    dif = lab.topology.lan_iface(d)
     rs_names = [h.name for h in t.real_servers]
-    macs = {h: lab.mac(h, lan_iface(lab, h)) for h in {hop, d, *rs_names}}
+    macs = {h: lab.mac(h, lab.topology.lan_iface(h)) for h in {hop, d, *rs_names}}
     before = director.read_service(lab).stats.outpkts
     caps = {d: Capture(lab, d, dif)}
-    caps.update({rs: Capture(lab, rs, lan_iface(lab, rs)) for rs in rs_names})
+    caps.update({rs: Capture(lab, rs, lab.topology.lan_iface(rs)) for rs in rs_names})
     for c in caps.values():
         c.start()
     replies = []

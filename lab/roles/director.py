@@ -17,8 +17,10 @@ import sh
 
 from lab.builder import Lab, netns
 from lab.errors import LabError
+from lab.host.preflight import require_ipvsadm
 from lab.model import Topology, VirtualService
-from lab.preflight import require_ipvsadm
+from lab.wire.frames import arp_frame
+from lab.wire.packet import packet_socket
 
 #: IP_VS_CONN_F_FWD_MASK values (include/uapi/linux/ip_vs.h).
 FWD_METHODS = {0: "masq", 1: "local", 2: "tunnel", 3: "dr", 4: "bypass"}
@@ -285,9 +287,6 @@ def read_connections(lab: Lab, host: str | None = None) -> list[Connection]:
 def move_vip(lab: Lab, old: str, new: str) -> None:
     """Fail over: take the VIP off ``old``'s LAN interface, put it on ``new``'s and
     announce it with a gratuitous ARP (as keepalived does)."""
-    from lab.probes.arp import arp_frame
-    from lab.probes.capture import packet_socket
-
     svc = lab.topology.service
     assert svc is not None and svc.family == 4
     for host, op in ((old, "del"), (new, "add")):

@@ -12,7 +12,7 @@ import pytest
 
 from lab.builder import Lab, netns, ownership
 from lab.builder import sysctl as sc
-from lab.hostcheck import diff, snapshot
+from lab.host.hostcheck import diff, snapshot
 from lab.model import default_dr
 from lab.probes import state
 from lab.roles import client, realserver

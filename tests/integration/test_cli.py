@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.builder import ownership
-from lab.preflight import ipvs_available
+from lab.host.preflight import ipvs_available
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.subprocess
@@ -124,9 +124,9 @@ def test_scenario_run_reproduces_an_arp_scenario(tmp_path):
     assert [s["name"] for s in data["scenarios"]] == ["arp-ignore-3-scope", "sysctls-on-lo-only"]
     assert all(s["reproduced"] and s["broken"]["symptom"] and not s["fixed"]["symptom"]
                and s["broken"]["evidence"] and s["trigger"] for s in data["scenarios"])
-    from lab import kmatrix
-    from lab.htmlreport import kernels_html
-    from lab.kernels import Kernel
+    from lab.report.html import kernels_html
+    from lab.sweep import kmatrix
+    from lab.sweep.kernels import Kernel
 
     report = kmatrix.merge("scenario", [], [kmatrix.KernelRun(Kernel("k", None, "1"), 0, 1.0,
                                                               data)])

@@ -3,7 +3,7 @@ against lab.model.predict.predict_vs (a mismatch fails with the evidence)."""
 
 import pytest
 
-from lab import matrix
+from lab.sweep import matrix
 
 SWEEPS = {
     "sloppy-icmp": {"sloppy_tcp": [0, 1], "schedule_icmp": [0, 1]},

@@ -9,8 +9,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from lab.probes.arp import arp_frame, parse_arp
-from lab.probes.frames import decode
+from lab.wire.frames import arp_frame, decode, parse_arp
 
 A, B = "02:00:00:00:00:01", "02:00:00:00:00:02"
 

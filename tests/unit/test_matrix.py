@@ -2,8 +2,8 @@
 
 import pytest
 
-from lab import matrix
 from lab.errors import UsageError
+from lab.sweep import matrix
 
 
 def test_parse_axes_and_cells():

@@ -8,12 +8,12 @@ import subprocess
 
 import pytest
 
-from lab import kernels, kmatrix
-from lab.diagram import svg
 from lab.errors import UsageError
-from lab.htmlreport import kernels_html
 from lab.model import default_dr
 from lab.model.loader import topology_to_dict
+from lab.report.diagram import svg
+from lab.report.html import kernels_html
+from lab.sweep import kernels, kmatrix
 
 
 def _cell(label, observed, predicted, evidence=("e",), skipped=False, error=None):

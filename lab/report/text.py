@@ -7,15 +7,7 @@ from collections import Counter
 from lab.builder import Lab
 from lab.probes import state
 from lab.roles import client, director
-from lab.util import Timeout, wait_for
-
-
-def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*map(str, r)).rstrip() for r in rows]
-    return "\n".join("  " + x for x in lines)
+from lab.util import Timeout, table, wait_for
 
 
 def hosts_table(lab: Lab) -> str:

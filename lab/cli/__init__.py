@@ -25,7 +25,7 @@ def _topology(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build the default DR lab, run its checks, print a report, tear down."""
-    from lab import preflight
+    from lab.host import preflight
 
     topology = _topology(args)  # bad input first: it needs no root
     if topology.service is None:
@@ -34,7 +34,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise TopologyError("--connections must be at least 1")
     preflight.require_ipvs()
 
-    from lab.report import demo_report
+    from lab.report.text import demo_report
     from lab.roles import up
 
     out = sys.stdout
@@ -56,8 +56,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """Remove what labs of dead owners left behind (by their ownership records)."""
-    from lab import preflight
     from lab.builder import ownership
+    from lab.host import preflight
 
     preflight.require_root()
     removed = ownership.reap()
@@ -67,8 +67,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def cmd_check_env(args: argparse.Namespace) -> int:
     """Say whether this machine can run labs, and what is missing."""
-    from lab import preflight
     from lab.errors import PreflightError
+    from lab.host import preflight
 
     ok = True
     for name, fn in (("root", preflight.require_root), ("ipvsadm", preflight.require_ipvsadm),
@@ -90,7 +90,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Build a lab and leave it running (until `drlab down`)."""
     import os
 
-    from lab import preflight
+    from lab.host import preflight
     from lab.roles import up
     from lab.scenarios import get, start
 
@@ -121,8 +121,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _running(name: str | None):  # type: ignore[no-untyped-def]
-    from lab import preflight
     from lab.builder import Lab, ownership
+    from lab.host import preflight
 
     preflight.require_root()
     if name is None:
@@ -205,8 +205,8 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Remove a running lab (or every lab with --all)."""
-    from lab import preflight
     from lab.builder import ownership
+    from lab.host import preflight
 
     preflight.require_root()
     if args.all:
@@ -257,7 +257,7 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from lab import preflight
+    from lab.host import preflight
     from lab.scenarios import REGISTRY, Verdict, get, run
 
     names = list(REGISTRY) if args.name == ["all"] else args.name
@@ -299,7 +299,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from lab import matrix, preflight
+    from lab.host import preflight
+    from lab.sweep import matrix
 
     spec: dict = {}
     if args.spec:
@@ -335,7 +336,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.markdown:
         Path(args.markdown).write_text(matrix.markdown(result) + "\n")
     if args.html:
-        from lab.htmlreport import matrix_html
+        from lab.report.html import matrix_html
 
         Path(args.html).write_text(matrix_html(data, _matrix_args(args)))
     changed: list[str] = []
@@ -353,7 +354,7 @@ def cmd_kernels_run(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from lab import kernels, kmatrix
+    from lab.sweep import kernels, kmatrix
 
     names = args.kernel or ["host", "bookworm"]
     if len(set(names)) != len(names):
@@ -382,7 +383,7 @@ def cmd_kernels_run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     if args.html:
-        from lab import htmlreport
+        from lab.report import html as htmlreport
 
         Path(args.html).write_text(htmlreport.kernels_html(report))
         print(f"HTML report: {args.html}")
@@ -397,7 +398,7 @@ def _safe(name: str) -> str:
 
 def cmd_kernels_fetch(args: argparse.Namespace) -> int:
     """Fetch and unpack Debian kernels into the cache (or show the cached one)."""
-    from lab import kernels
+    from lab.sweep import kernels
 
     for name in args.suite:
         k = kernels.resolve(name, refresh=not args.offline)
@@ -406,7 +407,7 @@ def cmd_kernels_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_kernels_list(args: argparse.Namespace) -> int:
-    from lab import kernels
+    from lab.sweep import kernels
 
     found = kernels.cached()
     print(f"kernel cache {kernels.cache_dir()}: {len(found)} unpacked")
@@ -417,7 +418,7 @@ def cmd_kernels_list(args: argparse.Namespace) -> int:
 
 def _matrix_args(args: argparse.Namespace) -> list[str]:
     """The axes of a matrix run as command-line flags (for reports)."""
-    from lab import matrix
+    from lab.sweep import matrix
 
     out = [f"--spec {args.spec}"] if args.spec else []
     out += [f"--sysctl {x}" for x in args.sysctl or []]
@@ -428,7 +429,7 @@ def _matrix_args(args: argparse.Namespace) -> list[str]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Apply proposed sysctls to the lab's hosts of a role; report what breaks or gets fixed."""
-    from lab import preflight
+    from lab.host import preflight
     from lab.model import check_sysctl
     from lab.scenarios import REGISTRY
     from lab.scenarios.base import ROLE_ALIASES, Change, run, run_changed
@@ -572,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     mx = sub.add_parser("matrix", help="sweep real-server and director settings, compare "
                         "with predictions")
     mx.add_argument("--spec", metavar="FILE", help="TOML file of axes (arp_ignore = [0, 1] ...)")
-    from lab.matrix import AXES, VS_AXES
+    from lab.sweep.matrix import AXES, VS_AXES
 
     for axis, (_f, allowed) in AXES.items():
         mx.add_argument(f"--{axis.replace('_', '-')}", dest=axis, metavar="V,V",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lab.errors import UsageError
-from lab.kernels import Kernel
+from lab.sweep.kernels import Kernel
 
 What = Literal["matrix", "scenario", "suite"]
 REPO = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ def suite_result(junit: Path) -> dict[str, Any]:
 # -- merging: one row per cell/scenario/test, one column per kernel ---------------
 
 def _matrix_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    from lab.matrix import FIELDS, _fmt
+    from lab.sweep.matrix import FIELDS, _fmt
 
     rows = {}
     for c in data["cells"]:
@@ -211,7 +211,7 @@ def merge(what: What, args: list[str], runs: list[KernelRun]) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
-    from lab.report import table as tab
+    from lab.util import table as tab
 
     names = [k["name"] for k in report["kernels"]]
     rows = []

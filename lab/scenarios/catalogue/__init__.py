@@ -21,6 +21,7 @@ from lab.probes.counters import counter
 from lab.roles import client, director, realserver
 from lab.scenarios.base import Outcome, Scenario, Variant
 from lab.util import Timeout, scaled, wait_for
+from lab.wire.frames import parse_arp
 
 IGNORE0 = {"net.ipv4.conf.all.arp_ignore": "0", "net.ipv4.conf.eth0.arp_ignore": "0"}
 ANNOUNCE0 = {"net.ipv4.conf.all.arp_announce": "0", "net.ipv4.conf.eth0.arp_announce": "0"}
@@ -322,7 +323,7 @@ def _not_on_link_observe(lab: Lab, variant: Variant) -> Outcome:
                 served.append(client.connect(lab, timeout=1).server)
             except client.ConnectError as e:
                 failed.append(str(e))
-    from lab.probes.frames import decode
+    from lab.wire.frames import decode
 
     got = [x for f in cap.frames if not f.outgoing and (x := decode(f.data)).dst == svc.vip]
     ev = [f"served by {served}, {len(failed)} failed" + (f" ({'; '.join(failed)})" if failed
@@ -361,7 +362,7 @@ def _director_arps(lab: Lab, variant: Variant) -> Outcome:
                 client.connect(lab, timeout=1.5)
             except client.ConnectError:
                 failed += 1
-    senders = sorted({a.psrc for f in cap.frames if f.outgoing and (a := arp.parse_arp(f.data))
+    senders = sorted({a.psrc for f in cap.frames if f.outgoing and (a := parse_arp(f.data))
                       and a.op == 1})
     ev = [f"director's ARP requests say tell {senders}", f"{failed} of 2 connections failed"]
     return Outcome(vip in senders and failed > 0, ev)
@@ -581,8 +582,8 @@ def _mtu(lab: Lab, variant: Variant) -> Outcome:
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
 
-    from lab.probes.capture import packet_socket
-    from lab.probes.frames import decode
+    from lab.wire.frames import decode
+    from lab.wire.packet import packet_socket
 
     svc = lab.topology.service
     assert svc is not None

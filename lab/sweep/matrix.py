@@ -241,7 +241,7 @@ def run(configs: list[CellConfig], jobs: int = 4) -> list[Cell]:
     """Measure every cell, ``jobs`` labs side by side (threads: setns is per thread)."""
     have_ipvs = False
     if any(c.vs for c in configs):
-        from lab import preflight
+        from lab.host import preflight
 
         have_ipvs = preflight.ipvs_available()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -265,7 +265,7 @@ def verdict(c: Cell) -> str:
 
 
 def table(result: list[Cell]) -> str:
-    from lab.report import table as tab
+    from lab.util import table as tab
 
     cols = _columns(result)
     rows = []

@@ -1,6 +1,6 @@
 """Benchmarks (``scripts/bench``): the lab against a pyroute2 floor and the shell approach.
 
-    python -m lab.bench [--repeat N] [--json FILE] [--scale 2,8,32,64]
+    python -m lab.sweep.bench [--repeat N] [--json FILE] [--scale 2,8,32,64]
 
 All variants build the same default DR network (client, director, N real
 servers on one bridge: namespaces, veths, addresses, routes, the pinned
@@ -39,8 +39,8 @@ from collections.abc import Callable
 
 from lab.builder import netns as lab_netns
 from lab.builder.sysctl import plan
+from lab.host.preflight import ipvs_available
 from lab.model import default_dr
-from lab.preflight import ipvs_available
 
 
 def _ops(rs: int, tag: str) -> dict:

@@ -1,6 +1,6 @@
 """Run the suite N times and report every test whose result changed (``scripts/flakes``).
 
-    python -m lab.flakes N [PYTEST ARGS...]
+    python -m lab.sweep.flakes N [PYTEST ARGS...]
 
 Each run writes a JUnit XML file; a test is flaky when its outcome (passed,
 failed, error, skipped) is not the same in every run. Exit 0 when all runs
@@ -30,7 +30,7 @@ def outcomes(junit: Path) -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     if not argv or not argv[0].isdigit() or int(argv[0]) < 2:
-        print("usage: python -m lab.flakes N [PYTEST ARGS...]  (N >= 2)", file=sys.stderr)
+        print("usage: python -m lab.sweep.flakes N [PYTEST ARGS...]  (N >= 2)", file=sys.stderr)
         return 2
     n, args = int(argv[0]), argv[1:]
     runs: list[dict[str, str]] = []

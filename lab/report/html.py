@@ -1,6 +1,6 @@
 """Self-contained HTML reports (no scripts, no external files) for matrix and kernel runs.
 
-One page: what was run and where, the topology drawn (:mod:`lab.diagram`), a
+One page: what was run and where, the topology drawn (:mod:`lab.report.diagram`), a
 table with a row per cell (or scenario, or test) and a column per kernel, and
 under every cell its evidence in a ``<details>`` block. Attach it to a change
 request as it is.
@@ -41,7 +41,7 @@ def _command(what: str, args: list[str]) -> str:
 
 
 def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
-    """A merged report (:func:`lab.kmatrix.merge`) as one HTML page."""
+    """A merged report (:func:`lab.sweep.kmatrix.merge`) as one HTML page."""
     from lab.model.loader import topology_from_dict
 
     what = report["what"]
@@ -68,7 +68,7 @@ def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
                    + "</td></tr>")
     out.append("</table>")
     if report.get("topology"):
-        from lab.diagram import svg
+        from lab.report.diagram import svg
 
         out.append("<h2>Topology</h2>")
         out.append(svg(topology_from_dict(report["topology"])))
@@ -109,8 +109,8 @@ def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
 
 def matrix_html(data: dict[str, Any], args: list[str]) -> str:
     """A single ``drlab matrix`` run (its JSON) as HTML: one kernel column."""
-    from lab.kernels import Kernel
-    from lab.kmatrix import KernelRun, merge
+    from lab.sweep.kernels import Kernel
+    from lab.sweep.kmatrix import KernelRun, merge
 
     run = KernelRun(Kernel("this kernel", None, data.get("kernel")), 1 if data["mismatches"]
                     else 0, data["wall_seconds"], data, None, data.get("kernel"))
