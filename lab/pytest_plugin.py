@@ -193,6 +193,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     from pathlib import Path
 
     from lab.probes.dump import save_artifacts
+    from lab.probes.path import last_proof
 
     base = item.config.getoption("--drlab-artifacts") or Path(item.config.rootpath, "artifacts")
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.nodeid)[-120:]
@@ -203,8 +204,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             files = save_artifacts(lab, directory)
             lines.append(f"lab {lab.id}: {len(files)} files in {directory}")
             lines += [f"  {f.name}" for f in files]
-            if lab.last_proof is not None:
-                lines += ["DR path ladder:", lab.last_proof.ladder()]
+            proof = last_proof(lab)
+            if proof is not None:
+                lines += ["DR path ladder:", proof.ladder()]
         except Exception as e:  # never mask the test's own failure
             lines.append(f"lab {lab.id}: could not save artifacts: {e}")
     rep.sections.append(("drlab artifacts", "\n".join(lines)))

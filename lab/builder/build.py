@@ -98,10 +98,6 @@ class Lab:
         self._ipr: dict[str, IPRoute] = {}
         self.record: ownership.Record | None = None
         self.built = False
-        #: Captures started on this lab (saved as pcaps when a test fails).
-        self.captures: list[Any] = []
-        #: The last DR path proof run on this lab (its ladder goes in failure reports).
-        self.last_proof: Any = None
 
     # -- lookups ----------------------------------------------------------
     def ns(self, host: str) -> str:

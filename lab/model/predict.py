@@ -232,3 +232,15 @@ def topology_for(cfg: RsConfig) -> Topology:
         rs.lo = []
     t.waive = frozenset(waive)
     return t.validate()
+
+
+def topology_for_vs(cfg: VsConfig) -> Topology:
+    """The default DR lab (client, director, rs1, rs2) with ``cfg``'s knobs on the director."""
+    from dataclasses import asdict
+
+    from lab.model.defaults import default_dr
+
+    t = default_dr(rs=2, name=f"vs-{cfg.label()}")
+    t.host("director").sysctls.update(
+        {f"net.ipv4.vs.{k}": str(v) for k, v in asdict(cfg).items()})
+    return t.validate()

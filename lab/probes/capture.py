@@ -22,10 +22,19 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from lab.builder import Lab
 from lab.util import close_soon
 from lab.wire.packet import Frame, packet_socket, recv_frame
+
+#: Captures started on each lab (saved as pcaps when a test fails).
+_STARTED: WeakKeyDictionary[Lab, list[Capture]] = WeakKeyDictionary()
+
+
+def captures_of(lab: Lab) -> list[Capture]:
+    """Every capture started on ``lab`` so far (stopped ones included)."""
+    return list(_STARTED.get(lab, ()))
 
 
 class Capture:
@@ -43,7 +52,7 @@ class Capture:
     def start(self) -> Capture:
         self._sock = packet_socket(self.lab, self.host, self.iface)
         self._sock.setblocking(False)
-        self.lab.captures.append(self)
+        _STARTED.setdefault(self.lab, []).append(self)
         return self
 
     def poll(self) -> list[Frame]:

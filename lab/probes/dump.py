@@ -7,6 +7,8 @@ from pathlib import Path
 from lab.builder import Lab
 from lab.builder import sysctl as sc
 from lab.probes import state
+from lab.probes.capture import captures_of
+from lab.probes.path import last_proof
 
 KNOBS = ("arp_ignore", "arp_announce", "rp_filter", "arp_filter", "forwarding",
          "accept_local")
@@ -81,11 +83,12 @@ def save_artifacts(lab: Lab, directory: Path) -> list[Path]:
     p = directory / f"state-{lab.id}.txt"
     p.write_text(dump_state(lab))
     written.append(p)
-    for cap in lab.captures:
+    for cap in captures_of(lab):
         if cap.frames:
             written.append(cap.write(directory / f"{lab.id}-{cap.name}.pcap"))
-    if lab.last_proof is not None:
+    proof = last_proof(lab)
+    if proof is not None:
         p = directory / f"ladder-{lab.id}.txt"
-        p.write_text(lab.last_proof.ladder() + "\n")
+        p.write_text(proof.ladder() + "\n")
         written.append(p)
     return written

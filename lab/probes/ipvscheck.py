@@ -1,9 +1,8 @@
-"""Measure what the director's net.ipv4.vs.* knobs do (the matrix's IPVS axes).
+"""Probe what the director's net.ipv4.vs.* knobs do, on a running DR lab.
 
-:func:`measure` builds the default DR lab (client, director, rs1, rs2) with the
-knobs of a :class:`~lab.model.predict.VsConfig` written in the director's
-namespace, then runs the probes asked for, each a few packets and a read of
-``/proc/net/ip_vs_conn``:
+Each probe in :data:`PROBES` acts on a lab whose director carries the knobs
+(the matrix builds one per cell: :func:`lab.sweep.matrix.measure_vs`) and is
+a few packets and a read of ``/proc/net/ip_vs_conn``:
 
 * ``midstream_scheduled`` (sloppy_tcp): a bare ACK to VIP:port with no IPVS
   entry creates one (sent to a real server) or not (the director's own stack
@@ -27,11 +26,11 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from lab.builder import Lab, netns
-from lab.model.predict import VS_BEHAVIOURS, VsConfig
-from lab.roles import client, director, realserver, up
+from lab.model.predict import VS_BEHAVIOURS
+from lab.roles import client, director, realserver
 from lab.util import scaled, wait_for
 
 
@@ -39,15 +38,6 @@ from lab.util import scaled, wait_for
 class VsObservation:
     values: dict[str, bool] = field(default_factory=dict)
     evidence: list[str] = field(default_factory=list)
-
-
-def topology_for_vs(cfg: VsConfig):  # type: ignore[no-untyped-def]
-    from lab.model.defaults import default_dr
-
-    t = default_dr(rs=2, name=f"vs-{cfg.label()}")
-    t.host("director").sysctls.update(
-        {f"net.ipv4.vs.{k}": str(v) for k, v in asdict(cfg).items()})
-    return t.validate()
 
 
 def _port() -> int:
@@ -154,7 +144,7 @@ def use_conntrack(lab: Lab) -> None:
     import sh
 
     sh.Command("ip")("netns", "exec", lab.ns("director"), "nft", "-f", "-", _in=(
-        "table ip drlab {\n  chain pre {\n    type filter hook prerouting priority 0;\n"
+        "table ip drlab_conntrack {\n  chain pre {\n    type filter hook prerouting priority 0;\n"
         "    ct state new counter\n  }\n}\n"))
 
 
@@ -202,16 +192,3 @@ def _reuse(lab: Lab, obs: VsObservation) -> None:
 PROBES = {"midstream_scheduled": _midstream, "icmp_scheduled": _icmp,
           "nodest_expires": _nodest, "quiescent_sticks": _quiescent, "reuse_delay": _reuse}
 assert set(PROBES) == set(VS_BEHAVIOURS)
-
-
-def measure(cfg: VsConfig, behaviours: list[str]) -> VsObservation:
-    """Build the lab for ``cfg`` and observe ``behaviours`` (names of PROBES)."""
-    obs = VsObservation()
-    lab = up(topology_for_vs(cfg))
-    try:
-        for name in PROBES:
-            if name in behaviours:
-                PROBES[name](lab, obs)
-    finally:
-        lab.teardown()
-    return obs

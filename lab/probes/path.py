@@ -16,12 +16,21 @@ For every connection the proof checks, on the wire:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from weakref import WeakKeyDictionary
 
 from lab.builder import Lab
 from lab.probes.capture import Capture
 from lab.roles import client, director
 from lab.wire.frames import Decoded, decode
 from lab.wire.packet import Frame
+
+#: The last proof run on each lab (its ladder goes into failure reports).
+_LAST: WeakKeyDictionary[Lab, PathProof] = WeakKeyDictionary()
+
+
+def last_proof(lab: Lab) -> PathProof | None:
+    """The last DR path proof run on ``lab``, if any."""
+    return _LAST.get(lab)
 
 
 def first_hop(lab: Lab, client_host: str = "client") -> str:
@@ -170,5 +179,5 @@ def prove(lab: Lab, connections: int = 2, client_host: str = "client") -> PathPr
         proofs.append(ConnectionProof(rs, (cip, cport), (svc.vip, svc.port), req_d, req_rs,
                                       rep_rs, rep_d, p))
     proof = PathProof(proofs, before, after, caps, macs)
-    lab.last_proof = proof
+    _LAST[lab] = proof
     return proof

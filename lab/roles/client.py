@@ -39,7 +39,7 @@ class ConnectError(LabError):
         self.errno = err
 
 
-def _read_line(s: socket.socket, deadline: float) -> str:
+def read_line(s: socket.socket, deadline: float) -> str:
     buf = b""
     while b"\n" not in buf:
         left = deadline - time.monotonic()
@@ -90,7 +90,7 @@ def open_connection(lab: Lab, host: str = "client", addr: str | None = None,
         try:
             s.connect((addr, port))
             s.send(b"who\n")
-            line = _read_line(s, deadline)
+            line = read_line(s, deadline)
         except ConnectionRefusedError as e:
             s.close()
             raise ConnectError(f"{host} -> {addr}:{port}/udp: refused", e.errno) from None
@@ -115,7 +115,7 @@ def open_connection(lab: Lab, host: str = "client", addr: str | None = None,
             if rc:
                 raise ConnectError(f"{host} -> {addr}:{port}: {errno.errorcode.get(rc, rc)}",
                                    rc)
-            line = _read_line(s, deadline)
+            line = read_line(s, deadline)
         except BaseException:
             s.close()
             raise

@@ -60,7 +60,7 @@ def nft_rules(topology: Topology) -> str:
         return ""
     fam = "ip6" if svc.family == 6 else "ip"
     ports = ", ".join(str(p) for p in svc.ports)
-    return (f"table {fam} drlab {{\n  chain pre {{\n"
+    return (f"table {fam} drlab_fwmark {{\n  chain pre {{\n"
             f"    type filter hook prerouting priority mangle;\n"
             f"    {fam} daddr {svc.vip} {svc.protocol} dport {{ {ports} }} "
             f"meta mark set {svc.fwmark}\n  }}\n}}\n")

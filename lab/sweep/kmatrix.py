@@ -136,13 +136,13 @@ def suite_result(junit: Path) -> dict[str, Any]:
 # -- merging: one row per cell/scenario/test, one column per kernel ---------------
 
 def _matrix_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    from lab.sweep.matrix import FIELDS, _fmt
+    from lab.sweep.matrix import FIELDS, fmt
 
     rows = {}
     for c in data["cells"]:
         obs = c.get("observed") or {}
         fields = c.get("fields") or list(FIELDS)
-        summary = (" ".join(f"{k}={_fmt(obs[k])}" for k in fields if k in obs) if obs
+        summary = (" ".join(f"{k}={fmt(obs[k])}" for k in fields if k in obs) if obs
                    else (c.get("error") or "no observation"))
         if obs and c.get("skipped"):
             summary += f" ({c.get('error')})"
@@ -150,7 +150,7 @@ def _matrix_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
                   "error" if c.get("error") else "mismatch")
         rows[c["label"]] = {"status": status, "summary": summary,
                             "evidence": c.get("evidence") or [],
-                            "predicted": " ".join(f"{k}={_fmt(v)}"
+                            "predicted": " ".join(f"{k}={fmt(v)}"
                                                   for k, v in c["predicted"].items())}
     return rows
 

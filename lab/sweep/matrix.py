@@ -21,7 +21,7 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import UsageError
 from lab.model.predict import (
@@ -32,7 +32,12 @@ from lab.model.predict import (
     predict,
     predict_vs,
     topology_for,
+    topology_for_vs,
 )
+
+if TYPE_CHECKING:
+    from lab.probes.ipvscheck import VsObservation
+
 
 #: Real-server axes, their RsConfig field and the values allowed.
 AXES: dict[str, tuple[str, tuple]] = {
@@ -224,9 +229,7 @@ def _run_cell(cfg: CellConfig, have_ipvs: bool) -> Cell:
             cell.skipped = True
             cell.error = "not run: the director's IPVS axes need a kernel with IPVS"
         elif cfg.vs is not None:
-            from lab.probes import ipvscheck
-
-            ov = ipvscheck.measure(cfg.vs, list(cfg.behaviours))
+            ov = measure_vs(cfg.vs, list(cfg.behaviours))
             observed.update(ov.values)
             cell.evidence += ov.evidence
         if observed or not cell.skipped:  # the ARP part of a cell is measured anyway
@@ -235,6 +238,23 @@ def _run_cell(cfg: CellConfig, have_ipvs: bool) -> Cell:
         cell.error = f"{type(e).__name__}: {e}"
     cell.seconds = time.monotonic() - t0
     return cell
+
+
+def measure_vs(cfg: VsConfig, behaviours: list[str]) -> VsObservation:
+    """Build the DR lab for ``cfg`` and observe ``behaviours`` (names of
+    :data:`lab.probes.ipvscheck.PROBES`)."""
+    from lab.probes import ipvscheck
+    from lab.roles import up
+
+    obs = ipvscheck.VsObservation()
+    lab = up(topology_for_vs(cfg))
+    try:
+        for name, probe in ipvscheck.PROBES.items():
+            if name in behaviours:
+                probe(lab, obs)
+    finally:
+        lab.teardown()
+    return obs
 
 
 def run(configs: list[CellConfig], jobs: int = 4) -> list[Cell]:
@@ -248,7 +268,7 @@ def run(configs: list[CellConfig], jobs: int = 4) -> list[Cell]:
         return list(pool.map(lambda c: _run_cell(c, have_ipvs), configs))
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
     return "-" if v is None else "yes" if v is True else "no" if v is False else str(v)
 
 
@@ -272,9 +292,9 @@ def table(result: list[Cell]) -> str:
     for c in result:
         obs = c.observed or {}
         rows.append([c.label] + [
-            "" if k not in c.predicted else _fmt(obs.get(k)) + (
+            "" if k not in c.predicted else fmt(obs.get(k)) + (
                 "" if c.observed is None or obs.get(k) == c.predicted[k]
-                else f" (predicted {_fmt(c.predicted[k])})") for k in cols] + [verdict(c)])
+                else f" (predicted {fmt(c.predicted[k])})") for k in cols] + [verdict(c)])
     return tab(rows, ["cell", *(SHORT.get(k, k) for k in cols), "verdict"])
 
 
@@ -285,7 +305,7 @@ def markdown(result: list[Cell]) -> str:
     for c in result:
         obs = c.observed or {}
         lines.append(f"| `{c.label}` | " + " | ".join(
-            _fmt(obs.get(k)) if k in c.predicted else "" for k in cols)
+            fmt(obs.get(k)) if k in c.predicted else "" for k in cols)
             + f" | {verdict(c)} |")
     return "\n".join(lines)
 
@@ -297,8 +317,6 @@ def to_json(result: list[Cell], wall: float) -> dict[str, Any]:
     if first.rs is not None:
         topo = topology_for(first.rs)
     else:
-        from lab.probes.ipvscheck import topology_for_vs
-
         topo = topology_for_vs(first.vs or VsConfig())
     return {"kernel": platform.release(), "wall_seconds": round(wall, 2),
             "topology": topology_to_dict(topo),
@@ -318,7 +336,7 @@ def diff(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
             continue
         if b["observed"] != c["observed"]:
             bo, co = b["observed"] or {}, c["observed"] or {}
-            changes = ", ".join(f"{k} {_fmt(bo.get(k))} -> {_fmt(co.get(k))}"
+            changes = ", ".join(f"{k} {fmt(bo.get(k))} -> {fmt(co.get(k))}"
                                 for k in [*bo, *(k for k in co if k not in bo)]
                                 if bo.get(k) != co.get(k))
             out.append(f"{c['label']}: {changes} (kernel {baseline.get('kernel')} -> "

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lab.roles.client import ConnectError, _read_line
+from lab.roles.client import ConnectError, read_line
 
 
 def _pair() -> tuple[socket.socket, socket.socket, socket.socket]:
@@ -21,7 +21,7 @@ def test_read_line_returns_the_first_line():
     lst, c, s = _pair()
     with lst, c, s:
         s.sendall(b"rs1 1 2\nmore")
-        assert _read_line(c, time.monotonic() + 5) == "rs1 1 2"
+        assert read_line(c, time.monotonic() + 5) == "rs1 1 2"
 
 
 def test_read_line_reports_a_reset_as_connect_error():
@@ -30,7 +30,7 @@ def test_read_line_reports_a_reset_as_connect_error():
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()  # linger 0: the peer gets a RST
         with pytest.raises(ConnectError) as e:
-            _read_line(c, time.monotonic() + 5)
+            read_line(c, time.monotonic() + 5)
     assert e.value.errno == errno.ECONNRESET
     assert "ECONNRESET" in str(e.value)
 
@@ -38,4 +38,4 @@ def test_read_line_reports_a_reset_as_connect_error():
 def test_read_line_times_out():
     lst, c, s = _pair()
     with lst, c, s, pytest.raises(ConnectError, match="in time"):
-        _read_line(c, time.monotonic() + 0.05)
+        read_line(c, time.monotonic() + 0.05)

@@ -66,7 +66,7 @@ def test_suite_rows_from_junit(tmp_path):
                      '<testcase classname="t" name="bad"><failure message="boom"/></testcase>'
                      '<testcase classname="t" name="sk"><skipped message="no IPVS"/></testcase>'
                      "</testsuite></testsuites>")
-    rows = kmatrix._suite_rows(kmatrix.suite_result(junit))
+    rows = kmatrix.ROWS["suite"](kmatrix.suite_result(junit))
     assert {k: v["status"] for k, v in rows.items()} == {"t::ok": "ok", "t::bad": "failed",
                                                         "t::sk": "not run"}
 
