@@ -2,8 +2,11 @@
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,13 +18,38 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.subprocess
 
 
-def drlab(*args, env=None, user=None, python=sys.executable):
+def drlab(*args, env=None, user=None, python=sys.executable, root=REPO):
+    """Run ``python -m lab ARGS`` with ``root`` (holding the lab package) as PYTHONPATH
+    and working directory."""
     cmd = [python, "-m", "lab", *args]
     if user is not None:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-    e = dict(os.environ, PYTHONPATH=str(REPO))
+    e = dict(os.environ, PYTHONPATH=str(root))
     e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, env=e, cwd=REPO, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, env=e, cwd=root, timeout=600)
+
+
+@contextmanager
+def lab_copy_for_others():
+    """A copy of the lab package (its .py files) that every user can read, removed after.
+
+    The checkout may sit where other users cannot read it (a clone in root's 0700
+    home, a mktemp -d directory): a test that runs as another user needs this."""
+    root = Path(tempfile.mkdtemp(prefix="drlab-others-", dir="/tmp"))  # 0700
+    try:
+        root.chmod(0o755)
+        for d in (root, *root.parents):
+            assert d.stat().st_mode & stat.S_IXOTH, f"{d} is not traversable by other users"
+        for src in sorted((REPO / "lab").rglob("*.py")):
+            dst = root / src.relative_to(REPO)
+            for d in reversed(dst.relative_to(root).parents[:-1]):  # lab, lab/builder, ...
+                (root / d).mkdir(exist_ok=True)
+                (root / d).chmod(0o755)
+            shutil.copyfile(src, dst)
+            dst.chmod(0o644)
+        yield root
+    finally:
+        shutil.rmtree(root)
 
 
 def leftovers():
@@ -45,7 +73,9 @@ def test_not_root_is_one_line_exit_3():
     if os.geteuid() == 0:
         if not shutil.which("setpriv") or not os.access("/usr/bin/python3", os.X_OK):
             pytest.skip("needs setpriv and /usr/bin/python3 to drop root")
-        p = drlab("demo", user=65534, python="/usr/bin/python3")
+        with lab_copy_for_others() as root:
+            p = drlab("demo", user=65534, python="/usr/bin/python3", root=root,
+                      env={"PYTHONDONTWRITEBYTECODE": "1"})
     else:
         p = drlab("demo")
     assert p.returncode == 3, p.stderr
