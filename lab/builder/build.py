@@ -278,12 +278,18 @@ class Lab:
             ipr.route("add", **kw)
 
     # -- teardown -----------------------------------------------------------
-    def teardown(self) -> list[str]:
-        """Remove everything this lab made. Idempotent; never raises for leftovers."""
+    def close(self) -> None:
+        """Close this process's netlink sockets into the lab (and their event loops);
+        the lab itself stays up. Teardown calls it; so must a command that only
+        attached to a running lab, or pyroute2's loops are finalized at exit."""
         for ipr in self._ipr.values():
             with contextlib.suppress(Exception):
                 ipr.close()
         self._ipr.clear()
+
+    def teardown(self) -> list[str]:
+        """Remove everything this lab made. Idempotent; never raises for leftovers."""
+        self.close()
         removed: list[str] = []
         if self.record is not None:
             removed = ownership.destroy(self.record)

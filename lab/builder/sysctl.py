@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from lab.builder import netns
+from lab.model.predict import MAX_OF_ALL_AND_DEV
 
 #: Per-interface knobs pinned on all/default/<each interface>, with the value
 #: the lab pins (the kernel's own defaults, so a lab is the same on any host).
@@ -29,8 +30,6 @@ PINNED_CONF: dict[str, str] = {
     "send_redirects": "0",
     "accept_local": "0",
 }
-#: Knobs where the kernel takes max(all, dev).
-MAX_OF_ALL_AND_DEV = ("arp_ignore", "arp_announce", "rp_filter")
 
 
 def key_path(key: str) -> str:

@@ -47,10 +47,16 @@ def ipvs_available(load: bool = True) -> bool:
     return os.path.exists("/proc/net/ip_vs") or os.path.isdir("/sys/module/ip_vs")
 
 
-def require_ipvs() -> None:
-    """Everything a DR lab with a director needs: root, netns, ipvsadm, kernel IPVS."""
+def require_ipvs(hint: str = VM_HINT) -> None:
+    """Everything a DR lab with a director needs: root, netns, ipvsadm, kernel IPVS.
+    ``hint`` ends the no-IPVS message (what to do instead)."""
     require_netns()
     require_ipvsadm()
     if not ipvs_available():
         raise PreflightError(f"kernel {platform.release()} has no IPVS (CONFIG_IP_VS not set "
-                             f"and no ip_vs module); {VM_HINT}")
+                             f"and no ip_vs module); {hint}")
+
+
+def in_vm() -> bool:
+    """True inside the disposable VM of scripts/vm-run (which sets DRLAB_IN_VM=1)."""
+    return os.environ.get("DRLAB_IN_VM") == "1"

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from lab.model.topology import Topology
+from lab.model.topology import Host, Topology
 
 Place = Literal["lo32", "lo-wide", "lan", "absent"]
 KnobOn = Literal["all", "lan", "lo"]
@@ -244,3 +244,27 @@ def topology_for_vs(cfg: VsConfig) -> Topology:
     t.host("director").sysctls.update(
         {f"net.ipv4.vs.{k}": str(v) for k, v in asdict(cfg).items()})
     return t.validate()
+
+
+#: Knobs the kernel reads as max(conf/all, conf/<dev>) (include/linux/inetdevice.h).
+MAX_OF_ALL_AND_DEV = ("arp_ignore", "arp_announce", "rp_filter")
+
+
+def masked_by_interface(change: dict[str, str], hosts: list[Host]) -> list[str]:
+    """Changes on conf/all that the kernel ignores on ``hosts`` where an interface
+    holds a larger value (it takes the max of the two)."""
+    notes = []
+    for key, value in change.items():
+        parts = key.split(".")
+        if len(parts) != 5 or parts[2:4] != ["conf", "all"] or parts[4] not in MAX_OF_ALL_AND_DEV:
+            continue
+        for h in hosts:
+            for dev_key, dev_value in h.sysctls.items():
+                p = dev_key.split(".")
+                dev_value = change.get(dev_key, dev_value)
+                if len(p) == 5 and p[4] == parts[4] and p[3] not in ("all", "default") \
+                        and int(dev_value) > int(value):
+                    notes.append(f"the kernel uses max(all, {p[3]}) for {parts[4]}: with "
+                                 f"{dev_key}={dev_value} on {h.name}, {key}={value} changes "
+                                 "nothing there")
+    return notes

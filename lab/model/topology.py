@@ -344,7 +344,7 @@ def _validate(t: Topology) -> list[str]:
         if d is None:
             p.append(f"{sw}: unknown director host {svc.director!r}")
         elif d.role != "director":
-            p.append(f"{sw}: host {d.name!r} is a {d.role}, not a director")
+            p.append(f"{sw}: host {d.name!r} is a {d.role!r}, not a director")
         elif not any(a.ip == svc.vip for i in d.interfaces for a in i.addresses):
             p.append(f"{sw}: director {d.name!r} does not hold the VIP {svc.vip} "
                      "on an interface")
@@ -358,7 +358,7 @@ def _validate(t: Topology) -> list[str]:
             if h is None:
                 p.append(f"{sw}: unknown real server host {r.host!r}")
             elif h.role not in ("realserver", "director"):
-                p.append(f"{sw}: host {h.name!r} is a {h.role}, not a realserver")
+                p.append(f"{sw}: host {h.name!r} is a {h.role!r}, not a realserver")
             if not (isinstance(r.weight, int) and 0 <= r.weight <= 65535):
                 p.append(f"{sw}: real server {r.host!r}: weight {r.weight!r} out of range 0..65535")
     return p

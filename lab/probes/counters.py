@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lab.builder import Lab, netns
 
 
@@ -34,3 +36,14 @@ def counter(lab: Lab, host: str, name: str) -> int:
     if name not in c:
         raise KeyError(f"no counter {name!r} in {host}'s namespace")
     return c[name]
+
+
+def rising(lab: Lab, name: str, hosts: list[str]) -> Callable[[], dict[str, int]]:
+    """Read counter ``name`` on ``hosts`` now; the returned function says, each
+    time it is called, how much it rose since on each host where it did."""
+    before = {h: counter(lab, h, name) for h in hosts}
+
+    def rises() -> dict[str, int]:
+        now = {h: counter(lab, h, name) - before[h] for h in hosts}
+        return {h: n for h, n in now.items() if n > 0}
+    return rises

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from lab.builder import Lab
 from lab.builder import sysctl as sc
@@ -35,6 +36,31 @@ def effective_sysctls(lab: Lab, host: str) -> dict[str, dict[str, str]]:
             eff = sc.effective(values, d, k)
             out[d][k] = f"{eff} (all={a} {d}={v})"
     return out
+
+
+def status(lab: Lab) -> dict[str, Any]:
+    """``drlab status --json``: per host its interfaces, routes, neighbours and
+    effective sysctls; the director's IPVS table (or why there is none)."""
+    import dataclasses
+
+    from lab.errors import LabError
+    from lab.roles import director
+
+    data: dict[str, Any] = {"lab": lab.id, "topology": lab.topology.name, "hosts": {}}
+    for h in lab.topology.hosts:
+        data["hosts"][h.name] = {
+            "role": h.role, "netns": lab.ns(h.name),
+            "interfaces": [dataclasses.asdict(i) for i in state.interfaces(lab, h.name)],
+            "routes": state.routes(lab, h.name),
+            "neighbours": state.neighbours(lab, h.name),
+            "sysctls": effective_sysctls(lab, h.name),
+        }
+    if lab.topology.service is not None:
+        try:
+            data["ipvs"] = [dataclasses.asdict(s) for s in director.read_services(lab)]
+        except LabError as e:
+            data["ipvs"] = str(e)
+    return data
 
 
 def dump_state(lab: Lab) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from lab.builder import Lab, netns
 from lab.model.predict import VS_BEHAVIOURS
+from lab.probes.counters import rising
 from lab.roles import client, director, realserver
 from lab.util import scaled, wait_for
 
@@ -148,14 +149,40 @@ def use_conntrack(lab: Lab) -> None:
         "    ct state new counter\n  }\n}\n"))
 
 
-def reconnect_same_port(lab: Lab) -> tuple[int, list[float], list[str]]:
+@dataclass
+class Reconnect:
+    """Two connections from one client port (:func:`reconnect_same_port`)."""
+
+    port: int
+    #: Wall time of each connect (evidence only: the VM's clock runs slow work).
+    delays: list[float]
+    #: SYN retransmissions the client's kernel made for each connect
+    #: (TcpExt.TCPSynRetrans): a first SYN that IPVS dropped shows here.
+    syn_retrans: list[int]
+    #: States of IPVS's entries for the port after the second connection.
+    states: list[str]
+
+    @property
+    def delayed(self) -> bool:
+        """The reused port's first SYN was lost: the client waited for its retransmission."""
+        return self.syn_retrans[1] > 0
+
+    def __str__(self) -> str:
+        return (f"connect from port {self.port} took {self.delays[0] * 1000:.0f} ms "
+                f"({self.syn_retrans[0]} SYN retransmissions), again from the same port "
+                f"{self.delays[1] * 1000:.0f} ms ({self.syn_retrans[1]} SYN retransmissions; "
+                f"IPVS entries for the port: {', '.join(self.states) or 'none'})")
+
+
+def reconnect_same_port(lab: Lab) -> Reconnect:
     """Connect twice from one client port, the server closing first each time (so
-    the client keeps no TIME_WAIT and may reuse the port at once). Returns the port,
-    both connect times and the states of IPVS's entries for the port after."""
+    the client keeps no TIME_WAIT and may reuse the port at once)."""
     svc = lab.topology.service
     assert svc is not None
     port = _port()
-    delays, states = [], []
+    delays: list[float] = []
+    retrans: list[int] = []
+    states: list[str] = []
     for _ in range(2):
         # the previous socket with this port must be gone (LAST_ACK -> CLOSED)
         wait_for(lambda: f":{port:04X} " not in netns.read_proc(lab.ns("client"), "net/tcp"),
@@ -165,9 +192,11 @@ def reconnect_same_port(lab: Lab) -> tuple[int, list[float], list[str]]:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("0.0.0.0", port))
             s.settimeout(scaled(5))
+            syns = rising(lab, "TcpExt.TCPSynRetrans", ["client"])
             t0 = time.monotonic()
             s.connect((svc.vip, svc.port))
             delays.append(time.monotonic() - t0)
+            retrans.append(syns().get("client", 0))
             s.recv(200)
             s.sendall(realserver.BYE)
             while s.recv(200):
@@ -175,16 +204,14 @@ def reconnect_same_port(lab: Lab) -> tuple[int, list[float], list[str]]:
         finally:
             s.close()
         states = sorted({c.state for c in _entries(lab, port)})
-    return port, delays, states
+    return Reconnect(port, delays, retrans, states)
 
 
 def _reuse(lab: Lab, obs: VsObservation) -> None:
     use_conntrack(lab)
-    port, delays, states = reconnect_same_port(lab)
-    obs.values["reuse_delay"] = delays[1] > 0.5
-    obs.evidence.append(f"connect from port {port}: {delays[0] * 1000:.0f} ms; again from the "
-                        f"same port while IPVS held it: {delays[1] * 1000:.0f} ms "
-                        f"(entries now: {', '.join(states) or 'none'})")
+    r = reconnect_same_port(lab)
+    obs.values["reuse_delay"] = r.delayed
+    obs.evidence.append(str(r))
 
 
 #: Probe order: the ones that leave state behind (persistence edits, the

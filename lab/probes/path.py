@@ -68,11 +68,14 @@ class PathProof:
     outpkts_after: int
     captures: dict[str, Capture]
     macs: dict[str, str]  # host -> MAC on the LAN
+    #: Connections that never completed (the client's error for each).
+    failed: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
-        out = [f"{c.server} {c.client_addr[0]}:{c.client_addr[1]}: {p}"
-               for c in self.connections for p in c.problems]
+        out = [f"connection to the VIP failed: {e}" for e in self.failed]
+        out += [f"{c.server} {c.client_addr[0]}:{c.client_addr[1]}: {p}"
+                for c in self.connections for p in c.problems]
         if self.outpkts_after != self.outpkts_before:
             out.append(f"IPVS OutPkts moved {self.outpkts_before} -> {self.outpkts_after}: "
                        "replies went through the director")
@@ -104,6 +107,7 @@ class PathProof:
                                  f"{f.src}:{f.sport} -> {f.dst}:{f.dport} [{f.flags}]")
             lines.append(f"  4 replies at director {len(c.replies_at_director)}")
             lines += [f"  ! {p}" for p in c.problems]
+        lines += [f"connection FAILED: {e}" for e in self.failed]
         lines.append(f"IPVS OutPkts {self.outpkts_before} -> {self.outpkts_after}")
         return "\n".join(lines)
 
@@ -112,25 +116,35 @@ def _frames(cap: Capture) -> list[tuple[Frame, Decoded]]:
     return [(f, decode(f.data)) for f in cap.frames]
 
 
-def prove(lab: Lab, connections: int = 2, client_host: str = "client") -> PathProof:
-    """Open ``connections`` connections to the VIP while capturing; prove each one's path."""
+def prove(lab: Lab, connections: int = 2, client_host: str = "client",
+          timeout: float = 3.0) -> PathProof:
+    """Open ``connections`` connections to the VIP while capturing; prove each one's path.
+
+    A connection that does not complete within ``timeout`` (scaled) is listed in
+    :attr:`PathProof.failed` (a problem), not raised."""
     t = lab.topology
     svc = t.service
     assert svc is not None, "path proof needs a virtual service"
     hop = first_hop(lab, client_host)
     d = t.director.name
     dif = lab.topology.lan_iface(d)
-    rs_names = [h.name for h in t.real_servers]
+    # a real server off the director's segment cannot be reached by DR: its
+    # connections fail (reported), there is nothing of it to capture on the LAN
+    rs_names = [h.name for h in t.real_servers if any(
+        i.segment in {j.segment for j in t.director.interfaces} for i in h.interfaces)]
     macs = {h: lab.mac(h, lab.topology.lan_iface(h)) for h in {hop, d, *rs_names}}
     before = director.read_service(lab).stats.outpkts
     caps = {d: Capture(lab, d, dif)}
     caps.update({rs: Capture(lab, rs, lab.topology.lan_iface(rs)) for rs in rs_names})
     for c in caps.values():
         c.start()
-    replies = []
+    replies, failed = [], []
     try:
         for _ in range(connections):
-            replies.append(client.connect(lab, client_host))
+            try:
+                replies.append(client.connect(lab, client_host, timeout=timeout))
+            except client.ConnectError as e:
+                failed.append(str(e))
     finally:
         for c in caps.values():
             c.stop()
@@ -178,6 +192,6 @@ def prove(lab: Lab, connections: int = 2, client_host: str = "client") -> PathPr
             p.append(f"client's peer is {r.peer}, not the VIP")
         proofs.append(ConnectionProof(rs, (cip, cport), (svc.vip, svc.port), req_d, req_rs,
                                       rep_rs, rep_d, p))
-    proof = PathProof(proofs, before, after, caps, macs)
+    proof = PathProof(proofs, before, after, caps, macs, failed)
     _LAST[lab] = proof
     return proof

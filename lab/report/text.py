@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from lab.builder import Lab
+from lab.model import Topology
 from lab.probes import state
 from lab.roles import client, director
 from lab.util import Timeout, table, wait_for
@@ -71,3 +72,20 @@ def demo_report(lab: Lab, connections: int = 6) -> tuple[str, bool]:
     out += ["", "Checks"]
     out += [f"  [{'ok' if ok else 'FAIL'}] {msg}" for ok, msg in checks]
     return "\n".join(out), all(ok for ok, _ in checks)
+
+
+def demo(topology: Topology, connections: int = 6) -> tuple[str, bool]:
+    """``drlab demo``: build ``topology``, report on ``connections`` requests, tear
+    down, and say what was left; returns (text, every check passed and nothing left)."""
+    from lab.builder import netns
+    from lab.roles import up
+
+    lab = up(topology)
+    try:
+        text, ok = demo_report(lab, connections)
+    finally:
+        removed = lab.teardown()
+    left = [n for n in netns.listing() if n.startswith(f"drl-{lab.id}-")]
+    text += (f"\nTorn down lab {lab.id}: removed {len(removed)} namespaces and processes; "
+             f"{len(left)} namespaces left.")
+    return text, ok and not left

@@ -10,15 +10,17 @@ from lab.model import Topology
 
 
 def up(topology: Topology, *, name: str | None = None, persistent: bool = False,
-       services: bool = True, pin_sysctls: bool = True) -> Lab:
-    """Build ``topology``, load its IPVS service on the director and start the
-    real servers' identity services. Tears down whatever was made on failure."""
+       ipvs: bool = True, services: bool = True, pin_sysctls: bool = True) -> Lab:
+    """Build ``topology``, load its IPVS service on the director (``ipvs``) and
+    start the real servers' identity services (``services``). Tears down
+    whatever was made on failure."""
     from lab.roles import director, realserver
 
     lab = Lab(topology, name=name, persistent=persistent, pin_sysctls=pin_sysctls).build()
     try:
         if topology.service is not None:
-            director.configure(lab)
+            if ipvs:
+                director.configure(lab)
             if services:
                 realserver.start_services(lab)
     except BaseException:

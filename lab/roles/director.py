@@ -185,8 +185,12 @@ def read_services(lab: Lab) -> list[ServiceState]:
     from pyroute2 import IPVS, IPVSService
     from pyroute2.netlink.exceptions import NetlinkError
 
-    nl = netns.socket_in(lab.ns(lab.topology.director.name), socket.AF_NETLINK,
-                         socket.SOCK_DGRAM, 16)  # NETLINK_GENERIC
+    ns = lab.ns(lab.topology.director.name)
+    try:  # no IPVS: say so before pyroute2 makes a socket and an event loop for nothing
+        netns.read_proc(ns, "net/ip_vs")
+    except OSError:
+        raise LabError("IPVS is not available in this kernel (no /proc/net/ip_vs)") from None
+    nl = netns.socket_in(ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 16)  # NETLINK_GENERIC
     out: list[ServiceState] = []
     own = {a.get("address") for a in lab.ipr(lab.topology.director.name).get_addr()}
     try:

@@ -15,11 +15,10 @@ as documented (broken shows the symptom, fixed does not).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from lab.builder import Lab
 from lab.model import Topology
@@ -57,11 +56,25 @@ class Scenario:
     needs_vm: bool = False
     #: Context entered around building a variant (e.g. a root-namespace setting).
     around: Callable[[Variant], AbstractContextManager] | None = None
+    #: Why ``drlab check`` cannot see the symptom on a lab of the broken variant
+    #: (it needs its own stimulus: ``drlab scenario run NAME``); None when it can.
+    stimulus: str | None = None
 
     def topology(self, variant: Variant) -> Topology:
         t = (self.broken if variant == "broken" else self.fixed)()
         t.name = f"{self.name}-{variant}"
         return t
+
+
+#: Every scenario by name, in catalogue order (the catalogue's modules fill it).
+REGISTRY: dict[str, Scenario] = {}
+
+
+def register(s: Scenario) -> Scenario:
+    if s.name in REGISTRY:
+        raise ValueError(f"scenario {s.name!r} registered twice")
+    REGISTRY[s.name] = s
+    return s
 
 
 @dataclass
@@ -73,6 +86,13 @@ class Verdict:
     @property
     def reproduced(self) -> bool:
         return self.broken.symptom and not self.fixed.symptom
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.scenario
+        return {"name": s.name, "ran": True, "reproduced": self.reproduced,
+                "symptom": s.symptom, "trigger": s.trigger, "fix": s.fix,
+                "broken": {"symptom": self.broken.symptom, "evidence": self.broken.evidence},
+                "fixed": {"symptom": self.fixed.symptom, "evidence": self.fixed.evidence}}
 
     def report(self) -> str:
         s = self.scenario
@@ -87,12 +107,17 @@ class Verdict:
 
 
 def start(scenario: Scenario, variant: Variant, *, name: str | None = None,
-          persistent: bool = False) -> Lab:
-    """Build and start one variant of a scenario (the caller tears it down)."""
-    from lab.errors import PreflightError
-    from lab.roles import realserver, up
+          persistent: bool = False, whole: bool = False) -> Lab:
+    """Build and start one variant of a scenario (the caller tears it down).
 
-    if scenario.needs_vm and os.environ.get("DRLAB_IN_VM") != "1":
+    ``whole`` brings up the whole DR lab of the variant (IPVS table and every
+    service) even where the scenario's own observation needs less, as
+    ``drlab up --scenario`` does for exploring it."""
+    from lab.errors import PreflightError
+    from lab.host.preflight import in_vm
+    from lab.roles import up
+
+    if scenario.needs_vm and not in_vm():
         raise PreflightError(f"scenario {scenario.name} changes the root namespace, so it only "
                              "runs in the disposable VM: scripts/drlab scenario run "
                              f"{scenario.name}")
@@ -100,17 +125,8 @@ def start(scenario: Scenario, variant: Variant, *, name: str | None = None,
     pin = not (scenario.naive_broken and variant == "broken")
     around = scenario.around(variant) if scenario.around else contextlib.nullcontext()
     with around:
-        if scenario.needs_ipvs:
-            return up(t, name=name, persistent=persistent, services=scenario.services,
-                      pin_sysctls=pin)
-        lab = Lab(t, name=name, persistent=persistent, pin_sysctls=pin).build()
-    try:
-        if scenario.services:
-            realserver.start_services(lab)
-    except BaseException:
-        lab.teardown()
-        raise
-    return lab
+        return up(t, name=name, persistent=persistent, ipvs=scenario.needs_ipvs or whole,
+                  services=scenario.services or whole, pin_sysctls=pin)
 
 
 def run(scenario: Scenario, variant: Variant) -> Outcome:

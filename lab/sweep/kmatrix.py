@@ -19,15 +19,17 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from lab.errors import UsageError
+from lab.sweep import kernels
 from lab.sweep.kernels import Kernel
 
 What = Literal["matrix", "scenario", "suite"]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # lab/sweep/kmatrix.py -> the checkout
 
 
 @dataclass
@@ -55,6 +57,35 @@ def child_command(what: What, args: list[str], out: Path) -> list[str]:
         return [py, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                 f"--junitxml={out / 'junit.xml'}", *args]
     raise UsageError(f"kernels run: {what!r} is not one of matrix, scenario, suite")
+
+
+def run_kernels(names: list[str], what: What, args: list[str], logs: Path,
+                offline: bool = False,
+                progress: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Resolve each kernel name, run ``what`` on each in turn (logs in ``logs``)
+    and merge the runs into one report (:func:`merge`)."""
+    if len(set(names)) != len(names):
+        raise UsageError("kernels run: a kernel is named twice")
+    if args[:1] == ["--"]:
+        args = args[1:]
+    resolved = [kernels.resolve(n, refresh=not offline) for n in names]
+    logs.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for k in resolved:
+        progress(f"kernels: {what} on {k.name}"
+                 + (f" ({k.image})" if k.image else " (the running kernel, no VM)") + " ...")
+        r = run_on(k, what, args, logs / f"{safe_name(k.name)}.log")
+        progress(f"kernels: {k.name}: exit {r.exit_code} in {r.seconds:.0f}s"
+                 + (f"; {r.error}" if r.error else ""))
+        runs.append(r)
+    return merge(what, args, runs)
+
+
+def safe_name(name: str) -> str:
+    """A kernel's name as a file name."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "kernel"
 
 
 def run_on(kernel: Kernel, what: What, args: list[str], log: Path) -> KernelRun:

@@ -1,5 +1,6 @@
 """The drlab CLI as a user runs it: a subprocess, real kernel, real errors."""
 
+import json
 import os
 import shutil
 import stat
@@ -129,8 +130,14 @@ def test_scenarios_lists_the_catalogue():
 
     p = drlab("scenarios")
     assert p.returncode == 0, p.stderr
-    names = [line.split()[0] for line in p.stdout.splitlines()]
+    table = p.stdout.split("\n\n")[0]
+    names = [line.split()[0] for line in table.splitlines()]
     assert names == list(REGISTRY)
+    sees = {line.split()[0] for line in table.splitlines() if line.split()[2] == "check"}
+    assert sees == {n for n, s in REGISTRY.items() if s.stimulus is None}
+    listed = {s["name"]: s for s in json.loads(drlab("scenarios", "--json").stdout)}
+    assert list(listed) == list(REGISTRY)
+    assert listed["dr-mtu"]["drlab_check"].endswith("drlab scenario run dr-mtu")
 
 
 def test_unknown_scenario_and_bad_usage_are_exit_2():
@@ -164,24 +171,28 @@ def test_scenario_run_reproduces_an_arp_scenario(tmp_path):
     assert "still answer ARP for the VIP" in kernels_html(report)  # symptom under the name
 
 
-@pytest.mark.netns
-def test_up_status_shell_down_a_scenario_lab():
+@pytest.mark.ipvs
+def test_up_check_status_shell_down_a_broken_scenario_lab(drlab_ipvs):
+    """`drlab up --scenario X --broken` is the whole DR lab of that variant: IPVS
+    table and services, so `drlab check` runs and names the symptom (exit 1)."""
     name = f"t{os.getpid() % 100000}"
     p = drlab("up", "--name", name, "--scenario", "rs-answers-arp", "--broken")
     try:
         assert p.returncode == 0, p.stdout + p.stderr
         assert f"ip netns exec drl-{name}-rs1 bash" in p.stdout
+        ck = drlab("check", name)
+        assert ck.returncode == 1, ck.stdout + ck.stderr
+        assert "FAILED: rs1 answers who-has 192.0.2.100" in ck.stdout.splitlines()
+        assert ck.stderr == ""  # no traceback, no warning at exit
         st = drlab("status", name, "--json")
         assert st.returncode == 0, st.stderr
-        import json
-
         data = json.loads(st.stdout)
         assert data["hosts"]["rs1"]["sysctls"]["eth0"]["arp_ignore"].startswith("0 ")
         assert data["hosts"]["director"]["interfaces"][1]["addresses"] == [
             "192.0.2.2/24", "192.0.2.100/32"]
+        assert [d["forwarding"] for d in data["ipvs"][0]["dests"]] == ["dr", "dr"]
         sh = drlab("shell", name, "rs1", "ip", "-o", "addr", "show", "dev", "lo")
         assert sh.returncode == 0 and "192.0.2.100/32" in sh.stdout
-        assert drlab("status", "no-such-lab").returncode == 2
     finally:
         down = drlab("down", name)
     assert down.returncode == 0, down.stderr
@@ -280,3 +291,68 @@ def test_kernels_run_rejects_bad_kernels_in_one_line(tmp_path):
         p = drlab("kernels", "run", "--kernel", bad, "matrix")
         assert p.returncode == 2 and msg in p.stderr and len(p.stderr.splitlines()) == 1, \
             p.stderr
+
+
+# Every error path of the CLI that needs no lab: exactly one line on stderr, the
+# exit code the README promises (2 bad input), no traceback, nothing left behind.
+ERROR_PATHS = [
+    ((), 2, "the following arguments are required: COMMAND"),
+    (("bogus",), 2, "invalid choice: 'bogus'"),
+    (("demo", "--rs", "x"), 2, "argument --rs: invalid int value: 'x'"),
+    (("demo", "--rs", "0"), 2, "--rs must be at least 1"),
+    (("demo", "--connections", "0"), 2, "--connections must be at least 1"),
+    (("demo", "--topology", "/nonexistent.toml"), 2, "/nonexistent.toml"),
+    (("up", "--name", "bad/name"), 2, "--name 'bad/name' must match"),
+    (("up", "--scenario", "no-such"), 2, "--scenario needs --broken or --fixed"),
+    (("up", "--scenario", "no-such", "--broken"), 2, "no scenario 'no-such'"),
+    (("up", "--broken"), 2, "--broken/--fixed go with --scenario NAME"),
+    (("up", "--broken", "--fixed", "--scenario", "x"), 2, "not allowed with argument"),
+    (("status", "no-such-lab"), 2, "no running lab 'no-such-lab'"),
+    (("check", "no-such-lab"), 2, "no running lab 'no-such-lab'"),
+    (("check", "--connections", "0", "x"), 2, "--connections must be at least 1"),
+    (("shell", "no-such-lab", "rs1"), 2, "no running lab 'no-such-lab'"),
+    (("shell",), 2, "the following arguments are required: name, host"),
+    (("down",), 2, "name a lab, or --all"),
+    (("down", "no-such-lab"), 2, "no running lab 'no-such-lab'"),
+    (("down", "x", "--all"), 2, "name a lab or --all, not both"),
+    (("scenario", "run", "no-such"), 2, "no scenario 'no-such'"),
+    (("scenario",), 2, "the following arguments are required: ACTION"),
+    (("validate", "--sysctl", "nokey"), 2, "expected KEY=VALUE"),
+    (("validate", "--sysctl", "net.ipv4.conf.all.arp_ignore=abc"), 2, "is not an integer"),
+    (("validate", "--host", "nope", "--sysctl", "net.ipv4.conf.all.arp_ignore=1"), 2,
+     "--host 'nope'"),
+    (("validate", "--scenario", "no-such", "--sysctl", "net.ipv4.conf.all.arp_ignore=1"), 2,
+     "no scenario 'no-such'"),
+    (("matrix", "--arp-ignore", "7"), 2, "arp_ignore"),
+    (("matrix", "--spec", "/nonexistent.toml"), 2, "/nonexistent.toml"),
+    (("kernels", "run", "--kernel", "host", "--kernel", "host", "matrix"), 2,
+     "a kernel is named twice"),
+    (("kernels", "run", "--kernel", "/nonexistent/vmlinuz", "matrix"), 2, "/nonexistent"),
+]
+
+
+def test_every_cli_error_path_is_one_line_with_the_promised_exit_code():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda c: drlab(*c[0], env={"PYTHONDEVMODE": "1"}), ERROR_PATHS))
+    bad = []
+    for (args, code, needle), p in zip(ERROR_PATHS, runs, strict=True):
+        lines = p.stderr.splitlines()
+        if (p.returncode, len(lines)) != (code, 1) or needle not in p.stderr \
+                or not lines[0].startswith("drlab"):
+            bad.append(f"drlab {' '.join(args)}: exit {p.returncode}, stderr {p.stderr!r}")
+    assert not bad, "\n".join(bad)
+    assert leftovers() == []
+
+
+def test_scripts_drlab_refuses_a_lab_that_would_die_with_its_one_shot_vm():
+    if ipvs_available():
+        pytest.skip("this kernel has IPVS: scripts/drlab runs here, no one-shot VM")
+    for args in (("up", "--name", "x"), ("status", "x"), ("check",), ("shell", "x", "rs1"),
+                 ("down", "x")):
+        p = subprocess.run([str(REPO / "scripts/drlab"), *args], capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 2, (args, p.stdout, p.stderr)
+        assert p.stderr.count("\n") == 1 and "scripts/vm-run -- bash" in p.stderr, p.stderr
+        assert "booting" not in p.stdout + p.stderr  # refused before any VM

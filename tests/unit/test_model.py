@@ -149,7 +149,7 @@ def test_director_must_hold_vip_and_roles_must_fit():
     t.service.real_servers[0] = type(t.service.real_servers[0])("client")
     msg = problems(t)
     assert "director 'director' does not hold the VIP" in msg
-    assert "host 'client' is a client, not a realserver" in msg
+    assert "host 'client' is a 'client', not a realserver" in msg
 
 
 def test_route_gateway_must_be_on_link():
@@ -212,7 +212,7 @@ def test_primary_ip_and_owner_lookup():
 def test_readme_catalogue_is_generated_from_the_registry():
     from pathlib import Path
 
-    from lab.cli import catalogue_markdown
+    from lab.scenarios import catalogue_markdown
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert catalogue_markdown() in readme, (

@@ -1,0 +1,255 @@
+"""Verbs on one lab: demo, up, status, check, shell, down, cleanup, check-env."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import sys
+from typing import Any
+
+from lab.errors import PreflightError, TopologyError, UsageError
+
+#: `drlab up --name` (namespaces are drl-NAME-HOST).
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
+
+#: Set by scripts/drlab when it runs a command in a VM that ends with the command.
+ONESHOT_ENV = "DRLAB_VM_ONESHOT"
+ONESHOT_HINT = ("a lab built in the one-shot VM of scripts/drlab is gone when the command "
+                "returns: for a lab that stays up run `scripts/vm-run -- bash` and use "
+                "drlab up/status/check/shell/down inside it; scripts/drlab demo and "
+                "scripts/drlab scenario run NAME work as they are")
+
+
+def _refuse_in_oneshot_vm(verb: str) -> None:
+    if os.environ.get(ONESHOT_ENV) == "1":
+        raise UsageError(f"drlab {verb}: {ONESHOT_HINT}")
+
+
+def _topology(args: argparse.Namespace) -> Any:
+    from lab.model import default_dr, load_topology
+
+    if getattr(args, "topology", None):
+        return load_topology(args.topology)
+    if args.rs < 1:
+        raise TopologyError("--rs must be at least 1")
+    return default_dr(rs=args.rs, scheduler=args.scheduler).validate()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the default DR lab, run its checks, print a report, tear down."""
+    from lab.host import preflight
+
+    topology = _topology(args)  # bad input first: it needs no root
+    if topology.service is None:
+        raise TopologyError("the topology has no [service]: nothing to demonstrate")
+    if args.connections < 1:
+        raise TopologyError("--connections must be at least 1")
+    preflight.require_ipvs()
+
+    from lab.report.text import demo
+
+    print(f"drlab demo: building topology {topology.name!r} on kernel {platform.release()} ...",
+          flush=True)
+    text, ok = demo(topology, args.connections)
+    print(text)
+    return 0 if ok else 1
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Remove what labs of dead owners left behind (by their ownership records)."""
+    from lab.builder import ownership
+    from lab.host import preflight
+
+    preflight.require_root()
+    removed = ownership.reap()
+    print("\n".join(removed) if removed else "nothing to clean up")
+    return 0
+
+
+def cmd_check_env(args: argparse.Namespace) -> int:
+    """Say whether this machine can run labs, and what is missing."""
+    from lab.host import preflight
+
+    ok = True
+    for name, fn in (("root", preflight.require_root), ("ipvsadm", preflight.require_ipvsadm),
+                     ("IPVS in kernel", preflight.require_ipvs)):
+        try:
+            fn()
+            print(f"ok    {name}")
+        except PreflightError as e:
+            ok = False
+            print(f"MISS  {name}: {e}")
+    return 0 if ok else 3
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Build a lab and leave it running (until `drlab down`)."""
+    from lab.host import preflight
+    from lab.scenarios import get
+
+    _refuse_in_oneshot_vm("up")
+    if args.name is not None and not NAME_RE.match(args.name):
+        raise UsageError(f"--name {args.name!r} must match [a-z0-9][a-z0-9-]{{0,15}}")
+    if args.scenario and not (args.broken or args.fixed):
+        raise UsageError("--scenario needs --broken or --fixed")
+    if (args.broken or args.fixed) and not args.scenario:
+        raise UsageError("--broken/--fixed go with --scenario NAME")
+    scenario = get(args.scenario) if args.scenario else None
+    topology = None if scenario else _topology(args)
+    preflight.require_ipvs(hint="a lab that stays up needs a kernel with IPVS: run "
+                           "`scripts/vm-run -- bash` and drlab up inside it")
+    from lab import scenarios
+    from lab.cli import progress
+    from lab.roles import up
+
+    progress("building ...")
+    if scenario is not None:
+        variant = "broken" if args.broken else "fixed"
+        lab = scenarios.start(scenario, variant, name=args.name, persistent=True, whole=True)
+    else:
+        lab = up(topology, name=args.name, persistent=True)
+    with contextlib.closing(lab):
+        print(f"lab {lab.id} is up (topology {lab.topology.name!r})")
+        for h in lab.topology.hosts:
+            print(f"  {h.name:<10} ip netns exec {lab.ns(h.name)} bash     (or: drlab shell "
+                  f"{lab.id} {h.name})")
+        print(f"status: drlab status {lab.id}    checks: drlab check {lab.id}    "
+              f"remove: drlab down {lab.id}")
+        if scenario is not None:
+            print(scenarios.check_note(scenario))
+    return 0
+
+
+def _attach(name: str | None) -> Any:
+    """The running lab ``name`` (or the only one); close it when done."""
+    from lab.builder import Lab, ownership
+    from lab.host import preflight
+
+    preflight.require_root()
+    if name is None:
+        labs = [r.lab for r in ownership.records() if r.topology_data is not None]
+        if len(labs) != 1:
+            raise UsageError(f"name a lab: {len(labs)} running ({', '.join(labs) or 'none'})")
+        name = labs[0]
+    return contextlib.closing(Lab.attach(name))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Hosts, interfaces, routes, neighbours, effective sysctls and the IPVS table."""
+    from lab.probes import dump
+
+    _refuse_in_oneshot_vm("status")
+    with _attach(args.name) as lab:
+        if args.json:
+            print(json.dumps(dump.status(lab), indent=1))
+        else:
+            print(dump.dump_state(lab), end="")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Census, DR connections with path proof, the VIP's neighbour entry, distribution."""
+    from lab.probes.check import check
+
+    _refuse_in_oneshot_vm("check")
+    if args.connections < 1:
+        raise UsageError("--connections must be at least 1")
+    with _attach(args.name) as lab:
+        if lab.topology.service is None:
+            raise UsageError(f"lab {lab.id} has no virtual service to check")
+        result = check(lab, connections=args.connections)
+    print(json.dumps(result.to_json(), indent=1) if args.json else result.text())
+    return 0 if result.ok else 1
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    """A shell inside one host of a running lab."""
+    _refuse_in_oneshot_vm("shell")
+    with _attach(args.name) as lab:
+        if args.host not in lab.namespaces:
+            raise UsageError(f"lab {lab.id} has no host {args.host!r} "
+                             f"(hosts: {', '.join(lab.namespaces)})")
+        ns = lab.ns(args.host)
+    shell = os.environ.get("SHELL", "/bin/bash")
+    sys.stdout.flush()
+    os.execvp("ip", ["ip", "netns", "exec", ns, *(args.command or [shell])])
+    return 0  # not reached
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Remove a running lab (or every lab with --all)."""
+    from lab.builder import ownership
+    from lab.host import preflight
+
+    _refuse_in_oneshot_vm("down")
+    if args.all and args.name:
+        raise UsageError("name a lab or --all, not both")
+    if not args.all and not args.name:
+        raise UsageError("name a lab, or --all")
+    preflight.require_root()
+    if args.all:
+        recs = ownership.records()
+    else:
+        rec = ownership.find(args.name)
+        if rec is None:
+            running = ", ".join(r.lab for r in ownership.records()) or "none"
+            raise UsageError(f"no running lab {args.name!r} (running: {running})")
+        recs = [rec]
+    for rec in recs:
+        removed = ownership.destroy(rec)
+        print(f"lab {rec.lab}: removed {len(removed)} namespaces and processes")
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    d = sub.add_parser("demo", help="build the default DR lab, check it, report, tear down")
+    d.add_argument("--rs", type=int, default=2, help="number of real servers (default 2)")
+    d.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
+    d.add_argument("--topology", metavar="FILE", help="a TOML topology file instead")
+    d.add_argument("--connections", type=int, default=6, help="requests to send (default 6)")
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("cleanup", help="reap namespaces and processes left by dead runs")
+    c.set_defaults(func=cmd_cleanup)
+
+    e = sub.add_parser("check-env", help="can this machine run labs?")
+    e.set_defaults(func=cmd_check_env)
+
+    u = sub.add_parser("up", help="build a lab and leave it running")
+    u.add_argument("--name", help="lab name (default: random); namespaces are drl-NAME-HOST")
+    u.add_argument("--topology", metavar="FILE", help="a TOML topology file")
+    u.add_argument("--rs", type=int, default=2, help="real servers in the default topology")
+    u.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
+    u.add_argument("--scenario", metavar="NAME", help="build a scenario's variant instead: "
+                   "the whole DR lab of it (IPVS table, services)")
+    g = u.add_mutually_exclusive_group()
+    g.add_argument("--broken", action="store_true", help="with --scenario: the broken variant")
+    g.add_argument("--fixed", action="store_true", help="with --scenario: the fixed variant")
+    u.set_defaults(func=cmd_up)
+
+    st = sub.add_parser("status", help="state of a running lab")
+    st.add_argument("name", nargs="?", help="lab name (optional if only one runs)")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=cmd_status)
+
+    ck = sub.add_parser("check", help="census, path proof, VIP neighbour entry and "
+                        "distribution on a running lab; exit 1 with each symptom")
+    ck.add_argument("name", nargs="?", help="lab name (optional if only one runs)")
+    ck.add_argument("--json", action="store_true", help="machine-readable output")
+    ck.add_argument("--connections", type=int, default=4, help="connections to prove")
+    ck.set_defaults(func=cmd_check)
+
+    sh_ = sub.add_parser("shell", help="a shell (or COMMAND) inside a host of a running lab")
+    sh_.add_argument("name")
+    sh_.add_argument("host")
+    sh_.add_argument("command", nargs=argparse.REMAINDER)
+    sh_.set_defaults(func=cmd_shell)
+
+    dn = sub.add_parser("down", help="remove a running lab")
+    dn.add_argument("name", nargs="?")
+    dn.add_argument("--all", action="store_true", help="every lab on this machine")
+    dn.set_defaults(func=cmd_down)

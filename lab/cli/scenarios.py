@@ -1,0 +1,109 @@
+"""Verbs on the catalogue: scenarios, scenario run, validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    """List the scenario catalogue (``--markdown`` for the README table)."""
+    from lab.scenarios import REGISTRY, catalogue_markdown, check_note
+
+    if args.markdown:
+        print(catalogue_markdown())
+        return 0
+    if args.json:
+        print(json.dumps([{"name": s.name, "symptom": s.symptom, "trigger": s.trigger,
+                           "fix": s.fix, "needs_ipvs": s.needs_ipvs, "needs_vm": s.needs_vm,
+                           "drlab_check": check_note(s)} for s in REGISTRY.values()],
+                         indent=1))
+        return 0
+    width = max(len(n) for n in REGISTRY)
+    for s in REGISTRY.values():
+        print(f"{s.name:<{width}}  {'IPVS ' if s.needs_ipvs else 'ARP  '} "
+              f"{'check' if s.stimulus is None else 'run  '}  {s.symptom}")
+    print("\ncheck: `drlab up --scenario NAME --broken` then `drlab check` shows the symptom;"
+          "\nrun:   it needs its own stimulus: `drlab scenario run NAME` (which one: --json)")
+    return 0
+
+
+def cmd_scenario_run(args: argparse.Namespace) -> int:
+    """Run scenarios broken and fixed side by side; exit 1 unless each reproduced.
+
+    ``all`` runs the whole catalogue; scenarios this machine cannot run (no
+    IPVS, or VM-only) are then reported as not run instead of failing.
+    """
+    from lab.cli import progress
+    from lab.host import preflight
+    from lab.scenarios import REGISTRY, Verdict, get, run, runnable
+
+    everything = args.name == ["all"]
+    chosen = [get(n) for n in (list(REGISTRY) if everything else args.name)]
+    preflight.require_netns()
+    have_ipvs = preflight.ipvs_available() if any(s.needs_ipvs for s in chosen) else False
+    results: list[dict[str, Any]] = []
+    bad = 0
+    for s in chosen:
+        why = runnable(s, have_ipvs)
+        if why and everything:
+            print(f"{s.name}: not run here ({why})")
+            results.append({"name": s.name, "ran": False, "why": why})
+            continue
+        if s.needs_ipvs:
+            preflight.require_ipvs()
+        progress(f"{s.name}: running the broken variant ...")
+        broken = run(s, "broken")
+        progress(f"{s.name}: running the fixed variant ...")
+        v = Verdict(s, broken, run(s, "fixed"))
+        print(v.report())
+        bad += not v.reproduced
+        results.append(v.to_json())
+    if args.json:
+        Path(args.json).write_text(json.dumps({"kernel": platform.release(),
+                                               "scenarios": results}, indent=1))
+    return 1 if bad else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Apply proposed sysctls to the lab's hosts of a role; report what breaks or gets fixed."""
+    from lab.cli import progress
+    from lab.host import preflight
+    from lab.scenarios import runnable
+    from lab.scenarios.validate import parse_change, validate
+
+    change = parse_change(args.sysctl, args.host)
+    preflight.require_netns()
+    have_ipvs = preflight.ipvs_available()
+    result = validate(change, args.scenario, lambda s: runnable(s, have_ipvs), progress)
+    print(result.text())
+    return 1 if result.breaks else 0
+
+
+def add_parsers(sub: Any) -> None:
+    sc = sub.add_parser("scenarios", help="list the catalogue of DR failures")
+    fmt = sc.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    fmt.add_argument("--json", action="store_true", help="as JSON")
+    sc.set_defaults(func=cmd_scenarios)
+
+    sr = sub.add_parser("scenario", help="run a scenario: `drlab scenario run NAME`")
+    srs = sr.add_subparsers(dest="action", required=True, metavar="ACTION")
+    srr = srs.add_parser("run", help="broken and fixed side by side, with a verdict")
+    srr.add_argument("name", nargs="+", help="scenario names, or all")
+    srr.add_argument("--json", metavar="FILE", help="write the verdicts as JSON")
+    srr.set_defaults(func=cmd_scenario_run)
+
+    va = sub.add_parser("validate", help="what a proposed sysctl change breaks or fixes")
+    va.add_argument("--sysctl", action="append", required=True, metavar="KEY=VALUE",
+                    help="a proposed setting (repeatable)")
+    va.add_argument("--host", default="rs", help="role whose hosts get it: rs (default), "
+                    "director, client, router, all")
+    va.add_argument("--scenario", action="append", metavar="NAME",
+                    help="only these scenarios (repeatable; default: all)")
+    va.set_defaults(func=cmd_validate)
+
+

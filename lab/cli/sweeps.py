@@ -1,0 +1,171 @@
+"""Sweeps: matrix, kernels run|fetch|list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    """Sweep real-server settings, measure every cell, compare with the prediction."""
+    from lab.cli import progress
+    from lab.host import preflight
+    from lab.sweep import matrix
+
+    spec: dict = {}
+    if args.spec:
+        spec.update(matrix.load_spec(args.spec))
+    for axis in matrix.ALL_AXES:
+        value = getattr(args, axis)
+        if value is not None:
+            spec.update(matrix.parse_axes({axis: value}))
+    if not spec:
+        spec = matrix.parse_axes({"arp_ignore": "0,1,2,3,8", "arp_announce": "0,1,2",
+                                  "vip_place": "lo32,lo-wide,lan,absent"})
+    baseline = matrix.load_result(args.baseline) if args.baseline else None
+    configs = matrix.with_extra(matrix.cells(spec), matrix.parse_extra(args.sysctl or []))
+    preflight.require_netns()
+    progress(f"matrix: {len(configs)} cells, {args.jobs} labs side by side ...")
+    t0 = time.monotonic()
+    result = matrix.run(configs, args.jobs)
+    wall = time.monotonic() - t0
+    data = matrix.to_json(result, wall)
+    print(matrix.table(result))
+    bad = data["mismatches"]
+    print(f"{len(result)} cells in {wall:.1f}s on kernel {data['kernel']}: "
+          f"{len(result) - bad - data['not_run']} as predicted, {bad} mismatched"
+          + (f", {data['not_run']} not run (no IPVS here)" if data["not_run"] else ""))
+    for c in result:
+        if not c.match and not c.skipped:
+            print(f"\n{c.label}: predicted {c.predicted}, observed {c.observed}"
+                  + (f", error {c.error}" if c.error else "") + "\n  " + "\n  ".join(c.evidence))
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=1))
+    if args.save:
+        Path(args.save).write_text(json.dumps(data, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(matrix.markdown(result) + "\n")
+    if args.html:
+        from lab.report.html import matrix_html
+
+        Path(args.html).write_text(matrix_html(data, _matrix_args(args)))
+    changed: list[str] = []
+    if baseline is not None:
+        changed = matrix.diff(baseline, data)
+        print(f"\nbaseline {args.baseline}: {len(changed)} cells changed")
+        for line in changed:
+            print("  " + line)
+    return 1 if bad or changed else 0
+
+
+def cmd_kernels_run(args: argparse.Namespace) -> int:
+    """Run a matrix, scenarios or the suite on several kernels; one report."""
+    import tempfile
+
+    from lab.cli import progress
+    from lab.sweep import kmatrix
+
+    logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="drlab-kernels."))
+    report = kmatrix.run_kernels(args.kernel or ["host", "bookworm"], args.what,
+                                 list(args.args), logs, args.offline, progress)
+    print(kmatrix.table(report))
+    for block in kmatrix.details(report):
+        print("\n" + block)
+    print("\n" + "; ".join(f"{k['name']} {k['release']}: {k['seconds']:.0f}s"
+                           for k in report["kernels"])
+          + f"; {report['failed']} failing rows or runs; logs in {logs}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    if args.html:
+        from lab.report import html as htmlreport
+
+        Path(args.html).write_text(htmlreport.kernels_html(report))
+        print(f"HTML report: {args.html}")
+    return 1 if report["failed"] else 0
+
+
+def cmd_kernels_fetch(args: argparse.Namespace) -> int:
+    """Fetch and unpack Debian kernels into the cache (or show the cached one)."""
+    from lab.sweep import kernels
+
+    for name in args.suite:
+        k = kernels.resolve(name, refresh=not args.offline)
+        print(f"{k.name}: {k.release} {k.image}")
+    return 0
+
+
+def cmd_kernels_list(args: argparse.Namespace) -> int:
+    from lab.sweep import kernels
+
+    found = kernels.cached()
+    print(f"kernel cache {kernels.cache_dir()}: {len(found)} unpacked")
+    for suite, d in found:
+        print(f"  {suite:<20} {d.name}")
+    return 0
+
+
+def _matrix_args(args: argparse.Namespace) -> list[str]:
+    """The axes of a matrix run as command-line flags (for reports)."""
+    from lab.sweep import matrix
+
+    out = [f"--spec {args.spec}"] if args.spec else []
+    out += [f"--sysctl {x}" for x in args.sysctl or []]
+    out += [f"--{a.replace('_', '-')} {getattr(args, a)}" for a in matrix.ALL_AXES
+            if getattr(args, a) is not None]
+    return out
+
+
+def add_parsers(sub: Any) -> None:
+    mx = sub.add_parser("matrix", help="sweep real-server and director settings, compare "
+                        "with predictions")
+    mx.add_argument("--spec", metavar="FILE", help="TOML file of axes (arp_ignore = [0, 1] ...)")
+    from lab.sweep.matrix import AXES, VS_AXES
+
+    for axis, (_f, allowed) in AXES.items():
+        mx.add_argument(f"--{axis.replace('_', '-')}", dest=axis, metavar="V,V",
+                        help=f"real server's {axis}: "
+                             f"{', '.join(str(a).lower() for a in allowed)}")
+    for axis, (_f, allowed) in VS_AXES.items():
+        mx.add_argument(f"--{axis.replace('_', '-')}", dest=axis, metavar="V,V",
+                        help=f"director's net.ipv4.vs.{axis} (needs IPVS): "
+                             f"{', '.join(str(a) for a in allowed)}")
+    mx.add_argument("--sysctl", action="append", metavar="KEY=VALUE",
+                    help="also write this on every cell's real server (net.ipv4.conf."
+                         "{all,eth0,lo}.{arp_ignore,arp_announce,rp_filter}); cells keep "
+                         "their labels, so --baseline shows what it changes")
+    mx.add_argument("--jobs", type=int, default=4, help="labs side by side (default 4)")
+    mx.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    mx.add_argument("--markdown", metavar="FILE", help="write the results as a Markdown table")
+    mx.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    mx.add_argument("--save", metavar="FILE", help="save this run as a baseline")
+    mx.add_argument("--baseline", metavar="FILE",
+                    help="diff against a saved run; exit 1 if any cell changed")
+    mx.set_defaults(func=cmd_matrix)
+
+
+
+    kn = sub.add_parser("kernels", help="run on several kernels (Debian's, yours) and compare")
+    kns = kn.add_subparsers(dest="action", required=True, metavar="ACTION")
+    knr = kns.add_parser("run", help="matrix, scenarios or the suite on each --kernel; "
+                         "one report with a column per kernel")
+    knr.add_argument("--kernel", action="append", metavar="K",
+                     help="host, a Debian suite (bookworm, trixie, ...), a vmlinuz path or "
+                          "a kernel build tree; repeat (default: host and bookworm)")
+    knr.add_argument("--json", metavar="FILE", help="write the merged report as JSON")
+    knr.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    knr.add_argument("--logs", metavar="DIR", help="keep each kernel's output here")
+    knr.add_argument("--offline", action="store_true",
+                     help="use cached Debian kernels without asking the mirror")
+    knr.add_argument("what", choices=["matrix", "scenario", "suite"])
+    knr.add_argument("args", nargs=argparse.REMAINDER,
+                     help="arguments of `drlab matrix`, scenario names, or pytest's")
+    knr.set_defaults(func=cmd_kernels_run)
+    knf = kns.add_parser("fetch", help="download and unpack Debian kernels into the cache")
+    knf.add_argument("suite", nargs="+", help="Debian suites: bookworm, trixie, ...")
+    knf.add_argument("--offline", action="store_true", help="only report what is cached")
+    knf.set_defaults(func=cmd_kernels_fetch)
+    knl = kns.add_parser("list", help="kernels in the cache")
+    knl.set_defaults(func=cmd_kernels_list)
