@@ -1,0 +1,1 @@
+"""The machine around the labs: preflight checks and the root-namespace snapshot."""

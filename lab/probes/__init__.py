@@ -1,1 +1,1 @@
-"""Probes: observe what the kernel did (counters; ARP and captures come next)."""
+"""Probes: what the kernel did, as data (census, captures, path proof, counters, dumps, check)."""

@@ -1,0 +1,1 @@
+"""Reports for people: text (drlab demo), self-contained HTML, topology drawings."""

@@ -1,0 +1,1 @@
+"""The wire: frames built and decoded by hand, and packet sockets inside lab hosts."""
