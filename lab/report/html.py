@@ -86,6 +86,12 @@ def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
     for r in report["rows"]:
         cls = ' class="differs"' if r["differs"] else ""
         note = f'<br><small>{escape(r["note"])}</small>' if r.get("note") else ""
+        if r.get("topologies"):  # a scenario row: each variant's own lab, drawn
+            from lab.report.diagram import svg
+
+            note += "".join(
+                f'<details class="topology"><summary>{escape(v)} lab</summary>'
+                f"{svg(topology_from_dict(d))}</details>" for v, d in r["topologies"].items())
         cells = [f'<td class="key"><code>{escape(r["key"])}</code>{note}</td>']
         if has_pred:
             cells.append(f"<td><small>{escape(r.get('predicted') or '')}</small></td>")

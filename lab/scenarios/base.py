@@ -60,6 +60,12 @@ class Scenario:
     #: (it needs its own stimulus: ``drlab scenario run NAME``); None when it can.
     stimulus: str | None = None
 
+    def topologies(self) -> dict[str, dict[str, Any]]:
+        """Both variants' topologies as data (reports draw them)."""
+        from lab.model import topology_to_dict
+
+        return {v: topology_to_dict(self.topology(v)) for v in ("broken", "fixed")}
+
     def topology(self, variant: Variant) -> Topology:
         t = (self.broken if variant == "broken" else self.fixed)()
         t.name = f"{self.name}-{variant}"
@@ -91,6 +97,7 @@ class Verdict:
         s = self.scenario
         return {"name": s.name, "ran": True, "reproduced": self.reproduced,
                 "symptom": s.symptom, "trigger": s.trigger, "fix": s.fix,
+                "topologies": s.topologies(),
                 "broken": {"symptom": self.broken.symptom, "evidence": self.broken.evidence},
                 "fixed": {"symptom": self.fixed.symptom, "evidence": self.fixed.evidence}}
 

@@ -197,6 +197,7 @@ def _scenario_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
                    f"fixed {'SYMPTOM' if f['symptom'] else 'healthy'}")
         rows[s["name"]] = {"status": "ok" if s["reproduced"] else "not reproduced",
                            "summary": summary, "note": s.get("symptom"),
+                           "topologies": s.get("topologies"),
                            "evidence": [f"broken: {e}" for e in b["evidence"]]
                            + [f"fixed: {e}" for e in f["evidence"]]}
     return rows
@@ -227,7 +228,10 @@ def merge(what: What, args: list[str], runs: list[KernelRun]) -> dict[str, Any]:
         predicted = next((c["predicted"] for c in cells.values() if c and "predicted" in c),
                          None)
         note = next((c["note"] for c in cells.values() if c and c.get("note")), None)
+        topologies = next((c["topologies"] for c in cells.values()
+                           if c and c.get("topologies")), None)
         out_rows.append({"key": key, "note": note, "kernels": cells, "predicted": predicted,
+                         "topologies": topologies,
                          "differs": len(set(ran)) > 1,
                          "bad": any(c and c["status"] in BAD for c in cells.values())})
     topology = next((r.data.get("topology") for r in runs if r.data and r.data.get("topology")),

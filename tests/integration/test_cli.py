@@ -168,7 +168,11 @@ def test_scenario_run_reproduces_an_arp_scenario(tmp_path):
     report = kmatrix.merge("scenario", [], [kmatrix.KernelRun(Kernel("k", None, "1"), 0, 1.0,
                                                               data)])
     assert [r["status"] for r in (x["kernels"]["k"] for x in report["rows"])] == ["ok", "ok"]
-    assert "still answer ARP for the VIP" in kernels_html(report)  # symptom under the name
+    page = kernels_html(report)
+    assert "still answer ARP for the VIP" in page  # symptom under the name
+    # each scenario row draws its broken and its fixed lab
+    assert page.count('<details class="topology">') == 4
+    assert page.count("<svg") == 4 and "192.0.2.100" in page
 
 
 @pytest.mark.ipvs

@@ -19,12 +19,13 @@ def _missing_vip(lab: Lab, variant: Variant) -> Outcome:
     drops = rising(lab, "Ip.InAddrErrors", rss)
     socks = [client.start_connect(lab) for _ in range(len(rss))]
     try:
-        def settled() -> list[str] | None:
+        def settled() -> tuple[list[str]] | None:
+            # a tuple: "settled, nothing dropped" ([]) must end the wait too
             dropped = sorted(drops())
             done = sum(client.connected(s) for s in socks)
-            return dropped if done + len(dropped) >= len(socks) else None
+            return (dropped,) if done + len(dropped) >= len(socks) else None
         try:
-            dropped = wait_for(settled, 5, "every request to be answered or dropped")
+            dropped = wait_for(settled, 5, "every request to be answered or dropped")[0]
         except Timeout:
             dropped = sorted(drops())
         ok = sum(client.connected(s) for s in socks)
