@@ -4,7 +4,10 @@
 
 * the ARP (or NDP) census of the VIP from the client's first hop (only the director
   may answer);
-* a few connections through the VIP with the DR path proof of each one;
+* a few connections through the VIP with the DR path proof of each one, the
+  real servers' neighbour tables flushed first (the census's barriers taught
+  them the client's MAC; flushed, each resolves its next hop again as it does
+  when an entry expires, and says in its ARP request which address to answer);
 * after them, the first hop's neighbour entry for the VIP (a real server that
   announces "tell VIP" moves it to itself);
 * how the connections spread over the real servers.
@@ -82,6 +85,9 @@ def check(lab: Lab, connections: int = 4, timeout: float = 1.5) -> CheckResult:
         census = ndp.ndp_census(lab, asker=hop)
     else:
         census = arp.census(lab, asker=hop, iface=t.lan_iface(hop))
+    if t.service.family == 4:
+        for rs in t.real_servers:
+            arp.flush_neighbours(lab, rs.name)
     proof = path.prove(lab, connections=connections, timeout=timeout)
     dist = Counter(c.server for c in proof.connections)
     return CheckResult(lab.id, t.director.name, t.service.vip, census, proof,
