@@ -153,6 +153,11 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._closed = False
 
+    @property
+    def running(self) -> bool:
+        """Whether the recorder's thread is alive (it starts with the first socket)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def add(self, lab: Lab) -> Recording:
         """Start recording every interface of every host of ``lab`` (not ``lo``).
 
