@@ -86,7 +86,7 @@ class Recording:
     lab_id: str
     budget: int
     taps: list[Tap] = field(default_factory=list)
-    ring: deque[tuple[Tap, Frame]] = field(default_factory=deque)
+    ring: deque[tuple[Tap, Frame]] = field(default_factory=deque, repr=False)
     size: int = 0
     started: float = field(default_factory=time.time)
     stopped: float | None = None
