@@ -31,6 +31,7 @@ recorder and is reported by :meth:`Recording.summary`.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import socket
@@ -72,6 +73,7 @@ class Tap:
     seen: int = 0            # frames read from the kernel
     evicted: int = 0         # of those, dropped from the ring (oldest first)
     kernel_drops: int = 0    # frames the kernel could not queue (socket buffer full)
+    downs: int = 0           # times the interface went down (or away) while recorded
     error: str | None = None
 
     @property
@@ -133,6 +135,8 @@ class Recording:
                 note.append(f"{t.evicted} oldest dropped by the ring")
             if t.kernel_drops:
                 note.append(f"{t.kernel_drops} dropped by the kernel (socket buffer full)")
+            if t.downs:
+                note.append(f"interface went down (or away) {t.downs}x")
             if t.error:
                 note.append(f"recording stopped: {t.error}")
             lines.append(f"  {f'{self.lab_id}-{t.name}.pcap':<{width}}  " + ", ".join(note))
@@ -191,15 +195,22 @@ class Recorder:
     def _drain(self, rec: Recording, tap: Tap) -> None:
         if tap.sock is None or tap.error:
             return
-        try:
-            while (f := recv_frame(tap.sock)) is not None:
-                rec.keep(tap, f)
-        except OSError as e:
-            tap.error = f"recv: {e}"
+        while True:
             try:
-                self._epoll.unregister(tap.sock.fileno())
-            except (OSError, ValueError):
-                pass
+                f = recv_frame(tap.sock)
+            except OSError as e:
+                if e.errno == errno.ENETDOWN:  # reported once per down; it records on when up
+                    tap.downs += 1
+                    continue
+                tap.error = f"recv: {e}"
+                try:
+                    self._epoll.unregister(tap.sock.fileno())
+                except (OSError, ValueError):
+                    pass
+                return
+            if f is None:
+                return
+            rec.keep(tap, f)
 
     def _drain_all(self) -> None:
         for rec, tap in list(self._taps.values()):

@@ -60,6 +60,12 @@ def test_recorder_is_passive_sees_what_a_capture_sees_and_closes_its_sockets(drl
             assert recording_of(lab) is rec and recorder.running
             assert packet_sockets(lab) == dict.fromkeys(hosts, 1)
             assert not promiscuous(lab)
+            # an interface that goes down and up again is recorded on
+            ipr = lab.ipr("rs1")
+            idx = ipr.link_lookup(ifname="eth0")[0]
+            ipr.link("set", index=idx, state="down")
+            ipr.link("set", index=idx, state="up")
+            wait_for(lambda: ipr.get_links(idx)[0].get("operstate") == "UP", 10, "rs1 eth0 up")
             with Capture(lab, "rs1") as cap:  # a test's own capture sees what it always saw
                 udp_to_rs1(lab)
             kinds = [("ARP" if ARP in x else "ICMP" if ICMP in x else "UDP" if UDP in x
@@ -76,6 +82,8 @@ def test_recorder_is_passive_sees_what_a_capture_sees_and_closes_its_sockets(drl
         got = [(f.ts, f.data, f.outgoing) for f in rec.frames(tap)]
         assert got[-len(cap.frames):] == [(f.ts, f.data, f.outgoing) for f in cap.frames]
         assert all(t.sock is None and not t.error and not t.kernel_drops for t in rec.taps)
+        assert {t.name: t.downs for t in rec.taps} == {"client-eth0": 0, "director-eth0": 0,
+                                                        "rs1-eth0": 1}
         assert rec.stopped is not None and not rec.error
         wait_for(lambda: packet_sockets(lab) == dict.fromkeys(hosts, 0), 10,
                  "the recorder's sockets to be closed")
