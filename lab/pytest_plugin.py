@@ -37,6 +37,7 @@ import pytest
 from lab.errors import PreflightError
 
 _IPVS_FIXTURES = {"dr_lab", "drlab_ipvs"}
+CAPTURE_MODES = ("on-failure", "always", "never")
 _NETNS_FIXTURES = {"drlab_root", "drlab_netns", "lab_factory"}
 
 
@@ -51,6 +52,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--drlab-artifacts", default=None, metavar="DIR",
                 help="where failing tests save pcaps and state dumps "
                      "(default: <rootdir>/artifacts)")
+    g.addoption("--drlab-capture", choices=CAPTURE_MODES, default="on-failure",
+                help="record every interface of every lab a test builds (lab_factory, "
+                     "dr_lab), for the whole test, in a bounded ring; write one pcap per "
+                     "interface when the test fails (on-failure, the default), after every "
+                     "test (always), or record nothing (never)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -181,6 +187,15 @@ def drlab_ipvs(drlab_root: None, request: pytest.FixtureRequest) -> None:
 
 
 _LABS = pytest.StashKey[list]()
+_RECORDER = pytest.StashKey[Any]()
+
+
+def _artifacts_dir(item: pytest.Item) -> Any:
+    from pathlib import Path
+
+    base = item.config.getoption("--drlab-artifacts") or Path(item.config.rootpath, "artifacts")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.nodeid)[-120:]
+    return Path(base, safe)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -188,24 +203,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     rep = outcome.get_result()
     labs = item.stash.get(_LABS, [])
-    if rep.when != "call" or not rep.failed or not labs:
+    if rep.when not in ("setup", "call") or not labs:
         return
-    from pathlib import Path
-
+    always = item.config.getoption("--drlab-capture") == "always"
+    if not rep.failed and not (always and rep.when == "call" and rep.passed):
+        return
     from lab.probes.dump import save_artifacts
     from lab.probes.path import last_proof
+    from lab.probes.recorder import recording_of
 
-    base = item.config.getoption("--drlab-artifacts") or Path(item.config.rootpath, "artifacts")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.nodeid)[-120:]
-    directory = Path(base, safe)
+    recorder = item.stash.get(_RECORDER, None)
+    if recorder is not None:
+        recorder.stop()  # drains what the kernel still queues; the test is over
+    directory = _artifacts_dir(item)
     lines = []
     for lab in labs:
         try:
-            files = save_artifacts(lab, directory)
+            recording = recording_of(lab)
+            if rep.failed:
+                files = save_artifacts(lab, directory)
+            else:  # --drlab-capture=always, a passing test: its packets only
+                files = recording.write(directory) if recording is not None else []
+            recorded = set(recording.files(directory)) if recording is not None else set()
             lines.append(f"lab {lab.id}: {len(files)} files in {directory}")
-            lines += [f"  {f.name}" for f in files]
+            lines += [f"  {f.name}" for f in files if f not in recorded]
+            if recording is not None:
+                lines += [f"  {x}" for x in recording.summary()]
             proof = last_proof(lab)
-            if proof is not None:
+            if rep.failed and proof is not None:
                 lines += ["DR path ladder:", proof.ladder()]
         except Exception as e:  # never mask the test's own failure
             lines.append(f"lab {lab.id}: could not save artifacts: {e}")
@@ -220,25 +245,47 @@ def lab_factory(drlab_root: None, request: pytest.FixtureRequest
     With ``roles=True`` the IPVS service is loaded and identity services are
     started (needs IPVS when the topology has a service); ``roles=False``
     builds namespaces, links, addresses, routes and sysctls only.
+
+    Unless ``--drlab-capture=never``, every interface of every lab is recorded
+    from the moment it is built (before its IPVS service is loaded) until the
+    test ends (:mod:`lab.probes.recorder`).
     """
     from lab.builder import Lab
-    from lab.roles import up
 
     labs: list[Lab] = []
     request.node.stash[_LABS] = labs
+    capture = request.config.getoption("--drlab-capture") != "never"
 
     def make(topology: Any, roles: bool = True, **kw: Any) -> Lab:
-        if roles and topology.service is not None:
+        services = kw.pop("services", True)
+        with_roles = roles and topology.service is not None
+        if with_roles:
             _need_ipvs(request.config)
-            lab = up(topology, **kw)
-        else:
-            lab = Lab(topology, **kw).build()
-        labs.append(lab)
+        # what lab.roles.up does, with the recorder started between build and roles
+        lab = Lab(topology, **kw).build()
+        labs.append(lab)  # torn down after the test, even if the roles fail
+        if capture:
+            from lab.probes.recorder import Recorder
+
+            if _RECORDER not in request.node.stash:
+                request.node.stash[_RECORDER] = Recorder()
+            request.node.stash[_RECORDER].add(lab)
+        if with_roles:
+            from lab.roles import director, realserver
+
+            director.configure(lab)
+            if services:
+                realserver.start_services(lab)
         return lab
 
     yield make
-    for lab in reversed(labs):
-        lab.teardown()
+    try:
+        recorder = request.node.stash.get(_RECORDER, None)
+        if recorder is not None:
+            recorder.stop()
+    finally:
+        for lab in reversed(labs):
+            lab.teardown()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from lab.builder import sysctl as sc
 from lab.probes import state
 from lab.probes.capture import captures_of
 from lab.probes.path import last_proof
+from lab.probes.recorder import recording_of
 
 KNOBS = ("arp_ignore", "arp_announce", "rp_filter", "arp_filter", "forwarding",
          "accept_local")
@@ -103,15 +104,26 @@ def dump_state(lab: Lab) -> str:
 
 
 def save_artifacts(lab: Lab, directory: Path) -> list[Path]:
-    """Write the state dump and every capture the lab recorded into ``directory``."""
+    """Write the state dump, the lab's flight recording (one pcap per interface,
+    ``<lab>-<host>-<iface>.pcap``), every capture a test started
+    (``<lab>-<host>-<iface>-capture<N>.pcap``) and the last ladder into ``directory``.
+
+    Stop the lab's :class:`~lab.probes.recorder.Recorder` first, so that it has
+    drained what the kernel still queued.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     written = []
+    recording = recording_of(lab)
+    if recording is not None:
+        written += recording.write(directory)
     p = directory / f"state-{lab.id}.txt"
     p.write_text(dump_state(lab))
     written.append(p)
+    numbers: dict[str, int] = {}
     for cap in captures_of(lab):
+        n = numbers[cap.name] = numbers.get(cap.name, 0) + 1
         if cap.frames:
-            written.append(cap.write(directory / f"{lab.id}-{cap.name}.pcap"))
+            written.append(cap.write(directory / f"{lab.id}-{cap.name}-capture{n}.pcap"))
     proof = last_proof(lab)
     if proof is not None:
         p = directory / f"ladder-{lab.id}.txt"

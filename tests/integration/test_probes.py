@@ -66,6 +66,9 @@ def test_settings_only_on_lo_behave_like_kernel_defaults(dr_lab):
 
 
 FAILING = '''
+import json
+import os
+
 from lab.model import default_dr
 from lab.probes import path
 from lab.roles import client
@@ -75,26 +78,72 @@ def test_fails(lab_factory):
     lab = lab_factory(default_dr())
     proof = path.prove(lab, connections=2)
     assert not proof.ok, "deliberate failure"
+
+
+def test_dr_lab_fails(dr_lab):
+    r = client.connect(dr_lab)
+    with open(os.environ["DRLAB_OUT"], "w") as f:
+        json.dump({"lab": dr_lab.id, "server": r.server, "port": r.local[1],
+                   "macs": {h: dr_lab.mac(h) for h in ("client", "director", "rs1", "rs2")}}, f)
+    assert r.server == "nobody", "deliberate failure"
 '''
 
 
 @pytest.mark.subprocess
 def test_failing_test_leaves_pcaps_and_state_dump(drlab_ipvs, tmp_path):
+    import json
+
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import ARP
     from scapy.utils import rdpcap
 
     (tmp_path / "test_fail.py").write_text(FAILING)
     art = tmp_path / "art"
+    out = tmp_path / "dr_lab.json"
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         "--no-host-check", f"--drlab-artifacts={art}", "test_fail.py"],
-                       cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ),
-                       timeout=600)
+                       cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, DRLAB_OUT=str(out)), timeout=600)
     assert p.returncode == 1, p.stdout + p.stderr
+    assert "2 failed" in p.stdout, p.stdout
     assert "drlab artifacts" in p.stdout and str(art) in p.stdout
     assert "DR path ladder:" in p.stdout and "served by rs1 ok" in p.stdout
-    pcaps = sorted(art.rglob("*.pcap"))
-    assert {x.name.split("-", 1)[1] for x in pcaps} >= {"director-eth0.pcap", "rs1-eth0.pcap"}
-    assert any(len(rdpcap(str(x))) > 0 for x in pcaps)
-    dump = next(art.rglob("state-*.txt")).read_text()
+    # the test's own captures (path.prove) are kept as they were
+    fails = art / "test_fail.py__test_fails"
+    explicit = {x.name.split("-", 1)[1] for x in fails.glob("*-capture*.pcap")}
+    assert explicit >= {"director-eth0-capture1.pcap", "rs1-eth0-capture1.pcap"}, explicit
+    dump = next(fails.glob("state-*.txt")).read_text()
     for needle in ("== rs1 (realserver)", "neighbours:", "sysctl eth0: arp_ignore=1",
                    "== IPVS (ipvsadm -Ln --stats", "/proc/net/ip_vs_conn", "192.0.2.100/32"):
         assert needle in dump, needle
+
+    # a dr_lab test that captured nothing itself: one pcap per lab interface, listed
+    seen = json.loads(out.read_text())
+    lab, served = seen["lab"], seen["server"]
+    hosts = ("client", "director", "rs1", "rs2")
+    names = [f"{lab}-{h}-eth0.pcap" for h in hosts]
+    d = art / "test_fail.py__test_dr_lab_fails"
+    assert sorted(x.name for x in d.glob("*.pcap")) == sorted(names)
+    for n in names:
+        assert n in p.stdout, p.stdout
+    pk = {h: rdpcap(str(d / n)) for h, n in zip(hosts, names, strict=True)}
+    mac = seen["macs"]
+    vip, port = "192.0.2.100", seen["port"]
+
+    def syns(h):
+        return [x for x in pk[h] if TCP in x and x[TCP].flags == "S" and x[IP].dst == vip
+                and x[TCP].dport == 80 and x[TCP].sport == port]
+
+    # the client resolved the VIP to the director, sent the SYN to the director's
+    # MAC; the director forwarded it to the serving real server's MAC, VIP unchanged
+    assert any(ARP in x and x[ARP].op == 1 and x[ARP].pdst == vip for x in pk["client"])
+    assert {x.dst for x in syns("client")} == {mac["director"]}
+    assert {x.dst for x in syns("director")} == {mac["director"], mac[served]}
+    assert {x.dst for x in syns(served)} == {mac[served]}
+    other = "rs2" if served == "rs1" else "rs1"
+    assert not syns(other)
+    # the reply went from the real server to the client directly, from the VIP
+    synack = [x for x in pk["client"] if TCP in x and x[TCP].flags == "SA"
+              and x[IP].src == vip and x[TCP].dport == port]
+    assert synack and {x.src for x in synack} == {mac[served]}
+    assert not any(TCP in x and x[IP].src == vip for x in pk["director"])
