@@ -36,7 +36,7 @@ import pytest
 
 from lab.errors import PreflightError
 
-_IPVS_FIXTURES = {"dr_lab", "drlab_ipvs"}
+_IPVS_FIXTURES = {"dr_lab", "drlab_ipvs", "keepalived_lab"}
 CAPTURE_MODES = ("on-failure", "always", "never")
 _NETNS_FIXTURES = {"drlab_root", "drlab_netns", "lab_factory"}
 
@@ -63,6 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "netns: needs root and network namespaces")
     config.addinivalue_line("markers", "ipvs: needs a kernel with IPVS and ipvsadm")
     config.addinivalue_line("markers", "drlab(**kwargs): arguments for the default DR topology")
+    config.addinivalue_line("markers", "keepalived(**kwargs): arguments for keepalived_dr() "
+                            "(keepalived_topology/keepalived_lab), or files=[PATH, ...]")
     config.addinivalue_line("markers", "subprocess: starts a new Python interpreter")
     config.pluginmanager.register(_Session(config), "drlab-session")
 
@@ -315,3 +317,45 @@ def dr_topology(request: pytest.FixtureRequest) -> Any:
 def dr_lab(drlab_ipvs: None, lab_factory: Callable[..., Any], dr_topology: Any) -> Any:
     """A running DR lab: director with the IPVS service, real servers serving."""
     return lab_factory(dr_topology)
+
+
+@pytest.fixture
+def keepalived_topology(request: pytest.FixtureRequest) -> Any:
+    """The default keepalived lab (two directors under VRRP, keepalived's virtual_server,
+    health checks, connection sync); kwargs for
+    :func:`lab.model.keepalived.keepalived_dr` from ``@pytest.mark.keepalived(...)`` or
+    indirect params; ``files=[PATH, ...]`` builds the lab from keepalived.conf files."""
+    from pathlib import Path
+
+    from lab.model.keepalived import keepalived_dr, topology_from_files
+
+    kw: dict[str, Any] = {}
+    marker = request.node.get_closest_marker("keepalived")
+    if marker:
+        kw.update(marker.kwargs)
+    if hasattr(request, "param"):
+        kw.update(request.param)
+    files = kw.pop("files", None)
+    if files:
+        topology, _derived = topology_from_files([(str(f), Path(f).read_text()) for f in files])
+        return topology
+    return keepalived_dr(**kw)
+
+
+@pytest.fixture
+def keepalived_lab(drlab_ipvs: None, lab_factory: Callable[..., Any],
+                   keepalived_topology: Any, request: pytest.FixtureRequest) -> Any:
+    """A running keepalived DR lab: keepalived on every director, one of them holding
+    the VIP (measured: its interface has it), real servers serving."""
+    from lab.probes import vrrp
+    from lab.roles import keepalived
+
+    try:
+        keepalived.binary()
+    except PreflightError as e:
+        if request.config.getoption("--require-ipvs"):
+            pytest.fail(f"keepalived required (--require-ipvs) but: {e}", pytrace=False)
+        pytest.skip(str(e))
+    lab = lab_factory(keepalived_topology)
+    vrrp.wait_holder(lab)
+    return lab

@@ -21,6 +21,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -128,6 +129,17 @@ class Lab:
         """Run the body with this thread inside the host's namespace."""
         with netns.entered(self.ns(host)):
             yield
+
+    def workdir(self) -> Path:
+        """The lab's own directory (``/run/drlab/labs/<lab>.d``) for configs, logs and
+        pid files; recorded before it is made, removed with the lab."""
+        assert self.record is not None
+        d = ownership.LABS_DIR / f"{self.id}.d"
+        if str(d) not in self.record.files:
+            self.record.files.append(str(d))
+            self.record.save()
+        d.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return d
 
     def add_pid(self, pid: int) -> None:
         """Record a process the lab started, so teardown and reaping kill it."""

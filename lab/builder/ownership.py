@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -58,6 +59,8 @@ class Record:
     created: float = field(default_factory=time.time)
     #: The topology as plain data, so ``drlab status/check/down`` can attach later.
     topology_data: dict | None = None
+    #: Files and directories the lab made (configs, logs, pid files), removed with it.
+    files: list[str] = field(default_factory=list)
 
     @property
     def path(self) -> Path:
@@ -125,7 +128,12 @@ def destroy(rec: Record) -> list[str]:
     for pid, start in rec.pids:
         if alive(pid, start):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                # a process the lab started as a session leader (keepalived) takes
+                # its children (VRRP, checkers) with it: kill the whole group
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
                 removed.append(f"process {pid}")
     # SIGKILL is asynchronous: poll until every process is gone, reaping our own
     # children (never a blocking wait), so "nothing left" holds on return
@@ -142,6 +150,14 @@ def destroy(rec: Record) -> list[str]:
     for ns in rec.namespaces:
         if netns.remove(ns):
             removed.append(f"netns {ns}")
+    for f in rec.files:
+        p = Path(f)
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(f"files {p}")
+        elif p.exists():
+            p.unlink(missing_ok=True)
+            removed.append(f"file {p}")
     rec.delete()
     return removed
 

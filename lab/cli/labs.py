@@ -98,8 +98,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise UsageError("--scenario needs --broken or --fixed")
     if (args.broken or args.fixed) and not args.scenario:
         raise UsageError("--broken/--fixed go with --scenario NAME")
+    if args.keepalived is not None and (args.scenario or args.topology):
+        raise UsageError("--keepalived builds its own lab: not with --scenario or --topology")
     scenario = get(args.scenario) if args.scenario else None
-    topology = None if scenario else _topology(args)
+    derived: list[str] = []
+    if args.keepalived is not None:
+        topology, derived = _keepalived_topology(args)
+    else:
+        topology = None if scenario else _topology(args)
     preflight.require_ipvs(hint="a lab that stays up needs a kernel with IPVS: run "
                            "`scripts/vm-run -- bash` and drlab up inside it")
     from lab import scenarios
@@ -114,6 +120,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         lab = up(topology, name=args.name, persistent=True)
     with contextlib.closing(lab):
         print(f"lab {lab.id} is up (topology {lab.topology.name!r})")
+        for line in derived:
+            print(f"  derived: {line}")
+        if lab.topology.keepalived:
+            from lab.probes import vrrp
+
+            vrrp.wait_holder(lab)
+            for line in vrrp.holding(lab).lines():
+                print(f"  {line}")
         for h in lab.topology.hosts:
             print(f"  {h.name:<10} ip netns exec {lab.ns(h.name)} bash     (or: drlab shell "
                   f"{lab.id} {h.name})")
@@ -122,6 +136,33 @@ def cmd_up(args: argparse.Namespace) -> int:
         if scenario is not None:
             print(scenarios.check_note(scenario))
     return 0
+
+
+def _keepalived_topology(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The lab of ``--keepalived`` (the default pair) or ``--keepalived FILE ...`` (the
+    user's own configs, each checked by ``keepalived -t`` first)."""
+    from pathlib import Path
+
+    from lab.model.keepalived import keepalived_dr, topology_from_files
+    from lab.roles import keepalived
+
+    files = [f for f in args.keepalived if f]
+    if not files:
+        if len(args.keepalived) > 1:
+            raise UsageError("--keepalived without a file builds the default pair: give it once")
+        return keepalived_dr(rs=args.rs, scheduler=args.scheduler), []
+    if len(files) != len(args.keepalived) or len(files) > 2:
+        raise UsageError("--keepalived FILE: one file per director, at most two")
+    texts = []
+    for f in files:
+        try:
+            texts.append((f, Path(f).read_text()))
+        except OSError as e:
+            raise UsageError(f"--keepalived {f}: {e.strerror}") from None
+    topology, derived = topology_from_files(texts)  # the lab's own limits first
+    for f in files:
+        keepalived.config_test(f)
+    return topology, derived
 
 
 def _attach(name: str | None) -> Any:
@@ -226,6 +267,9 @@ def add_parsers(sub: Any) -> None:
     u.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
     u.add_argument("--scenario", metavar="NAME", help="build a scenario's variant instead: "
                    "the whole DR lab of it (IPVS table, services)")
+    u.add_argument("--keepalived", action="append", nargs="?", const="", metavar="FILE",
+                   help="two directors under keepalived (VRRP for the VIP, health checks, "
+                   "sync); with FILE (once per director) from your own keepalived.conf")
     g = u.add_mutually_exclusive_group()
     g.add_argument("--broken", action="store_true", help="with --scenario: the broken variant")
     g.add_argument("--fixed", action="store_true", help="with --scenario: the fixed variant")

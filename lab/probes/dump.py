@@ -61,12 +61,30 @@ def status(lab: Lab) -> dict[str, Any]:
             data["ipvs"] = [dataclasses.asdict(s) for s in director.read_services(lab)]
         except LabError as e:
             data["ipvs"] = str(e)
+    if lab.topology.keepalived:
+        from lab.probes import vrrp
+
+        h = vrrp.holding(lab)
+        data["vrrp"] = {"holders": h.holders, "arp_answerers": h.arp_answerers,
+                        "ipvs": h.ipvs, "keepalived_says": h.keepalived}
     return data
 
 
 def dump_state(lab: Lab) -> str:
-    """Addresses, routes, neighbours, effective sysctls per host; the IPVS table."""
+    """Addresses, routes, neighbours, effective sysctls per host; the IPVS table; with
+    keepalived, each director's VRRP state as keepalived reports it next to what the
+    lab observed, and the tail of its log."""
     lines = [f"lab {lab.id} topology {lab.topology.name}"]
+    if lab.topology.keepalived:
+        from lab.probes import vrrp
+        from lab.roles import keepalived
+
+        lines.append("\n== VRRP (observed: VIP on an interface, ARP census; keepalived's word)")
+        h = _safe(vrrp.holding, lab)
+        lines += [f"  {x}" for x in h.lines()] if not isinstance(h, str) else [f"  {h}"]
+        for d in lab.topology.keepalived:
+            lines.append(f"  -- keepalived log, {d} (last lines)")
+            lines += [f"  {x}" for x in keepalived.tail(lab, d, 8).splitlines()]
     for h in lab.topology.hosts:
         lines.append(f"\n== {h.name} ({h.role}) netns {lab.ns(h.name)}")
         ifs = _safe(state.interfaces, lab, h.name)

@@ -14,15 +14,18 @@ def up(topology: Topology, *, name: str | None = None, persistent: bool = False,
     """Build ``topology``, load its IPVS service on the director (``ipvs``) and
     start the real servers' identity services (``services``). Tears down
     whatever was made on failure."""
-    from lab.roles import director, realserver
+    from lab.roles import director, keepalived, realserver
 
+    managed = bool(getattr(topology, "keepalived", None))
     lab = Lab(topology, name=name, persistent=persistent, pin_sysctls=pin_sysctls).build()
     try:
         if topology.service is not None:
-            if ipvs:
+            if ipvs and not managed:  # keepalived loads its own virtual_server
                 director.configure(lab)
             if services:
                 realserver.start_services(lab)
+        if managed and ipvs:  # after the services: its first health checks pass
+            keepalived.start_all(lab)
     except BaseException:
         lab.teardown()
         raise

@@ -180,19 +180,21 @@ def _stats(nla) -> Stats:  # type: ignore[no-untyped-def]
                  g("IPVS_STATS_ATTR_OUTBYTES") or 0)
 
 
-def read_services(lab: Lab) -> list[ServiceState]:
-    """The director's IPVS table, over generic netlink, inside its namespace."""
+def read_services(lab: Lab, host: str | None = None) -> list[ServiceState]:
+    """The director's (or ``host``'s) IPVS table, over generic netlink, inside its
+    namespace."""
     from pyroute2 import IPVS, IPVSService
     from pyroute2.netlink.exceptions import NetlinkError
 
-    ns = lab.ns(lab.topology.director.name)
+    host = host or lab.topology.director.name
+    ns = lab.ns(host)
     try:  # no IPVS: say so before pyroute2 makes a socket and an event loop for nothing
         netns.read_proc(ns, "net/ip_vs")
     except OSError:
         raise LabError("IPVS is not available in this kernel (no /proc/net/ip_vs)") from None
     nl = netns.socket_in(ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 16)  # NETLINK_GENERIC
     out: list[ServiceState] = []
-    own = {a.get("address") for a in lab.ipr(lab.topology.director.name).get_addr()}
+    own = {a.get("address") for a in lab.ipr(host).get_addr()}
     try:
         ipvs = IPVS(fileno=nl.detach())
     except NetlinkError as e:

@@ -20,6 +20,7 @@ persistent.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -169,3 +170,34 @@ def start_services(lab: Lab) -> dict[str, list[int]]:
     ports = svc.ports if svc else [80]
     return {h.name: [start_service(lab, h.name, port=p) for p in ports]
             for h in lab.topology.real_servers}
+
+
+def stop_service(pid: int, timeout: float = 5.0) -> None:
+    """Stop an identity service started by :func:`start_service` (its pid), as a
+    crashed or stopped daemon: its listening socket is gone when this returns."""
+    from lab.util import wait_for
+
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+    def gone() -> bool:
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+            return done == pid
+        except ChildProcessError:  # not our child (or reaped): poll /proc
+            return not os.path.exists(f"/proc/{pid}")
+    wait_for(gone, timeout, f"service {pid} to exit")
+
+
+def service_pids(lab: Lab, host: str) -> list[int]:
+    """The live processes the lab started inside ``host``'s namespace (its services)."""
+    assert lab.record is not None
+    want = os.stat(netns.path(lab.ns(host))).st_ino
+    out = []
+    for pid, _start in lab.record.pids:
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino == want:
+                out.append(pid)
+        except OSError:
+            continue
+    return out

@@ -1,0 +1,224 @@
+"""keepalived, run as itself: one foreground daemon per director, in its namespace.
+
+Each director of a topology with ``keepalived`` configs gets its config written
+into the lab's own directory (``/run/drlab/labs/<lab>.d``), with its own pid
+files and log, and runs Debian's ``keepalived -n`` (no fork) as a session
+leader inside the director's namespace: VRRP for the VIP, the
+``virtual_server`` loaded into that namespace's IPVS table, health checks and
+the connection-sync daemon are keepalived's own. The lab owns the processes
+like any other (``Lab.add_pid``): teardown, ``drlab down``, a failed build and
+``drlab cleanup`` after a killed run take the whole process group. The host's
+keepalived, its ``/etc/keepalived`` and its pid files are never touched.
+
+What keepalived *says* (its VRRP state) comes from a ``notify`` script the lab
+adds to every ``vrrp_instance``: it appends ``<time> INSTANCE <name> <STATE>
+<priority>`` to ``<host>.vrrp`` in the lab directory. What the lab *observes*
+(who holds the VIP, who answers ARP for it, what IPVS does) comes from the
+kernel, through the probes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.builder import Lab, netns, ownership
+from lab.errors import LabError, PreflightError, TopologyError
+from lab.util import Timeout, scaled, wait_for
+
+_INSTANCE = re.compile(r"^(\s*vrrp_instance\s+\S+\s*\{)", re.M)
+
+
+def binary() -> str:
+    path = shutil.which("keepalived")
+    if path is None:
+        raise PreflightError("keepalived not found on PATH: install it (apt-get install "
+                             "keepalived, or scripts/bootstrap)")
+    return path
+
+
+def config_test(path: str | Path, source: str | None = None) -> None:
+    """``keepalived -t -f PATH``; a bad file is one TopologyError line quoting keepalived."""
+    p = subprocess.run([binary(), "-t", "-f", str(path)], capture_output=True, text=True,
+                       timeout=60)
+    if p.returncode != 0:
+        lines = [x.strip() for x in (p.stderr + p.stdout).splitlines() if x.strip()]
+        bad = [x for x in lines if re.search(r"(?i)error|unknown|invalid|missing|not ", x)]
+        msg = (bad or lines or [f"exit {p.returncode}"])[0]
+        raise TopologyError(f"{source or path}: keepalived -t: {msg}")
+
+
+def with_notify(conf: str, script: Path) -> str:
+    """``conf`` with a ``notify`` line (the lab's state reporter) in every vrrp_instance."""
+    return _INSTANCE.sub(lambda m: f'{m.group(1)}\n    notify "{script}"', conf)
+
+
+@dataclass(frozen=True)
+class Paths:
+    conf: Path
+    pid: Path
+    vrrp_pid: Path
+    checkers_pid: Path
+    log: Path
+    state: Path
+
+
+def paths(lab: Lab, host: str) -> Paths:
+    d = lab.workdir()
+    return Paths(d / f"keepalived-{host}.conf", d / f"keepalived-{host}.pid",
+                 d / f"keepalived-{host}-vrrp.pid", d / f"keepalived-{host}-checkers.pid",
+                 d / f"keepalived-{host}.log", d / f"{host}.vrrp")
+
+
+def _notify_script(lab: Lab) -> Path:
+    d = lab.workdir()
+    script = d / "notify"
+    if not script.exists():
+        # the config says `notify "SCRIPT HOST"`; keepalived appends TYPE NAME STATE
+        # PRIORITY, so the script gets HOST INSTANCE NAME STATE PRIORITY
+        script.write_text("#!/bin/sh\n# drlab: record keepalived's word on VRRP state\n"
+                          f'echo "$(date +%s.%N) $3 $4 $5" >> "{d}/$1.vrrp"\n')
+        script.chmod(0o755)
+    return script
+
+
+def start(lab: Lab, host: str, timeout: float = 10.0) -> int:
+    """Start keepalived on director ``host`` with its config from the topology; return
+    the daemon's pid once its VRRP (and checker) children run."""
+    conf = lab.topology.keepalived.get(host)
+    if conf is None:
+        raise LabError(f"lab {lab.id}: no keepalived config for {host!r}")
+    p = paths(lab, host)
+    script = _notify_script(lab)
+    p.conf.write_text(with_notify(conf, Path(f"{script} {host}")))
+    for f in (p.pid, p.vrrp_pid, p.checkers_pid):
+        f.unlink(missing_ok=True)
+    log = open(p.log, "ab")
+    ns = lab.ns(host)
+    try:
+        proc = subprocess.Popen(
+            [binary(), "-n", "-l", "-D", "-G", "-f", str(p.conf), "-p", str(p.pid),
+             "-r", str(p.vrrp_pid), "-c", str(p.checkers_pid)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=lambda: netns.enter_in_child(ns))
+    finally:
+        log.close()
+    lab.add_pid(proc.pid)
+
+    def children() -> bool:
+        if proc.poll() is not None:
+            raise LabError(f"keepalived on {host} exited {proc.returncode}: "
+                           + tail(lab, host, 3).replace("\n", " | "))
+        return p.vrrp_pid.exists() or p.checkers_pid.exists()
+
+    try:
+        wait_for(children, timeout, f"keepalived on {host} to start its children")
+    except Timeout:
+        raise LabError(f"keepalived on {host} started no VRRP or checker process in "
+                       f"{scaled(timeout):.0f}s: " + tail(lab, host, 3).replace("\n", " | ")
+                       ) from None
+    for f in (p.vrrp_pid, p.checkers_pid):
+        child = _read_pid(f)
+        if child:
+            lab.add_pid(child)
+    return proc.pid
+
+
+def start_all(lab: Lab) -> dict[str, int]:
+    """Start keepalived on every director that has a config."""
+    return {h: start(lab, h) for h in lab.topology.keepalived}
+
+
+def _read_pid(f: Path) -> int | None:
+    try:
+        return int(f.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid(lab: Lab, host: str) -> int | None:
+    """The running keepalived daemon's pid on ``host`` (None if it is not running)."""
+    p = _read_pid(paths(lab, host).pid)
+    if p is None:
+        return None
+    return p if ownership.proc_start_time(p) is not None else None
+
+
+def stop(lab: Lab, host: str, crash: bool = False, timeout: float = 10.0) -> None:
+    """Stop keepalived on ``host``: SIGTERM (it releases the VIP and its IPVS table, as
+    ``systemctl stop`` does), or with ``crash`` SIGKILL to the whole process group at
+    once, so nothing is cleaned up (the VIP stays on the interface)."""
+    leader = pid(lab, host)
+    if leader is None:
+        return
+    if crash:
+        os.killpg(leader, signal.SIGKILL)
+    else:
+        os.kill(leader, signal.SIGTERM)
+
+    def gone() -> bool:
+        try:
+            os.waitpid(leader, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return ownership.proc_start_time(leader) is None
+
+    wait_for(gone, timeout, f"keepalived on {host} to exit")
+
+
+def states(lab: Lab, host: str) -> list[tuple[float, str, str, int]]:
+    """Every VRRP state keepalived reported on ``host``: (time, instance, state, priority)."""
+    try:
+        text = paths(lab, host).state.read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 4:
+            try:
+                out.append((float(f[0]), f[1].strip('"'), f[2], int(f[3])))
+            except ValueError:
+                continue
+    return out
+
+
+def state(lab: Lab, host: str) -> dict[str, str]:
+    """keepalived's last word per VRRP instance on ``host`` ({"VI_1": "MASTER"})."""
+    last: dict[str, str] = {}
+    for _t, inst, st, _prio in states(lab, host):
+        last[inst] = st
+    if pid(lab, host) is None:
+        return {inst: "STOPPED" for inst in last} or {"-": "STOPPED"}
+    return last
+
+
+def wait_state(lab: Lab, host: str, want: str, timeout: float = 15.0) -> float:
+    """Wait until keepalived on ``host`` reports ``want`` for every instance; return the
+    time (``time.time()``) of that report."""
+    def reached() -> float | None:
+        st = states(lab, host)
+        last: dict[str, tuple[float, str]] = {}
+        for t, inst, s, _p in st:
+            last[inst] = (t, s)
+        if last and all(s == want for _t, s in last.values()):
+            return max(t for t, _s in last.values())
+        return None
+
+    return wait_for(reached, timeout, f"keepalived on {host} to report {want}")
+
+
+def tail(lab: Lab, host: str, lines: int = 20) -> str:
+    """The last lines of keepalived's log on ``host``."""
+    try:
+        text = paths(lab, host).log.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
