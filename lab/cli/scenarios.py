@@ -18,7 +18,8 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         print(json.dumps([{"name": s.name, "symptom": s.symptom, "trigger": s.trigger,
-                           "fix": s.fix, "needs_ipvs": s.needs_ipvs, "needs_vm": s.needs_vm,
+                           "fix": s.fix, "source": s.source, "needs_ipvs": s.needs_ipvs,
+                           "needs_vm": s.needs_vm,
                            "drlab_check": check_note(s)} for s in REGISTRY.values()],
                          indent=1))
         return 0

@@ -107,7 +107,8 @@ class Failover:
     evidence: list[str] = field(default_factory=list)
 
 
-def _still(sock: socket.socket) -> str:
+def still(sock: socket.socket) -> str:
+    """Does an open connection still work: "answers", "reset" or "hangs"."""
     sock.settimeout(scaled(2))
     try:
         sock.sendall(b"after failover\n")
@@ -169,7 +170,7 @@ def failover(lab: Lab, fault: Fault = "link", sync_wait: bool = False) -> Failov
              and a.psrc == vip and (a.pdst == vip or a.op == 2) and macs.get(a.hwsrc) == new]
     entry = arp.resolves_to(lab, "client", vip)
     try:
-        established = _still(sock)
+        established = still(sock)
     finally:
         sock.close()
     ev += [f"{fault} on {old}: first working connection after {seconds * 1000:.0f} ms "

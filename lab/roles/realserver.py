@@ -97,7 +97,7 @@ def _serve_udp(sock: socket.socket, name: str, port: int) -> None:
 
 
 def _child(ns: str, name: str, port: int, protocol: str, persistent: bool, wfd: int,
-           family: int = socket.AF_INET) -> None:
+           family: int = socket.AF_INET, bind: str | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tears down on Ctrl-C
     if persistent:
@@ -108,7 +108,7 @@ def _child(ns: str, name: str, port: int, protocol: str, persistent: bool, wfd: 
     stype = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
     sock = socket.socket(family, stype)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+    sock.bind((bind or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
     if protocol == "tcp":
         sock.listen(512)
     os.write(wfd, b"ok")
@@ -128,8 +128,9 @@ def _child(ns: str, name: str, port: int, protocol: str, persistent: bool, wfd: 
 
 
 def start_service(lab: Lab, host: str, port: int | None = None, protocol: str | None = None,
-                  timeout: float = 5.0) -> int:
-    """Start the identity service on ``host`` and return its pid once it listens."""
+                  timeout: float = 5.0, bind: str | None = None) -> int:
+    """Start the identity service on ``host`` and return its pid once it listens (on
+    every address, or only on ``bind``)."""
     svc = lab.topology.service
     port = port or (svc.port if svc else 80)
     protocol = protocol or (svc.protocol if svc else "tcp")
@@ -142,7 +143,7 @@ def start_service(lab: Lab, host: str, port: int | None = None, protocol: str | 
         code = 0
         try:
             os.close(rfd)
-            _child(lab.ns(host), host, port, protocol, lab.persistent, wfd, family)
+            _child(lab.ns(host), host, port, protocol, lab.persistent, wfd, family, bind)
         except BaseException as e:  # report to the parent, then die quietly
             try:
                 os.write(wfd, f"error: {e}".encode()[:500])

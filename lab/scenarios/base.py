@@ -56,6 +56,8 @@ class Scenario:
     needs_vm: bool = False
     #: Context entered around building a variant (e.g. a root-namespace setting).
     around: Callable[[Variant], AbstractContextManager] | None = None
+    #: Where the failure is reported or explained (issue threads, docs).
+    source: str = ""
     #: Why ``drlab check`` cannot see the symptom on a lab of the broken variant
     #: (it needs its own stimulus: ``drlab scenario run NAME``); None when it can.
     stimulus: str | None = None
