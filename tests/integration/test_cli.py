@@ -360,3 +360,29 @@ def test_scripts_drlab_refuses_a_lab_that_would_die_with_its_one_shot_vm():
         assert p.returncode == 2, (args, p.stdout, p.stderr)
         assert p.stderr.count("\n") == 1 and "scripts/vm-run -- bash" in p.stderr, p.stderr
         assert "booting" not in p.stdout + p.stderr  # refused before any VM
+
+
+def test_keepalived_files_bad_input_is_one_line_exit_2(tmp_path):
+    """A user's keepalived.conf is checked before anything is built: the lab's limits
+    (only DR), then `keepalived -t`; each problem is one line naming the file, exit 2."""
+    if shutil.which("keepalived") is None and os.environ.get("CI") != "true":
+        pytest.skip("keepalived is not installed (scripts/bootstrap installs it)")
+    master = (REPO / "examples/keepalived/master.conf").read_text()
+    nat = tmp_path / "nat.conf"
+    nat.write_text(master.replace("lb_kind DR", "lb_kind NAT"))
+    broken = tmp_path / "broken.conf"
+    broken.write_text(master.replace("lb_algo wrr", "lb_algo wrr\n    bogus_keyword {"))
+    vrid = tmp_path / "vrid.conf"  # only keepalived -t knows this one
+    vrid.write_text(master.replace("virtual_router_id 51", "virtual_router_id 999"))
+    cases = [
+        ((str(vrid),), "keepalived -t"),
+        ((str(nat),), "lb_kind NAT: only DR is supported"),
+        ((str(broken),), str(broken)),
+        ((str(tmp_path / "missing.conf"),), "missing.conf"),
+    ]
+    for files, needle in cases:
+        args = ["up", "--name", "kbad"] + [x for f in files for x in ("--keepalived", f)]
+        p = drlab(*args)
+        assert p.returncode == 2, (args, p.stdout, p.stderr)
+        assert p.stderr.count("\n") == 1 and needle in p.stderr, p.stderr
+    assert leftovers() == []
