@@ -23,6 +23,13 @@ without it they are skipped, with a pointer to the VM runner. With
 ``--require-ipvs`` (or ``DRLAB_REQUIRE_IPVS=1``; ``scripts/test`` sets it in
 CI) such a skip is an error, and a session in which no IPVS test ran fails:
 a skip is not a pass.
+
+Every lab built by ``lab_factory`` (so ``dr_lab`` too) is recorded, every
+interface from build to the end of the test, in a bounded ring
+(:mod:`lab.probes.recorder`); when the test fails its pcaps, one per
+interface, go to ``--drlab-artifacts`` with the state dump and are listed in
+the report's "drlab artifacts" section. ``--drlab-capture=always`` writes
+them for passing tests too, ``never`` records nothing.
 """
 
 from __future__ import annotations

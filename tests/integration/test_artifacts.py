@@ -113,6 +113,8 @@ import os
 import socket
 import time
 
+import pytest
+
 from lab.builder import Lab, netns
 from lab.model import default_dr
 
@@ -142,6 +144,16 @@ def test_fails(lab_factory):
 
 def test_passes(lab_factory):
     traffic(lab_factory, "passes")
+
+
+@pytest.fixture
+def broken_lab(lab_factory):
+    traffic(lab_factory, "setup")
+    raise RuntimeError("deliberate setup failure")
+
+
+def test_setup_fails(broken_lab):
+    pass
 '''
 
 
@@ -155,9 +167,10 @@ def run_inner(tmp_path, mode):
                         f"--drlab-capture={mode}", "test_inner.py"],
                        cwd=work, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, DRLAB_OUT=str(work)))
-    assert p.returncode == 1, p.stdout + p.stderr  # test_fails failed, test_passes passed
-    assert "1 failed, 1 passed" in p.stdout, p.stdout
-    seen = {n: json.loads((work / f"{n}.json").read_text()) for n in ("fails", "passes")}
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "1 failed, 1 passed, 1 error" in p.stdout, p.stdout
+    seen = {n: json.loads((work / f"{n}.json").read_text())
+            for n in ("fails", "passes", "setup")}
     return p.stdout, art, seen
 
 
@@ -177,6 +190,9 @@ def test_failing_test_leaves_one_pcap_per_interface(drlab_root, tmp_path):
     assert not (art / "test_inner.py__test_passes").exists()  # passing: nothing written
     for n in names:  # listed in the failure report
         assert n in out, out
+    lab = seen["setup"]["lab"]  # a lab fixture's setup failed: its packets are saved too
+    assert sorted(pcaps(art, "test_setup_fails")) == sorted(
+        f"{lab}-{h}-eth0.pcap" for h in ("client", "director", "rs1", "rs2"))
     assert "every interface recorded for" in out
     pk = {n.split("-", 1)[1]: rdpcap(str(files[n])) for n in names}
     t0, t1 = seen["fails"]["t0"], seen["fails"]["t1"]
