@@ -270,21 +270,21 @@ def lab_factory(drlab_root: None, request: pytest.FixtureRequest
         with_roles = roles and topology.service is not None
         if with_roles:
             _need_ipvs(request.config)
-        # what lab.roles.up does, with the recorder started between build and roles
-        lab = Lab(topology, **kw).build()
-        labs.append(lab)  # torn down after the test, even if the roles fail
-        if capture:
-            from lab.probes.recorder import Recorder
+        def built(lab: Lab) -> None:
+            labs.append(lab)  # torn down after the test (and its packets kept)
+            if capture:
+                from lab.probes.recorder import Recorder
 
-            if _RECORDER not in request.node.stash:
-                request.node.stash[_RECORDER] = Recorder()
-            request.node.stash[_RECORDER].add(lab)
+                if _RECORDER not in request.node.stash:
+                    request.node.stash[_RECORDER] = Recorder()
+                request.node.stash[_RECORDER].add(lab)
+
         if with_roles:
-            from lab.roles import director, realserver
+            from lab.roles import up
 
-            director.configure(lab)
-            if services:
-                realserver.start_services(lab)
+            return up(topology, services=services, on_built=built, **kw)
+        lab = Lab(topology, **kw).build()
+        built(lab)
         return lab
 
     yield make

@@ -108,7 +108,8 @@ def _address(v: Any, what: str) -> Address:
 def _parse(data: Any) -> Topology:
     try:
         d = _need(data, "topology", dict)
-        _keys(d, "topology", {"name", "segments", "hosts", "service", "waive"}, {"hosts"})
+        _keys(d, "topology", {"name", "segments", "hosts", "service", "waive", "keepalived"},
+              {"hosts"})
         name = _need(d.get("name", "custom"), "name", str)
         segs = [Segment(_need(s, f"segments[{n}]", str))
                 for n, s in enumerate(_need(d.get("segments", ["lan"]), "segments", list))]
@@ -116,9 +117,11 @@ def _parse(data: Any) -> Topology:
         svc = _service(d["service"]) if "service" in d else None
         waive = frozenset(_need(w, "waive[]", str) for w in _need(d.get("waive", []), "waive",
                                                                      list))
+        ka = {_need(k, "keepalived key", str): _need(v, f"keepalived.{k}", str)
+              for k, v in _need(d.get("keepalived", {}), "keepalived", dict).items()}
     except _Bad as e:
         raise TopologyError(str(e)) from None
-    return Topology(name, hosts, segs, svc, waive)
+    return Topology(name, hosts, segs, svc, waive, ka)
 
 
 def _host(name: str, v: Any) -> Host:
@@ -232,4 +235,6 @@ def topology_to_dict(t: Topology) -> dict[str, Any]:
             out["service"]["extra_ports"] = list(s.extra_ports)
     if t.waive:
         out["waive"] = sorted(t.waive)
+    if t.keepalived:
+        out["keepalived"] = dict(t.keepalived)
     return out

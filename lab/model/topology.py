@@ -150,6 +150,9 @@ class Topology:
     #: Names of validation rules deliberately waived, so that a scenario can
     #: build a known-broken lab (e.g. ``{"vip-lo-prefix"}``).
     waive: frozenset[str] = frozenset()
+    #: Director host -> the keepalived.conf it runs (VRRP holds the VIP, keepalived
+    #: loads IPVS). Empty: the lab configures the director itself.
+    keepalived: dict[str, str] = field(default_factory=dict)
 
     # -- lookups --------------------------------------------------------
     def host(self, name: str) -> Host:
@@ -229,8 +232,19 @@ class Topology:
         return out
 
 
+#: Waiver for a user's own cluster (a keepalived.conf, a collected host): its
+#: addresses live only inside the lab's isolated namespaces, so any are allowed.
+ANY_ADDRESS = "any-address"
+
+
 def _validate(t: Topology) -> list[str]:
     p: list[str] = []
+    anywhere = ANY_ADDRESS in t.waive
+    for host, conf in t.keepalived.items():
+        if not any(h.name == host and h.role == "director" for h in t.hosts):
+            p.append(f"keepalived: {host!r} is not a director of the topology")
+        if not isinstance(conf, str) or not conf.strip():
+            p.append(f"keepalived: {host!r}: empty config")
     seg_names = [s.name for s in t.segments]
     for dup in sorted({n for n in seg_names if seg_names.count(n) > 1}):
         p.append(f"duplicate segment {dup!r}")
@@ -267,7 +281,7 @@ def _validate(t: Topology) -> list[str]:
             if i.mtu is not None and not 68 <= i.mtu <= 65535:
                 p.append(f"{iw}: mtu {i.mtu} out of range 68..65535")
             for a in i.addresses:
-                err = _check_address(a, f"{iw}: address")
+                err = _check_address(a, f"{iw}: address", anywhere)
                 if err:
                     p.append(err)
                     continue
@@ -276,7 +290,7 @@ def _validate(t: Topology) -> list[str]:
                     p.append(f"{iw}: duplicate address {a.ip} (also on {seen_ips[a.ip]})")
                 seen_ips.setdefault(a.ip, f"host {h.name!r}")
         for a in h.lo:
-            err = _check_address(a, f"{where}: lo address")
+            err = _check_address(a, f"{where}: lo address", anywhere)
             if err:
                 p.append(err)
                 continue
@@ -299,8 +313,8 @@ def _validate(t: Topology) -> list[str]:
             try:
                 if r.dst != "default":
                     dnet = ipaddress.ip_network(r.dst, strict=True)
-                    if not any(dnet.subnet_of(n) for n in DOC_RANGES
-                               if n.version == dnet.version):
+                    if not anywhere and not any(dnet.subnet_of(n) for n in DOC_RANGES
+                                                if n.version == dnet.version):
                         p.append(f"{rw}: destination outside the documentation ranges")
                 via = ipaddress.ip_address(r.via) if r.via else None
             except ValueError as e:
@@ -318,7 +332,7 @@ def _validate(t: Topology) -> list[str]:
         sw = "service"
         try:
             vip_ip = ipaddress.ip_address(svc.vip)
-            if not in_doc_range(vip_ip):
+            if not anywhere and not in_doc_range(vip_ip):
                 p.append(f"{sw}: VIP {svc.vip} is outside the documentation ranges "
                          "(192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)")
         except ValueError:
@@ -345,6 +359,12 @@ def _validate(t: Topology) -> list[str]:
             p.append(f"{sw}: unknown director host {svc.director!r}")
         elif d.role != "director":
             p.append(f"{sw}: host {d.name!r} is a {d.role!r}, not a director")
+        elif t.keepalived:
+            for h in t.hosts:
+                if h.role == "director" and any(a.ip == svc.vip for i in h.interfaces
+                                                for a in i.addresses):
+                    p.append(f"{sw}: director {h.name!r} holds the VIP {svc.vip} on an "
+                             "interface, but keepalived places it (VRRP)")
         elif not any(a.ip == svc.vip for i in d.interfaces for a in i.addresses):
             p.append(f"{sw}: director {d.name!r} does not hold the VIP {svc.vip} "
                      "on an interface")
@@ -364,14 +384,14 @@ def _validate(t: Topology) -> list[str]:
     return p
 
 
-def _check_address(a: Address, where: str) -> str | None:
+def _check_address(a: Address, where: str, anywhere: bool = False) -> str | None:
     try:
         iface = ipaddress.ip_interface(a.cidr)
     except ValueError:
         return f"{where} {a.cidr!r} is not an address with a prefix (like 192.0.2.1/24)"
     if "/" not in a.cidr:
         return f"{where} {a.cidr!r} needs a prefix length (like 192.0.2.1/24)"
-    if not in_doc_range(iface.ip):
+    if not anywhere and not in_doc_range(iface.ip):
         return (f"{where} {a.cidr} is outside the documentation ranges "
                 "(192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)")
     if a.scope not in ("global", "host", "link"):

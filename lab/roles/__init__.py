@@ -5,20 +5,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lab.builder import Lab
 from lab.model import Topology
 
 
 def up(topology: Topology, *, name: str | None = None, persistent: bool = False,
-       ipvs: bool = True, services: bool = True, pin_sysctls: bool = True) -> Lab:
+       ipvs: bool = True, services: bool = True, pin_sysctls: bool = True,
+       on_built: Callable[[Lab], None] | None = None) -> Lab:
     """Build ``topology``, load its IPVS service on the director (``ipvs``) and
     start the real servers' identity services (``services``). Tears down
-    whatever was made on failure."""
+    whatever was made on failure. ``on_built(lab)`` runs between the build and
+    the roles (the pytest plugin starts its packet recorder there)."""
     from lab.roles import director, keepalived, realserver
 
-    managed = bool(getattr(topology, "keepalived", None))
+    managed = bool(topology.keepalived)
     lab = Lab(topology, name=name, persistent=persistent, pin_sysctls=pin_sysctls).build()
     try:
+        if on_built is not None:
+            on_built(lab)
         if topology.service is not None:
             if ipvs and not managed:  # keepalived loads its own virtual_server
                 director.configure(lab)

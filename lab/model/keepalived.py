@@ -1,0 +1,452 @@
+"""keepalived.conf as data: read an operator's files, write the lab's own pair.
+
+:func:`parse` reads the parts of keepalived's configuration a DR lab needs
+(``global_defs``, ``vrrp_instance``, ``virtual_server`` with its
+``real_server`` entries) with line numbers, keeping the text itself: a lab
+runs the operator's file as it is. :func:`topology_from_files` turns one file
+per director into a lab around them; :func:`keepalived_dr` is the lab's own
+MASTER/BACKUP pair. Pure: nothing here runs keepalived (``keepalived -t``
+is :func:`lab.roles.keepalived.config_test`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from lab.errors import TopologyError
+from lab.model.topology import (
+    ANY_ADDRESS,
+    SCHEDULERS,
+    Address,
+    Host,
+    Interface,
+    RealServer,
+    Route,
+    Segment,
+    Topology,
+    VirtualService,
+    in_doc_range,
+)
+
+
+@dataclass
+class Node:
+    """One statement: its words, its line, and its block (None when it has none)."""
+
+    words: list[str]
+    line: int
+    block: list[Node] | None = None
+
+    @property
+    def key(self) -> str:
+        return self.words[0] if self.words else ""
+
+    def first(self, key: str) -> Node | None:
+        return next((n for n in self.block or [] if n.key == key), None)
+
+    def all(self, key: str) -> list[Node]:
+        return [n for n in self.block or [] if n.key == key]
+
+    def value(self, key: str, default: str | None = None) -> str | None:
+        n = self.first(key)
+        return n.words[1] if n is not None and len(n.words) > 1 else default
+
+
+def _bad(source: str, line: int, msg: str) -> TopologyError:
+    return TopologyError(f"{source}:{line}: {msg}")
+
+
+def tokenize(text: str, source: str) -> list[tuple[int, list[str]]]:
+    """Lines of words: comments (``#``, ``!``) dropped, quotes kept together, braces
+    as words of their own."""
+    out = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        lex = shlex.shlex(raw.replace("{", " { ").replace("}", " } "), posix=True)
+        lex.whitespace_split = True
+        lex.commenters = "#!"
+        try:
+            words = list(lex)
+        except ValueError as e:
+            raise _bad(source, n, f"{e}") from None
+        if words:
+            out.append((n, words))
+    return out
+
+
+def parse_tree(text: str, source: str = "keepalived.conf") -> list[Node]:
+    """keepalived's statements as a tree; braces checked, ``include`` refused."""
+    root: list[Node] = []
+    stack: list[list[Node]] = [root]
+    opened: list[int] = []
+    last: Node | None = None
+    for line, words in tokenize(text, source):
+        while words:
+            w = words.pop(0)
+            if w == "{":
+                if last is None or last.block is not None:
+                    raise _bad(source, line, "'{' without a statement before it")
+                last.block = []
+                stack.append(last.block)
+                opened.append(line)
+                last = None
+            elif w == "}":
+                if len(stack) == 1:
+                    raise _bad(source, line, "unbalanced '}'")
+                stack.pop()
+                opened.pop()
+                last = None
+            else:
+                rest = [w]
+                while words and words[0] not in ("{", "}"):
+                    rest.append(words.pop(0))
+                if rest[0] in ("include", "@include"):
+                    raise _bad(source, line, "include is not supported: give the lab one "
+                                             "file per director with everything in it")
+                last = Node(rest, line)
+                stack[-1].append(last)
+    if len(stack) > 1:
+        raise _bad(source, opened[-1], "'{' opened here is never closed")
+    return root
+
+
+@dataclass
+class KaRealServer:
+    ip: str
+    port: int
+    weight: int
+    line: int
+    check: str | None = None
+
+
+@dataclass
+class KaVirtualServer:
+    vip: str | None
+    port: int
+    fwmark: int | None
+    protocol: str
+    scheduler: str | None
+    lb_kind: str | None
+    persistence: int | None
+    real_servers: list[KaRealServer]
+    line: int
+
+
+@dataclass
+class KaVrrpInstance:
+    name: str
+    state: str | None
+    interface: str | None
+    vrid: int | None
+    priority: int | None
+    vips: list[str]
+    unicast_src: str | None
+    nopreempt: bool
+    line: int
+
+
+@dataclass
+class KaConfig:
+    source: str
+    text: str
+    router_id: str | None = None
+    vrrp_strict: bool = False
+    sync_interface: str | None = None
+    instances: list[KaVrrpInstance] = field(default_factory=list)
+    virtual_servers: list[KaVirtualServer] = field(default_factory=list)
+
+
+def _int(n: Node, i: int, source: str, what: str) -> int:
+    try:
+        return int(n.words[i])
+    except (IndexError, ValueError):
+        raise _bad(source, n.line, f"{what}: expected a number") from None
+
+
+def _addr(word: str, source: str, line: int) -> str:
+    try:
+        return str(ipaddress.ip_address(word))
+    except ValueError:
+        raise _bad(source, line, f"{word!r} is not an IP address") from None
+
+
+def parse(text: str, source: str = "keepalived.conf") -> KaConfig:
+    """The parts of a keepalived.conf a DR lab needs; errors name ``source:line``."""
+    cfg = KaConfig(source, text)
+    for n in parse_tree(text, source):
+        if n.key == "global_defs":
+            cfg.router_id = n.value("router_id")
+            cfg.vrrp_strict = n.first("vrrp_strict") is not None
+            sync = n.first("lvs_sync_daemon")
+            if sync is not None and len(sync.words) > 1:
+                cfg.sync_interface = sync.words[1]
+        elif n.key == "vrrp_instance":
+            if len(n.words) < 2:
+                raise _bad(source, n.line, "vrrp_instance needs a name")
+            vips = []
+            for v in (n.first("virtual_ipaddress") or Node([], n.line)).block or []:
+                ip = v.words[0].split("/")[0]
+                vips.append(_addr(ip, source, v.line))
+            vrid = n.first("virtual_router_id")
+            prio = n.first("priority")
+            src = n.value("unicast_src_ip")
+            cfg.instances.append(KaVrrpInstance(
+                n.words[1], n.value("state"), n.value("interface"),
+                _int(vrid, 1, source, "virtual_router_id") if vrid else None,
+                _int(prio, 1, source, "priority") if prio else None, vips,
+                _addr(src, source, n.line) if src else None,
+                n.first("nopreempt") is not None, n.line))
+        elif n.key == "virtual_server":
+            cfg.virtual_servers.append(_virtual_server(n, source))
+    return cfg
+
+
+def _virtual_server(n: Node, source: str) -> KaVirtualServer:
+    w = n.words[1:]
+    if len(w) == 2 and w[0] == "fwmark":
+        vip, port, fwmark = None, 0, _int(n, 2, source, "fwmark")
+    elif len(w) == 2:
+        vip, port, fwmark = _addr(w[0], source, n.line), _int(n, 2, source, "port"), None
+    else:
+        raise _bad(source, n.line, "virtual_server: expected `VIP PORT` or `fwmark N` "
+                                   "(groups are not supported)")
+    persist = n.first("persistence_timeout")
+    rss = []
+    for r in n.all("real_server"):
+        if len(r.words) != 3:
+            raise _bad(source, r.line, "real_server: expected `IP PORT`")
+        weight = r.first("weight")
+        check = next((c.key for c in r.block or [] if c.key.endswith("_CHECK")
+                      or c.key in ("HTTP_GET", "SSL_GET")), None)
+        rss.append(KaRealServer(_addr(r.words[1], source, r.line),
+                                _int(r, 2, source, "real_server port"),
+                                _int(weight, 1, source, "weight") if weight else 1,
+                                r.line, check))
+    proto = (n.value("protocol") or "TCP").lower()
+    return KaVirtualServer(vip, port, fwmark, proto, n.value("lb_algo") or n.value("lvs_sched"),
+                           n.value("lb_kind") or n.value("lvs_method"),
+                           _int(persist, 1, source, "persistence_timeout") if persist else None,
+                           rss, n.line)
+
+
+# -- the lab's own pair ------------------------------------------------------------
+
+VRID = 51
+INSTANCE = "VI_1"
+
+
+def render_pair(t: Topology, masters: tuple[str, str], *, sync: bool = True,
+                preempt: bool = True, strict: bool = False, accept: bool = True,
+                check: str | None = "TCP_CHECK", check_port: int | None = None,
+                delay_loop: int = 1, advert_int: int = 1) -> dict[str, str]:
+    """keepalived.conf for each of two directors (the first is MASTER) serving
+    ``t``'s service in DR mode."""
+    svc = t.service
+    assert svc is not None
+    out = {}
+    for n, host in enumerate(masters):
+        iface = t.lan_iface(host)
+        # nopreempt is honoured only from state BACKUP, and vrrp_strict allows MASTER
+        # only to the address owner (priority 255): both start BACKUP then, the
+        # priority still elects the first
+        state = "MASTER" if n == 0 and preempt and not strict else "BACKUP"
+        g = [f"    router_id {host}", "    enable_script_security", "    script_user root"]
+        if strict:
+            g.append("    vrrp_strict")
+        if sync:
+            g.append(f"    lvs_sync_daemon {iface} {INSTANCE} id {VRID}")
+        v = [f"    state {state}", f"    interface {iface}",
+             f"    virtual_router_id {VRID}", f"    priority {150 if n == 0 else 100}",
+             f"    advert_int {advert_int}"]
+        if not preempt:
+            v.append("    nopreempt")
+        if strict:
+            v.append("    accept" if accept else "    no_accept")
+        plen = 32 if svc.family == 4 else 128
+        v += ["    virtual_ipaddress {", f"        {svc.vip}/{plen} dev {iface}", "    }"]
+        head = (f"virtual_server fwmark {svc.fwmark}" if svc.fwmark is not None
+                else f"virtual_server {svc.vip} {svc.port}")
+        vs = [f"    delay_loop {delay_loop}", f"    lb_algo {svc.scheduler}",
+              "    lb_kind DR", f"    protocol {svc.protocol.upper()}"]
+        if svc.persistence:
+            vs.append(f"    persistence_timeout {svc.persistence}")
+        for rs in svc.real_servers:
+            rs_port = svc.port if svc.fwmark is None else svc.port
+            vs.append(f"    real_server {t.primary_ip(rs.host)} {rs_port} {{")
+            vs.append(f"        weight {rs.weight}")
+            if check == "TCP_CHECK":
+                vs += ["        TCP_CHECK {", "            connect_timeout 1"]
+                if check_port:
+                    vs.append(f"            connect_port {check_port}")
+                vs += ["        }"]
+            vs.append("    }")
+        out[host] = "\n".join(["# written by drlab for " + host, "global_defs {", *g, "}",
+                               f"vrrp_instance {INSTANCE} {{", *v, "}",
+                               head + " {", *vs, "}", ""])
+    return out
+
+
+def keepalived_dr(rs: int = 2, *, scheduler: str = "rr", weights: dict[str, int] | None = None,
+                  persistence: int | None = None, sync: bool = True, preempt: bool = True,
+                  strict: bool = False, accept: bool = True, check: str | None = "TCP_CHECK",
+                  check_port: int | None = None, delay_loop: int = 1, advert_int: int = 1,
+                  name: str | None = None) -> Topology:
+    """The default DR lab with two directors under keepalived: ``director`` (MASTER,
+    priority 150) and ``director2`` (BACKUP, 100, at 192.0.2.3) run VRRP for the VIP,
+    the same ``virtual_server`` (DR, a health check per real server) and, with
+    ``sync``, lvs_sync_daemon."""
+    from lab.model.defaults import LAN, default_dr
+
+    t = default_dr(rs=rs, scheduler=scheduler, weights=weights, persistence=persistence,
+                   name=name or "keepalived")
+    assert t.service is not None
+    d = t.host("director")
+    d.interfaces[0].addresses = [a for a in d.interfaces[0].addresses if a.ip != t.service.vip]
+    t.hosts.insert(t.hosts.index(d) + 1, Host(
+        "director2", "director", [Interface("eth0", "lan", [Address(f"{LAN}.3/24")])]))
+    t.keepalived = render_pair(t, ("director", "director2"), sync=sync, preempt=preempt,
+                               strict=strict, accept=accept, check=check,
+                               check_port=check_port, delay_loop=delay_loop,
+                               advert_int=advert_int)
+    return t.validate()
+
+
+# -- an operator's files -----------------------------------------------------------
+
+def _ifname_ok(name: str) -> bool:
+    return bool(re.match(r"^[A-Za-z0-9_.-]{1,15}$", name)) and name not in ("lo", "all",
+                                                                            "default")
+
+
+def topology_from_files(texts: list[tuple[str, str]]) -> tuple[Topology, list[str]]:
+    """A lab around an operator's keepalived.conf files (one per director, 1 or 2):
+    the service, real servers and VRRP interface from the files, at their addresses;
+    the LAN, directors' own addresses (unless ``unicast_src_ip`` names them) and a
+    client added. Returns the topology and what the lab derived, in words."""
+    if not 1 <= len(texts) <= 2:
+        raise TopologyError("--keepalived FILE: one file per director, one or two")
+    cfgs = [parse(text, src) for src, text in texts]
+    derived: list[str] = []
+    first: KaVirtualServer | None = None
+    for c in cfgs:
+        if not c.virtual_servers:
+            raise TopologyError(f"{c.source}: no virtual_server: nothing for IPVS to balance")
+        for vs in c.virtual_servers:
+            kind = (vs.lb_kind or "").upper()
+            if kind != "DR":
+                raise _bad(c.source, vs.line, f"lb_kind {vs.lb_kind or 'unset (NAT)'}: only "
+                                              "DR is supported")
+        if not c.instances:
+            raise TopologyError(f"{c.source}: no vrrp_instance: the lab needs VRRP to place "
+                                "the VIP")
+        vs = c.virtual_servers[0]
+        if len(c.virtual_servers) > 1:
+            extra = c.virtual_servers[1]
+            raise _bad(c.source, extra.line, "a second virtual_server: this version builds "
+                                             "one service per lab (several come with cluster "
+                                             "import)")
+        if first is None:
+            first = vs
+        elif ([(r.ip, r.port, r.weight) for r in vs.real_servers]
+              != [(r.ip, r.port, r.weight) for r in first.real_servers]
+              or (vs.vip, vs.port, vs.fwmark) != (first.vip, first.port, first.fwmark)):
+            raise _bad(c.source, vs.line, f"this virtual_server differs from the one in "
+                                          f"{cfgs[0].source}: both directors must serve the "
+                                          "same table")
+    assert first is not None
+    inst = cfgs[0].instances[0]
+    vip = first.vip or (inst.vips[0] if inst.vips else None)
+    if vip is None:
+        raise _bad(cfgs[0].source, inst.line, "no VIP: virtual_ipaddress is empty")
+    if first.vip and first.vip not in {v for c in cfgs for i in c.instances for v in i.vips}:
+        raise _bad(cfgs[0].source, first.line, f"the VIP {first.vip} is in no "
+                                               "virtual_ipaddress: VRRP would never place it")
+    if not first.real_servers:
+        raise _bad(cfgs[0].source, first.line, "virtual_server has no real_server")
+    for r in first.real_servers:
+        if first.fwmark is None and r.port != first.port:
+            raise _bad(cfgs[0].source, r.line, f"real_server port {r.port} differs from the "
+                                               f"service's {first.port}: DR cannot map ports")
+    scheduler = (first.scheduler or "wlc").lower()
+    if scheduler not in SCHEDULERS:
+        raise _bad(cfgs[0].source, first.line, f"lb_algo {scheduler!r}: not an IPVS scheduler")
+    if first.protocol not in ("tcp", "udp"):
+        raise _bad(cfgs[0].source, first.line, f"protocol {first.protocol}: tcp or udp")
+    ifaces = {c.instances[0].interface for c in cfgs}
+    if len(ifaces) > 1:
+        derived.append(f"the files name VRRP interfaces {sorted(map(str, ifaces))}; each "
+                       "director gets its own")
+    rips = [ipaddress.ip_address(r.ip) for r in first.real_servers]
+    if len({ip.version for ip in rips} | {ipaddress.ip_address(vip).version}) != 1:
+        raise _bad(cfgs[0].source, first.line, "IPv4 and IPv6 mixed in one service")
+    v4 = rips[0].version == 4
+    plen = 24 if v4 else 64
+    net = ipaddress.ip_network(f"{rips[0]}/{plen}", strict=False)
+    while not all(ip in net for ip in rips):
+        plen -= 1
+        net = ipaddress.ip_network(f"{rips[0]}/{plen}", strict=False)
+    derived.append(f"LAN {net} around the real servers {', '.join(map(str, rips))}")
+    taken = {*rips, ipaddress.ip_address(vip)}
+    own = [c.instances[0].unicast_src for c in cfgs]
+    for ip in own:
+        if ip:
+            taken.add(ipaddress.ip_address(ip))
+
+    def free() -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        for cand in (net.network_address + k for k in range(2, min(net.num_addresses - 1,
+                                                                    4096))):
+            if cand not in taken:
+                taken.add(cand)
+                return cand
+        raise TopologyError(f"LAN {net}: no free address for the lab's own hosts")
+
+    hosts: list[Host] = []
+    client_ip = free()
+    client = Host("client", "client",
+                  [Interface("eth0", "lan", [Address(f"{client_ip}/{plen}")])])
+    if ipaddress.ip_address(vip) not in net:  # reach the VIP on the LAN, as a router would
+        client.routes.append(Route(f"{vip}/{32 if v4 else 128}", dev="eth0"))
+    hosts.append(client)
+    derived.append(f"client at {client_ip}"
+                   + ("" if not client.routes else f", with the VIP {vip} routed on the LAN"))
+    names = ["director", "director2"][:len(cfgs)]
+    keepalived: dict[str, str] = {}
+    for name, c, src in zip(names, cfgs, own, strict=True):
+        ci = c.instances[0].interface or "eth0"
+        if not _ifname_ok(ci):
+            raise _bad(c.source, c.instances[0].line, f"interface {ci!r} cannot name a "
+                                                      "Linux interface")
+        ip = ipaddress.ip_address(src) if src else free()
+        if ip not in net:
+            raise _bad(c.source, c.instances[0].line, f"unicast_src_ip {ip} is outside the "
+                                                      f"LAN {net} of the real servers")
+        hosts.append(Host(name, "director", [Interface(ci, "lan", [Address(f"{ip}/{plen}")])]))
+        keepalived[name] = c.text
+        state = c.instances[0].state or "?"
+        derived.append(f"{name} ({c.source}, VRRP {state} on {ci}) at {ip}"
+                       + ("" if src else " (chosen by the lab: the file names none)"))
+    from lab.model.defaults import RS_ARP_SYSCTLS
+
+    rss = []
+    for n, r in enumerate(first.real_servers, 1):
+        rs_name = f"rs{n}"
+        hosts.append(Host(rs_name, "realserver",
+                          [Interface("eth0", "lan", [Address(f"{r.ip}/{plen}")])],
+                          lo=[Address(f"{vip}/{32 if v4 else 128}")],
+                          sysctls=dict(RS_ARP_SYSCTLS)))
+        rss.append(RealServer(rs_name, r.weight))
+        derived.append(f"{rs_name} at {r.ip} (weight {r.weight}"
+                       + (f", {r.check}" if r.check else ", no health check") + ")")
+    svc = VirtualService(vip, first.port or 80, "director", rss,
+                         protocol=first.protocol,  # type: ignore[arg-type]
+                         scheduler=scheduler, persistence=first.persistence,
+                         fwmark=first.fwmark)
+    derived.append(f"service {vip}:{svc.port}/{svc.protocol} {scheduler}"
+                   + (f", persistence {svc.persistence}s" if svc.persistence else ""))
+    addrs = [ipaddress.ip_address(vip), *rips]
+    waive = frozenset({ANY_ADDRESS}) if not all(in_doc_range(a) for a in addrs) \
+        or not in_doc_range(client_ip) else frozenset()
+    t = Topology("keepalived-files", hosts, [Segment("lan")], svc, waive, keepalived)
+    return t.validate(), derived
