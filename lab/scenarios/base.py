@@ -134,8 +134,17 @@ def start(scenario: Scenario, variant: Variant, *, name: str | None = None,
     pin = not (scenario.naive_broken and variant == "broken")
     around = scenario.around(variant) if scenario.around else contextlib.nullcontext()
     with around:
-        return up(t, name=name, persistent=persistent, ipvs=scenario.needs_ipvs or whole,
-                  services=scenario.services or whole, pin_sysctls=pin)
+        lab = up(t, name=name, persistent=persistent, ipvs=scenario.needs_ipvs or whole,
+                 services=scenario.services or whole, pin_sysctls=pin)
+    if t.keepalived:  # observe the pair once VRRP has elected, as an operator would
+        from lab.probes import vrrp
+
+        try:
+            vrrp.wait_holder(lab)
+        except BaseException:
+            lab.teardown()
+            raise
+    return lab
 
 
 def run(scenario: Scenario, variant: Variant) -> Outcome:
