@@ -255,6 +255,8 @@ def render_pair(t: Topology, masters: tuple[str, str], *, sync: bool = True,
         g = [f"    router_id {host}", "    enable_script_security", "    script_user root"]
         if strict:
             g.append("    vrrp_strict")
+            if accept:  # VRRPv2 (RFC 3768) forbids accept mode: keepalived resets it
+                g.append("    vrrp_version 3")
         if sync:
             g.append(f"    lvs_sync_daemon {iface} {INSTANCE} id {VRID}")
         v = [f"    state {state}", f"    interface {iface}",

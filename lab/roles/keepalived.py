@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -42,10 +43,23 @@ def binary() -> str:
     return path
 
 
+_IFACES = re.compile(r"^\s*(?:interface|lvs_sync_daemon)\s+(\S+)|\bdev\s+(\S+)", re.M)
+
+
 def config_test(path: str | Path, source: str | None = None) -> None:
-    """``keepalived -t -f PATH``; a bad file is one TopologyError line quoting keepalived."""
-    p = subprocess.run([binary(), "-t", "-f", str(path)], capture_output=True, text=True,
-                       timeout=60)
+    """``keepalived -t -f PATH``; a bad file is one TopologyError line quoting keepalived.
+
+    keepalived fails a config whose interfaces do not exist, and the operator's
+    (``ens192``) do not exist here: the check runs in a throwaway network
+    namespace (``unshare --net``) holding a veth of each name the file uses, so the
+    host's interfaces are neither needed nor touched."""
+    text = Path(path).read_text(errors="replace")
+    names = sorted({a or b for a, b in _IFACES.findall(text)} - {"lo"})
+    script = ('ip link set lo up; n=0; for i in "$@"; do n=$((n+1)); '
+              'ip link add "$i" type veth peer name "drlabchk$n" || exit 99; done; '
+              f'exec {shlex.quote(binary())} -t -f {shlex.quote(str(path))}')
+    p = subprocess.run(["unshare", "--net", "--", "sh", "-c", script, "sh", *names],
+                       capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         lines = [x.strip() for x in (p.stderr + p.stdout).splitlines() if x.strip()]
         bad = [x for x in lines if re.search(r"(?i)error|unknown|invalid|missing|not ", x)]

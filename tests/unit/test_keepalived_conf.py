@@ -84,6 +84,7 @@ def test_any_address_is_allowed_for_a_users_file_only():
 
 
 @pytest.mark.parametrize("kw", [{}, {"preempt": False}, {"strict": True, "accept": False},
+                                {"strict": True, "accept": True},
                                 {"sync": False, "check": None}, {"persistence": 60}])
 def test_the_labs_own_pair_passes_keepalived_t(tmp_path, kw):
     t = keepalived_dr(**kw)
