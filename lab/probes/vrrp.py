@@ -131,12 +131,17 @@ def first_connection(lab: Lab, t0: float, deadline: float = 30.0) -> tuple[float
     return time.monotonic() - t0, server
 
 
+def lan_link(lab: Lab, host: str, state: Literal["up", "down"]) -> None:
+    """Set ``host``'s LAN interface up or down (a cable pulled, a switch port lost)."""
+    ipr = lab.ipr(host)
+    ipr.link("set", index=ipr.link_lookup(ifname=lab.topology.lan_iface(host))[0],
+             state=state)
+
+
 def fail(lab: Lab, old: str, fault: Fault) -> None:
     """Cause ``fault`` on director ``old``."""
     if fault == "link":
-        ipr = lab.ipr(old)
-        ipr.link("set", index=ipr.link_lookup(ifname=lab.topology.lan_iface(old))[0],
-                 state="down")
+        lan_link(lab, old, "down")
     else:
         keepalived.stop(lab, old, crash=fault == "crash")
 
@@ -184,9 +189,7 @@ def failover(lab: Lab, fault: Fault = "link", sync_wait: bool = False) -> Failov
 def restore(lab: Lab, host: str, fault: Fault) -> None:
     """Undo ``fault`` on ``host`` (link up, or keepalived started again)."""
     if fault == "link":
-        ipr = lab.ipr(host)
-        ipr.link("set", index=ipr.link_lookup(ifname=lab.topology.lan_iface(host))[0],
-                 state="up")
+        lan_link(lab, host, "up")
     else:
         keepalived.start(lab, host)
 

@@ -47,13 +47,13 @@ register(Scenario(
     symptom="the VIP moves to the director as it should, yet nothing reaches the service",
     trigger="vrrp_strict without `accept`: keepalived installs a firewall rule dropping "
             "every packet to the VIP on the holder, before IPVS sees it",
-    fix="add `accept` to the vrrp_instance (or drop vrrp_strict where RFC-strict VRRP "
-        "is not needed)",
+    fix="add `accept` to the vrrp_instance with `vrrp_version 3` (VRRPv2 forbids accept "
+        "mode and keepalived silently resets it), or drop vrrp_strict",
     broken=lambda: keepalived_dr(strict=True, accept=False),
     fixed=lambda: keepalived_dr(strict=True, accept=True),
     observe=_strict,
     source="acassen/keepalived#1373, acassen/keepalived#2319",
-    stimulus="a keepalived lab: drlab check's census and proof see it only on a holder",
+    stimulus="a keepalived pair: the scenario's run waits for VRRP's election first",
 ))
 
 
