@@ -40,6 +40,8 @@ class CheckResult:
     vip_entry: str | None
     hop: str
     distribution: dict[str, int] = field(default_factory=dict)
+    #: With keepalived: the directors whose interface holds the VIP (one, when healthy).
+    holders: list[str] | None = None
 
     @property
     def symptoms(self) -> list[str]:
@@ -47,6 +49,9 @@ class CheckResult:
                for h in sorted(self.census.hosts - {self.director})]
         if self.director not in self.census.hosts:
             out.append(f"the director {self.director} does not answer who-has {self.vip}")
+        if self.holders is not None and len(self.holders) != 1:
+            out.append(f"{len(self.holders)} directors hold {self.vip}"
+                       + (f": {', '.join(self.holders)}" if self.holders else ""))
         out += self.proof.problems
         if self.vip_entry not in (None, self.director):
             out.append(f"{self.hop}'s neighbour entry for {self.vip} points to "
@@ -80,6 +85,12 @@ def check(lab: Lab, connections: int = 4, timeout: float = 1.5) -> CheckResult:
     t = lab.topology
     if t.service is None:
         raise ValueError(f"lab {lab.id} has no virtual service to check")
+    holder, now = t.director.name, None
+    if t.keepalived:  # the director holding the VIP now, as the kernel shows it
+        from lab.probes import vrrp
+
+        now = vrrp.holders(lab)
+        holder = now[0] if len(now) == 1 else holder
     hop = path.first_hop(lab)
     if t.service.family == 6:
         census = ndp.ndp_census(lab, asker=hop)
@@ -88,7 +99,7 @@ def check(lab: Lab, connections: int = 4, timeout: float = 1.5) -> CheckResult:
     if t.service.family == 4:
         for rs in t.real_servers:
             arp.flush_neighbours(lab, rs.name)
-    proof = path.prove(lab, connections=connections, timeout=timeout)
+    proof = path.prove(lab, connections=connections, timeout=timeout, director_host=holder)
     dist = Counter(c.server for c in proof.connections)
-    return CheckResult(lab.id, t.director.name, t.service.vip, census, proof,
-                       arp.resolves_to(lab, hop, t.service.vip), hop, dict(dist))
+    return CheckResult(lab.id, holder, t.service.vip, census, proof,
+                       arp.resolves_to(lab, hop, t.service.vip), hop, dict(dist), now)

@@ -117,23 +117,24 @@ def _frames(cap: Capture) -> list[tuple[Frame, Decoded]]:
 
 
 def prove(lab: Lab, connections: int = 2, client_host: str = "client",
-          timeout: float = 3.0) -> PathProof:
+          timeout: float = 3.0, director_host: str | None = None) -> PathProof:
     """Open ``connections`` connections to the VIP while capturing; prove each one's path.
 
     A connection that does not complete within ``timeout`` (scaled) is listed in
-    :attr:`PathProof.failed` (a problem), not raised."""
+    :attr:`PathProof.failed` (a problem), not raised. ``director_host`` is the
+    director holding the VIP now (keepalived labs: after a failover, the backup)."""
     t = lab.topology
     svc = t.service
     assert svc is not None, "path proof needs a virtual service"
     hop = first_hop(lab, client_host)
-    d = t.director.name
+    d = director_host or t.director.name
     dif = lab.topology.lan_iface(d)
     # a real server off the director's segment cannot be reached by DR: its
     # connections fail (reported), there is nothing of it to capture on the LAN
     rs_names = [h.name for h in t.real_servers if any(
         i.segment in {j.segment for j in t.director.interfaces} for i in h.interfaces)]
     macs = {h: lab.mac(h, lab.topology.lan_iface(h)) for h in {hop, d, *rs_names}}
-    before = director.read_service(lab).stats.outpkts
+    before = director.read_service(lab, d).stats.outpkts
     caps = {d: Capture(lab, d, dif)}
     caps.update({rs: Capture(lab, rs, lab.topology.lan_iface(rs)) for rs in rs_names})
     for c in caps.values():
@@ -148,7 +149,7 @@ def prove(lab: Lab, connections: int = 2, client_host: str = "client",
     finally:
         for c in caps.values():
             c.stop()
-    after = director.read_service(lab).stats.outpkts
+    after = director.read_service(lab, d).stats.outpkts
     dframes = [x for _f, x in _frames(caps[d])]
     proofs = []
     for r in replies:

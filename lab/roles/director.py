@@ -237,11 +237,11 @@ def read_services(lab: Lab, host: str | None = None) -> list[ServiceState]:
     return out
 
 
-def read_service(lab: Lab) -> ServiceState:
-    """The state of the topology's own virtual service."""
+def read_service(lab: Lab, host: str | None = None) -> ServiceState:
+    """The state of the topology's own virtual service (on the director, or ``host``)."""
     svc = lab.topology.service
     assert svc is not None
-    for s in read_services(lab):
+    for s in read_services(lab, host):
         if svc.fwmark is not None and s.fwmark == svc.fwmark:
             return s
         if (s.vip, s.port, s.protocol) == (svc.vip, svc.port, svc.protocol):

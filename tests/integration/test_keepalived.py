@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.probes import vrrp
+from lab.probes.check import check
 from lab.roles import client, director, keepalived, realserver
 from lab.util import wait_for
 
@@ -33,6 +34,7 @@ def test_one_director_holds_the_vip_answers_arp_and_routes(keepalived_lab):
     replies = [client.connect(lab) for _ in range(4)]
     assert Counter(r.server for r in replies) == {"rs1": 2, "rs2": 2}
     assert all(r.peer == ("192.0.2.100", 80) for r in replies)
+    assert check(lab).ok, check(lab).text()  # what `drlab check` runs
 
 
 def test_health_check_takes_a_stopped_server_out_and_back(keepalived_lab, record_property):
@@ -59,6 +61,8 @@ def test_failover_with_sync_keeps_the_established_connection(keepalived_lab, fau
     assert r.client_entry == "director2", r.evidence
     assert r.established == "answers", r.evidence
     assert vrrp.holders(keepalived_lab) == ["director2"]
+    result = check(keepalived_lab)  # `drlab check` follows the VIP to its holder
+    assert result.ok and result.director == "director2", result.text()
 
 
 @pytest.mark.keepalived(sync=False)
