@@ -138,6 +138,7 @@ def test_scenarios_lists_the_catalogue():
     listed = {s["name"]: s for s in json.loads(drlab("scenarios", "--json").stdout)}
     assert list(listed) == list(REGISTRY)
     assert listed["dr-mtu"]["drlab_check"].endswith("drlab scenario run dr-mtu")
+    assert all(s["source"] for s in listed.values())  # every entry cites where it is from
 
 
 def test_unknown_scenario_and_bad_usage_are_exit_2():

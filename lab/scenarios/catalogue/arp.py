@@ -34,6 +34,7 @@ register(Scenario(
     fixed=lambda: default_dr(),
     observe=_rs_in_census,
     needs_ipvs=False, services=False,
+    source="LVS-HOWTO, 'The ARP problem'; Documentation/networking/ip-sysctl.rst (arp_ignore)",
 ))
 
 
@@ -48,6 +49,8 @@ register(Scenario(
     fixed=lambda: default_dr(),
     observe=_rs_in_census,
     needs_ipvs=False, services=False,
+    source=("Documentation/networking/ip-sysctl.rst (arp_ignore, arp_announce: the max of "
+            "conf/all and conf/<dev>); net/ipv4/arp.c"),
 ))
 
 
@@ -89,6 +92,7 @@ register(Scenario(
     broken=lambda: default_dr(host_sysctls={"rs1": ANNOUNCE0, "rs2": ANNOUNCE1}),
     fixed=lambda: default_dr(),
     observe=_poisoning,
+    source="Documentation/networking/ip-sysctl.rst (arp_announce); LVS-HOWTO, 'The ARP problem'",
 ))
 
 
@@ -110,6 +114,7 @@ register(Scenario(
     fixed=lambda: topology_for(RsConfig()),
     observe=_wide_prefix,
     needs_ipvs=False,
+    source="net/ipv4/fib_frontend.c (a prefix on lo becomes local routes)",
 ))
 
 
@@ -134,6 +139,8 @@ register(Scenario(
     fixed=lambda: default_dr(rs=3),
     observe=_rs_in_census,
     needs_ipvs=False, services=False,
+    source=("Documentation/networking/ip-sysctl.rst (arp_ignore 1-3 answer for addresses on "
+            "the receiving interface)"),
 ))
 
 
@@ -154,6 +161,8 @@ register(Scenario(
     fixed=lambda: _ignore3("host"),
     observe=_rs_in_census,
     needs_ipvs=False, services=False,
+    source=("Documentation/networking/ip-sysctl.rst (arp_ignore=3: scope host); iproute2 "
+            "ip-address(8)"),
 ))
 
 
@@ -189,4 +198,6 @@ register(Scenario(
     broken=lambda: _director_vip_primary(True),
     fixed=lambda: _director_vip_primary(False),
     observe=_director_arps,
+    source=("net/ipv4/devinet.c (primary and secondary addresses); net/ipv4/arp.c "
+            "(arp_solicit source)"),
 ))

@@ -49,4 +49,5 @@ register(Scenario(
     needs_ipvs=False, services=False, naive_broken=True, needs_vm=True,
     around=_host_rp_filter,
     stimulus="a naive lab built while the host has rp_filter=2, in the VM",
+    source="Documentation/networking/ip-sysctl.rst (devconf_inherit_init_net)",
 ))

@@ -73,6 +73,7 @@ register(Scenario(
     fixed=lambda: default_dr(),
     observe=lambda lab, v: _cut(_take_out(lab, "delete" if v == "broken" else "weight0")),
     stimulus="open a connection, then delete or drain its real server",
+    source="ipvsadm(8) (-w 0: quiescent real server); net/netfilter/ipvs/ip_vs_core.c",
 ))
 
 
@@ -93,6 +94,7 @@ register(Scenario(
     fixed=lambda: default_dr(),
     observe=_expire_nodest,
     stimulus="open a connection, then delete its real server",
+    source="Documentation/networking/ipvs-sysctl.rst (expire_nodest_conn)",
 ))
 
 
@@ -124,6 +126,7 @@ register(Scenario(
     fixed=lambda: default_dr(persistence=60),
     observe=_persistence,
     stimulus="several connections from one client, compared (check calls an even spread healthy)",
+    source="ipvsadm(8) (-p); Documentation/networking/ipvs-sysctl.rst (expire_quiescent_template)",
 ))
 
 
@@ -160,4 +163,6 @@ register(Scenario(
     fixed=lambda: default_dr(rs=1),
     observe=_reuse_delay,
     stimulus="reconnect from the same client port while IPVS holds the old entry",
+    source=("Documentation/networking/ipvs-sysctl.rst (conn_reuse_mode, conntrack); "
+            "kubernetes/kubernetes#93297"),
 ))

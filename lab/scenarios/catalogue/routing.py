@@ -49,6 +49,7 @@ register(Scenario(
     broken=lambda: default_dr(rs_without_vip=("rs2",)),
     fixed=lambda: default_dr(),
     observe=_missing_vip,
+    source="LVS-HOWTO, LVS-DR real servers (the VIP on lo)",
 ))
 
 
@@ -91,6 +92,7 @@ register(Scenario(
     broken=_client_with_vip,
     fixed=lambda: default_dr(),
     observe=_stale_vip,
+    source="LVS-HOWTO, real servers leaving the pool (local delivery of a local VIP)",
 ))
 
 
@@ -128,6 +130,7 @@ register(Scenario(
     fixed=lambda: _multihomed(2),
     observe=_rp_filter,
     stimulus="replies by another interface, which check's path proof does not follow",
+    source="Documentation/networking/ip-sysctl.rst (rp_filter)",
 ))
 
 
@@ -173,6 +176,8 @@ register(Scenario(
     broken=lambda: _not_on_link(True),
     fixed=lambda: _not_on_link(False),
     observe=_not_on_link_observe,
+    source=("LVS-HOWTO, LVS-DR (director and real servers on one L2 segment); "
+            "net/netfilter/ipvs/ip_vs_xmit.c"),
 ))
 
 
@@ -241,4 +246,5 @@ register(Scenario(
     fixed=lambda: _mtu_topology(1500),
     observe=_mtu,
     stimulus="a 1450-byte DF segment to the VIP",
+    source="net/netfilter/ipvs/ip_vs_xmit.c (ensure_mtu_is_adequate)",
 ))
