@@ -306,18 +306,23 @@ def drlab_netns(lab_factory: Callable[..., Any]) -> str:
     return lab.ns("h")
 
 
+def _topology_kwargs(request: pytest.FixtureRequest, marker: str) -> dict[str, Any]:
+    """Keyword arguments for a topology fixture: the ``marker``'s, then indirect params."""
+    kw: dict[str, Any] = {}
+    m = request.node.get_closest_marker(marker)
+    if m:
+        kw.update(m.kwargs)
+    if hasattr(request, "param"):
+        kw.update(request.param)
+    return kw
+
+
 @pytest.fixture
 def dr_topology(request: pytest.FixtureRequest) -> Any:
     """The default DR topology; kwargs from ``@pytest.mark.drlab(...)`` or indirect params."""
     from lab.model import default_dr
 
-    kw: dict[str, Any] = {}
-    marker = request.node.get_closest_marker("drlab")
-    if marker:
-        kw.update(marker.kwargs)
-    if hasattr(request, "param"):
-        kw.update(request.param)
-    return default_dr(**kw)
+    return default_dr(**_topology_kwargs(request, "drlab"))
 
 
 @pytest.fixture
@@ -336,12 +341,7 @@ def keepalived_topology(request: pytest.FixtureRequest) -> Any:
 
     from lab.model.keepalived import keepalived_dr, topology_from_files
 
-    kw: dict[str, Any] = {}
-    marker = request.node.get_closest_marker("keepalived")
-    if marker:
-        kw.update(marker.kwargs)
-    if hasattr(request, "param"):
-        kw.update(request.param)
+    kw = _topology_kwargs(request, "keepalived")
     files = kw.pop("files", None)
     if files:
         topology, _derived = topology_from_files([(str(f), Path(f).read_text()) for f in files])

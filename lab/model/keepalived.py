@@ -275,8 +275,7 @@ def render_pair(t: Topology, masters: tuple[str, str], *, sync: bool = True,
         if svc.persistence:
             vs.append(f"    persistence_timeout {svc.persistence}")
         for rs in svc.real_servers:
-            rs_port = svc.port if svc.fwmark is None else svc.port
-            vs.append(f"    real_server {t.primary_ip(rs.host)} {rs_port} {{")
+            vs.append(f"    real_server {t.primary_ip(rs.host)} {svc.port} {{")
             vs.append(f"        weight {rs.weight}")
             if check == "TCP_CHECK":
                 vs += ["        TCP_CHECK {", "            connect_timeout 1"]
