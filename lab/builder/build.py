@@ -28,10 +28,11 @@ from pyroute2 import IPRoute
 
 from lab.builder import netns, ownership, sysctl
 from lab.errors import LabError, UsageError
-from lab.model import Topology
+from lab.model import Topology, VirtualService
 
 _LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
 SCOPES = {"global": 0, "link": 253, "host": 254}
+IFF_NOARP = 0x80
 
 #: Labs alive in this process, torn down at exit if a caller forgot or was interrupted.
 _LIVE: dict[str, Lab] = {}
@@ -130,6 +131,17 @@ class Lab:
         with netns.entered(self.ns(host)):
             yield
 
+    @contextlib.contextmanager
+    def focus(self, svc: VirtualService) -> Iterator[Lab]:
+        """Look at service ``svc`` as the lab's main one (probes read
+        ``lab.topology.service``) until the block ends; the hosts are the same."""
+        saved = self.topology
+        self.topology = saved.focused(svc)
+        try:
+            yield self
+        finally:
+            self.topology = saved
+
     def workdir(self) -> Path:
         """The lab's own directory (``/run/drlab/labs/<lab>.d``) for configs, logs and
         pid files; recorded before it is made, removed with the lab."""
@@ -222,8 +234,23 @@ class Lab:
                     seg_ipr.link("set", index=pidx, master=br, state="up")
             finally:
                 os.close(fd)
+            self._add_dummies(h.name)
             self._configure_host(h.name)
         self._wait_links_up()
+
+    def _add_dummies(self, host: str) -> None:
+        """A host's dummy interfaces: NOARP links on no segment. Where the kernel has
+        no dummy driver, a veth whose peer stays down in the same namespace, NOARP too,
+        does the same for ARP and routing (a local address on a NOARP link)."""
+        ipr = self.ipr(host)
+        for n, iface in enumerate(self.topology.host(host).dummies):
+            try:
+                ipr.link("add", ifname=iface.name, kind="dummy")
+            except Exception:  # noqa: BLE001 - no dummy module: the veth stand-in
+                ipr.link("add", ifname=iface.name, kind="veth",
+                         peer={"ifname": f"drlabdummy{n}"})
+            idx = ipr.link_lookup(ifname=iface.name)[0]
+            ipr.link("set", index=idx, flags=IFF_NOARP, change=IFF_NOARP)
 
     def _wait_links_up(self, timeout: float = 5.0) -> None:
         """Poll until every veth end reports operstate UP.
@@ -270,7 +297,7 @@ class Lab:
         with ioctl_sock:
             for iface in h.interfaces:
                 disable_offloads(ioctl_sock, iface.name)
-        for iface in h.interfaces:
+        for iface in [*h.interfaces, *h.dummies]:
             idx = ipr.link_lookup(ifname=iface.name)[0]
             for a in iface.addresses:
                 ipr.addr("add", index=idx, address=a.ip, prefixlen=a.prefixlen,

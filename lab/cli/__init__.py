@@ -5,6 +5,7 @@ the layer that owns the logic:
 
 * :mod:`lab.cli.labs`      demo, up, status, check, shell, down, cleanup, check-env
 * :mod:`lab.cli.scenarios` scenarios, scenario run, validate
+* :mod:`lab.cli.cluster`   import, diagnose (the operator's own cluster)
 * :mod:`lab.cli.sweeps`    matrix, kernels run|fetch|list
 
 Exit codes: 0 success; 1 a check failed; 2 bad input (usage, topology);
@@ -35,13 +36,13 @@ def progress(msg: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lab.cli import labs, scenarios, sweeps
+    from lab.cli import cluster, labs, scenarios, sweeps
 
     p = _Parser(prog="drlab", description="LVS Direct Routing lab in network namespaces, "
                 "with a real IPVS director.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            parser_class=_Parser)
-    for module in (labs, scenarios, sweeps):
+    for module in (labs, scenarios, cluster, sweeps):
         module.add_parsers(sub)
     return p
 

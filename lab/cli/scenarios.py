@@ -8,6 +8,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from lab.errors import UsageError
+
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
     """List the scenario catalogue (``--markdown`` for the README table)."""
@@ -76,6 +78,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from lab.scenarios import runnable
     from lab.scenarios.validate import parse_change, validate
 
+    if args.topology:
+        from lab.cli.cluster import load_cluster
+        from lab.scenarios.validate import validate_twin
+
+        if args.scenario:
+            raise UsageError("--scenario and --topology: the catalogue or your cluster, "
+                             "not both")
+        t = load_cluster(args.topology)
+        change = parse_change(args.sysctl, args.host, t)
+        preflight.require_ipvs()
+        tv = validate_twin(t, change, progress)
+        print(json.dumps(tv.to_json(), indent=1) if args.json else tv.text())
+        return 1 if tv.breaks else 0
     change = parse_change(args.sysctl, args.host)
     preflight.require_netns()
     have_ipvs = preflight.ipvs_available()
@@ -102,7 +117,11 @@ def add_parsers(sub: Any) -> None:
     va.add_argument("--sysctl", action="append", required=True, metavar="KEY=VALUE",
                     help="a proposed setting (repeatable)")
     va.add_argument("--host", default="rs", help="role whose hosts get it: rs (default), "
-                    "director, client, router, all")
+                    "director, client, router, all; with --topology also a host's name")
+    va.add_argument("--topology", metavar="FILE|DIR",
+                    help="measure on the twin of your cluster (cluster.toml from drlab "
+                    "import, or a collected directory) instead of the catalogue")
+    va.add_argument("--json", action="store_true", help="with --topology: print JSON")
     va.add_argument("--scenario", action="append", metavar="NAME",
                     help="only these scenarios (repeatable; default: all)")
     va.set_defaults(func=cmd_validate)

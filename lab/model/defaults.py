@@ -136,7 +136,7 @@ def default_dr(
                          scheduler=scheduler, persistence=persistence, fwmark=fwmark,
                          extra_ports=list(extra_ports))
     topo_name = name or ("dr-router" if behind_router else "dr")
-    t = Topology(topo_name, hosts, segments, svc)
+    t = Topology(topo_name, hosts, segments, [svc])
     return to_ipv6(t) if ipv6 else t
 
 

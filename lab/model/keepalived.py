@@ -449,5 +449,5 @@ def topology_from_files(texts: list[tuple[str, str]]) -> tuple[Topology, list[st
     addrs = [ipaddress.ip_address(vip), *rips]
     waive = frozenset({ANY_ADDRESS}) if not all(in_doc_range(a) for a in addrs) \
         or not in_doc_range(client_ip) else frozenset()
-    t = Topology("keepalived-files", hosts, [Segment("lan")], svc, waive, keepalived)
+    t = Topology("keepalived-files", hosts, [Segment("lan")], [svc], waive, keepalived)
     return t.validate(), derived

@@ -108,37 +108,50 @@ def _address(v: Any, what: str) -> Address:
 def _parse(data: Any) -> Topology:
     try:
         d = _need(data, "topology", dict)
-        _keys(d, "topology", {"name", "segments", "hosts", "service", "waive", "keepalived"},
-              {"hosts"})
+        _keys(d, "topology", {"name", "segments", "hosts", "service", "services", "waive",
+                              "keepalived"}, {"hosts"})
+        if "service" in d and "services" in d:
+            raise _Bad("topology: give [service] (one) or [[services]] (several), not both")
         name = _need(d.get("name", "custom"), "name", str)
         segs = [Segment(_need(s, f"segments[{n}]", str))
                 for n, s in enumerate(_need(d.get("segments", ["lan"]), "segments", list))]
         hosts = [_host(hn, hv) for hn, hv in _need(d["hosts"], "hosts", dict).items()]
-        svc = _service(d["service"]) if "service" in d else None
+        svcs = [_service(d["service"], "service")] if "service" in d else [
+            _service(v, f"services[{n}]")
+            for n, v in enumerate(_need(d.get("services", []), "services", list))]
         waive = frozenset(_need(w, "waive[]", str) for w in _need(d.get("waive", []), "waive",
                                                                      list))
         ka = {_need(k, "keepalived key", str): _need(v, f"keepalived.{k}", str)
               for k, v in _need(d.get("keepalived", {}), "keepalived", dict).items()}
     except _Bad as e:
         raise TopologyError(str(e)) from None
-    return Topology(name, hosts, segs, svc, waive, ka)
+    return Topology(name, hosts, segs, svcs, waive, ka)
 
 
 def _host(name: str, v: Any) -> Host:
     w = f"hosts.{name}"
     d = _need(v, w, dict)
-    _keys(d, w, {"role", "interfaces", "lo", "routes", "sysctls"}, {"role"})
-    ifaces = []
+    _keys(d, w, {"role", "interfaces", "lo", "routes", "sysctls", "label", "represents"},
+          {"role"})
+    ifaces, dummies = [], []
     for n, iv in enumerate(_need(d.get("interfaces", []), f"{w}.interfaces", list)):
         iw = f"{w}.interfaces[{n}]"
         idict = _need(iv, iw, dict)
-        _keys(idict, iw, {"name", "segment", "addresses", "mtu"}, {"name", "segment"})
-        ifaces.append(Interface(
+        kind = _need(idict.get("kind", "veth"), f"{iw}.kind", str)
+        if kind not in ("veth", "dummy"):
+            raise _Bad(f"{iw}.kind: {kind!r} must be veth (on a segment) or dummy")
+        if kind == "dummy":
+            _keys(idict, iw, {"name", "kind", "addresses", "mtu"}, {"name"})
+        else:
+            _keys(idict, iw, {"name", "kind", "segment", "addresses", "mtu"},
+                  {"name", "segment"})
+        (dummies if kind == "dummy" else ifaces).append(Interface(
             _need(idict["name"], f"{iw}.name", str),
-            _need(idict["segment"], f"{iw}.segment", str),
+            _need(idict.get("segment", ""), f"{iw}.segment", str),
             [_address(a, f"{iw}.addresses[{k}]")
              for k, a in enumerate(_need(idict.get("addresses", []), f"{iw}.addresses", list))],
             _need(idict["mtu"], f"{iw}.mtu", int) if "mtu" in idict else None,
+            kind,  # type: ignore[arg-type]
         ))
     routes = []
     for n, rv in enumerate(_need(d.get("routes", []), f"{w}.routes", list)):
@@ -159,15 +172,18 @@ def _host(name: str, v: Any) -> Host:
                                                                    list))],
         routes,
         sysctls,
+        dummies,
+        _need(d.get("label", ""), f"{w}.label", str),
+        [_need(x, f"{w}.represents[{k}]", str)
+         for k, x in enumerate(_need(d.get("represents", []), f"{w}.represents", list))],
     )
 
 
-def _service(v: Any) -> VirtualService:
-    w = "service"
+def _service(v: Any, w: str) -> VirtualService:
     d = _need(v, w, dict)
     _keys(d, w, {"vip", "port", "protocol", "scheduler", "director", "real_servers",
-                 "persistence", "fwmark", "extra_ports"}, {"vip", "port", "director",
-                                                          "real_servers"})
+                 "persistence", "persistence_netmask", "fwmark", "extra_ports"},
+          {"vip", "port", "director", "real_servers"})
     rss = []
     for n, rv in enumerate(_need(d["real_servers"], f"{w}.real_servers", list)):
         rw = f"{w}.real_servers[{n}]"
@@ -175,9 +191,10 @@ def _service(v: Any) -> VirtualService:
             rss.append(RealServer(rv))
             continue
         rd = _need(rv, rw, dict)
-        _keys(rd, rw, {"host", "weight"}, {"host"})
+        _keys(rd, rw, {"host", "weight", "listen"}, {"host"})
         rss.append(RealServer(_need(rd["host"], f"{rw}.host", str),
-                              _need(rd.get("weight", 1), f"{rw}.weight", int)))
+                              _need(rd.get("weight", 1), f"{rw}.weight", int),
+                              _need(rd.get("listen", "any"), f"{rw}.listen", str)))
     return VirtualService(
         vip=_need(d["vip"], f"{w}.vip", str),
         port=_need(d["port"], f"{w}.port", int),
@@ -187,6 +204,8 @@ def _service(v: Any) -> VirtualService:
         scheduler=_need(d.get("scheduler", "rr"), f"{w}.scheduler", str),
         persistence=_need(d["persistence"], f"{w}.persistence", int)
         if "persistence" in d else None,
+        persistence_netmask=_need(d["persistence_netmask"], f"{w}.persistence_netmask", str)
+        if "persistence_netmask" in d else None,
         fwmark=_need(d["fwmark"], f"{w}.fwmark", int) if "fwmark" in d else None,
         extra_ports=[_need(x, f"{w}.extra_ports[{n}]", int)
                      for n, x in enumerate(_need(d.get("extra_ports", []), f"{w}.extra_ports",
@@ -200,17 +219,40 @@ def topology_to_dict(t: Topology) -> dict[str, Any]:
     def addr(a: Address) -> Any:
         return a.cidr if a.scope == "global" else {"cidr": a.cidr, "scope": a.scope}
 
+    def iface(i: Interface) -> dict[str, Any]:
+        idict: dict[str, Any] = {"name": i.name}
+        if i.kind == "dummy":
+            idict["kind"] = "dummy"
+        else:
+            idict["segment"] = i.segment
+        idict["addresses"] = [addr(a) for a in i.addresses]
+        if i.mtu is not None:
+            idict["mtu"] = i.mtu
+        return idict
+
+    def service(s: VirtualService) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "vip": s.vip, "port": s.port, "protocol": s.protocol, "scheduler": s.scheduler,
+            "director": s.director,
+            "real_servers": [{"host": r.host, "weight": r.weight}
+                             | ({"listen": r.listen} if r.listen != "any" else {})
+                             for r in s.real_servers]}
+        for k in ("persistence", "persistence_netmask", "fwmark"):
+            if getattr(s, k) is not None:
+                out[k] = getattr(s, k)
+        if s.extra_ports:
+            out["extra_ports"] = list(s.extra_ports)
+        return out
+
     hosts: dict[str, Any] = {}
     for h in t.hosts:
         d: dict[str, Any] = {"role": h.role}
-        if h.interfaces:
-            d["interfaces"] = []
-            for i in h.interfaces:
-                idict: dict[str, Any] = {"name": i.name, "segment": i.segment,
-                                         "addresses": [addr(a) for a in i.addresses]}
-                if i.mtu is not None:
-                    idict["mtu"] = i.mtu
-                d["interfaces"].append(idict)
+        if h.label:
+            d["label"] = h.label
+        if h.represents:
+            d["represents"] = list(h.represents)
+        if h.interfaces or h.dummies:
+            d["interfaces"] = [iface(i) for i in [*h.interfaces, *h.dummies]]
         if h.lo:
             d["lo"] = [addr(a) for a in h.lo]
         if h.routes:
@@ -221,18 +263,10 @@ def topology_to_dict(t: Topology) -> dict[str, Any]:
         hosts[h.name] = d
     out: dict[str, Any] = {"name": t.name, "segments": [s.name for s in t.segments],
                            "hosts": hosts}
-    if t.service is not None:
-        s = t.service
-        out["service"] = {"vip": s.vip, "port": s.port, "protocol": s.protocol,
-                          "scheduler": s.scheduler, "director": s.director,
-                          "real_servers": [{"host": r.host, "weight": r.weight}
-                                           for r in s.real_servers]}
-        if s.persistence is not None:
-            out["service"]["persistence"] = s.persistence
-        if s.fwmark is not None:
-            out["service"]["fwmark"] = s.fwmark
-        if s.extra_ports:
-            out["service"]["extra_ports"] = list(s.extra_ports)
+    if len(t.services) == 1:
+        out["service"] = service(t.services[0])
+    elif t.services:
+        out["services"] = [service(s) for s in t.services]
     if t.waive:
         out["waive"] = sorted(t.waive)
     if t.keepalived:

@@ -70,6 +70,8 @@ class Interface:
     segment: str
     addresses: list[Address] = field(default_factory=list)
     mtu: int | None = None
+    #: ``veth`` (on ``segment``) or ``dummy`` (no segment, NOARP: a VIP holder).
+    kind: Literal["veth", "dummy"] = "veth"
 
 
 @dataclass(frozen=True)
@@ -92,15 +94,27 @@ class Host:
     #: Full sysctl keys, e.g. ``net.ipv4.conf.eth0.arp_ignore`` -> ``"1"``.
     #: They override the lab's pinned defaults (see lab.builder.sysctl).
     sysctls: dict[str, str] = field(default_factory=dict)
+    #: Dummy interfaces (NOARP, on no segment), e.g. holding a VIP as ``lo`` would.
+    dummies: list[Interface] = field(default_factory=list)
+    #: The name the host has in the cluster it was collected from (``drlab import``).
+    label: str = ""
+    #: Collected hosts this one stands for (identical real servers folded into it).
+    represents: list[str] = field(default_factory=list)
 
     def interface(self, name: str) -> Interface:
-        for i in self.interfaces:
+        for i in [*self.interfaces, *self.dummies]:
             if i.name == name:
                 return i
         raise KeyError(f"host {self.name!r} has no interface {name!r}")
 
     def addresses(self) -> list[Address]:
-        return [a for i in self.interfaces for a in i.addresses] + list(self.lo)
+        return ([a for i in self.interfaces for a in i.addresses] + list(self.lo)
+                + [a for i in self.dummies for a in i.addresses])
+
+    @property
+    def shown(self) -> str:
+        """The name people know the host by: its collected name, else its lab name."""
+        return self.label or self.name
 
 
 @dataclass(frozen=True)
@@ -110,10 +124,16 @@ class Segment:
     name: str
 
 
+#: How a real server's service listens: on every address, on the VIP, only on
+#: another address (the RIP: connections to the VIP are refused), or not at all.
+LISTEN = ("any", "vip", "rip", "none")
+
+
 @dataclass(frozen=True)
 class RealServer:
     host: str
     weight: int = 1
+    listen: Literal["any", "vip", "rip", "none"] = "any"
 
 
 @dataclass
@@ -127,6 +147,8 @@ class VirtualService:
     protocol: Protocol = "tcp"
     scheduler: str = "rr"
     persistence: int | None = None  # seconds, ipvsadm -p
+    #: ipvsadm -M: clients in one such netmask share the persistent template.
+    persistence_netmask: str | None = None
     #: A firewall-mark service (ipvsadm -f): the director marks packets for the
     #: VIP on ``port`` and ``extra_ports`` (nftables) and IPVS balances by mark.
     fwmark: int | None = None
@@ -140,13 +162,23 @@ class VirtualService:
     def family(self) -> int:
         return ipaddress.ip_address(self.vip).version
 
+    @property
+    def key(self) -> str:
+        """``192.0.2.100:80/tcp`` (``fwmark 7 (192.0.2.100)``): how people name it."""
+        if self.fwmark is not None:
+            return f"fwmark {self.fwmark} ({self.vip})"
+        vip = f"[{self.vip}]" if self.family == 6 else self.vip
+        return f"{vip}:{self.port}/{self.protocol}"
+
 
 @dataclass
 class Topology:
     name: str
     hosts: list[Host]
     segments: list[Segment]
-    service: VirtualService | None = None
+    #: The IPVS virtual services (DR), each on its director; the first is the
+    #: lab's main one (:attr:`service`), which the probes look at.
+    services: list[VirtualService] = field(default_factory=list)
     #: Names of validation rules deliberately waived, so that a scenario can
     #: build a known-broken lab (e.g. ``{"vip-lo-prefix"}``).
     waive: frozenset[str] = frozenset()
@@ -155,6 +187,21 @@ class Topology:
     keepalived: dict[str, str] = field(default_factory=dict)
 
     # -- lookups --------------------------------------------------------
+    @property
+    def service(self) -> VirtualService | None:
+        """The lab's main service (the first): what the probes look at."""
+        return self.services[0] if self.services else None
+
+    @property
+    def vips(self) -> set[str]:
+        return {s.vip for s in self.services}
+
+    def focused(self, svc: VirtualService) -> Topology:
+        """The same topology (the same hosts) with ``svc`` as its main service."""
+        from dataclasses import replace
+
+        return replace(self, services=[svc, *(s for s in self.services if s is not svc)])
+
     def host(self, name: str) -> Host:
         for h in self.hosts:
             if h.name == name:
@@ -188,7 +235,7 @@ class Topology:
         """The first address of the host's first interface (the RIP/DIP/CIP)."""
         for i in self.host(host).interfaces:
             for a in i.addresses:
-                if self.service is None or a.ip != self.service.vip:
+                if a.ip not in self.vips:
                     return a.ip
         raise KeyError(f"host {host!r} has no address")
 
@@ -211,25 +258,23 @@ class Topology:
     def warnings(self) -> list[str]:
         """Legal but suspicious configurations (DR will not work as usual)."""
         out: list[str] = []
-        svc = self.service
-        if svc is None:
-            return out
-        try:
-            dsegs = {i.segment for i in self.director.interfaces}
-        except KeyError:
-            return out
-        for rs in svc.real_servers:
+        for svc in self.services:
             try:
-                h = self.host(rs.host)
+                dsegs = {i.segment for i in self.host(svc.director).interfaces}
             except KeyError:
                 continue
-            if not dsegs & {i.segment for i in h.interfaces}:
-                out.append(f"real server {h.name!r} shares no segment with the director: "
-                           "DR traffic cannot reach it")
-            if not any(a.ip == svc.vip for a in h.lo):
-                out.append(f"real server {h.name!r} has no VIP {svc.vip} on lo: "
-                           "it will drop the requests IPVS sends it")
-        return out
+            for rs in svc.real_servers:
+                try:
+                    h = self.host(rs.host)
+                except KeyError:
+                    continue
+                if not dsegs & {i.segment for i in h.interfaces}:
+                    out.append(f"real server {h.name!r} shares no segment with the director: "
+                               "DR traffic cannot reach it")
+                if not any(a.ip == svc.vip for a in h.addresses()):
+                    out.append(f"real server {h.name!r} has no VIP {svc.vip} on lo: "
+                               "it will drop the requests IPVS sends it")
+        return list(dict.fromkeys(out))
 
 
 #: Waiver for a user's own cluster (a keepalived.conf, a collected host): its
@@ -258,7 +303,7 @@ def _validate(t: Topology) -> list[str]:
         p.append("no hosts")
 
     seen_ips: dict[str, str] = {}
-    vip = t.service.vip if t.service else None
+    vips = t.vips
     for h in t.hosts:
         where = f"host {h.name!r}"
         if not _NAME_RE.match(h.name):
@@ -286,7 +331,7 @@ def _validate(t: Topology) -> list[str]:
                     p.append(err)
                     continue
                 nets.append(a.interface.network)
-                if a.ip in seen_ips and not (a.ip == vip and "vip-duplicate" in t.waive):
+                if a.ip in seen_ips and not (a.ip in vips and "vip-duplicate" in t.waive):
                     p.append(f"{iw}: duplicate address {a.ip} (also on {seen_ips[a.ip]})")
                 seen_ips.setdefault(a.ip, f"host {h.name!r}")
         for a in h.lo:
@@ -294,7 +339,7 @@ def _validate(t: Topology) -> list[str]:
             if err:
                 p.append(err)
                 continue
-            if a.ip == vip:
+            if a.ip in vips:
                 full = 32 if a.family == 4 else 128
                 if a.prefixlen != full and "vip-lo-prefix" not in t.waive:
                     p.append(f"{where}: VIP {a.cidr} on lo must be /{full} "
@@ -303,6 +348,22 @@ def _validate(t: Topology) -> list[str]:
                 p.append(f"{where}: lo address {a.ip} duplicates one on {seen_ips[a.ip]}")
             else:
                 seen_ips[a.ip] = f"host {h.name!r}"
+        dnames = [i.name for i in h.dummies]
+        for i in h.dummies:
+            iw = f"{where}: dummy {i.name!r}"
+            if len(i.name) >= IFNAMSIZ or not _IFNAME_RE.match(i.name) \
+                    or i.name in ("lo", "all", "default") or i.name in ifnames \
+                    or dnames.count(i.name) > 1:
+                p.append(f"{iw}: invalid or duplicate interface name")
+            for a in i.addresses:
+                err = _check_address(a, f"{iw}: address", anywhere)
+                if err:
+                    p.append(err)
+                elif a.ip not in vips and a.ip in seen_ips:
+                    p.append(f"{iw}: address {a.ip} duplicates one on {seen_ips[a.ip]}")
+                else:
+                    seen_ips.setdefault(a.ip, f"host {h.name!r}")
+        ifnames = ifnames + dnames
         for r in h.routes:
             rw = f"{where}: route {r.dst} " + (f"via {r.via}" if r.via else f"dev {r.dev}")
             if (r.via is None) == (r.dev is None):
@@ -327,9 +388,12 @@ def _validate(t: Topology) -> list[str]:
             if err:
                 p.append(f"{where}: {err}")
 
-    svc = t.service
-    if svc is not None:
-        sw = "service"
+    keys = [(s.fwmark, s.family) if s.fwmark is not None else (s.vip, s.port, s.protocol)
+            for s in t.services]
+    for n, svc in enumerate(t.services):
+        sw = "service" if len(t.services) == 1 else f"services[{n}] ({svc.vip}:{svc.port})"
+        if keys.count(keys[n]) > 1 and keys.index(keys[n]) < n:
+            p.append(f"{sw}: the same service is defined twice")
         try:
             vip_ip = ipaddress.ip_address(svc.vip)
             if not anywhere and not in_doc_range(vip_ip):
@@ -353,6 +417,15 @@ def _validate(t: Topology) -> list[str]:
                 p.append(f"{sw}: extra port {ep!r} out of range 1..65535 or repeated")
         if svc.persistence is not None and not 1 <= svc.persistence <= 2678400:
             p.append(f"{sw}: persistence {svc.persistence} out of range 1..2678400 s")
+        if svc.persistence_netmask is not None:
+            if svc.persistence is None:
+                p.append(f"{sw}: persistence_netmask needs persistence")
+            try:
+                ipaddress.ip_network(f"0.0.0.0/{svc.persistence_netmask}"
+                                     if svc.family == 4 else f"::/{svc.persistence_netmask}")
+            except ValueError:
+                p.append(f"{sw}: persistence_netmask {svc.persistence_netmask!r} is not a "
+                         "netmask (like 255.255.255.0, or a prefix length for IPv6)")
         byname = {h.name: h for h in t.hosts}
         d = byname.get(svc.director)
         if d is None:
@@ -379,6 +452,9 @@ def _validate(t: Topology) -> list[str]:
                 p.append(f"{sw}: unknown real server host {r.host!r}")
             elif h.role not in ("realserver", "director"):
                 p.append(f"{sw}: host {h.name!r} is a {h.role!r}, not a realserver")
+            if r.listen not in LISTEN:
+                p.append(f"{sw}: real server {r.host!r}: listen {r.listen!r} must be one of "
+                         f"{', '.join(LISTEN)}")
             if not (isinstance(r.weight, int) and 0 <= r.weight <= 65535):
                 p.append(f"{sw}: real server {r.host!r}: weight {r.weight!r} out of range 0..65535")
     return p

@@ -35,41 +35,54 @@ def service_spec(svc: VirtualService) -> str:
     return f"-{'t' if svc.protocol == 'tcp' else 'u'} {addr}:{svc.port}"
 
 
-def restore_rules(topology: Topology) -> str:
-    """The ``ipvsadm-restore`` input for the topology's service (DR: ``-g``)."""
-    svc = topology.service
-    if svc is None:
+def restore_rules(topology: Topology, host: str | None = None) -> str:
+    """The ``ipvsadm-restore`` input for the topology's services (DR: ``-g``): those of
+    director ``host``, or of the main service's director."""
+    if topology.service is None:
         return ""
-    spec = service_spec(svc)
-    head = f"-A {spec} -s {svc.scheduler}"
-    if svc.persistence:
-        head += f" -p {svc.persistence}"
-    lines = [head]
-    for rs in svc.real_servers:
-        rip = _rip(topology, rs.host, svc.family)
-        rip_s = f"[{rip}]" if svc.family == 6 else rip
-        dest = rip_s if svc.fwmark is not None else f"{rip_s}:{svc.port}"
-        lines.append(f"-a {spec} -r {dest} -g -w {rs.weight}")
-    return "\n".join(lines) + "\n"
+    host = host or topology.service.director
+    lines = []
+    for svc in topology.services:
+        if svc.director != host:
+            continue
+        spec = service_spec(svc)
+        head = f"-A {spec} -s {svc.scheduler}"
+        if svc.persistence:
+            head += f" -p {svc.persistence}"
+            if svc.persistence_netmask:
+                head += f" -M {svc.persistence_netmask}"
+        lines.append(head)
+        for rs in svc.real_servers:
+            rip = _rip(topology, rs.host, svc.family)
+            rip_s = f"[{rip}]" if svc.family == 6 else rip
+            dest = rip_s if svc.fwmark is not None else f"{rip_s}:{svc.port}"
+            lines.append(f"-a {spec} -r {dest} -g -w {rs.weight}")
+    return "\n".join(lines) + "\n" if lines else ""
 
 
-def nft_rules(topology: Topology) -> str:
-    """The nftables ruleset that marks the service's packets (fwmark services only)."""
-    svc = topology.service
-    if svc is None or svc.fwmark is None:
+def nft_rules(topology: Topology, host: str | None = None) -> str:
+    """The nftables ruleset that marks the fwmark services' packets on director ``host``
+    (default: the main service's director)."""
+    if topology.service is None:
         return ""
-    fam = "ip6" if svc.family == 6 else "ip"
-    ports = ", ".join(str(p) for p in svc.ports)
-    return (f"table {fam} drlab_fwmark {{\n  chain pre {{\n"
-            f"    type filter hook prerouting priority mangle;\n"
-            f"    {fam} daddr {svc.vip} {svc.protocol} dport {{ {ports} }} "
-            f"meta mark set {svc.fwmark}\n  }}\n}}\n")
+    host = host or topology.service.director
+    rules: dict[str, list[str]] = {}
+    for svc in topology.services:
+        if svc.fwmark is None or svc.director != host:
+            continue
+        fam = "ip6" if svc.family == 6 else "ip"
+        ports = ", ".join(str(p) for p in svc.ports)
+        rules.setdefault(fam, []).append(f"    {fam} daddr {svc.vip} {svc.protocol} dport "
+                                         f"{{ {ports} }} meta mark set {svc.fwmark}\n")
+    return "".join(f"table {fam} drlab_fwmark {{\n  chain pre {{\n"
+                   f"    type filter hook prerouting priority mangle;\n"
+                   + "".join(lines) + "  }\n}\n" for fam, lines in rules.items())
 
 
 def _rip(topology: Topology, host: str, family: int) -> str:
     for i in topology.host(host).interfaces:
         for a in i.addresses:
-            if a.family == family and (topology.service is None or a.ip != topology.service.vip):
+            if a.family == family and a.ip not in topology.vips:
                 return a.ip
     raise LabError(f"real server {host!r} has no IPv{family} address on an interface")
 
@@ -96,19 +109,26 @@ def ipvsadm(lab: Lab, *args: str, stdin: str | None = None, restore: bool = Fals
 
 
 def configure(lab: Lab, host: str | None = None) -> None:
-    """Load the topology's virtual service into the director's IPVS table (or into
-    ``host``'s, for a standby director)."""
-    rules = restore_rules(lab.topology)
-    if rules:
-        ipvsadm(lab, stdin=rules, restore=True, host=host)
-    marks = nft_rules(lab.topology)
-    if marks:
-        try:
-            sh.Command("ip")("netns", "exec", lab.ns(host or lab.topology.director.name),
-                             "nft", "-f", "-", _in=marks)
-        except sh.ErrorReturnCode as e:
-            raise LabError(f"nft (fwmark rules) failed: "
-                           f"{e.stderr.decode(errors='replace').strip()}") from None
+    """Load the topology's virtual services into their directors' IPVS tables (one
+    ``ipvsadm-restore`` each), or only into ``host``'s: its own services, or, for a
+    standby director with none, the main director's."""
+    t = lab.topology
+    if t.service is None:
+        return
+    owners = list(dict.fromkeys(s.director for s in t.services))
+    targets = owners if host is None else [host]
+    for target in targets:
+        of = target if target in owners else t.service.director
+        rules = restore_rules(t, of)
+        if rules:
+            ipvsadm(lab, stdin=rules, restore=True, host=target)
+        marks = nft_rules(t, of)
+        if marks:
+            try:
+                sh.Command("ip")("netns", "exec", lab.ns(target), "nft", "-f", "-", _in=marks)
+            except sh.ErrorReturnCode as e:
+                raise LabError(f"nft (fwmark rules) failed: "
+                               f"{e.stderr.decode(errors='replace').strip()}") from None
 
 
 def set_weight(lab: Lab, rs: str, weight: int, how: str = "-e") -> None:

@@ -31,6 +31,7 @@ import struct
 
 from lab.builder import Lab, netns
 from lab.errors import LabError
+from lab.model import Topology
 from lab.util import scaled
 
 BYE = b"bye\n"
@@ -128,13 +129,15 @@ def _child(ns: str, name: str, port: int, protocol: str, persistent: bool, wfd: 
 
 
 def start_service(lab: Lab, host: str, port: int | None = None, protocol: str | None = None,
-                  timeout: float = 5.0, bind: str | None = None) -> int:
+                  timeout: float = 5.0, bind: str | None = None, family: int | None = None) -> int:
     """Start the identity service on ``host`` and return its pid once it listens (on
-    every address, or only on ``bind``)."""
+    every address, or only on ``bind``); port, protocol and family (4 or 6) default
+    to the main service's."""
     svc = lab.topology.service
     port = port or (svc.port if svc else 80)
     protocol = protocol or (svc.protocol if svc else "tcp")
-    family = socket.AF_INET6 if svc is not None and svc.family == 6 else socket.AF_INET
+    family = family or (svc.family if svc is not None else 4)
+    family = socket.AF_INET6 if family == 6 else socket.AF_INET
     if family == socket.AF_INET6 and protocol == "udp":
         raise LabError("the identity service answers UDP over IPv4 only (IP_PKTINFO)")
     rfd, wfd = os.pipe()
@@ -165,12 +168,35 @@ def start_service(lab: Lab, host: str, port: int | None = None, protocol: str | 
     return pid
 
 
+def listeners(topology: Topology) -> dict[str, list[tuple[int, str, int, str | None]]]:
+    """Real server -> the sockets its services listen on: ``(port, protocol, family,
+    bind)``, ``bind`` None for every address. Each real server listens as its
+    ``listen`` says: on every address, on the VIP, only on its RIP, or not at all;
+    one wildcard socket serves every VIP of a port."""
+    want: dict[str, dict[tuple[int, str, int], set[str | None]]] = {}
+    for svc in topology.services:
+        for r in svc.real_servers:
+            if r.listen == "none":
+                continue
+            bind = {"any": None, "vip": svc.vip}.get(r.listen, "rip")
+            if bind == "rip":
+                bind = next((a.ip for i in topology.host(r.host).interfaces
+                             for a in i.addresses
+                             if a.family == svc.family and a.ip not in topology.vips), None)
+            for p in svc.ports:
+                want.setdefault(r.host, {}).setdefault((p, svc.protocol, svc.family),
+                                                       set()).add(bind)
+    return {h: [(p, proto, fam, b) for (p, proto, fam), binds in socks.items()
+                for b in ([None] if None in binds else sorted(binds, key=str))]
+            for h, socks in want.items()}
+
+
 def start_services(lab: Lab) -> dict[str, list[int]]:
-    """Start the identity service on every real server, on every port of the service."""
-    svc = lab.topology.service
-    ports = svc.ports if svc else [80]
-    return {h.name: [start_service(lab, h.name, port=p) for p in ports]
-            for h in lab.topology.real_servers}
+    """Start the identity service on every real server, on every port of its services
+    (as :func:`listeners` says)."""
+    return {h: [start_service(lab, h, port=p, protocol=proto, family=fam, bind=b)
+                for p, proto, fam, b in socks]
+            for h, socks in listeners(lab.topology).items()}
 
 
 def stop_service(pid: int, timeout: float = 5.0) -> None:

@@ -169,12 +169,23 @@ class Change:
 
     sysctls: dict[str, str]
     role: str = "realserver"
+    #: Named hosts (lab or collected names) instead of a role.
+    hosts: tuple[str, ...] = ()
+
+    def targets(self, t: Topology) -> list[str]:
+        """The hosts of ``t`` the change applies to."""
+        if self.hosts:
+            return [h.name for h in t.hosts if h.name in self.hosts or h.label in self.hosts]
+        return [h.name for h in t.hosts if self.role == "all" or h.role == self.role]
 
     def apply(self, t: Topology) -> Topology:
-        for h in t.hosts:
-            if self.role == "all" or h.role == self.role:
-                h.sysctls.update(self.sysctls)
+        for name in self.targets(t):
+            t.host(name).sysctls.update(self.sysctls)
         return t.validate()
+
+    @property
+    def where(self) -> str:
+        return ", ".join(self.hosts) if self.hosts else f"every {self.role} host"
 
 
 def run_changed(scenario: Scenario, variant: Variant, change: Change) -> Outcome:

@@ -10,17 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lab.errors import LabError, UsageError
-from lab.model import check_sysctl, default_dr
+from lab.model import Topology, check_sysctl, default_dr
 from lab.model.predict import masked_by_interface
 from lab.scenarios.base import ROLE_ALIASES, Change, Scenario, run, run_changed
 from lab.scenarios.catalogue import REGISTRY
 
 
-def parse_change(items: list[str], host: str) -> Change:
-    """``KEY=VALUE`` items and a role name (``--host``) as a :class:`Change`."""
+def parse_change(items: list[str], host: str, topology: Topology | None = None) -> Change:
+    """``KEY=VALUE`` items and a role name (``--host``) as a :class:`Change`; with a
+    ``topology``, ``--host`` may also name one of its hosts (lab or collected name)."""
     role = ROLE_ALIASES.get(host)
+    names: tuple[str, ...] = ()
+    if role is None and topology is not None:
+        if not any(host in (h.name, h.label) for h in topology.hosts):
+            raise UsageError(f"--host {host!r}: not a role ({', '.join(ROLE_ALIASES)}) nor a "
+                             f"host of {topology.name} "
+                             f"({', '.join(h.shown for h in topology.hosts)})")
+        role, names = "realserver", (host,)
     if role is None:
         raise UsageError(f"--host {host!r}: one of {', '.join(ROLE_ALIASES)}")
     sysctls = {}
@@ -32,7 +41,7 @@ def parse_change(items: list[str], host: str) -> Change:
         if err:
             raise UsageError(f"--sysctl: {err}")
         sysctls[key.strip()] = value.strip()
-    return Change(sysctls, role)
+    return Change(sysctls, role, names)
 
 
 @dataclass
@@ -53,7 +62,7 @@ class Validation:
 
     def text(self) -> str:
         what = ", ".join(f"{k}={v}" for k, v in self.change.sysctls.items())
-        lines = [f"proposed change: {what} on every {self.change.role} host",
+        lines = [f"proposed change: {what} on {self.change.where}",
                  f"  breaks ({len(self.breaks)}): " + (", ".join(self.breaks) or "nothing"),
                  f"  fixes  ({len(self.fixes)}): " + (", ".join(self.fixes) or "nothing"),
                  f"  unchanged ({len(self.same)}): " + (", ".join(self.same) or "-")]
@@ -95,3 +104,96 @@ def validate(change: Change, names: list[str] | None, runnable: Callable[[Scenar
         else:
             result.same.append(name)
     return result
+
+
+# -- on the twin of the operator's own cluster ---------------------------------------
+
+
+@dataclass
+class TwinValidation:
+    """A change measured on a cluster's twin: its diagnosis before and after."""
+
+    change: Change
+    hosts: list[str]
+    before: Any
+    after: Any
+
+    @staticmethod
+    def _keys(d: Any) -> dict[tuple[str, str, tuple[str, ...]], Any]:
+        return {(f.service, f.name, tuple(f.hosts)): f for f in d.findings}
+
+    @property
+    def breaks(self) -> list[Any]:
+        b = self._keys(self.before)
+        return [f for k, f in self._keys(self.after).items() if k not in b]
+
+    @property
+    def fixes(self) -> list[Any]:
+        a = self._keys(self.after)
+        return [f for k, f in self._keys(self.before).items() if k not in a]
+
+    @property
+    def still(self) -> list[Any]:
+        a = self._keys(self.after)
+        return [f for k, f in self._keys(self.before).items() if k in a]
+
+    def services(self) -> list[dict[str, Any]]:
+        """Per service: connections that worked and who answered ARP, before and after."""
+        after = {s.service: s for s in self.after.services}
+        out = []
+        for s in self.before.services:
+            n = after.get(s.service)
+            out.append({"service": s.service,
+                        "before": {"ok": s.connections - len(s.failed), "of": s.connections,
+                                   "census": s.census},
+                        "after": {"ok": n.connections - len(n.failed), "of": n.connections,
+                                  "census": n.census} if n else None})
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"change": self.change.sysctls, "hosts": self.hosts,
+                "breaks": [f.to_json() for f in self.breaks],
+                "fixes": [f.to_json() for f in self.fixes],
+                "unchanged": [f.to_json() for f in self.still],
+                "services": self.services(),
+                "before": self.before.to_json(), "after": self.after.to_json()}
+
+    def text(self) -> str:
+        what = ", ".join(f"{k}={v}" for k, v in self.change.sysctls.items())
+        lines = [f"proposed change: {what} on {', '.join(self.hosts)} "
+                 f"(measured on the twin of {self.before.cluster}, kernel "
+                 f"{self.before.kernel})"]
+        for s in self.services():
+            b, a = s["before"], s["after"]
+            lines.append(f"  {s['service']}: connections {b['ok']}/{b['of']} -> "
+                         + (f"{a['ok']}/{a['of']}; ARP answered by {', '.join(b['census'])}"
+                            f" -> {', '.join(a['census'])}" if a else "not measured"))
+        for label, fs in (("breaks", self.breaks), ("fixes", self.fixes),
+                          ("unchanged", self.still)):
+            lines.append(f"  {label} ({len(fs)}): " + ("; ".join(
+                f"{f.name} on {', '.join(f.hosts)} [{f.service}]"
+                + ("" if f.measured else " (prediction)") for f in fs) or "nothing"))
+        return "\n".join(lines)
+
+
+def validate_twin(topology: Topology, change: Change,
+                  progress: Callable[[str], None] = lambda _m: None) -> TwinValidation:
+    """Diagnose the twin of ``topology`` as it is, then with ``change`` applied."""
+    import copy
+
+    from lab.scenarios.diagnose import diagnose
+
+    hosts = change.targets(topology)
+    if not hosts:
+        raise UsageError(f"the change applies to no host of {topology.name}")
+    changed = copy.deepcopy(topology)
+    try:
+        change.apply(changed)
+    except LabError as e:
+        raise UsageError(f"the change does not fit {topology.name}: {e}") from None
+    progress(f"validate: the twin as it is ({topology.name}) ...")
+    before = diagnose(topology, progress=progress)
+    progress(f"validate: the twin with {', '.join(f'{k}={v}' for k, v in change.sysctls.items())}"
+             f" on {', '.join(hosts)} ...")
+    after = diagnose(changed, progress=progress)
+    return TwinValidation(change, [topology.host(h).shown for h in hosts], before, after)

@@ -1,0 +1,409 @@
+"""``drlab diagnose``: build the twin of a cluster, measure it, name what is wrong.
+
+For every service of the topology (an imported cluster, usually) the twin is
+measured as ``drlab check`` measures a lab: the ARP (NDP) census of the VIP from
+the client's first hop, connections through the VIP with the DR path proof of
+each, the first hop's neighbour entry for the VIP afterwards; hosts that hold a
+VIP without being a real server of it connect to it themselves. Every measured
+symptom is then matched to the catalogue scenario that explains it, by what the
+twin's hosts are (where they hold the VIP, their ARP sysctls, how their service
+listens, whether they share the director's segment): a :class:`Finding` names
+the scenario, the hosts by their collected names, the symptom, the evidence and
+the catalogue's fix. A measured symptom no scenario explains is reported as
+``unexplained``, never dropped.
+
+Some failures need a stimulus the twin does not run (a real server deleted, a
+client reusing ports, a failover): those findings come from the configuration
+alone and say so (``measured`` false, "prediction").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.builder import Lab
+from lab.builder.sysctl import PINNED_CONF
+from lab.errors import LabError
+from lab.model import Host, Topology, VirtualService, topology_to_dict
+from lab.model.keepalived import parse as parse_keepalived
+from lab.scenarios.base import REGISTRY
+
+
+@dataclass
+class Finding:
+    name: str
+    hosts: list[str]
+    service: str
+    symptom: str
+    evidence: list[str]
+    fix: str
+    #: False: only the configuration says so (a prediction), the twin did not show it.
+    measured: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "hosts": self.hosts, "service": self.service,
+                "symptom": self.symptom, "evidence": self.evidence, "fix": self.fix,
+                "measured": self.measured}
+
+
+@dataclass
+class ServiceResult:
+    """What the twin did for one service."""
+
+    service: str
+    director: str
+    census: list[str]
+    connections: int
+    failed: list[str]
+    distribution: dict[str, int]
+    vip_entry: str | None
+    symptoms: list[str]
+    ladder: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Diagnosis:
+    cluster: str
+    kernel: str
+    topology: dict[str, Any]
+    services: list[ServiceResult] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "cluster": self.cluster, "kernel": self.kernel,
+                "findings": [f.to_json() for f in self.findings],
+                "services": [s.to_json() for s in self.services], "notes": self.notes,
+                "topology": self.topology}
+
+    def text(self) -> str:
+        lines = [f"twin of {self.cluster} on kernel {self.kernel}: "
+                 f"{len(self.services)} service(s) measured"]
+        for s in self.services:
+            lines.append(f"  {s.service} via {s.director}: census {', '.join(s.census) or '-'}; "
+                         f"{s.connections - len(s.failed)}/{s.connections} connections; "
+                         "spread " + (", ".join(f"{k} {v}" for k, v in
+                                                sorted(s.distribution.items())) or "-"))
+        for f in self.findings:
+            tag = "" if f.measured else " (prediction: not measured in the twin)"
+            lines += [f"FINDING {f.name}{tag}: {', '.join(f.hosts)} [{f.service}]",
+                      f"  symptom:  {f.symptom}"]
+            lines += [f"  evidence: {e}" for e in f.evidence]
+            lines.append(f"  fix:      {f.fix}")
+        lines += [f"note: {n}" for n in self.notes]
+        lines.append("OK: no finding" if self.ok else f"{len(self.findings)} finding(s)")
+        return "\n".join(lines)
+
+
+# -- what the twin's hosts are ------------------------------------------------------
+
+
+def conf(h: Host, dev: str, knob: str) -> int:
+    """The value of ``net.ipv4.conf.<dev>.<knob>`` the twin has on ``h``."""
+    return int(h.sysctls.get(f"net.ipv4.conf.{dev}.{knob}", PINNED_CONF.get(knob, "0")))
+
+
+def effective(h: Host, dev: str, knob: str) -> int:
+    """What the kernel acts on: the max of ``all`` and the device (ARP, rp_filter)."""
+    return max(conf(h, "all", knob), conf(h, dev, knob))
+
+
+def vip_place(t: Topology, h: Host, vip: str) -> tuple[str, int, str] | None:
+    """Where ``h`` holds ``vip``: ``("lo" | "dummy" | "lan", prefixlen, scope)``."""
+    for a in h.lo:
+        if a.ip == vip:
+            return "lo", a.prefixlen, a.scope
+    for i in h.dummies:
+        for a in i.addresses:
+            if a.ip == vip:
+                return "dummy", a.prefixlen, a.scope
+    for i in h.interfaces:
+        for a in i.addresses:
+            if a.ip == vip:
+                return "lan", a.prefixlen, a.scope
+    return None
+
+
+def _lan(t: Topology, host: str) -> str:
+    try:
+        return t.lan_iface(host)
+    except LookupError:
+        return t.host(host).interfaces[0].name if t.host(host).interfaces else "lo"
+
+
+def _finding(name: str, t: Topology, hosts: list[str], svc: VirtualService,
+             evidence: list[str], measured: bool = True, symptom: str | None = None) -> Finding:
+    s = REGISTRY.get(name)
+    return Finding(name, [t.host(h).shown for h in hosts], svc.key,
+                   symptom or (s.symptom if s else ""), evidence,
+                   s.fix if s else "see the evidence", measured)
+
+
+def answers_arp(t: Topology, svc: VirtualService, h: Host) -> str:
+    """Which catalogue scenario explains ``h`` (not the director) answering who-has VIP."""
+    place = vip_place(t, h, svc.vip)
+    dev = _lan(t, h.name)
+    full = 32 if svc.family == 4 else 128
+    if place is not None and place[0] == "lan":
+        return "vip-on-lan-interface"
+    if place is not None and place[0] == "lo" and place[1] != full:
+        return "vip-wide-prefix-on-lo"
+    if effective(h, dev, "arp_ignore") == 0 and conf(h, "lo", "arp_ignore") >= 1:
+        return "sysctls-on-lo-only"
+    if effective(h, dev, "arp_ignore") == 3 and place is not None and place[2] != "host":
+        return "arp-ignore-3-scope"
+    return "rs-answers-arp"
+
+
+def _shares_segment(t: Topology, a: str, b: str) -> bool:
+    return bool({i.segment for i in t.host(a).interfaces}
+                & {i.segment for i in t.host(b).interfaces})
+
+
+def _vip_primary(t: Topology, director: str, vip: str) -> bool:
+    """The director's VIP is the primary address of its LAN subnet (it came first with
+    a prefix covering the director's own address)."""
+    for i in t.host(director).interfaces:
+        v4 = [a for a in i.addresses if a.family == 4]
+        for n, a in enumerate(v4):
+            if a.ip == vip:
+                return any(b.ip != vip and ipaddress.ip_address(b.ip) in a.interface.network
+                           for b in v4[n + 1:])
+    return False
+
+
+# -- the measurements ---------------------------------------------------------------
+
+
+def _measure(lab: Lab, svc: VirtualService, connections: int,
+             progress: Callable[[str], None]) -> ServiceResult:
+    from lab.probes import arp, check, ndp, path
+    from lab.roles import client
+
+    t = lab.topology
+    progress(f"diagnose: {svc.key}: census, {connections} connections, path proof ...")
+    if svc.protocol == "tcp":
+        r = check.check(lab, connections=connections)
+        res = ServiceResult(svc.key, r.director, sorted(r.census.hosts), connections,
+                            list(r.proof.failed), dict(r.distribution), r.vip_entry,
+                            r.symptoms, r.proof.ladder())
+        return res
+    hop = path.first_hop(lab)
+    census = (ndp.ndp_census(lab, asker=hop) if svc.family == 6
+              else arp.census(lab, asker=hop, iface=t.lan_iface(hop)))
+    failed, dist = [], {}
+    for _ in range(connections):
+        try:
+            rep = client.connect(lab, protocol="udp", timeout=1.5)
+            dist[rep.server] = dist.get(rep.server, 0) + 1
+        except client.ConnectError as e:
+            failed.append(str(e))
+    symptoms = [f"{h} answers who-has {svc.vip}" for h in sorted(census.hosts - {svc.director})]
+    symptoms += [f"connection FAILED: {f}" for f in failed]
+    return ServiceResult(svc.key, svc.director, sorted(census.hosts), connections, failed,
+                         dist, None, symptoms, "path proof: TCP services only")
+
+
+def _explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Finding]:
+    """The measured symptoms of one service, matched to catalogue scenarios."""
+    out: list[Finding] = []
+    explained: set[str] = set()
+    director = res.director
+    rss = {r.host: r for r in svc.real_servers}
+    # who answers who-has VIP besides the director
+    for name in res.census:
+        if name == director:
+            continue
+        h = t.host(name)
+        why = answers_arp(t, svc, h)
+        dev = _lan(t, name)
+        place = vip_place(t, h, svc.vip)
+        out.append(_finding(why, t, [name], svc, [
+            f"{h.shown} answered who-has {svc.vip} in the census from the client's first hop",
+            f"{h.shown} holds the VIP on "
+            + (f"{place[0]} /{place[1]} scope {place[2]}" if place else "no interface")
+            + f"; arp_ignore all={conf(h, 'all', 'arp_ignore')} {dev}={conf(h, dev, 'arp_ignore')}"
+            f" lo={conf(h, 'lo', 'arp_ignore')}"]))
+        explained.add(f"{name} answers who-has {svc.vip}")
+    if director not in res.census:
+        explained.add(f"the director {director} does not answer who-has {svc.vip}")
+    # the first hop's VIP entry moved to a real server
+    if res.vip_entry not in (None, director) and res.vip_entry in rss:
+        h = t.host(res.vip_entry)
+        dev = _lan(t, h.name)
+        out.append(_finding("arp-announce-poisoning", t, [h.name], svc, [
+            f"after the connections the client's neighbour entry for {svc.vip} points to "
+            f"{h.shown}, not the director",
+            f"{h.shown}: arp_announce all={conf(h, 'all', 'arp_announce')} "
+            f"{dev}={conf(h, dev, 'arp_announce')}"]))
+        # bypassing the director, later connections break the path proof: that is it
+        explained |= set(res.symptoms)
+    # failed connections: who could not have served them
+    failures = [s for s in res.symptoms if s not in explained and "answers who-has" not in s]
+    full = 32 if svc.family == 4 else 128
+    if res.failed or failures:
+        causes = 0
+        if _vip_primary(t, director, svc.vip):
+            causes += 1
+            out.append(_finding("director-vip-primary", t, [director], svc, [
+                f"{len(res.failed)} of {res.connections} connections failed",
+                f"{t.host(director).shown} has the VIP {svc.vip} first on its LAN interface, "
+                "with a prefix covering its own address: the VIP is its primary address"]))
+        for name, r in rss.items():
+            h = t.host(name)
+            if not _shares_segment(t, name, director):
+                causes += 1
+                out.append(_finding("rs-not-on-link", t, [name], svc, [
+                    f"{len(res.failed)} of {res.connections} connections failed",
+                    f"{h.shown} shares no segment with the director {t.host(director).shown}"]))
+            elif (place := vip_place(t, h, svc.vip)) is not None and place[0] == "lo" \
+                    and place[1] != full:
+                causes += 1
+                out.append(_finding("vip-wide-prefix-on-lo", t, [name], svc, [
+                    f"{len(res.failed)} of {res.connections} connections failed",
+                    f"{h.shown} holds {svc.vip}/{place[1]} on lo: every address of that "
+                    "prefix is local to it, the client's included"]))
+            elif place is None:
+                causes += 1
+                out.append(_finding("missing-vip-on-rs", t, [name], svc, [
+                    f"{len(res.failed)} of {res.connections} connections failed",
+                    f"{h.shown} holds no {svc.vip} (not on lo, a dummy or an interface): it "
+                    "drops what the director forwards"]))
+            elif r.listen in ("rip", "none") and r.weight > 0:
+                causes += 1
+                out.append(_finding("healthcheck-on-rip-only", t, [name], svc, [
+                    f"{len(res.failed)} of {res.connections} connections failed: "
+                    + "; ".join(res.failed[:2]),
+                    f"{h.shown}'s service listens "
+                    + ("only on its own address, not on the VIP" if r.listen == "rip"
+                       else "on no address for this port") + " (listen.txt)"],
+                    symptom=None if r.listen == "rip" else
+                    "connections scheduled to a real server whose service is down are refused"))
+        strict = [d for d, text in t.keepalived.items() if _strict_without_accept(text)]
+        if causes == 0 and strict:
+            causes += 1
+            out.append(_finding("vrrp-strict-drops-vip", t, strict, svc, [
+                f"{len(res.failed)} of {res.connections} connections failed",
+                f"keepalived.conf of {', '.join(t.host(d).shown for d in strict)}: vrrp_strict "
+                "without accept: keepalived drops what is sent to the VIP"]))
+        if causes == 0:
+            out.append(Finding("unexplained", [t.host(director).shown], svc.key,
+                               "a measured symptom no catalogue scenario explains",
+                               failures or res.failed, "read the evidence and the path ladder"))
+        explained |= set(failures)
+    return out
+
+
+def _stale_vips(lab: Lab, t: Topology, progress: Callable[[str], None]) -> list[Finding]:
+    """Hosts that hold a service's VIP without being its real server (or director)
+    connect to it: their own lo answers (refused, or a local listener)."""
+    from lab.roles import client
+
+    out = []
+    for svc in t.services:
+        members = {r.host for r in svc.real_servers}
+        for h in t.hosts:
+            if h.name in members or h.role in ("client", "director"):
+                continue
+            place = vip_place(t, h, svc.vip)
+            if place is None or place[0] == "lan":
+                continue
+            progress(f"diagnose: {h.shown} holds {svc.vip} on {place[0]}: connecting from it")
+            try:
+                with lab.focus(svc):
+                    rep = client.connect(lab, h.name, timeout=1.5)
+                what = f"served locally by {rep.server}" if rep.server == h.name else None
+            except client.ConnectError as e:
+                what = str(e)
+            if what is None:
+                continue
+            out.append(_finding("stale-vip-on-lo", t, [h.name], svc, [
+                f"{h.shown} holds {svc.vip} on {place[0]} but is not a real server of {svc.key}",
+                f"connecting from {h.shown} to {svc.vip}:{svc.port}: {what}"]))
+    return out
+
+
+def _predictions(t: Topology) -> list[Finding]:
+    """What the configuration alone says (no stimulus in the twin): labelled as such."""
+    out: list[Finding] = []
+    for svc in t.services:
+        for r in svc.real_servers:
+            h = t.host(r.host)
+            if len(h.interfaces) > 1 and any(effective(h, i.name, "rp_filter") == 1
+                                             for i in h.interfaces):
+                out.append(_finding("rp-filter-multihomed", t, [h.name], svc, [
+                    f"{h.shown} has {len(h.interfaces)} interfaces with strict rp_filter=1: "
+                    "requests from clients it routes back through another interface are "
+                    "dropped (the twin's client is on the LAN, which does not show it)"],
+                    measured=False))
+    return out
+
+
+def unique(findings: list[Finding]) -> list[Finding]:
+    """One finding per scenario, hosts and service (the first, with its evidence)."""
+    seen: dict[tuple[str, tuple[str, ...], str], Finding] = {}
+    for f in findings:
+        seen.setdefault((f.name, tuple(f.hosts), f.service), f)
+    return list(seen.values())
+
+
+def _strict_without_accept(text: str) -> bool:
+    try:
+        cfg = parse_keepalived(text)
+    except LabError:
+        return False
+    return cfg.vrrp_strict and "accept" not in text.split()
+
+
+def diagnose(topology: Topology, *, connections: int | None = None,
+             services: list[str] | None = None, progress: Callable[[str], None] = lambda _m: None,
+             lab_name: str | None = None) -> Diagnosis:
+    """Build the twin of ``topology``, measure every service (or those ``services``
+    names by key or ``VIP:PORT``) and return the findings. The twin is torn down."""
+    from lab.roles import up
+
+    chosen = [s for s in topology.services
+              if not services or s.key in services or f"{s.vip}:{s.port}" in services
+              or f"[{s.vip}]:{s.port}" in services]
+    if services and not chosen:
+        from lab.errors import UsageError
+
+        raise UsageError(f"--service {', '.join(services)}: the topology has "
+                         + ", ".join(s.key for s in topology.services))
+    diag = Diagnosis(topology.name, platform.release(), topology_to_dict(topology))
+    progress(f"diagnose: building the twin of {topology.name} ({len(topology.hosts)} hosts, "
+             f"{len(topology.services)} services) ...")
+    lab = up(topology, name=lab_name)
+    try:
+        if topology.keepalived:
+            from lab.probes import vrrp
+
+            progress("diagnose: waiting for VRRP to place the VIP ...")
+            vrrp.wait_holder(lab)
+        for svc in chosen:
+            with lab.focus(svc):
+                n = connections or max(4, 2 * len(svc.real_servers))
+                res = _measure(lab, svc, n, progress)
+                diag.services.append(res)
+                diag.findings += _explain(lab.topology, svc, res)
+        diag.findings += _stale_vips(lab, topology, progress)
+    finally:
+        lab.teardown()
+    diag.findings = unique(diag.findings + _predictions(topology))
+    folded = [h for h in topology.hosts if h.represents]
+    for h in folded:
+        diag.notes.append(f"{h.shown} stands for {len(h.represents)} identical real "
+                          f"server(s): {', '.join(h.represents[:5])}"
+                          + (" ..." if len(h.represents) > 5 else ""))
+    return diag
