@@ -73,6 +73,7 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path,
         raise UsageError("kernels run: a kernel is named twice")
     if args[:1] == ["--"]:
         args = args[1:]
+    child_command(what, args, logs)  # bad arguments are a usage error before any VM
     resolved = [kernels.resolve(n, refresh=not offline) for n in names]
     logs.mkdir(parents=True, exist_ok=True)
     runs = []
