@@ -1,9 +1,7 @@
 """Kernel-matrix merging, the topology drawing and the HTML report (rendered in
 headless Chromium when it is installed; CI installs it and requires it)."""
 
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -99,24 +97,14 @@ def test_kernel_names_are_checked(tmp_path):
     assert kernels.resolve("host").is_host
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI (scripts/bootstrap --reports installs it)")
-        pytest.skip("no chromium: scripts/bootstrap --reports installs it")
-    return exe
-
-
-def test_html_report_renders_in_headless_chromium(tmp_path):
+def test_html_report_renders_in_headless_chromium(tmp_path, chromium):
     report = kmatrix.merge("matrix", ["--arp-ignore", "1"], _runs())
     page = tmp_path / "report.html"
     page.write_text(kernels_html(report))
     html = page.read_text()
     assert "<script" not in html.replace("&lt;script", "")  # self-contained, escaped
     assert not re.search(r'(src|href)="(http|//)', html)
-    exe = _chromium()
-    args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     dom = subprocess.run([*args, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     body = dom[dom.index('<table id="results">'):]
