@@ -87,7 +87,7 @@ class AddressMap:
 
     def add_route(self, dst: str) -> None:
         net = ipaddress.ip_network(dst)
-        if net not in self.route_nets:
+        if net.prefixlen < _full(net.network_address) and net not in self.route_nets:
             self.route_nets.append(net)
         self.add(net.network_address)
 
@@ -96,8 +96,11 @@ class AddressMap:
             self.addrs.setdefault(ip)
 
     def add_text(self, text: str) -> None:
-        for ip, _ in literals(text):
-            self.add(ip)
+        for ip, plen in literals(text):
+            if plen is not None and plen < _full(ip) and not is_special(ip):
+                self.add_interface(f"{ip}/{plen}")
+            else:
+                self.add(ip)
 
     # -- building ------------------------------------------------------------------
     def build(self) -> None:
@@ -132,49 +135,96 @@ class AddressMap:
         allz = [z for z in allz if z in members]
         if not allz:
             return
-        if version == 4:
-            k = 0
-            while len(V4_DOCS) * 2 ** k < len(allz):
-                k += 1
-            bp = 24 + k
-            if bp > 30:
-                raise TopologyError(f"--anonymize: {len(allz)} IPv4 subnets do not fit the "
-                                    "documentation ranges (3 /24s)")
-            blocks: list[IPNet] = [b for d in V4_DOCS for b in d.subnets(new_prefix=bp)]
-            if k:
-                self.notes.append(f"--anonymize: {len(allz)} IPv4 subnets share the three "
-                                  f"documentation /24s: each gets a /{bp}")
-        else:
-            bp = 48
-            if len(allz) > 0xFFFF:
-                raise TopologyError("--anonymize: too many IPv6 subnets")
-            blocks = [ipaddress.IPv6Network(f"2001:db8:{n:x}::/48")
-                      for n in range(1, len(allz) + 1)]
-        for z, block in zip(allz, blocks, strict=False):
-            ips = sorted(members[z])
-            size = block.num_addresses
+        blocks = (self._v4_blocks(allz, members, set(zones)) if version == 4 else
+                  self._v6_blocks(allz))
+        for z, block in zip(allz, blocks, strict=True):
+            self._place(z, block, sorted(members[z]), z in zones)
+
+    def _v6_blocks(self, allz: list[IPNet | None]) -> list[IPNet]:
+        if len(allz) > 0xFFFF:
+            raise TopologyError("--anonymize: too many IPv6 subnets")
+        return [ipaddress.IPv6Network(f"2001:db8:{n:x}::/48") for n in range(1, len(allz) + 1)]
+
+    def _v4_blocks(self, allz: list[IPNet | None], members: dict[IPNet | None, list[IP]],
+                   iface_zones: set[IPNet]) -> list[IPNet]:
+        """A block per zone from the three documentation /24s: an interface's subnet
+        gets its own size up to a /24, a route's or the pool of addresses in no subnet
+        the least that holds them; when they do not fit, the widest shrink."""
+        def least(n: int) -> int:      # the longest prefix holding n addresses
+            return 32 - max(2, (n + 1).bit_length())
+
+        want: dict[int, int] = {}
+        for k, z in enumerate(allz):
+            n = len(members[z])
             if z is None:
-                if len(ips) > size - 2:
-                    raise TopologyError(f"--anonymize: {len(ips)} addresses outside every "
-                                        f"subnet do not fit a /{bp}")
-                offs = {ip: n for n, ip in enumerate(ips, 1)}
+                want[k] = least(n)
+            elif z in iface_zones:
+                want[k] = max(z.prefixlen, 24)
             else:
-                raw = {ip: int(ip) - int(z.network_address) for ip in ips}
-                offs = raw
-                if z.prefixlen < bp:
-                    renumber = any(o >= size for o in raw.values())
-                    if renumber:
-                        if len(ips) > size - 2:
-                            raise TopologyError(f"--anonymize: a /{z.prefixlen} subnet with "
-                                                f"{len(ips)} addresses does not fit a /{bp}")
-                        offs = {ip: (0 if raw[ip] == 0 else n) for n, ip in enumerate(ips, 1)}
-                    self.notes.append(
-                        f"--anonymize: a /{z.prefixlen} subnet becomes {block} (the prefix "
-                        f"shrank to /{bp}" + ("; host numbers renumbered in order"
-                                              if renumber else "") + ")")
-            for ip, off in offs.items():
-                self.map[ip] = block.network_address + off
-                self.block_prefix[ip] = bp
+                want[k] = max(z.prefixlen, least(n))
+        shrunk_to = None
+        while True:
+            got = self._allocate(want)
+            if got is not None:
+                break
+            widest = min(want.values())
+            if widest >= 30:
+                raise TopologyError(f"--anonymize: {len(allz)} IPv4 subnets do not fit the "
+                                    "documentation ranges (three /24s)")
+            for k in want:
+                if want[k] == widest:
+                    want[k] = widest + 1
+            shrunk_to = widest + 1
+        if shrunk_to is not None:
+            self.notes.append(f"--anonymize: {len(allz)} IPv4 subnets do not fit the three "
+                              f"documentation /24s as they are: the widest get a /{shrunk_to}")
+        return [got[k] for k in range(len(allz))]
+
+    @staticmethod
+    def _allocate(want: dict[int, int]) -> dict[int, IPNet] | None:
+        """Buddy allocation, largest first (it packs power-of-two blocks perfectly)."""
+        free: list[IPNet] = list(V4_DOCS)
+        out: dict[int, IPNet] = {}
+        for k in sorted(want, key=lambda k: (want[k], k)):
+            cand = [b for b in free if b.prefixlen <= want[k]]
+            if not cand:
+                return None
+            b = cand[0]
+            free.remove(b)
+            subs = list(b.subnets(new_prefix=want[k]))
+            out[k] = subs[0]
+            free[0:0] = subs[1:]
+            free.sort(key=lambda n: (-n.prefixlen, int(n.network_address)))
+        return out
+
+    def _place(self, z: IPNet | None, block: IPNet, ips: list[IP], subnet: bool) -> None:
+        size, bp = block.num_addresses, block.prefixlen
+        if z is None:
+            if len(ips) > size - 2:
+                raise TopologyError(f"--anonymize: {len(ips)} addresses outside every "
+                                    f"subnet do not fit a /{bp}")
+            offs = {ip: n for n, ip in enumerate(ips, 1)}
+        else:
+            offs = {ip: int(ip) - int(z.network_address) for ip in ips}
+            if z.prefixlen < bp:
+                how = ""
+                if any(o >= size for o in offs.values()):
+                    low = {ip: o % size for ip, o in offs.items()}
+                    if len(set(low.values())) == len(low) and all(
+                            0 < v < size - 1 or v == offs[ip] for ip, v in low.items()):
+                        offs, how = low, "; host numbers kept modulo its size"
+                    elif len(ips) > size - 2:
+                        raise TopologyError(f"--anonymize: a /{z.prefixlen} subnet with "
+                                            f"{len(ips)} addresses does not fit a /{bp}")
+                    else:
+                        offs = {ip: (0 if offs[ip] == 0 else n) for n, ip in enumerate(ips, 1)}
+                        how = "; host numbers renumbered in order"
+                what = "subnet" if subnet else "route destination"
+                self.notes.append(f"--anonymize: a /{z.prefixlen} {what} becomes {block} "
+                                  f"(the prefix shrank to /{bp}{how})")
+        for ip, off in offs.items():
+            self.map[ip] = block.network_address + off
+            self.block_prefix[ip] = bp
 
     # -- applying ------------------------------------------------------------------
     def ip(self, ip: IP) -> IP:
@@ -218,8 +268,10 @@ def scrub_keepalived(text: str, director: str, hostnames: dict[str, str]) -> str
     set to the director's lab name, collected host names replaced, e-mail addresses
     and an SMTP server name made generic (addresses are :class:`AddressMap`'s job)."""
     lines = []
-    for line in text.splitlines():
-        line = re.sub(r"(^|\s)[#!].*$", "", line).rstrip()
+    for raw in text.splitlines():
+        line = re.sub(r"(^|\s)[#!].*$", "", raw).rstrip()
+        if raw.strip() and not line:
+            continue
         line = re.sub(r"^(\s*router_id\s+)\S+", rf"\g<1>{director}", line)
         line = re.sub(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "root@example.org", line)
         m = re.match(r"^(\s*smtp_server\s+)(\S+)(.*)$", line)

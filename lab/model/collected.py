@@ -557,7 +557,6 @@ class _Importer:
         taken = {CLIENT}
         labnames = {c.name: lab_name(c.name, taken) for c in collected}
         roles = self._roles(collected, labnames)
-        self._missing_files(collected)
 
         directors = [c for c in collected if roles.get(c.name) == "director"]
         dsvcs = {c.name: self._director_services(c) for c in directors}
@@ -566,6 +565,7 @@ class _Importer:
                 roles[c.name] = "realserver"
         left = [c for c in collected if c.name not in roles]
         self.left = left
+        self._missing_files([c for c in collected if c.name in roles], roles)
         for c in left:
             self.note(self._left_out_note(c, dsvcs))
         hosts = [_Host(c, labnames[c.name], "director") for c in directors] + [
@@ -647,10 +647,12 @@ class _Importer:
                 out[c.name] = "director"
         return out
 
-    def _missing_files(self, collected: list[Collected]) -> None:
+    def _missing_files(self, collected: list[Collected], roles: dict[str, str]) -> None:
         by: dict[str, list[str]] = {}
         for c in collected:
             for f in c.missing:
+                if f == "listen.txt" and roles.get(c.name) != "realserver":
+                    continue
                 by.setdefault(f, []).append(c.name)
         what = {"ip-link.json": "interface kinds unknown: every interface becomes a veth",
                 "ip-route.json": "no routes", "sysctl.txt": "no sysctls: the lab's defaults",
@@ -916,6 +918,7 @@ class _Importer:
             for b in distinct[k + 1:]:
                 if a.version == b.version and a.overlaps(b):
                     parent[find(nets[a])] = find(nets[b])
+        by_vip: dict[IP, int] = {}
         for n, i in enumerate(ifaces):
             if any(a.addr not in vips and a.ip.network.prefixlen < _full(a.addr)
                    for a in i.addrs):
@@ -924,6 +927,12 @@ class _Importer:
                          if a.addr in net), None)
             if home is not None:
                 parent[find(n)] = find(home)
+                continue
+            for a in i.addrs:   # the same VIP outside every subnet: one segment
+                if a.addr in by_vip:
+                    parent[find(n)] = find(by_vip[a.addr])
+                else:
+                    by_vip[a.addr] = n
         names: dict[int, str] = {}
         for n, i in enumerate(ifaces):
             root = find(n)
@@ -942,22 +951,21 @@ class _Importer:
                 placed = {ipaddress.ip_address(v) for i in (ka[h.c.name].instances
                                                             if h.c.name in ka else [])
                           for v in i.vips}
-                strip = placed | (self.vips if h.c.name not in ka else set())
                 gone = [f"{a.addr} ({i.name})" for i in h.ifaces for a in i.addrs
-                        if a.addr in strip]
+                        if a.addr in placed]
                 gone += [f"{a.addr} (lo)" for a in h.lo if a.addr in placed]
-                if not gone:
-                    continue
+                stray = [f"{a.addr} ({i.name})" for i in h.ifaces for a in i.addrs
+                         if a.addr in self.vips and a.addr not in placed]
                 for i in h.ifaces:
-                    i.addrs = [a for a in i.addrs if a.addr not in strip]
+                    i.addrs = [a for a in i.addrs if a.addr not in placed | self.vips]
                 h.lo = [a for a in h.lo if a.addr not in placed]
-                if h.c.name in ka:
+                if gone:
                     self.note(f"{h.c.name}: {', '.join(gone)} left to keepalived: its "
                               "virtual_ipaddress places them in the twin (VRRP)")
-                else:
-                    self.note(f"{h.c.name}: {', '.join(gone)} removed: in a twin with "
-                              "keepalived only keepalived places VIPs, and nothing places "
-                              "these")
+                if stray:
+                    self.note(f"{h.c.name}: {', '.join(stray)} removed: in a twin with "
+                              "keepalived only keepalived places service VIPs on directors, "
+                              "and no virtual_ipaddress of this director names these")
             return
         for s in svcs:
             d = by[s["director"]]
@@ -1182,7 +1190,8 @@ class _Importer:
     def _waivers(self, data: dict[str, Any]) -> list[str]:
         waive = set()
         vips = {s["vip"] for s in data.get("services", [])}
-        on_veth: dict[str, set[str]] = {}
+        on_veth: dict[str, set[str]] = {}   # VIP -> hosts with it on an interface
+        veth_vips: set[str] = set()
         outside = False
         for hn, h in data["hosts"].items():
             for i in h.get("interfaces", []):
@@ -1190,8 +1199,9 @@ class _Importer:
                     cidr = a if isinstance(a, str) else a["cidr"]
                     ip = ipaddress.ip_interface(cidr).ip
                     outside |= not in_doc_range(ip)
-                    if str(ip) in vips and i.get("kind") != "dummy":
+                    if str(ip) in vips:
                         on_veth.setdefault(str(ip), set()).add(hn)
+                        veth_vips |= {str(ip)} if i.get("kind") != "dummy" else set()
             for a in h.get("lo", []):
                 iface = ipaddress.ip_interface(a if isinstance(a, str) else a["cidr"])
                 outside |= not in_doc_range(iface.ip)
@@ -1209,9 +1219,9 @@ class _Importer:
         for vip in vips:
             outside |= not in_doc_range(ipaddress.ip_address(vip))
         for vip, hs in on_veth.items():
-            if len(hs) > 1:
+            if len(hs) > 1 and vip in veth_vips:
                 waive.add("vip-duplicate")
-                self.note(f"the VIP {vip} is on an interface of several hosts "
+                self.note(f"the VIP {vip} is on an interface (not lo) of several hosts "
                           f"({', '.join(sorted(hs))}), as in production")
         if outside:
             waive.add(ANY_ADDRESS)
