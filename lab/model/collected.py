@@ -341,7 +341,8 @@ def _ipvsadm(path: Path) -> list[Service]:
                 raise _bad(where, f"unknown option {opt}")
         if proto is None:
             raise _bad(where, "no service (-t, -u or -f)")
-        family = 6 if v6 or (vip is not None and vip.version == 6) else 4
+        family = 6 if v6 or (vip is not None and vip.version == 6) or (
+            fwmark is not None and real is not None and real[0].version == 6) else 4
         key = (("fwmark", fwmark, family) if fwmark is not None
                else (proto, str(vip), port))
         if adding:
@@ -354,8 +355,6 @@ def _ipvsadm(path: Path) -> list[Service]:
             raise _bad(where, "real server of a service not added before (-A)")
         if real is None:
             raise _bad(where, "-a without -r ADDRESS")
-        if fwmark is not None and real[0].version != family:
-            services[key].family = real[0].version
         services[key].reals.append(RealEntry(real[0], real[1], fwd, weight, where))
     return list(services.values())
 
@@ -606,6 +605,7 @@ class _Importer:
         if self.fold:
             hosts = self._fold(hosts, svc_data)
         client = self._client(hosts, svc_data, collected, segments)
+        self._keepalived_notes(ka, hosts)
 
         used = {i.segment for h in hosts for i in h.veths()} | (
             {client["interfaces"][0]["segment"]} if client else set())
@@ -1090,6 +1090,31 @@ class _Importer:
         for s in svcs:
             s["real_servers"] = [r for r in s["real_servers"] if r["host"] not in gone]
         return [h for h in hosts if h.name not in gone]
+
+    def _keepalived_notes(self, ka: dict[str, KaConfig], hosts: list[_Host]) -> None:
+        twin = {a.addr for h in hosts for a in h.all_addrs()}
+        for name, cfg in ka.items():
+            rips = {ipaddress.ip_address(r.ip) for vs in cfg.virtual_servers
+                    for r in vs.real_servers}
+            lacking = sorted(rips - twin, key=lambda x: (x.version, x))
+            if lacking:
+                self.note(f"{cfg.source} lists real servers the twin lacks "
+                          f"({_span([str(x) for x in lacking])}): in the twin its health "
+                          "checks take them out (without a check, IPVS would send them "
+                          "traffic)")
+            c = next(h.c for h in hosts if h.c.name == name)
+            if c.ipvs:
+                mine = {s.shown for s in self._ka_services(cfg)}
+                table = {s.shown for s in c.ipvs}
+                if mine != table:
+                    self.note(f"{name}: ipvsadm-save and keepalived.conf differ ("
+                              + "; ".join(x for x in (
+                                  "only in ipvsadm-save: " + ", ".join(sorted(table - mine))
+                                  if table - mine else "",
+                                  "only in keepalived.conf: " + ", ".join(sorted(mine - table))
+                                  if mine - table else "") if x)
+                              + "): the services come from ipvsadm-save, keepalived runs "
+                              "its file")
 
     # -- the client ----------------------------------------------------------------
     def _client(self, hosts: list[_Host], svcs: list[dict[str, Any]],

@@ -583,3 +583,41 @@ def test_to_toml_round_trips(imported):
     assert tomllib.loads(text) == d
     assert "[[services]]" in text and "[hosts.web02.sysctls]" in text
     assert '"net.ipv4.conf.all.arp_ignore" = "1"' in text
+
+
+def test_ipv6_fwmark_from_keepalived_and_options_not_reproduced(tmp_path):
+    root = tmp_path / "c"
+    v6vip = "2001:db8::100"
+    ipvs = (f"-A -t [{v6vip}]:80 -s mh -b mh-fallback,mh-port\n"
+            f"-a -t [{v6vip}]:80 -r [2001:db8::11]:80 -g -w 1 -x 100 -y 10\n"
+            "-A -f 7 -s sh --pe sip\n-a -f 7 -r 192.0.2.11:0 -g -w 1\n"
+            "-A -f 8 -6 -s rr\n-a -f 8 -6 -r [2001:db8::11]:0 -g -w 1\n")
+    ka = ("vrrp_instance V {\n state MASTER\n interface eth0\n virtual_router_id 1\n"
+          " virtual_ipaddress {\n  192.0.2.100/32\n  2001:db8::100/128\n }\n}\n"
+          "virtual_server fwmark 7 {\n lb_kind DR\n real_server 192.0.2.11 8080 {\n }\n}\n")
+    write_host(root, "lb1", [("eth0", None, ["192.0.2.2/24", "2001:db8::2/64"])],
+               ipvs=ipvs, keepalived=ka)
+    write_host(root, "app1", [("eth0", None, ["192.0.2.11/24", "2001:db8::11/64"])],
+               lo=[f"{VIP}/32", f"{v6vip}/128"],
+               listen=listen_lines(("tcp", "[::]:80"), ("tcp", "192.0.2.11:8080")))
+    imp = import_cluster([root])
+    t = topology_from_dict(imp.topology)
+    assert [s.key for s in t.services] == ["[2001:db8::100]:80/tcp", "fwmark 7 (192.0.2.100)"]
+    assert [r.listen for s in t.services for r in s.real_servers] == ["any", "rip"]
+    notes = "\n".join(imp.notes)
+    assert "fwmark 7 on lb1: VIP 192.0.2.100 and port 8080 taken from" in notes
+    assert "fwmark 8 on lb1: ipvsadm-save holds no VIP or ports" in notes
+    assert "scheduler flags mh-fallback,mh-port is not reproduced" in notes
+    assert "persistence engine sip is not reproduced" in notes
+    assert t.host("client").interfaces[0].addresses[1].cidr == "2001:db8::fe/64"
+
+
+def test_a_large_cluster_is_quick(tmp_path):
+    import time
+
+    root = big_cluster(tmp_path / "c", 150)
+    start = time.monotonic()
+    imp = import_cluster([root])
+    assert time.monotonic() - start < 10
+    assert len(topology_from_dict(imp.topology).service.real_servers) == 3
+    topology_from_dict(import_cluster([root], anonymize=True, fold=False).topology)
