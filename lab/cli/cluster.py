@@ -61,11 +61,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     """Build the twin, measure every service, name each finding with its scenario."""
     from lab.cli import progress
     from lab.host import preflight
-    from lab.scenarios.diagnose import diagnose
+    from lab.scenarios.diagnose import diagnose, select
 
     t = load_cluster(args.target, parse_roles(args.role))
-    if not t.services:
-        raise UsageError(f"{args.target}: no service to diagnose")
+    select(t, args.service)
     if args.connections is not None and args.connections < 1:
         raise UsageError("--connections must be at least 1")
     preflight.require_ipvs()

@@ -91,6 +91,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         tv = validate_twin(t, change, progress)
         print(json.dumps(tv.to_json(), indent=1) if args.json else tv.text())
         return 1 if tv.breaks else 0
+    if args.json:
+        raise UsageError("--json goes with --topology (the catalogue's validation prints text)")
     change = parse_change(args.sysctl, args.host)
     preflight.require_netns()
     have_ipvs = preflight.ipvs_available()

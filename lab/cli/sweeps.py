@@ -159,9 +159,10 @@ def add_parsers(sub: Any) -> None:
     knr.add_argument("--logs", metavar="DIR", help="keep each kernel's output here")
     knr.add_argument("--offline", action="store_true",
                      help="use cached Debian kernels without asking the mirror")
-    knr.add_argument("what", choices=["matrix", "scenario", "suite"])
+    knr.add_argument("what", choices=["matrix", "scenario", "suite", "diagnose"])
     knr.add_argument("args", nargs=argparse.REMAINDER,
-                     help="arguments of `drlab matrix`, scenario names, or pytest's")
+                     help="arguments of `drlab matrix`, scenario names, pytest's, or "
+                          "`drlab diagnose`'s (the cluster)")
     knr.set_defaults(func=cmd_kernels_run)
     knf = kns.add_parser("fetch", help="download and unpack Debian kernels into the cache")
     knf.add_argument("suite", nargs="+", help="Debian suites: bookworm, trixie, ...")

@@ -366,6 +366,24 @@ def _strict_without_accept(text: str) -> bool:
     return cfg.vrrp_strict and "accept" not in text.split()
 
 
+def select(topology: Topology, services: list[str] | None) -> list[VirtualService]:
+    """The services ``--service VIP:PORT`` (or a key, ``VIP:PORT/udp``) names; all by
+    default. A name that matches none is a usage error naming what there is."""
+    from lab.errors import UsageError
+
+    if not topology.services:
+        raise UsageError(f"{topology.name}: no service to diagnose")
+    chosen = []
+    for name in services or []:
+        hit = [s for s in topology.services
+               if name in (s.key, f"{s.vip}:{s.port}", f"[{s.vip}]:{s.port}")]
+        if not hit:
+            raise UsageError(f"--service {name}: {topology.name} has "
+                             + ", ".join(s.key for s in topology.services))
+        chosen += [s for s in hit if s not in chosen]
+    return chosen or list(topology.services)
+
+
 def diagnose(topology: Topology, *, connections: int | None = None,
              services: list[str] | None = None, progress: Callable[[str], None] = lambda _m: None,
              lab_name: str | None = None) -> Diagnosis:
@@ -373,14 +391,7 @@ def diagnose(topology: Topology, *, connections: int | None = None,
     names by key or ``VIP:PORT``) and return the findings. The twin is torn down."""
     from lab.roles import up
 
-    chosen = [s for s in topology.services
-              if not services or s.key in services or f"{s.vip}:{s.port}" in services
-              or f"[{s.vip}]:{s.port}" in services]
-    if services and not chosen:
-        from lab.errors import UsageError
-
-        raise UsageError(f"--service {', '.join(services)}: the topology has "
-                         + ", ".join(s.key for s in topology.services))
+    chosen = select(topology, services)
     diag = Diagnosis(topology.name, platform.release(), topology_to_dict(topology))
     progress(f"diagnose: building the twin of {topology.name} ({len(topology.hosts)} hosts, "
              f"{len(topology.services)} services) ...")

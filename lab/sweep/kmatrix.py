@@ -28,7 +28,7 @@ from lab.errors import UsageError
 from lab.sweep import kernels
 from lab.sweep.kernels import Kernel
 
-What = Literal["matrix", "scenario", "suite"]
+What = Literal["matrix", "scenario", "suite", "diagnose"]
 REPO = Path(__file__).resolve().parents[2]  # lab/sweep/kmatrix.py -> the checkout
 
 
@@ -56,7 +56,12 @@ def child_command(what: What, args: list[str], out: Path) -> list[str]:
     if what == "suite":
         return [py, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                 f"--junitxml={out / 'junit.xml'}", *args]
-    raise UsageError(f"kernels run: {what!r} is not one of matrix, scenario, suite")
+    if what == "diagnose":
+        if not args:
+            raise UsageError("kernels run diagnose: give the cluster (cluster.toml or a "
+                             "collected directory)")
+        return [py, "-m", "lab", "diagnose", *args, "--json-file", str(out / "result.json")]
+    raise UsageError(f"kernels run: {what!r} is not one of matrix, scenario, suite, diagnose")
 
 
 def run_kernels(names: list[str], what: What, args: list[str], logs: Path,
@@ -68,6 +73,7 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path,
         raise UsageError("kernels run: a kernel is named twice")
     if args[:1] == ["--"]:
         args = args[1:]
+    child_command(what, args, logs)  # bad arguments are a usage error before any VM
     resolved = [kernels.resolve(n, refresh=not offline) for n in names]
     logs.mkdir(parents=True, exist_ok=True)
     runs = []
@@ -211,8 +217,26 @@ def _suite_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for t in data["tests"]}
 
 
-ROWS = {"matrix": _matrix_rows, "scenario": _scenario_rows, "suite": _suite_rows}
-BAD = {"mismatch", "error", "failed", "not reproduced"}
+def _diagnose_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One row per service (what the twin did) and one per finding."""
+    rows: dict[str, dict[str, Any]] = {}
+    for s in data["services"]:
+        ok = s["connections"] - len(s["failed"])
+        rows[f"service {s['service']}"] = {
+            "status": "ok" if not s["symptoms"] else "problems",
+            "summary": f"{ok}/{s['connections']} connections; ARP from "
+                       f"{', '.join(s['census']) or 'nobody'}",
+            "evidence": s["symptoms"]}
+    for f in data["findings"]:
+        rows[f"{f['name']} on {', '.join(f['hosts'])} [{f['service']}]"] = {
+            "status": "finding" if f["measured"] else "predicted",
+            "summary": f["symptom"], "note": f["fix"], "evidence": f["evidence"]}
+    return rows
+
+
+ROWS = {"matrix": _matrix_rows, "scenario": _scenario_rows, "suite": _suite_rows,
+        "diagnose": _diagnose_rows}
+BAD = {"mismatch", "error", "failed", "not reproduced", "finding", "problems", "predicted"}
 
 
 def merge(what: What, args: list[str], runs: list[KernelRun]) -> dict[str, Any]:

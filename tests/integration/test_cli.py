@@ -333,6 +333,22 @@ ERROR_PATHS = [
     (("kernels", "run", "--kernel", "host", "--kernel", "host", "matrix"), 2,
      "a kernel is named twice"),
     (("kernels", "run", "--kernel", "/nonexistent/vmlinuz", "matrix"), 2, "/nonexistent"),
+    (("kernels", "run", "--kernel", "host", "diagnose"), 2, "give the cluster"),
+    (("import", "/nonexistent", "-o", "/nonexistent/x.toml"), 2, "/nonexistent"),
+    (("import", "x"), 2, "the following arguments are required: -o/--output"),
+    (("import", "x", "-o", "-", "--role", "web1=router"), 2, "--role 'web1=router'"),
+    (("diagnose", "/nonexistent.toml"), 2, "/nonexistent.toml"),
+    (("diagnose", "examples/dr.toml", "--connections", "0"), 2, "--connections must be"),
+    (("diagnose", "examples/dr.toml", "--service", "192.0.2.1:1"), 2,
+     "--service 192.0.2.1:1: dr-file has 192.0.2.100:80/tcp"),
+    (("validate", "--topology", "/nonexistent.toml", "--sysctl", "a.b=1"), 2,
+     "/nonexistent.toml"),
+    (("validate", "--topology", "examples/dr.toml", "--host", "nohost", "--sysctl",
+      "net.ipv4.conf.all.arp_ignore=1"), 2, "--host 'nohost': not a role"),
+    (("validate", "--topology", "examples/dr.toml", "--scenario", "x", "--sysctl",
+      "net.ipv4.conf.all.arp_ignore=1"), 2, "--scenario and --topology"),
+    (("validate", "--json", "--sysctl", "net.ipv4.conf.all.arp_ignore=1"), 2,
+     "--json goes with --topology"),
 ]
 
 

@@ -29,18 +29,39 @@ CHECKED = [pytest.param(s, id=s.name) for s in REGISTRY.values() if s.stimulus i
 
 @pytest.mark.ipvs
 @pytest.mark.parametrize("scenario", CHECKED)
-def test_drlab_check_names_the_symptom_of_the_broken_lab_only(scenario, drlab_ipvs):
-    """What `drlab up --scenario NAME --broken|--fixed` then `drlab check` do, in-process:
-    the whole DR lab of each variant; the broken one has symptoms, the fixed one none."""
+def test_check_and_the_collected_twin_name_the_broken_lab_only(scenario, drlab_ipvs, tmp_path):
+    """Each variant's whole DR lab (`drlab up --scenario NAME --broken|--fixed`):
+
+    * `drlab check` on it: the broken one has symptoms, the fixed one none;
+    * round trip: scripts/collect runs in every host's namespace, `drlab import`
+      makes the twin, which is the same lab (hosts, roles, addresses, VIP
+      placements, effective ARP/rp_filter sysctls, services), and `drlab
+      diagnose` on the twin finds exactly this scenario in the broken variant and
+      nothing in the fixed one."""
+    from lab.model.collected import import_cluster
+    from twin_helpers import collect_lab, differences
+
+    from lab.model import topology_from_dict
     from lab.probes.check import check
     from lab.scenarios import start
+    from lab.scenarios.diagnose import diagnose
 
-    results = {}
+    results, originals = {}, {}
     for variant in ("broken", "fixed"):
         lab = start(scenario, variant, whole=True)
         try:
             results[variant] = check(lab)
+            collect_lab(lab, tmp_path / variant)
+            originals[variant] = lab.topology
         finally:
             lab.teardown()
     assert results["broken"].symptoms, results["broken"].text()
     assert results["fixed"].ok, results["fixed"].text()
+    for variant in ("broken", "fixed"):
+        imp = import_cluster([tmp_path / variant], fold=False)
+        twin = topology_from_dict(imp.topology)
+        assert differences(originals[variant], twin) == [], "\n".join(imp.notes)
+        d = diagnose(twin)
+        found = {f.name for f in d.findings}
+        want = {scenario.name} if variant == "broken" else set()
+        assert found == want, d.text()

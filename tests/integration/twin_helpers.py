@@ -1,0 +1,76 @@
+"""Round-trip helpers: run scripts/collect inside a lab's hosts; compare a twin with
+the lab it was collected from."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from lab.builder import Lab
+from lab.model import Topology
+from lab.scenarios.diagnose import conf, vip_place
+
+COLLECT = Path(__file__).resolve().parents[2] / "scripts" / "collect"
+KNOBS = ("arp_ignore", "arp_announce", "rp_filter")
+
+
+def collect_lab(lab: Lab, outdir: Path, hosts: list[str] | None = None) -> Path:
+    """``scripts/collect -n HOST OUTDIR`` inside each host's namespace, as an operator
+    runs it on each machine (the lab's own client and routers included: import must
+    leave them out itself)."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    for h in hosts or [h.name for h in lab.topology.hosts]:
+        p = subprocess.run(["ip", "netns", "exec", lab.ns(h), "sh", str(COLLECT), "-n", h,
+                            str(outdir)], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, f"collect on {h}: {p.stderr}"
+    return outdir
+
+
+def differences(lab: Topology, twin: Topology) -> list[str]:
+    """What differs between a lab's directors and real servers and its twin's:
+    roles, addresses per interface, lo and dummies, effective ARP/rp_filter
+    sysctls on every interface, services (VIP, port, protocol, scheduler,
+    persistence, real servers and weights)."""
+    out: list[str] = []
+    members = {r.host for s in lab.services for r in s.real_servers} | {
+        s.director for s in lab.services}
+    for h in lab.hosts:
+        holds_vip = any(vip_place(lab, h, v) for v in lab.vips)
+        if h.name not in members and not holds_vip:
+            continue  # the lab's client and routers: not part of the cluster
+        try:
+            t = twin.host(h.name)
+        except KeyError:
+            out.append(f"{h.name}: not in the twin")
+            continue
+        if h.name in members and t.role != h.role:
+            out.append(f"{h.name}: role {h.role} -> {t.role}")
+        for i in h.interfaces:
+            try:
+                ti = t.interface(i.name)
+            except KeyError:
+                out.append(f"{h.name}: interface {i.name} missing")
+                continue
+            if [a.cidr for a in i.addresses] != [a.cidr for a in ti.addresses]:
+                out.append(f"{h.name}/{i.name}: {[a.cidr for a in i.addresses]} -> "
+                           f"{[a.cidr for a in ti.addresses]}")
+        if sorted((a.cidr, a.scope) for a in h.lo) != sorted((a.cidr, a.scope) for a in t.lo):
+            out.append(f"{h.name}/lo: {h.lo} -> {t.lo}")
+        if sorted((d.name, str(d.addresses)) for d in h.dummies) != sorted(
+                (d.name, str(d.addresses)) for d in t.dummies):
+            out.append(f"{h.name}: dummies {h.dummies} -> {t.dummies}")
+        for dev in ["all", "lo", *(i.name for i in h.interfaces)]:
+            for k in KNOBS:
+                if conf(h, dev, k) != conf(t, dev, k):
+                    out.append(f"{h.name}: net.ipv4.conf.{dev}.{k} {conf(h, dev, k)} -> "
+                               f"{conf(t, dev, k)}")
+
+    def svc_key(s):  # noqa: ANN001, ANN202
+        return (s.vip, s.port, s.protocol, s.fwmark, s.scheduler, s.persistence,
+                sorted((r.host, r.weight) for r in s.real_servers))
+
+    if sorted(map(svc_key, lab.services), key=str) != sorted(map(svc_key, twin.services),
+                                                             key=str):
+        out.append(f"services {[svc_key(s) for s in lab.services]} -> "
+                   f"{[svc_key(s) for s in twin.services]}")
+    return out
