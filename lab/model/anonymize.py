@@ -30,8 +30,10 @@ V6_DOC = ipaddress.IPv6Network("2001:db8::/32")
 
 #: An IPv6 or IPv4 literal with an optional /prefix, not part of a longer word.
 LITERAL = re.compile(
-    r"(?<![\w:.])(?:(?P<v6>(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?)"
-    r"|(?P<v4>\d{1,3}(?:\.\d{1,3}){3}))(?:/(?P<plen>\d{1,3}))?(?![\w:]|\.\d)")
+    r"(?<![\w:.])(?:"
+    r"(?P<v6>(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?)"
+    r"(?:/(?P<plen6>\d{1,3}))?(?![\w:]|\.\d)"
+    r"|(?P<v4>\d{1,3}(?:\.\d{1,3}){3})(?:/(?P<plen4>\d{1,2}))?(?!\w|\.\d))")
 
 
 def _full(ip: IP) -> int:
@@ -56,7 +58,8 @@ def literals(text: str) -> list[tuple[IP, int | None]]:
     for m in LITERAL.finditer(text):
         ip = _literal_ip(m)
         if ip is not None:
-            out.append((ip, int(m.group("plen")) if m.group("plen") else None))
+            plen = m.group("plen6") or m.group("plen4")
+            out.append((ip, int(plen) if plen else None))
     return out
 
 
@@ -256,8 +259,9 @@ class AddressMap:
             if ip is None or is_special(ip):
                 return m.group(0)
             new = str(self.ip(ip))
-            if m.group("plen"):
-                new += f"/{self._plen(ip, int(m.group('plen')))}"
+            plen = m.group("plen6") or m.group("plen4")
+            if plen:
+                new += f"/{self._plen(ip, int(plen))}"
             return new
 
         return LITERAL.sub(sub, text)
@@ -279,6 +283,13 @@ def scrub_keepalived(text: str, director: str, hostnames: dict[str, str]) -> str
             line = f"{m.group(1)}smtp.example.org{m.group(3)}"
         lines.append(line)
     out = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+    return rename_hosts(out, hostnames)
+
+
+def rename_hosts(text: str, hostnames: dict[str, str]) -> str:
+    """``text`` with each collected host name (and its first DNS label, when it has
+    three characters or more) replaced by its new name."""
+    out = text
     variants: dict[str, str] = {}
     for old, new in hostnames.items():
         variants[old] = new
@@ -291,13 +302,15 @@ def scrub_keepalived(text: str, director: str, hostnames: dict[str, str]) -> str
     return out
 
 
-def anonymize_topology(data: dict[str, Any], hostnames: dict[str, str]
+def anonymize_topology(data: dict[str, Any], hostnames: dict[str, str],
+                       notes: list[str] | tuple[str, ...] = ()
                        ) -> tuple[dict[str, Any], list[str]]:
     """``data`` (TOML-shaped) with every address mapped into the documentation ranges
     and the keepalived.conf texts scrubbed; ``hostnames`` maps each collected host name
     to its new one (host names and labels in ``data`` are the caller's job). Returns
-    the new data and notes."""
+    the new data and ``notes`` rewritten the same way, followed by its own."""
     texts = {k: scrub_keepalived(v, k, hostnames) for k, v in data.get("keepalived", {}).items()}
+    renamed = [rename_hosts(n, hostnames) for n in notes]
     m = AddressMap()
     hosts: dict[str, Any] = data["hosts"]
 
@@ -318,7 +331,7 @@ def anonymize_topology(data: dict[str, Any], hostnames: dict[str, str]
                 m.add(ipaddress.ip_address(r["via"]))
     for s in data.get("services", []):
         m.add(ipaddress.ip_address(s["vip"]))
-    for t in texts.values():
+    for t in [*texts.values(), *renamed]:
         m.add_text(t)
     m.build()
 
@@ -344,8 +357,9 @@ def anonymize_topology(data: dict[str, Any], hostnames: dict[str, str]
                            for s in data["services"]]
     if texts:
         out["keepalived"] = {k: m.text(t) for k, t in texts.items()}
-    notes = [*m.notes, f"--anonymize: {len(m.map)} addresses mapped into the documentation "
+    out_notes = [m.text(n) for n in renamed] + [
+        *m.notes, f"--anonymize: {len(m.map)} addresses mapped into the documentation "
              "ranges (subnets kept apart, host numbers kept where they fit); hosts named by "
              "role" + ("; keepalived.conf comments and e-mail addresses removed"
                        if texts else "")]
-    return out, notes
+    return out, out_notes

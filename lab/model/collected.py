@@ -1285,9 +1285,7 @@ class _Importer:
                 r["host"] = lab_to_new[r["host"]]
         if "keepalived" in data:
             data["keepalived"] = {lab_to_new[k]: v for k, v in data["keepalived"].items()}
-        data, notes = anonymize_topology(data, new)
-        for n in notes:
-            self.note(n)
+        data, self.notes = anonymize_topology(data, new, self.notes)
         return data, {lab_to_new[ln]: cn for ln, cn in names.items()}
 
 

@@ -470,7 +470,9 @@ def test_anonymize_keeps_relations_and_leaks_nothing(tmp_path):
     # the client's route to the VIP outside the LAN is mapped with it
     assert t.host("client").routes[0].dst == f"{t.services[1].vip}/32"
 
-    text = to_toml(anon.topology)
+    # the CLI writes the notes into the file as comments: they leak nothing either
+    text = "".join(f"# {n}\n" for n in anon.notes) + to_toml(anon.topology)
+    assert any("left to keepalived" in n and "director1" in n for n in anon.notes)
     originals = set()
     for p in root.rglob("*"):
         if p.is_file():
@@ -621,3 +623,23 @@ def test_a_large_cluster_is_quick(tmp_path):
     assert time.monotonic() - start < 10
     assert len(topology_from_dict(imp.topology).service.real_servers) == 3
     topology_from_dict(import_cluster([root], anonymize=True, fold=False).topology)
+
+
+def test_keepalived_director_without_ipvsadm_save(tmp_path):
+    root = cluster(tmp_path / "c", mon=False)
+    for d in ("lvs-a", "lvs-b"):
+        (root / d / "ipvsadm-save.txt").unlink()
+    imp = import_cluster([root])
+    t = topology_from_dict(imp.topology)
+    [svc] = t.services
+    assert (svc.key, svc.scheduler, svc.persistence, svc.persistence_netmask, svc.director) == (
+        "192.0.2.100:80/tcp", "wlc", 300, "255.255.255.0", "lvsa")
+    assert [r.host for r in svc.real_servers] == ["web01", "web02", "web03"]
+
+
+def test_literals_in_text():
+    text = ("a 10.30.0.100:443/tcp [2001:db8::1]:80 fd00::1/64 1.2.3.4/24, 12:30:45 "
+            "00:11:22:33:44:55 std::x ::ffff:10.0.0.1 1.2.3.4.5 2001:db8::5. 10.0.0.1.")
+    assert [(str(ip), p) for ip, p in literals(text)] == [
+        ("10.30.0.100", None), ("2001:db8::1", None), ("fd00::1", 64), ("1.2.3.4", 24),
+        ("::ffff:a00:1", None), ("2001:db8::5", None), ("10.0.0.1", None)]
