@@ -242,11 +242,14 @@ def _explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findi
     if res.vip_entry not in (None, director) and res.vip_entry in rss:
         h = t.host(res.vip_entry)
         dev = _lan(t, h.name)
-        out.append(_finding("arp-announce-poisoning", t, [h.name], svc, [
+        # announce written on lo only: the same mistake as an ARP answer on lo only
+        lo_only = conf(h, "lo", "arp_announce") >= 1 and effective(h, dev, "arp_announce") == 0
+        out.append(_finding("sysctls-on-lo-only" if lo_only else "arp-announce-poisoning",
+                            t, [h.name], svc, [
             f"after the connections the client's neighbour entry for {svc.vip} points to "
             f"{h.shown}, not the director",
             f"{h.shown}: arp_announce all={conf(h, 'all', 'arp_announce')} "
-            f"{dev}={conf(h, dev, 'arp_announce')}"]))
+            f"{dev}={conf(h, dev, 'arp_announce')} lo={conf(h, 'lo', 'arp_announce')}"]))
         # bypassing the director, later connections break the path proof: that is it
         explained |= set(res.symptoms)
     # failed connections: who could not have served them
@@ -351,10 +354,12 @@ def _predictions(t: Topology) -> list[Finding]:
 
 
 def unique(findings: list[Finding]) -> list[Finding]:
-    """One finding per scenario, hosts and service (the first, with its evidence)."""
+    """One finding per scenario, hosts and service, with the evidence of all."""
     seen: dict[tuple[str, tuple[str, ...], str], Finding] = {}
     for f in findings:
-        seen.setdefault((f.name, tuple(f.hosts), f.service), f)
+        first = seen.setdefault((f.name, tuple(f.hosts), f.service), f)
+        if first is not f:
+            first.evidence += [e for e in f.evidence if e not in first.evidence]
     return list(seen.values())
 
 

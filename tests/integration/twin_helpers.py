@@ -1,28 +1,22 @@
-"""Round-trip helpers: run scripts/collect inside a lab's hosts; compare a twin with
-the lab it was collected from."""
+"""Round-trip helpers: collect a lab's hosts; compare a twin with the lab it was
+collected from."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from lab.builder import Lab
 from lab.model import Topology
+from lab.probes.snapshot import collect
 from lab.scenarios.diagnose import conf, vip_place
 
-COLLECT = Path(__file__).resolve().parents[2] / "scripts" / "collect"
 KNOBS = ("arp_ignore", "arp_announce", "rp_filter")
 
 
 def collect_lab(lab: Lab, outdir: Path, hosts: list[str] | None = None) -> Path:
-    """``scripts/collect -n HOST OUTDIR`` inside each host's namespace, as an operator
-    runs it on each machine (the lab's own client and routers included: import must
-    leave them out itself)."""
-    outdir.mkdir(parents=True, exist_ok=True)
-    for h in hosts or [h.name for h in lab.topology.hosts]:
-        p = subprocess.run(["ip", "netns", "exec", lab.ns(h), "sh", str(COLLECT), "-n", h,
-                            str(outdir)], capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, f"collect on {h}: {p.stderr}"
+    """scripts/collect inside each host's namespace, as an operator runs it on each
+    machine (the lab's own client and routers included: import leaves them out)."""
+    collect(lab, outdir, hosts)
     return outdir
 
 

@@ -1,0 +1,46 @@
+"""A running lab, collected as an operator collects a cluster: ``scripts/collect``
+run inside each host's namespace.
+
+What comes out is exactly what ``scripts/collect`` writes on a production
+machine (``OUTDIR/<host>/ip-addr.json``, ``sysctl.txt``, ``ipvsadm-save.txt``,
+``listen.txt``, ``keepalived.conf`` ...), so ``drlab import`` can turn it into a
+twin and the round trip (lab -> collect -> import -> twin) can be checked.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from lab.builder import Lab
+from lab.errors import LabError
+
+#: The collector, as operators run it (a POSIX shell script, no Python).
+COLLECT = Path(__file__).resolve().parents[2] / "scripts" / "collect"
+
+
+def collect(lab: Lab, outdir: Path, hosts: list[str] | None = None,
+            timeout: float = 300.0) -> list[Path]:
+    """Run ``scripts/collect -n NAME OUTDIR`` in each host's namespace (default:
+    every host, the lab's client and routers included); return the host
+    directories. A director under keepalived gets its configuration as the
+    operator wrote it (the topology's text, without the lab's notify hook); no
+    host ever sees the machine's own ``/etc/keepalived``."""
+    if not COLLECT.exists():
+        raise LabError(f"{COLLECT} not found: collect runs from the repository")
+    outdir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in hosts or [h.name for h in lab.topology.hosts]:
+        h = lab.topology.host(name)
+        shown = h.label or h.name
+        ka = lab.workdir() / f"collect-{name}.keepalived.conf"
+        if name in lab.topology.keepalived:
+            ka.write_text(lab.topology.keepalived[name])
+        p = subprocess.run(["ip", "netns", "exec", lab.ns(name), "sh", str(COLLECT), "-n",
+                            shown, "-k", str(ka), str(outdir)],
+                           capture_output=True, text=True, timeout=timeout)
+        if p.returncode != 0:
+            raise LabError(f"scripts/collect on {name} failed (exit {p.returncode}): "
+                           + (p.stderr.strip().splitlines() or ["no message"])[-1])
+        out.append(outdir / shown)
+    return out
