@@ -38,10 +38,10 @@ def test_check_and_the_collected_twin_name_the_broken_lab_only(scenario, drlab_i
       placements, effective ARP/rp_filter sysctls, services), and `drlab
       diagnose` on the twin finds exactly this scenario in the broken variant and
       nothing in the fixed one."""
-    from lab.model.collected import import_cluster
     from twin_helpers import collect_lab, differences
 
     from lab.model import topology_from_dict
+    from lab.model.collected import import_cluster
     from lab.probes.check import check
     from lab.scenarios import start
     from lab.scenarios.diagnose import diagnose
