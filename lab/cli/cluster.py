@@ -31,8 +31,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     imp = import_cluster(args.dir, roles=parse_roles(args.role), anonymize=args.anonymize,
                          fold=not args.no_fold, name=args.name)
     t = topology_from_dict(imp.topology)
-    text = ("# drlab import " + " ".join(args.dir) + (" --anonymize" if args.anonymize else "")
-            + "\n" + "".join(f"# {n}\n" for n in imp.notes) + to_toml(imp.topology))
+    # anonymized: not even the collected directories' names (hostnames, usually)
+    head = "# drlab import --anonymize" if args.anonymize else "# drlab import " + " ".join(
+        args.dir)
+    text = head + "\n" + "".join(f"# {n}\n" for n in imp.notes) + to_toml(imp.topology)
     if args.output == "-":
         sys.stdout.write(text)
     else:

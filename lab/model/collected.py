@@ -32,7 +32,7 @@ from typing import Any
 
 from lab.errors import TopologyError
 from lab.model.anonymize import anonymize_topology
-from lab.model.keepalived import KaConfig, Node, parse_tree
+from lab.model.keepalived import KaConfig, Node, parse_tree, strip_real_servers
 from lab.model.keepalived import parse as parse_keepalived
 from lab.model.topology import ANY_ADDRESS, DOC_RANGES, SCHEDULERS, in_doc_range
 
@@ -562,6 +562,14 @@ class _Importer:
         for c in collected:
             if c.name not in roles and c.name not in dsvcs and self._is_realserver(c, dsvcs):
                 roles[c.name] = "realserver"
+        svc_vips = {s.vip for svcs in dsvcs.values() for s in svcs if s.vip is not None}
+        for c in collected:
+            held = sorted(str(v) for v in self._local_vips(c) & svc_vips)
+            if c.name not in roles and held:
+                roles[c.name] = "realserver"
+                self.note(f"{c.name} holds {', '.join(held)} on lo or a dummy but is no "
+                          "real server of it: kept (a stale VIP changes what it reaches); "
+                          "the twin puts it in no service")
         left = [c for c in collected if c.name not in roles]
         self.left = left
         self._missing_files([c for c in collected if c.name in roles], roles)
@@ -618,7 +626,15 @@ class _Importer:
         if svc_data:
             data["services"] = svc_data
         if ka:
-            data["keepalived"] = {labnames[n]: cfg.text for n, cfg in ka.items()}
+            twin_ips = {str(a.addr) for h in hosts for a in h.all_addrs()}
+            data["keepalived"] = {}
+            for n, cfg in ka.items():
+                text, gone = strip_real_servers(cfg.text, twin_ips)
+                if gone:
+                    self.note(f"{cfg.source}: the twin runs it without the real_server "
+                              f"blocks of {_span(gone)} (folded or not collected), so "
+                              "keepalived balances over the hosts the twin has")
+                data["keepalived"][labnames[n]] = text
         names = {h.name: h.c.name for h in hosts}
         if self.anon:
             data, names = self._anonymize(data, names, all_hosts, collected, labnames)
@@ -659,6 +675,15 @@ class _Importer:
                 "listen.txt": "their services count as listening on any address"}
         for f, hs in by.items():
             self.note(f"no {f} from {_span(hs)}: {what.get(f, 'left out')}")
+
+    @staticmethod
+    def _local_vips(c: Collected) -> set[IP]:
+        """Addresses ``c`` holds on lo or a NOARP/dummy link (where DR puts a VIP)."""
+        out: set[IP] = set()
+        for link in c.links:
+            if link.name == "lo" or link.kind == "dummy" or link.noarp:
+                out |= {a.addr for a in link.addrs}
+        return out
 
     def _is_realserver(self, c: Collected, dsvcs: dict[str, list[Service]]) -> bool:
         mine = c.addresses()

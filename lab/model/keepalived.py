@@ -451,3 +451,47 @@ def topology_from_files(texts: list[tuple[str, str]]) -> tuple[Topology, list[st
         or not in_doc_range(client_ip) else frozenset()
     t = Topology("keepalived-files", hosts, [Segment("lan")], [svc], waive, keepalived)
     return t.validate(), derived
+
+
+_REAL_SERVER = re.compile(r"^[ \t]*real_server[ \t]+(\S+)[ \t]+\S+", re.M)
+
+
+def strip_real_servers(text: str, keep: set[str]) -> tuple[str, list[str]]:
+    """``text`` without the ``real_server`` blocks whose address is not in ``keep``
+    (real servers a twin does not have: folded or never collected); returns the new
+    text and the addresses removed. Comments (``#``, ``!``) are skipped when
+    matching braces."""
+    out, removed, pos = [], [], 0
+    for m in _REAL_SERVER.finditer(text):
+        if m.start() < pos:
+            continue  # inside a block already removed
+        try:
+            ip = str(ipaddress.ip_address(m.group(1)))
+        except ValueError:
+            continue
+        if ip in keep:
+            continue
+        depth, i, opened = 0, m.end(), False
+        while i < len(text):
+            ch = text[i]
+            if ch in "#!":
+                nl = text.find("\n", i)
+                i = len(text) if nl < 0 else nl
+                continue
+            if ch == "{":
+                depth, opened = depth + 1, True
+            elif ch == "}":
+                depth -= 1
+                if opened and depth == 0:
+                    i += 1
+                    break
+            elif ch == "\n" and not opened and text[m.end():i].strip():
+                break  # a real_server line without a block
+            i += 1
+        nl = text.find("\n", i)
+        end = len(text) if nl < 0 else nl + 1
+        out.append(text[pos:m.start()])
+        pos = end
+        removed.append(ip)
+    out.append(text[pos:])
+    return "".join(out), removed

@@ -32,9 +32,8 @@ def differences(lab: Topology, twin: Topology) -> list[str]:
         holds_vip = any(vip_place(lab, h, v) for v in lab.vips)
         if h.name not in members and not holds_vip:
             continue  # the lab's client and routers: not part of the cluster
-        try:
-            t = twin.host(h.name)
-        except KeyError:
+        t = next((x for x in twin.hosts if x.label == (h.label or h.name)), None)
+        if t is None:
             out.append(f"{h.name}: not in the twin")
             continue
         if h.name in members and t.role != h.role:
@@ -59,12 +58,12 @@ def differences(lab: Topology, twin: Topology) -> list[str]:
                     out.append(f"{h.name}: net.ipv4.conf.{dev}.{k} {conf(h, dev, k)} -> "
                                f"{conf(t, dev, k)}")
 
-    def svc_key(s):  # noqa: ANN001, ANN202
+    def svc_key(t, s):  # noqa: ANN001, ANN202
         return (s.vip, s.port, s.protocol, s.fwmark, s.scheduler, s.persistence,
-                sorted((r.host, r.weight) for r in s.real_servers))
+                sorted((t.host(r.host).shown, r.weight) for r in s.real_servers))
 
-    if sorted(map(svc_key, lab.services), key=str) != sorted(map(svc_key, twin.services),
-                                                             key=str):
-        out.append(f"services {[svc_key(s) for s in lab.services]} -> "
-                   f"{[svc_key(s) for s in twin.services]}")
+    if sorted((svc_key(lab, s) for s in lab.services), key=str) != sorted(
+            (svc_key(twin, s) for s in twin.services), key=str):
+        out.append(f"services {[svc_key(lab, s) for s in lab.services]} -> "
+                   f"{[svc_key(twin, s) for s in twin.services]}")
     return out
