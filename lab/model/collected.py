@@ -686,8 +686,17 @@ class _Importer:
         return out
 
     def _is_realserver(self, c: Collected, dsvcs: dict[str, list[Service]]) -> bool:
+        """A real server of a service: one of its RIPs, holding its VIP. A RIP without
+        the VIP is a real server too (IPVS sends it traffic it drops: the
+        missing-vip-on-rs mistake), said in a note."""
         mine = c.addresses()
-        return any(s.vip in mine and any(r.ip in mine and r.ip != s.vip for r in s.reals)
+        lacking = sorted({s.shown for svcs in dsvcs.values() for s in svcs
+                          if s.vip is not None and s.vip not in mine
+                          and any(r.ip in mine and r.ip != s.vip for r in s.reals)})
+        if lacking:
+            self.note(f"{c.name} is a real server of {', '.join(lacking)} (its address is in "
+                      "the IPVS table) but holds no VIP of it: kept as it is")
+        return any(any(r.ip in mine and r.ip != s.vip for r in s.reals)
                    for svcs in dsvcs.values() for s in svcs if s.vip is not None)
 
     def _left_out_note(self, c: Collected, dsvcs: dict[str, list[Service]]) -> str:

@@ -222,25 +222,42 @@ def _explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findi
     director = res.director
     rss = {r.host: r for r in svc.real_servers}
     # who answers who-has VIP besides the director
+    arp_finding: dict[str, Finding] = {}
     for name in res.census:
         if name == director:
             continue
         h = t.host(name)
-        why = answers_arp(t, svc, h)
+        # a host holding the VIP without serving it answers as a stale holder
+        why = answers_arp(t, svc, h) if name in rss else "stale-vip-on-lo"
         dev = _lan(t, name)
         place = vip_place(t, h, svc.vip)
-        out.append(_finding(why, t, [name], svc, [
+        f = _finding(why, t, [name], svc, [
             f"{h.shown} answered who-has {svc.vip} in the census from the client's first hop",
             f"{h.shown} holds the VIP on "
             + (f"{place[0]} /{place[1]} scope {place[2]}" if place else "no interface")
             + f"; arp_ignore all={conf(h, 'all', 'arp_ignore')} {dev}={conf(h, dev, 'arp_ignore')}"
-            f" lo={conf(h, 'lo', 'arp_ignore')}"]))
+            f" lo={conf(h, 'lo', 'arp_ignore')}"]
+            + ([] if name in rss else [f"{h.shown} is no real server of {svc.key}"]))
+        out.append(f)
+        arp_finding[name] = f
         explained.add(f"{name} answers who-has {svc.vip}")
     if director not in res.census:
         explained.add(f"the director {director} does not answer who-has {svc.vip}")
-    # the first hop's VIP entry moved to a real server
-    if res.vip_entry not in (None, director) and res.vip_entry in rss:
-        h = t.host(res.vip_entry)
+    # the first hop's VIP entry moved away from the director
+    entry = res.vip_entry
+    if entry not in (None, director) and entry in arp_finding:
+        # it answered who-has VIP: that is how the entry moved, and where the
+        # connections went (bypassing the director) since
+        h = t.host(entry)
+        dev = _lan(t, entry)
+        arp_finding[entry].evidence.append(
+            f"after the connections the client's neighbour entry for {svc.vip} points to "
+            f"{h.shown}: the connections went to it, not through the director"
+            + (f" (its arp_announce is {effective(h, dev, 'arp_announce')} as well: fix both)"
+               if effective(h, dev, "arp_announce") < 2 else ""))
+        explained |= set(res.symptoms)
+    elif entry not in (None, director) and entry in rss:
+        h = t.host(entry)
         dev = _lan(t, h.name)
         # announce written on lo only: the same mistake as an ARP answer on lo only
         lo_only = conf(h, "lo", "arp_announce") >= 1 and effective(h, dev, "arp_announce") == 0
@@ -255,7 +272,7 @@ def _explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findi
     # failed connections: who could not have served them
     failures = [s for s in res.symptoms if s not in explained and "answers who-has" not in s]
     full = 32 if svc.family == 4 else 128
-    if res.failed or failures:
+    if failures:
         causes = 0
         if _vip_primary(t, director, svc.vip):
             causes += 1
