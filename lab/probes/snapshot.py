@@ -33,11 +33,13 @@ def collect(lab: Lab, outdir: Path, hosts: list[str] | None = None,
     for name in hosts or [h.name for h in lab.topology.hosts]:
         h = lab.topology.host(name)
         shown = h.label or h.name
-        ka = lab.workdir() / f"collect-{name}.keepalived.conf"
+        ka = "none"
         if name in lab.topology.keepalived:
-            ka.write_text(lab.topology.keepalived[name])
+            path = lab.workdir() / f"collect-{name}.keepalived.conf"
+            path.write_text(lab.topology.keepalived[name])
+            ka = str(path)
         p = subprocess.run(["ip", "netns", "exec", lab.ns(name), "sh", str(COLLECT), "-n",
-                            shown, "-k", str(ka), str(outdir)],
+                            shown, "-k", ka, str(outdir)],
                            capture_output=True, text=True, timeout=timeout)
         if p.returncode != 0:
             raise LabError(f"scripts/collect on {name} failed (exit {p.returncode}): "

@@ -64,7 +64,7 @@ def test_collect_writes_every_file_and_changes_nothing(lab_factory, tmp_path):
     assert "hostname = rs1" in (rs1 / "collect.txt").read_text()
     assert not (rs1 / "ipvsadm-save.txt").exists()  # no IPVS table on a real server
     skipped = (rs1 / "skipped.txt").read_text()
-    assert "ipvsadm-save.txt" in skipped and "keepalived.conf" in skipped
+    assert "ipvsadm-save.txt" in skipped and "keepalived.conf: -k none" in skipped
     assert oct((rs1 / "ip-addr.json").stat().st_mode & 0o777) == "0o600"
     assert not list(tmp_path.glob(".*"))  # no temporary directory left
 
