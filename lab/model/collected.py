@@ -446,7 +446,8 @@ def find_hosts(dirs: list[str | Path]) -> list[Path]:
             out.append(d)
             continue
         found = []
-        for sub in sorted(p for p in d.iterdir() if p.is_dir()):
+        for sub in sorted((p for p in d.iterdir() if p.is_dir()),
+                          key=lambda p: natural(p.name)):
             if (sub / "ip-addr.json").is_file():
                 found.append(sub)
             elif any((sub / f).is_file() for f in HOST_FILES):
@@ -463,6 +464,11 @@ def find_hosts(dirs: list[str | Path]) -> list[Path]:
 
 
 # -- names ---------------------------------------------------------------------------
+
+def natural(name: str) -> tuple[Any, ...]:
+    """Sort key: web2 before web10."""
+    return tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", name))
+
 
 def lab_name(label: str, taken: set[str]) -> str:
     """A lab name for ``label``: its first DNS label, lowercase alphanumerics, starting
@@ -1130,16 +1136,7 @@ class _Importer:
         return [h for h in hosts if h.name not in gone]
 
     def _keepalived_notes(self, ka: dict[str, KaConfig], hosts: list[_Host]) -> None:
-        twin = {a.addr for h in hosts for a in h.all_addrs()}
         for name, cfg in ka.items():
-            rips = {ipaddress.ip_address(r.ip) for vs in cfg.virtual_servers
-                    for r in vs.real_servers}
-            lacking = sorted(rips - twin, key=lambda x: (x.version, x))
-            if lacking:
-                self.note(f"{cfg.source} lists real servers the twin lacks "
-                          f"({_span([str(x) for x in lacking])}): in the twin its health "
-                          "checks take them out (without a check, IPVS would send them "
-                          "traffic)")
             c = next(h.c for h in hosts if h.c.name == name)
             if c.ipvs:
                 mine = {s.shown for s in self._ka_services(cfg)}
