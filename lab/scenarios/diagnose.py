@@ -215,7 +215,7 @@ def _measure(lab: Lab, svc: VirtualService, connections: int,
                          dist, None, symptoms, "path proof: TCP services only")
 
 
-def _explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Finding]:
+def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Finding]:
     """The measured symptoms of one service, matched to catalogue scenarios."""
     out: list[Finding] = []
     explained: set[str] = set()
@@ -354,7 +354,7 @@ def _stale_vips(lab: Lab, t: Topology, progress: Callable[[str], None]) -> list[
     return out
 
 
-def _predictions(t: Topology) -> list[Finding]:
+def predictions(t: Topology) -> list[Finding]:
     """What the configuration alone says (no stimulus in the twin): labelled as such."""
     out: list[Finding] = []
     for svc in t.services:
@@ -429,11 +429,11 @@ def diagnose(topology: Topology, *, connections: int | None = None,
                 n = connections or max(4, 2 * len(svc.real_servers))
                 res = _measure(lab, svc, n, progress)
                 diag.services.append(res)
-                diag.findings += _explain(lab.topology, svc, res)
+                diag.findings += explain(lab.topology, svc, res)
         diag.findings += _stale_vips(lab, topology, progress)
     finally:
         lab.teardown()
-    diag.findings = unique(diag.findings + _predictions(topology))
+    diag.findings = unique(diag.findings + predictions(topology))
     folded = [h for h in topology.hosts if h.represents]
     for h in folded:
         diag.notes.append(f"{h.shown} stands for {len(h.represents)} identical real "

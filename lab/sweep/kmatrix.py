@@ -249,6 +249,8 @@ def merge(what: What, args: list[str], runs: list[KernelRun]) -> dict[str, Any]:
     for key in keys:
         cells = {name: rows.get(key) for name, rows in per.items()}
         ran = [c["summary"] for c in cells.values() if c and c["status"] != "not run"]
+        if what == "diagnose":  # a finding on one kernel and none on another: it differs
+            ran += ["absent" for name, c in cells.items() if c is None and per[name]]
         predicted = next((c["predicted"] for c in cells.values() if c and "predicted" in c),
                          None)
         note = next((c["note"] for c in cells.values() if c and c.get("note")), None)

@@ -3,6 +3,7 @@ headless Chromium when it is installed; CI installs it and requires it)."""
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,39 @@ def test_html_report_renders_in_headless_chromium(tmp_path, chromium):
                    capture_output=True, timeout=120, check=True)
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a page, not a blank
+
+
+def _diagnosis(finding_on: str | None) -> dict:
+    svc = {"service": "192.0.2.100:80/tcp", "director": "lvs1", "census": ["lvs1"],
+           "connections": 4, "failed": [], "distribution": {"web1": 4}, "vip_entry": "lvs1",
+           "symptoms": [], "ladder": ""}
+    findings = []
+    if finding_on:
+        svc = dict(svc, census=["lvs1", "web3"], symptoms=["web3 answers who-has 192.0.2.100"])
+        findings = [{"name": "sysctls-on-lo-only", "hosts": [finding_on],
+                     "service": "192.0.2.100:80/tcp", "symptom": "s", "evidence": ["e <b>"],
+                     "fix": "f", "measured": True}]
+    return {"ok": not findings, "cluster": "c", "kernel": "k", "findings": findings,
+            "services": [svc], "notes": [], "topology": topology_to_dict(default_dr())}
+
+
+def test_kernels_run_diagnose_one_row_per_service_and_finding():
+    assert kmatrix.child_command("diagnose", ["cluster.toml"], Path("/o"))[-4:] == [
+        "diagnose", "cluster.toml", "--json-file", "/o/result.json"]
+    with pytest.raises(UsageError, match="give the cluster"):
+        kmatrix.child_command("diagnose", [], Path("/o"))
+    k1 = kernels.Kernel("bookworm", None, "6.1.0")
+    k2 = kernels.Kernel("trixie", None, "6.12.0")
+    report = kmatrix.merge("diagnose", ["cluster.toml"], [
+        kmatrix.KernelRun(k1, 0, 10.0, _diagnosis(None), None, "6.1.0"),
+        kmatrix.KernelRun(k2, 1, 12.0, _diagnosis("web3.example.net"), None, "6.12.0")])
+    rows = {r["key"]: r for r in report["rows"]}
+    svc = rows["service 192.0.2.100:80/tcp"]
+    assert svc["differs"] and svc["kernels"]["bookworm"]["status"] == "ok"
+    assert svc["kernels"]["trixie"]["status"] == "problems"
+    f = rows["sysctls-on-lo-only on web3.example.net [192.0.2.100:80/tcp]"]
+    assert f["kernels"]["bookworm"] is None and f["kernels"]["trixie"]["status"] == "finding"
+    assert f["differs"]
+    assert report["failed"] == 2
+    page = kernels_html(report)
+    assert "sysctls-on-lo-only on web3.example.net" in page and "e &lt;b&gt;" in page

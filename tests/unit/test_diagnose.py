@@ -1,0 +1,91 @@
+"""diagnose's matching of measured symptoms to catalogue scenarios (pure: the
+measurements are given; the integration tests measure them in twins)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.model import Address, Interface, default_dr
+from lab.scenarios import REGISTRY
+from lab.scenarios.diagnose import (
+    Diagnosis,
+    ServiceResult,
+    answers_arp,
+    explain,
+    predictions,
+    unique,
+)
+
+
+def result(census=("director",), failed=(), symptoms=(), entry="director", rs=("rs1", "rs2")):
+    return ServiceResult("192.0.2.100:80/tcp", "director", list(census), 4, list(failed),
+                         {r: 2 for r in rs}, entry, list(symptoms))
+
+
+IGN0 = {"net.ipv4.conf.all.arp_ignore": "0", "net.ipv4.conf.eth0.arp_ignore": "0"}
+
+
+@pytest.mark.parametrize("edit, name", [
+    (lambda h: h.sysctls.update(IGN0), "rs-answers-arp"),
+    (lambda h: h.sysctls.update({**IGN0, "net.ipv4.conf.lo.arp_ignore": "1"}),
+     "sysctls-on-lo-only"),
+    (lambda h: (h.sysctls.update(IGN0), setattr(h, "lo", [Address("192.0.2.100/24")])),
+     "vip-wide-prefix-on-lo"),
+    (lambda h: (setattr(h, "lo", []), h.interfaces[0].addresses.append(
+        Address("192.0.2.100/32"))), "vip-on-lan-interface"),
+    (lambda h: h.sysctls.update({"net.ipv4.conf.all.arp_ignore": "3"}), "arp-ignore-3-scope"),
+])
+def test_an_arp_answer_is_explained_by_what_the_host_is(edit, name):
+    t = default_dr()
+    edit(t.host("rs1"))
+    assert answers_arp(t, t.service, t.host("rs1")) == name
+    [f] = explain(t, t.service, result(census=("director", "rs1")))
+    assert (f.name, f.hosts, f.measured) == (name, ["rs1"], True)
+    assert f.fix == REGISTRY[name].fix
+
+
+def test_a_moved_vip_entry_is_poisoning_unless_the_host_answered_arp():
+    t = default_dr()
+    t.host("rs2").sysctls.update({"net.ipv4.conf.all.arp_announce": "0",
+                                  "net.ipv4.conf.eth0.arp_announce": "0"})
+    bypass = ["rs2 192.0.2.10:5: no request to the director's MAC"]
+    [f] = explain(t, t.service, result(entry="rs2", symptoms=bypass))
+    assert f.name == "arp-announce-poisoning" and f.hosts == ["rs2"]
+    t.host("rs2").sysctls.update(IGN0)
+    [f] = explain(t, t.service, result(census=("director", "rs2"), entry="rs2",
+                                       symptoms=bypass))
+    assert f.name == "rs-answers-arp" and "arp_announce is 0 as well" in f.evidence[-1]
+
+
+def test_failed_connections_name_the_real_server_that_cannot_serve():
+    t = default_dr(rs_without_vip=("rs2",))
+    fails = ["connection to the VIP failed: client -> 192.0.2.100:80: no answer"]
+    [f] = explain(t, t.service, result(failed=fails[:1], symptoms=fails))
+    assert (f.name, f.hosts) == ("missing-vip-on-rs", ["rs2"])
+
+
+def test_a_failure_nothing_explains_is_reported_not_dropped():
+    t = default_dr()
+    fails = ["connection to the VIP failed: client -> 192.0.2.100:80: ECONNRESET"]
+    [f] = explain(t, t.service, result(failed=fails[:1], symptoms=fails))
+    assert f.name == "unexplained" and f.evidence == fails
+
+
+def test_a_non_member_answering_is_a_stale_holder():
+    t = default_dr(rs=3)
+    t.service.real_servers = t.service.real_servers[:2]
+    t.host("rs3").sysctls.update(IGN0)
+    [f] = explain(t, t.service, result(census=("director", "rs3")))
+    assert f.name == "stale-vip-on-lo" and "no real server" in f.evidence[-1]
+
+
+def test_a_prediction_is_labelled_and_unique_merges_evidence():
+    t = default_dr()
+    rs1 = t.host("rs1")
+    rs1.interfaces.append(Interface("eth1", "lan", [Address("198.51.100.5/24")]))
+    rs1.sysctls["net.ipv4.conf.all.rp_filter"] = "1"
+    [p] = predictions(t)
+    assert (p.name, p.measured) == ("rp-filter-multihomed", False)
+    d = Diagnosis("c", "k", {}, findings=unique([p, predictions(t)[0]]))
+    assert len(d.findings) == 1 and not d.ok
+    assert "prediction: not measured in the twin" in d.text()
