@@ -25,6 +25,9 @@ def test_scenario_reproduces(scenario, drlab_root):
 
 
 CHECKED = [pytest.param(s, id=s.name) for s in REGISTRY.values() if s.stimulus is None]
+#: Fixed variants whose twin is diagnosed too (every fixed twin is still collected,
+#: imported and compared with its lab): one per family of detector.
+HEALTHY_TWINS = {"rs-answers-arp", "missing-vip-on-rs", "director-vip-primary"}
 
 
 @pytest.mark.ipvs
@@ -37,7 +40,7 @@ def test_check_and_the_collected_twin_name_the_broken_lab_only(scenario, drlab_i
       makes the twin, which is the same lab (hosts, roles, addresses, VIP
       placements, effective ARP/rp_filter sysctls, services), and `drlab
       diagnose` on the twin finds exactly this scenario in the broken variant and
-      nothing in the fixed one."""
+      nothing in the fixed one (diagnosed for three of them, HEALTHY_TWINS)."""
     from twin_helpers import collect_lab, differences
 
     from lab.model import topology_from_dict
@@ -61,6 +64,8 @@ def test_check_and_the_collected_twin_name_the_broken_lab_only(scenario, drlab_i
         imp = import_cluster([tmp_path / variant], fold=False)
         twin = topology_from_dict(imp.topology)
         assert differences(originals[variant], twin) == [], "\n".join(imp.notes)
+        if variant == "fixed" and scenario.name not in HEALTHY_TWINS:
+            continue  # the VM's time: three healthy twins prove no false finding
         d = diagnose(twin)
         found = {f.name for f in d.findings}
         want = {scenario.name} if variant == "broken" else set()
