@@ -21,7 +21,10 @@ from lab.model import Address, Interface, default_dr
 from lab.probes.snapshot import COLLECT, collect
 from lab.roles import realserver
 
-pytestmark = pytest.mark.netns
+# The collector is a shell script that only reads: it needs namespaces, not IPVS.
+# It runs on the host part (subprocess keeps it out of the VM part, where the
+# round trip in test_scenarios.py runs it against IPVS labs).
+pytestmark = [pytest.mark.netns, pytest.mark.subprocess]
 
 ALLOWED = re.compile(r"^net\.ipv4\.conf\.|^net\.ipv4\.vs\.|^net\.ipv4\.ip_forward |"
                      r"^net\.ipv6\.conf\.")
