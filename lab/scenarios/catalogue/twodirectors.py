@@ -27,13 +27,16 @@ packet and is never synced, so the backup cannot carry it over a failover.
 
 from __future__ import annotations
 
-from lab.builder import Lab, sysctl
+import socket
+
+from lab.builder import Lab, netns, sysctl
 from lab.model import default_dr
 from lab.model.defaults import LAN, RS_ARP_SYSCTLS
 from lab.model.topology import Address, Host, Interface, RealServer, Topology
 from lab.probes.capture import Capture
 from lab.roles import client, director
 from lab.scenarios.base import Outcome, Scenario, Variant, register
+from lab.util import Timeout, scaled, wait_for
 from lab.wire.frames import decode
 
 SYNCID = "7"
@@ -131,4 +134,78 @@ register(Scenario(
            "net/netfilter/ipvs/ip_vs_core.c (ip_vs_in: backup_only), ip_vs_xmit.c "
            "(decrement_ttl)",
     stimulus="load the table on the standby too and connect through the VIP several times",
+))
+
+
+# sync-threshold-short-connections -------------------------------------------------------
+def _sync_topology() -> Topology:
+    t = default_dr(protocol="udp", name="sync")
+    _standby(t)
+    return t.validate()
+
+
+def _exchange(lab: Lab, datagrams: int) -> int:
+    """A UDP "connection" of ``datagrams`` requests (each answered); its client port."""
+    svc = lab.topology.service
+    assert svc is not None
+    s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(scaled(2))
+        s.connect((svc.vip, svc.port))
+        for _ in range(datagrams):
+            s.send(b"who\n")
+            s.recv(4096)
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def _ports(lab: Lab, host: str) -> set[int]:
+    return {c.cport for c in director.read_connections(lab, host)}
+
+
+def _sync(lab: Lab, variant: Variant) -> Outcome:
+    threshold = "3 50" if variant == "broken" else "1 50"
+    director.configure(lab, host="director2")
+    sysctl.write(lab.ns("director"), [("net.ipv4.vs.sync_threshold", threshold)])
+    _daemon(lab, "director2", "backup")
+    _daemon(lab, "director", "master")
+    ev = [f"director: sync_threshold={threshold}, {_daemons(lab, 'director')}; "
+          f"director2: {_daemons(lab, 'director2')}"]
+    short = _exchange(lab, 1)
+    longer = _exchange(lab, 3)
+    on_master = _ports(lab, "director")
+    ev.append(f"client port {short}: 1 request, port {longer}: 3 requests; director's "
+              f"ip_vs_conn has " + ", ".join(
+                  f"{p} {'yes' if p in on_master else 'NO'}" for p in (short, longer)))
+    try:  # once the 3-packet exchange arrived, the 1-packet one was sent before it, or never
+        wait_for(lambda: longer in _ports(lab, "director2"), 10,
+                 "the 3-packet exchange on director2")
+    except Timeout:
+        ev.append(f"director2 never received port {longer}: the sync daemons do not work")
+        return Outcome(False, ev)
+    on_backup = _ports(lab, "director2")
+    ev.append(f"director2's ip_vs_conn (after port {longer} arrived): port {short} "
+              + ("present" if short in on_backup else "MISSING")
+              + f", port {longer} present")
+    return Outcome(short not in on_backup, ev)
+
+
+register(Scenario(
+    name="sync-threshold-short-connections",
+    symptom="after a failover, short connections (one-datagram UDP exchanges) that were "
+            "live on the old master are unknown to the new one",
+    trigger="the sync daemon sends a connection only when its packet count reaches "
+            "net.ipv4.vs.sync_threshold (default `3 50`: the 3rd, 53rd, ... packet); a "
+            "connection with fewer packets never reaches the backup",
+    fix="net.ipv4.vs.sync_threshold = `1 50` on the master (sync on the first packet), or "
+        "tune sync_period/sync_refresh_period to the traffic",
+    broken=_sync_topology,
+    fixed=_sync_topology,
+    observe=_sync,
+    source="Documentation/networking/ipvs-sysctl.rst (sync_threshold, sync_refresh_period); "
+           "net/netfilter/ipvs/ip_vs_sync.c (ip_vs_sync_conn_needed); "
+           "https://github.com/acassen/keepalived/issues/1076",
+    stimulus="start sync daemons on both directors and compare their connection tables "
+             "after a short and a longer exchange",
 ))
