@@ -3,9 +3,10 @@
 Each entry builds a *broken* and a *fixed* lab and observes the symptom from
 packets and kernel counters. One module per family: :mod:`.arp` (who answers
 for the VIP, what hosts announce), :mod:`.routing` (where DR packets go and
-where they are dropped), :mod:`.ipvs` (the director's table and knobs) and
-:mod:`.host` (what the machine around the lab does) and :mod:`.keepalived` (the
-control plane directors run under). The README's catalogue
+where they are dropped), :mod:`.ipvs` (the director's table and knobs),
+:mod:`.host` (what the machine around the lab does), :mod:`.keepalived` (the
+control plane directors run under) and :mod:`.twodirectors` (an active and a
+standby director: sync daemons, backup_only). The README's catalogue
 table is generated from this registry (``drlab scenarios --markdown``), so it
 cannot drift.
 """
@@ -17,6 +18,7 @@ from lab.scenarios.catalogue import (  # noqa: F401  (they register)
     ipvs,
     keepalived,
     routing,
+    twodirectors,
 )
 
 __all__ = ["REGISTRY"]
