@@ -1,0 +1,138 @@
+"""The connection table: what IPVS's entries (/proc/net/ip_vs_conn) do to flows.
+
+* ``ipvs-idle-timeout``: an idle TCP connection outlives its IPVS entry
+  (``ipvsadm --set``); the client's next segment is not a SYN, so IPVS does not
+  schedule it and the director's own stack (it holds the VIP) answers it with a
+  reset, while the real server still holds its socket (moby/moby#31208,
+  kube-router#911). TCP keepalive shorter than the timeout refreshes the entry.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+
+from lab.builder import Lab, netns
+from lab.model import default_dr
+from lab.probes.capture import Capture
+from lab.roles import client, director
+from lab.scenarios.base import Outcome, Scenario, Variant, register
+from lab.util import scaled, wait_for
+
+#: ipvsadm --set TCP TCPFIN UDP for the idle-timeout scenario (seconds).
+IDLE_TIMEOUT = 3
+
+
+def _free_port() -> int:
+    """A client port below the ephemeral range, different on every call."""
+    return 20000 + (time.monotonic_ns() // 1000) % 20000
+
+
+def _entries(lab: Lab, cport: int) -> list[director.Connection]:
+    return [c for c in director.read_connections(lab) if c.cport == cport]
+
+
+def _watch(cond, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``cond`` for ``seconds`` of real time (kernel timers do not run slow
+    in the VM, so this window is not scaled); True as soon as it holds."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return bool(cond())
+
+
+def _rs_holds(lab: Lab, rs: str, cport: int) -> bool:
+    """``rs`` has an ESTABLISHED TCP socket with the client's port ``cport``."""
+    for line in netns.read_proc(lab.ns(rs), "net/tcp").splitlines()[1:]:
+        f = line.split()
+        if len(f) > 3 and f[2].endswith(f":{cport:04X}") and f[3] == "01":
+            return True
+    return False
+
+
+def _resets(lab: Lab, cap: Capture, cport: int) -> list[str]:
+    """Who sent the resets to the client's port seen in ``cap`` (by source MAC)."""
+    from scapy.layers.inet import TCP
+
+    owners = {lab.mac(h.name).lower(): h.name for h in lab.topology.hosts}
+    out = []
+    for p in cap.packets():
+        if TCP in p and p[TCP].dport == cport and p[TCP].flags & 0x04:
+            out.append(owners.get(p.src.lower(), p.src))
+    return out
+
+
+# -- ipvs-idle-timeout ----------------------------------------------------------
+
+def _idle(lab: Lab, variant: Variant) -> Outcome:
+    director.ipvsadm(lab, "--set", *(str(IDLE_TIMEOUT),) * 3)
+    reply, s = client.open_connection(lab)
+    cport = reply.local[1]
+    ev = [f"ipvsadm --set {IDLE_TIMEOUT} {IDLE_TIMEOUT} {IDLE_TIMEOUT}; connection from port "
+          f"{cport} served by {reply.server}"]
+    if variant == "fixed":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)
+        ev.append("client socket: SO_KEEPALIVE, TCP_KEEPIDLE=1 s, TCP_KEEPINTVL=1 s")
+    try:
+        t0 = time.monotonic()
+        if variant == "broken":
+            wait_for(lambda: not _entries(lab, cport), IDLE_TIMEOUT + 5,
+                     "the idle connection's IPVS entry to expire")
+            ev.append(f"idle: IPVS entry gone after {time.monotonic() - t0:.1f} s")
+        else:
+            window = 2 * IDLE_TIMEOUT + 1
+            gone = _watch(lambda: not _entries(lab, cport), window)
+            e = _entries(lab, cport)
+            ev.append(f"idle {time.monotonic() - t0:.1f} s: IPVS entry "
+                      + ("gone" if gone else f"still there ({e[0].state}, expires in "
+                                             f"{e[0].expires} s)"))
+        held = _rs_holds(lab, reply.server, cport)
+        ev.append(f"{reply.server} {'still holds' if held else 'holds no'} an ESTABLISHED "
+                  f"socket for port {cport}; the client's is open")
+        s.settimeout(scaled(2))
+        with Capture(lab, "client") as cap:
+            try:
+                s.sendall(b"still there?\n")
+                got = s.recv(100)
+                fate = "echoed" if got.startswith(b"still there?") else f"got {got!r}"
+            except TimeoutError:
+                fate = f"no answer in {scaled(2):.0f} s"
+            except OSError as err:
+                fate = errno.errorcode.get(err.errno or 0, str(err))
+        rst = _resets(lab, cap, cport)
+        ev.append(f"then data from the client: {fate}"
+                  + (f" (reset sent by {', '.join(sorted(set(rst)))}: IPVS did not schedule "
+                     "the non-SYN segment, the director's own stack answered it)"
+                     if rst else ""))
+        after = _entries(lab, cport)
+        ev.append("IPVS entries for the port now: "
+                  + (", ".join(f"{c.dest} {c.state}" for c in after) or "none"))
+    finally:
+        s.close()
+    return Outcome(fate != "echoed", ev)
+
+
+register(Scenario(
+    name="ipvs-idle-timeout",
+    symptom="an idle TCP connection through the VIP dies (reset or hang) though both ends "
+            "still hold their sockets",
+    trigger="the connection idles longer than IPVS's TCP timeout (ipvsadm --set): the entry "
+            "expires and the next segment, not a SYN, is not scheduled (the director's "
+            "stack resets it)",
+    fix="TCP keepalive shorter than the timeout (SO_KEEPALIVE, TCP_KEEPIDLE/INTVL) keeps the "
+        "entry alive; or raise the timeout above the applications' idle time",
+    broken=lambda: default_dr(),
+    fixed=lambda: default_dr(),
+    observe=_idle,
+    stimulus="open a connection, let it idle past the IPVS timeout, then send",
+    source=("https://github.com/moby/moby/issues/31208; "
+            "https://github.com/cloudnativelabs/kube-router/issues/911; ipvsadm(8) (--set); "
+            "net/netfilter/ipvs/ip_vs_proto_tcp.c (tcp_conn_schedule: only a SYN is "
+            "scheduled unless sloppy_tcp)"),
+))
