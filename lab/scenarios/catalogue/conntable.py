@@ -5,6 +5,13 @@
   schedule it and the director's own stack (it holds the VIP) answers it with a
   reset, while the real server still holds its socket (moby/moby#31208,
   kube-router#911). TCP keepalive shorter than the timeout refreshes the entry.
+* ``udp-stale-destination``: a UDP client reusing its source port stays on its
+  entry's real server after that server is drained (weight 0) or deleted; with
+  ``expire_nodest_conn=0`` IPVS drops the datagrams of a deleted one
+  (kubernetes/kubernetes#71514, #76664). ``expire_nodest_conn=1`` expires the
+  entries (since 5.9 from a delayed work queued when the real server is deleted:
+  kernel commit 04231e52d355, "ipvs: queue delayed work to expire no destination
+  connections if expire_nodest_conn=1").
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import errno
 import socket
 import time
 
-from lab.builder import Lab, netns
+from lab.builder import Lab, netns, sysctl
 from lab.model import default_dr
 from lab.probes.capture import Capture
 from lab.roles import client, director
@@ -135,4 +142,73 @@ register(Scenario(
             "https://github.com/cloudnativelabs/kube-router/issues/911; ipvsadm(8) (--set); "
             "net/netfilter/ipvs/ip_vs_proto_tcp.c (tcp_conn_schedule: only a SYN is "
             "scheduled unless sloppy_tcp)"),
+))
+
+
+# -- udp-stale-destination ------------------------------------------------------
+
+def _ask(s: socket.socket, tries: int = 4) -> tuple[str | None, int]:
+    """Send from the bound socket until an answer comes: (server, datagrams sent)."""
+    for n in range(1, tries + 1):
+        s.send(b"who\n")
+        try:
+            line = client.read_line(s, time.monotonic() + scaled(0.5))
+            return line.split()[0], n
+        except client.ConnectError:
+            continue
+    return None, tries
+
+
+def _udp_stale(lab: Lab, variant: Variant) -> Outcome:
+    svc = lab.topology.service
+    assert svc is not None
+    nodest = "0" if variant == "broken" else "1"
+    sysctl.write(lab.ns("director"), [("net.ipv4.vs.expire_nodest_conn", nodest)])
+    port = _free_port()
+    s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((lab.topology.primary_ip("client"), port))
+        s.connect((svc.vip, svc.port))
+        first, _ = _ask(s)
+        assert first is not None, "no answer over UDP before any change"
+        ev = [f"expire_nodest_conn={nodest}; datagrams from fixed port {port} served by {first}"]
+        director.set_weight(lab, first, 0)
+        drained, _ = _ask(s)
+        ev.append(f"{first} drained (weight 0): the same port is still served by {drained}")
+        director.remove_dest(lab, first)
+        # an expiry queued by the deletion runs from a work queue: let it run
+        wait_for(lambda: not any(c.dest == lab.topology.primary_ip(first)
+                                 for c in _entries(lab, port)) or variant == "broken",
+                 3, "the deleted server's entries to expire")
+        then, sent = _ask(s)
+        ents = _entries(lab, port)
+        ev.append(f"{first} deleted (ipvsadm -d): "
+                  + (f"served by {then} after {sent} datagram(s)" if then else
+                     f"{sent} datagrams, no answer"))
+        ev.append("IPVS entries for the port: "
+                  + (", ".join(f"{c.dest} expires in {c.expires} s" for c in ents) or "none"))
+    finally:
+        s.close()
+    return Outcome(then is None or then == first, ev)
+
+
+register(Scenario(
+    name="udp-stale-destination",
+    symptom="a UDP client keeps sending to a removed (or drained) real server and gets no "
+            "answer while it reuses its source port",
+    trigger="the IPVS entry of the flow outlives its real server: every datagram refreshes it "
+            "(UDP timeout), and with expire_nodest_conn=0 IPVS drops what it matches once "
+            "the server is deleted",
+    fix="net.ipv4.vs.expire_nodest_conn=1 (the entries of a deleted server expire and the "
+        "flow is rescheduled), or flush the flow's entries; a drained (weight 0) server keeps "
+        "its flows either way",
+    broken=lambda: default_dr(protocol="udp", port=53),
+    fixed=lambda: default_dr(protocol="udp", port=53),
+    observe=_udp_stale,
+    stimulus="UDP from one fixed source port, then drain and delete its real server",
+    source=("https://github.com/kubernetes/kubernetes/issues/71514; "
+            "https://github.com/kubernetes/kubernetes/issues/76664; "
+            "Documentation/networking/ipvs-sysctl.rst (expire_nodest_conn); "
+            "net/netfilter/ipvs/ip_vs_core.c (ip_vs_in: destination not available); kernel "
+            "commit 04231e52d355 (5.9, expire nodest connections from a work queue)"),
 ))
