@@ -12,6 +12,9 @@
   entries (since 5.9 from a delayed work queued when the real server is deleted:
   kernel commit 04231e52d355, "ipvs: queue delayed work to expire no destination
   connections if expire_nodest_conn=1").
+* ``persistence-behind-snat``: source hashing (``sh``, as persistence does per
+  client address) sends every client behind one SNAT address to one real
+  server; ``mh`` with port hashing (``-b mh-port``) spreads them.
 """
 
 from __future__ import annotations
@@ -211,4 +214,48 @@ register(Scenario(
             "Documentation/networking/ipvs-sysctl.rst (expire_nodest_conn); "
             "net/netfilter/ipvs/ip_vs_core.c (ip_vs_in: destination not available); kernel "
             "commit 04231e52d355 (5.9, expire nodest connections from a work queue)"),
+))
+
+
+# -- persistence-behind-snat ----------------------------------------------------
+
+CONNS = 12
+
+
+def _snat(lab: Lab, variant: Variant) -> Outcome:
+    svc = lab.topology.service
+    assert svc is not None
+    ev = []
+    if variant == "fixed":
+        director.ipvsadm(lab, "-E", *director.service_spec(svc).split(), "-s", "mh",
+                         "-b", "mh-port")
+        ev.append("scheduler mh with -b mh-port set in the observation "
+                  "(ipvsadm -E: the model has no scheduler flags)")
+    else:
+        ev.append(f"scheduler {svc.scheduler}")
+    servers = [client.connect(lab).server for _ in range(CONNS)]
+    counts = {s: servers.count(s) for s in sorted(set(servers))}
+    ev.append(f"{CONNS} connections from one client address (one SNAT address) served by "
+              + ", ".join(f"{k} x{v}" for k, v in counts.items()))
+    st = director.read_service(lab)
+    ev.append("IPVS dest stats (conns): "
+              + ", ".join(f"{d.addr} {d.stats.conns}" for d in st.dests))
+    return Outcome(len(counts) == 1, ev)
+
+
+register(Scenario(
+    name="persistence-behind-snat",
+    symptom="every client behind one SNAT address lands on one real server (the others idle)",
+    trigger="a scheduler keyed on the client address only: sh (or persistence, whose "
+            "template is per client address, per netmask with -M)",
+    fix="hash the client port too: mh with -b mh-port (or sh -b sh-port); with persistence, a "
+        "netmask that fits the clients (-M 255.255.255.255 keeps SNAT pool addresses apart, a "
+        "wider one merges them)",
+    broken=lambda: default_dr(rs=3, scheduler="sh"),
+    fixed=lambda: default_dr(rs=3, scheduler="mh"),
+    observe=_snat,
+    stimulus="many connections from one client address, counted per real server",
+    source=("LVS-HOWTO, persistence (https://www.austintek.com/LVS/LVS-HOWTO/HOWTO/"
+            "LVS-HOWTO.persistent_connection.html); ipvsadm(8) (-p, -M, -b mh-port); "
+            "net/netfilter/ipvs/ip_vs_mh.c, ip_vs_sh.c"),
 ))
