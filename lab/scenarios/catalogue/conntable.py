@@ -15,17 +15,37 @@
 * ``persistence-behind-snat``: source hashing (``sh``, as persistence does per
   client address) sends every client behind one SNAT address to one real
   server; ``mh`` with port hashing (``-b mh-port``) spreads them.
+* ``conn-reuse-stall``: kubernetes/kubernetes#93297. A SYN reusing the port of a
+  finished IPVS entry (TIME_WAIT/CLOSE, the default conn_reuse_mode=1) is dropped
+  when the old conntrack entry is still confirmed, so that both expire first; the
+  client stalls 1 s for its SYN retransmission. kube-proxy therefore set
+  conn_reuse_mode=0, which sends the reused port back to the old real server even
+  when it was drained or removed (kubernetes/kubernetes#81775). Kernel 5.9
+  (commit f0a5e4d7a594, "ipvs: allow connection reuse for unconfirmed
+  conntrack") reschedules at once when conntrack replaced the old entry with a
+  new, unconfirmed one, as it does for a TIME_WAIT connection it saw both ways
+  (NAT, kube-proxy's case). A DR director's conntrack sees only the client's half,
+  and measured on 6.1 (bookworm) the reused SYN after a reset still finds the old
+  confirmed entry and is dropped. Debian's archive here serves no kernel before
+  5.9 (buster's 4.19 has left the main archive; the archive host does not
+  resolve), so the pre-5.9 behaviour for NAT is cited, not run. Exempting the
+  service from conntrack on the director fixes it. The catalogue's
+  ``conn-reuse-delay`` is the FIN_WAIT case (conn_reuse_mode=3), fixed with
+  net.ipv4.vs.conntrack=0.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import struct
 import time
 
 from lab.builder import Lab, netns, sysctl
 from lab.model import default_dr
 from lab.probes.capture import Capture
+from lab.probes.counters import rising
+from lab.probes.ipvscheck import use_conntrack
 from lab.roles import client, director
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 from lab.util import scaled, wait_for
@@ -258,4 +278,107 @@ register(Scenario(
     source=("LVS-HOWTO, persistence (https://www.austintek.com/LVS/LVS-HOWTO/HOWTO/"
             "LVS-HOWTO.persistent_connection.html); ipvsadm(8) (-p, -M, -b mh-port); "
             "net/netfilter/ipvs/ip_vs_mh.c, ip_vs_sh.c"),
+))
+
+
+# -- conn-reuse-stall -----------------------------------------------------------
+
+def _connect_from(lab: Lab, port: int) -> tuple[socket.socket, str, int, float]:
+    """Connect from client port ``port``: (socket, server, SYN retransmissions, seconds)."""
+    svc = lab.topology.service
+    assert svc is not None
+    wait_for(lambda: f":{port:04X} " not in netns.read_proc(lab.ns("client"), "net/tcp"),
+             5, f"port {port} to be free")
+    s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.settimeout(scaled(5))
+    syns = rising(lab, "TcpExt.TCPSynRetrans", ["client"])
+    t0 = time.monotonic()
+    s.connect((svc.vip, svc.port))
+    took = time.monotonic() - t0
+    server = client.read_line(s, time.monotonic() + scaled(3)).split()[0]
+    return s, server, syns().get("client", 0), took
+
+
+def _notrack(lab: Lab) -> None:
+    """Exempt the service's packets from conntrack on the director (raw prerouting)."""
+    import sh
+
+    svc = lab.topology.service
+    assert svc is not None
+    sh.Command("ip")("netns", "exec", lab.ns("director"), "nft", "-f", "-", _in=(
+        "table ip drlab_notrack {\n  chain raw {\n"
+        "    type filter hook prerouting priority raw;\n"
+        f"    ip daddr {svc.vip} tcp dport {svc.port} notrack\n  }}\n}}\n"))
+
+
+def _reuse_after_reset(lab: Lab, drain: bool) -> tuple[str, str, int, float, str]:
+    """Connect from a fixed port, close with a reset, optionally drain the server,
+    connect again from the port: (first server, second, SYN retransmissions,
+    seconds, IPVS state of the old entry)."""
+    port = _free_port()
+    s, first, _, _ = _connect_from(lab, port)
+    # SO_LINGER 0: the close is a reset, so the client keeps no TIME_WAIT, and
+    # IPVS's DR entry (it sees only the client's half) goes to CLOSE: reusable
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    states = wait_for(lambda: [c.state for c in _entries(lab, port) if c.state == "CLOSE"],
+                      5, "the IPVS entry to reach CLOSE")
+    if drain:
+        director.set_weight(lab, first, 0)
+    s2, then, retrans, took = _connect_from(lab, port)
+    s2.close()
+    if drain:
+        director.set_weight(lab, first, 1)
+    return first, then, retrans, took, states[0]
+
+
+def _reuse_stall(lab: Lab, variant: Variant) -> Outcome:
+    use_conntrack(lab)  # conntrack in use on the director, as kube-proxy's rules make it
+    sysctl.write(lab.ns("director"), [("net.ipv4.vs.conn_reuse_mode", "1"),
+                                      ("net.ipv4.vs.conntrack", "1")])
+    if variant == "fixed":
+        _notrack(lab)
+    ev = []
+    first, then, retrans, took, state = _reuse_after_reset(lab, drain=False)
+    ev.append("conn_reuse_mode=1 conntrack=1"
+              + (", VIP traffic notrack on the director" if variant == "fixed" else "")
+              + f": connection served by {first}, closed with a reset (IPVS entry {state}); "
+              f"again from the same port: served by {then} after {took * 1000:.0f} ms, "
+              f"{retrans} SYN retransmission(s)"
+              + (" (the first SYN was dropped)" if retrans else ""))
+    if variant == "broken":  # kube-proxy's workaround, for comparison
+        sysctl.write(lab.ns("director"), [("net.ipv4.vs.conn_reuse_mode", "0")])
+        f0, t0, r0, took0, _ = _reuse_after_reset(lab, drain=True)
+        ev.append(f"workaround conn_reuse_mode=0, {f0} drained (weight 0) before the reuse: "
+                  f"served by {t0} after {took0 * 1000:.0f} ms, {r0} SYN retransmission(s)"
+                  + (" (back to the drained server: kubernetes#81775)" if t0 == f0 else ""))
+    return Outcome(retrans > 0, ev)
+
+
+register(Scenario(
+    name="conn-reuse-stall",
+    symptom="a client reusing a source port waits about 1 s for its connection, with the "
+            "default conn_reuse_mode=1",
+    trigger="a SYN from a port whose IPVS entry is finished (CLOSE after a reset; TIME_WAIT "
+            "under NAT) while the director's conntrack still holds the old, confirmed entry: "
+            "IPVS drops the SYN to let both expire (kubernetes#93297); kernel 5.9 "
+            "(f0a5e4d7a594) stopped that only when conntrack starts a fresh entry, which a DR "
+            "director's one-sided conntrack does not here",
+    fix="keep the service's packets out of conntrack on the director (nftables notrack for "
+        "VIP:port; net.ipv4.vs.conntrack=0 where nothing needs it): the SYN is rescheduled at "
+        "once. Not conn_reuse_mode=0 (kube-proxy's old workaround): it sends the reused port "
+        "back to the old real server, drained or not",
+    broken=lambda: default_dr(),
+    fixed=lambda: default_dr(),
+    observe=_reuse_stall,
+    stimulus="reconnect from the same client port after closing it with a reset",
+    source=("https://github.com/kubernetes/kubernetes/issues/93297; "
+            "https://github.com/kubernetes/kubernetes/issues/70747; "
+            "https://github.com/kubernetes/kubernetes/issues/81775; "
+            "Documentation/networking/ipvs-sysctl.rst (conn_reuse_mode, conntrack); "
+            "net/netfilter/ipvs/ip_vs_core.c (ip_vs_in: is_new_conn_expected, "
+            "ip_vs_conn_uses_old_conntrack); kernel commit f0a5e4d7a594 (5.9, 'ipvs: allow "
+            "connection reuse for unconfirmed conntrack')"),
 ))
