@@ -242,24 +242,39 @@ register(Scenario(
 CONNS = 12
 
 
+def _spread(lab: Lab) -> tuple[dict[str, int], str]:
+    """:data:`CONNS` connections from the client's one address: replies per real server,
+    and IPVS's entries per real server (/proc/net/ip_vs_conn) as a line."""
+    before = {(c.cport, c.dest) for c in director.read_connections(lab)}
+    servers = [client.connect(lab).server for _ in range(CONNS)]
+    counts = {s: servers.count(s) for s in sorted(set(servers))}
+    new = [c for c in director.read_connections(lab)  # cport 0: a persistence template
+           if c.cport and (c.cport, c.dest) not in before]
+    per = {d: sum(c.dest == d for c in new) for d in sorted({c.dest for c in new})}
+    return counts, ", ".join(f"{k} x{v}" for k, v in per.items())
+
+
 def _snat(lab: Lab, variant: Variant) -> Outcome:
     svc = lab.topology.service
     assert svc is not None
+    spec = director.service_spec(svc).split()
     ev = []
     if variant == "fixed":
-        director.ipvsadm(lab, "-E", *director.service_spec(svc).split(), "-s", "mh",
-                         "-b", "mh-port")
-        ev.append("scheduler mh with -b mh-port set in the observation "
-                  "(ipvsadm -E: the model has no scheduler flags)")
+        director.ipvsadm(lab, "-E", *spec, "-s", "mh", "-b", "mh-port")
+        ev.append("scheduler mh with -b mh-port, set in the observation with ipvsadm -E "
+                  "(the model has no scheduler flags)")
     else:
         ev.append(f"scheduler {svc.scheduler}")
-    servers = [client.connect(lab).server for _ in range(CONNS)]
-    counts = {s: servers.count(s) for s in sorted(set(servers))}
-    ev.append(f"{CONNS} connections from one client address (one SNAT address) served by "
-              + ", ".join(f"{k} x{v}" for k, v in counts.items()))
-    st = director.read_service(lab)
-    ev.append("IPVS dest stats (conns): "
-              + ", ".join(f"{d.addr} {d.stats.conns}" for d in st.dests))
+    counts, table = _spread(lab)
+    ev.append(f"{CONNS} connections from one client address (one SNAT address) answered by "
+              + ", ".join(f"{k} x{v}" for k, v in counts.items())
+              + f"; IPVS entries per real server: {table}")
+    if variant == "broken":  # persistence is keyed on the address too
+        director.ipvsadm(lab, "-E", *spec, "-s", "rr", "-p", "60")
+        pcounts, ptable = _spread(lab)
+        ev.append("the same under rr with persistence (-p 60): answered by "
+                  + ", ".join(f"{k} x{v}" for k, v in pcounts.items())
+                  + f"; IPVS entries per real server: {ptable}")
     return Outcome(len(counts) == 1, ev)
 
 
