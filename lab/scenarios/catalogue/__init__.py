@@ -4,9 +4,11 @@ Each entry builds a *broken* and a *fixed* lab and observes the symptom from
 packets and kernel counters. One module per family: :mod:`.arp` (who answers
 for the VIP, what hosts announce), :mod:`.routing` (where DR packets go and
 where they are dropped), :mod:`.ipvs` (the director's table and knobs),
-:mod:`.host` (what the machine around the lab does), :mod:`.keepalived` (the
-control plane directors run under) and :mod:`.twodirectors` (an active and a
-standby director: sync daemons, backup_only). The README's catalogue
+:mod:`.conntable` (what IPVS's connection entries do to flows: timeouts, stale
+destinations, port reuse, persistence), :mod:`.host` (what the machine around
+the lab does), :mod:`.keepalived` (the control plane directors run under),
+:mod:`.twodirectors` (an active and a standby director: sync daemons,
+backup_only) and the others each module names. The README's catalogue
 table is generated from this registry (``drlab scenarios --markdown``), so it
 cannot drift.
 """
@@ -14,6 +16,7 @@ cannot drift.
 from lab.scenarios.base import REGISTRY
 from lab.scenarios.catalogue import (  # noqa: F401  (they register)
     arp,
+    conntable,
     host,
     ipvs,
     keepalived,
