@@ -5,7 +5,8 @@ packets and kernel counters. One module per family: :mod:`.arp` (who answers
 for the VIP, what hosts announce), :mod:`.routing` (where DR packets go and
 where they are dropped), :mod:`.ipvs` (the director's table and knobs) and
 :mod:`.host` (what the machine around the lab does) and :mod:`.keepalived` (the
-control plane directors run under). The README's catalogue
+control plane directors run under) and :mod:`.paths` (replies and ICMP errors
+about them that come back through the director). The README's catalogue
 table is generated from this registry (``drlab scenarios --markdown``), so it
 cannot drift.
 """
@@ -16,6 +17,7 @@ from lab.scenarios.catalogue import (  # noqa: F401  (they register)
     host,
     ipvs,
     keepalived,
+    paths,
     routing,
 )
 
