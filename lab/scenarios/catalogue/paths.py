@@ -10,6 +10,15 @@ local address, and a firewall that only ever saw half of each connection:
   (``fib_validate_source`` in net/ipv4/fib_frontend.c returns -EINVAL unless
   ``accept_local`` is set); the kernel counts it in ``in_martian_src`` of
   /proc/net/stat/rt_cache (no SNMP counter) and drops it before IPVS sees it.
+* ``director-stateful-firewall``: conntrack on the director sees the client's
+  half of each connection only. Unless net.ipv4.vs.conntrack=1, IPVS detaches
+  the (unconfirmed) conntrack entry of each packet it forwards
+  (``ip_vs_notrack``), so the client's next ACK is picked up as a NEW
+  mid-stream connection, not ESTABLISHED; a policy that accepts NEW only as a
+  SYN drops it. With net.ipv4.vs.conntrack=1 the entry survives in SYN_SENT,
+  and the client's ACK is INVALID instead (the SYN-ACK never passes the
+  director): the issue's vs.conntrack fix does not help DR, as the broken
+  run measures. What works is accepting the service's packets first.
 """
 
 from __future__ import annotations
@@ -83,5 +92,99 @@ register(Scenario(
     source=("https://github.com/acassen/keepalived/issues/1827; net/ipv4/fib_frontend.c "
             "(fib_validate_source: a local source is martian unless accept_local); "
             "Documentation/networking/ip-sysctl.rst (accept_local, rp_filter)"),
+))
+
+
+#: A stateful input policy as hardening guides write it: established traffic in,
+#: conntrack's INVALID out, and a NEW connection only by a SYN.
+_STATEFUL = """\
+    ct state established,related counter accept comment "established"
+    ct state invalid counter drop comment "invalid"
+    tcp flags & (fin|syn|rst|ack) != syn ct state new counter drop comment "new-not-syn"
+    counter accept comment "new"
+"""
+
+
+def _firewall_rules(vip: str, port: int, variant: Variant) -> str:
+    first = (f'    ip daddr {vip} tcp dport {port} counter accept comment "vip"\n'
+             if variant == "fixed" else "")
+    return ("table inet drlab_fw {\n  chain input {\n"
+            "    type filter hook input priority filter; policy accept;\n"
+            + first + _STATEFUL + "  }\n}\n")
+
+
+def _nft(lab: Lab, host: str, *args: str, stdin: str | None = None) -> str:
+    import sh
+
+    return str(sh.Command("ip")("netns", "exec", lab.ns(host), "nft", *args, _in=stdin))
+
+
+def _rule_counters(lab: Lab, host: str) -> dict[str, int]:
+    """Packets counted by each commented rule of the drlab_fw table."""
+    import json
+
+    out: dict[str, int] = {}
+    for item in json.loads(_nft(lab, host, "-j", "list", "table", "inet", "drlab_fw"))["nftables"]:
+        rule = item.get("rule")
+        if not rule or "comment" not in rule:
+            continue
+        for e in rule["expr"]:
+            if "counter" in e:
+                out[rule["comment"]] = e["counter"]["packets"]
+    return out
+
+
+def _stateful(lab: Lab, variant: Variant) -> Outcome:
+    from lab.builder import sysctl
+
+    svc = lab.topology.service
+    assert svc is not None
+    _nft(lab, "director", "-f", "-", stdin=_firewall_rules(svc.vip, svc.port, variant))
+    ev = []
+    failed = 0
+    for _ in range(2):
+        try:
+            r = client.connect(lab, timeout=2)
+            ev.append(f"connection served by {r.server}")
+        except client.ConnectError as e:
+            failed += 1
+            ev.append(f"connection failed: {e}")
+    counts = _rule_counters(lab, "director")
+    ev.append("director nft drlab_fw counters (packets): "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    dropped = counts.get("invalid", 0) + counts.get("new-not-syn", 0)
+    symptom = failed > 0 and dropped > 0
+    if variant == "broken":  # what the issue's other fix does on this kernel (evidence only)
+        sysctl.write(lab.ns("director"), [("net.ipv4.vs.conntrack", "1")])
+        before = _rule_counters(lab, "director")
+        try:
+            r = client.connect(lab, timeout=2)
+            res = f"served by {r.server}"
+        except client.ConnectError as e:
+            res = f"failed: {e}"
+        counts = _rule_counters(lab, "director")
+        ev.append(f"with net.ipv4.vs.conntrack=1: connection {res}; counters rose "
+                  + ", ".join(f"{k} +{v - before.get(k, 0)}" for k, v in counts.items()))
+    return Outcome(symptom, ev)
+
+
+register(Scenario(
+    name="director-stateful-firewall",
+    symptom="the client's handshake completes (the SYN-ACK comes from the real server) but "
+            "the connection then hangs: the real server never sees the client's ACK",
+    trigger="a stateful nftables input policy on the director: conntrack there only ever "
+            "sees the client's half of a DR connection, so the client's ACK is not "
+            "ESTABLISHED and is dropped as INVALID or as NEW-but-not-SYN",
+    fix="accept the virtual service's traffic before the state rules (an ipvs/VIP match), "
+        "or keep state rules off the DR path",
+    broken=lambda: default_dr(rs=1, behind_router=True),
+    fixed=lambda: default_dr(rs=1, behind_router=True),
+    observe=_stateful,
+    stimulus="the scenario loads a stateful nftables policy (table inet drlab_fw) into the "
+             "director before connecting",
+    source=("https://github.com/kubernetes/kubernetes/issues/17470; "
+            "net/netfilter/nf_conntrack_proto_tcp.c (the TCP state table: an ACK while "
+            "SYN_SENT is invalid); net/netfilter/ipvs/ip_vs_xmit.c (ip_vs_notrack unless "
+            "net.ipv4.vs.conntrack=1); Documentation/networking/ipvs-sysctl.rst (conntrack)"),
 ))
 
