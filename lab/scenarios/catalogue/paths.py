@@ -19,6 +19,13 @@ local address, and a firewall that only ever saw half of each connection:
   and the client's ACK is INVALID instead (the SYN-ACK never passes the
   director): the issue's vs.conntrack fix does not help DR, as the broken
   run measures. What works is accepting the service's packets first.
+* ``pmtu-frag-needed-to-vip``: the router before a narrow hop answers a
+  full-size reply with ICMP fragmentation-needed addressed to its source, the
+  VIP, which the director owns. ``ip_vs_in_icmp`` relays ICMP errors about a
+  connection to its real server, which then learns the path MTU; an
+  echo-only ICMP firewall on the director (filter input runs before IPVS's
+  LOCAL_IN hook) makes a PMTU black hole, and clamping the MSS where the path
+  narrows avoids needing the ICMP at all.
 """
 
 from __future__ import annotations
@@ -188,3 +195,141 @@ register(Scenario(
             "net.ipv4.vs.conntrack=1); Documentation/networking/ipvs-sysctl.rst (conntrack)"),
 ))
 
+
+WAN_MTU = 1400
+#: What the client sends and the real server echoes: several full-sized segments.
+_PAYLOAD = b"p" * 6000
+
+
+def _pmtu_topology() -> Topology:
+    t = default_dr(rs=1, behind_router=True)
+    for host, ifname in (("router", "eth1"), ("client", "eth0")):
+        next(i for i in t.host(host).interfaces if i.name == ifname).mtu = WAN_MTU
+    return t
+
+
+#: The director's input policy: ICMP limited to echo, as firewalls often have it.
+_ECHO_ONLY = """table inet drlab_fw {
+  chain input {
+    type filter hook input priority filter; policy accept;
+    icmp type echo-request counter accept comment "echo"
+    meta l4proto icmp counter drop comment "other-icmp"
+  }
+}
+"""
+#: The router's clamp: SYNs arriving from the narrow WAN link carry at most its MSS.
+_CLAMP = f"""table inet drlab_clamp {{
+  chain clamp {{
+    type filter hook forward priority mangle; policy accept;
+    iifname "eth1" tcp flags syn tcp option maxseg size set {WAN_MTU - 40} counter comment "clamp"
+  }}
+}}
+"""
+
+
+def _echo_big(lab: Lab) -> str:
+    import select
+    import time
+
+    from lab.util import scaled
+
+    try:
+        _, s = client.open_connection(lab, timeout=2)
+    except client.ConnectError as e:
+        return f"connection failed: {e}"
+    try:
+        s.sendall(_PAYLOAD)
+        got = 0
+        deadline = time.monotonic() + scaled(3)
+        while got < len(_PAYLOAD):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([s], [], [], left)[0]:
+                break
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+    finally:
+        s.close()
+    return f"{got} of {len(_PAYLOAD)} echoed bytes came back"
+
+
+def _icmp_too_big(frames: list, outgoing: bool | None = None) -> list[str]:
+    out = []
+    for f in frames:
+        if outgoing is not None and f.outgoing != outgoing:
+            continue
+        x = decode(f.data)
+        if x.proto == 1 and f.data[34] == 3 and f.data[35] == 4:
+            out.append(f"{x.src}>{x.dst} mtu {int.from_bytes(f.data[40:42], 'big')}")
+    return out
+
+
+def _route_mtu(lab: Lab, host: str, dst: str) -> str:
+    import sh
+
+    out = str(sh.Command("ip")("netns", "exec", lab.ns(host), "ip", "-4", "route", "get", dst,
+                               "from", lab.topology.service.vip if lab.topology.service else ""))
+    return " ".join(out.split())
+
+
+def _pmtu_round(lab: Lab, label: str) -> tuple[bool, list[str]]:
+    import sh
+
+    cip = lab.topology.primary_ip("client")
+    with capture(lab, ("router", "eth0"), "director", "rs1") as caps:
+        res = _echo_big(lab)
+    ok = res.startswith(f"{len(_PAYLOAD)} of")
+    sent = _icmp_too_big(caps["router-eth0"].frames, True)
+    at_dir = _icmp_too_big(caps["director-eth0"].frames, False)
+    at_rs = _icmp_too_big(caps["rs1-eth0"].frames, False)
+    big = [len(f.data) for f in caps["rs1-eth0"].frames if f.outgoing]
+    ev = [f"{label}: {res}; rs1's largest frame {max(big, default=0)} bytes",
+          f"{label}: router sent {len(sent)} ICMP frag-needed ({', '.join(sorted(set(sent)))}); "
+          f"director received {len(at_dir)}, rs1 received {len(at_rs)} (relayed by IPVS)",
+          f"{label}: rs1 route to the client: {_route_mtu(lab, 'rs1', cip)}"]
+    sh.Command("ip")("netns", "exec", lab.ns("rs1"), "ip", "route", "flush", "cache")
+    return ok, ev
+
+
+def _pmtu(lab: Lab, variant: Variant) -> Outcome:
+    import sh
+
+    # the client's link is narrow but it advertises a full-size MSS (the narrow hop
+    # is beyond its own link, as on a tunnel or PPPoE path)
+    sh.Command("ip")("netns", "exec", lab.ns("client"), "ip", "route", "replace", "default",
+                     "via", "198.51.100.1", "advmss", "1460")
+    ev: list[str] = []
+    if variant == "broken":  # first without a firewall: does IPVS relay the ICMP?
+        _, ev = _pmtu_round(lab, "no firewall")
+    _nft(lab, "director", "-f", "-", stdin=_ECHO_ONLY)
+    if variant == "fixed":
+        _nft(lab, "router", "-f", "-", stdin=_CLAMP)
+    ok, more = _pmtu_round(lab, "echo-only ICMP firewall" + (" + MSS clamp" if variant == "fixed"
+                                                              else ""))
+    ev += more
+    counts = _rule_counters(lab, "director")
+    ev.append("director nft drlab_fw counters (packets): "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return Outcome(not ok and counts.get("other-icmp", 0) > 0, ev)
+
+
+register(Scenario(
+    name="pmtu-frag-needed-to-vip",
+    symptom="small requests work, large replies hang: the real server keeps retransmitting "
+            "full-size segments the narrow hop cannot carry",
+    trigger="the ICMP fragmentation-needed about a reply is addressed to the VIP, so it "
+            "lands on the director; IPVS relays it to the real server, but a director "
+            "firewall that allows only ICMP echo drops it first (a PMTU black hole)",
+    fix="clamp the MSS where the path narrows (nft 'tcp option maxseg size set'), or let "
+        "ICMP destination-unreachable through the director's firewall",
+    broken=_pmtu_topology,
+    fixed=_pmtu_topology,
+    observe=_pmtu,
+    stimulus="a 6000-byte echo over a path narrower than the client's advertised MSS, "
+             "through an echo-only ICMP firewall the scenario loads on the director",
+    source=("https://github.com/cloudnativelabs/kube-router/issues/685; "
+            "https://github.com/cilium/cilium/issues/46993; net/netfilter/ipvs/ip_vs_core.c "
+            "(ip_vs_in_icmp: ICMP errors about a connection are relayed to its real server); "
+            "Documentation/networking/ip-sysctl.rst (route/mtu_expires)"),
+))
