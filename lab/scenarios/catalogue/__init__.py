@@ -8,7 +8,8 @@ where they are dropped), :mod:`.ipvs` (the director's table and knobs),
 destinations, port reuse, persistence), :mod:`.host` (what the machine around
 the lab does), :mod:`.keepalived` (the control plane directors run under),
 :mod:`.twodirectors` (an active and a standby director: sync daemons,
-backup_only) and the others each module names. The README's catalogue
+backup_only), :mod:`.paths` (where the packets of a DR connection go around
+the director: gateways, firewalls, ICMP). The README's catalogue
 table is generated from this registry (``drlab scenarios --markdown``), so it
 cannot drift.
 """
@@ -20,6 +21,7 @@ from lab.scenarios.catalogue import (  # noqa: F401  (they register)
     host,
     ipvs,
     keepalived,
+    paths,
     routing,
     twodirectors,
 )
