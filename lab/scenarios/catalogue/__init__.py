@@ -4,7 +4,8 @@ Each entry builds a *broken* and a *fixed* lab and observes the symptom from
 packets and kernel counters. One module per family: :mod:`.arp` (who answers
 for the VIP, what hosts announce), :mod:`.routing` (where DR packets go and
 where they are dropped), :mod:`.ipvs` (the director's table and knobs) and
-:mod:`.host` (what the machine around the lab does) and :mod:`.keepalived` (the
+:mod:`.host` (what the machine around the lab does), :mod:`.neighbours` (which
+interface answers ARP/NDP for an address) and :mod:`.keepalived` (the
 control plane directors run under). The README's catalogue
 table is generated from this registry (``drlab scenarios --markdown``), so it
 cannot drift.
@@ -16,6 +17,7 @@ from lab.scenarios.catalogue import (  # noqa: F401  (they register)
     host,
     ipvs,
     keepalived,
+    neighbours,
     routing,
 )
 

@@ -1,0 +1,69 @@
+"""Neighbours: which interface answers ARP/NDP for an address, and which does not.
+
+What the knobs really test. ``arp_ignore=0`` (the default) answers a who-has
+for *any* local address, whatever interface holds it, NOARP dummies included
+(kube-proxy's ``kube-ipvs0``, kube-router's ``kube-dummy-if``): NOARP only stops
+the dummy itself from doing ARP. ``arp_ignore=1`` answers only for addresses
+on the receiving interface, which also silences addresses that neighbours
+*should* reach through another interface (kubernetes#72779, the collateral
+of kubernetes#70530). Two NICs on one LAN answer for each other's addresses
+("ARP flux") unless each answers only for its own. IPv6 has no arp_ignore:
+Linux answers a Neighbor Solicitation only for addresses on the receiving
+interface, so a VIP on the LAN interface is answered and a VIP on ``lo`` is
+not. Every verdict comes from a census: the requests on the wire and the
+replies attributed to hosts by MAC.
+"""
+
+from __future__ import annotations
+
+from lab.builder import Lab
+from lab.model import Address, Interface, Topology, default_dr
+from lab.probes import arp
+from lab.scenarios.base import Outcome, Scenario, Variant, register
+
+VIP = "192.0.2.100"
+STRICT = {"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2"}
+LOOSE = {"net.ipv4.conf.all.arp_ignore": "0", "net.ipv4.conf.all.arp_announce": "0",
+         "net.ipv4.conf.eth0.arp_ignore": "0", "net.ipv4.conf.eth0.arp_announce": "0"}
+K8S = "https://github.com/kubernetes/kubernetes"
+
+
+def _rs_answers(lab: Lab, variant: Variant) -> Outcome:
+    c = arp.census(lab)
+    rss = sorted(c.hosts & {h.name for h in lab.topology.real_servers})
+    return Outcome(bool(rss), [str(c)] + [f"{h} answers who-has VIP on eth0 although it holds "
+                                          "the VIP only on a NOARP dummy" for h in rss])
+
+
+# -- 3. noarp-dummy-vip ---------------------------------------------------------
+
+def _dummy_vip(strict: bool) -> Topology:
+    t = default_dr(rs=1, rs_sysctls={**LOOSE, **(STRICT | {
+        "net.ipv4.conf.eth0.arp_ignore": "1", "net.ipv4.conf.eth0.arp_announce": "2"}
+        if strict else {})})
+    rs = t.host("rs1")
+    rs.lo = []
+    rs.dummies = [Interface("kube-ipvs0", "", [Address(f"{VIP}/32")], kind="dummy")]
+    return t
+
+
+register(Scenario(
+    name="noarp-dummy-vip",
+    symptom="a node answers who-has for a VIP it holds only on a NOARP dummy interface "
+            "(kube-ipvs0, kube-dummy-if): neighbours send VIP traffic straight to it",
+    trigger="arp_ignore=0 (the default) answers for any local address on any interface; "
+            "NOARP on the dummy only stops the dummy itself from doing ARP",
+    fix="strict ARP: net.ipv4.conf.all.arp_ignore=1 and arp_announce=2 (kube-proxy "
+        "--ipvs-strict-arp / strictARP: true)",
+    broken=lambda: _dummy_vip(False),
+    fixed=lambda: _dummy_vip(True),
+    observe=_rs_answers,
+    needs_ipvs=False, services=False,
+    source=("https://github.com/cloudnativelabs/kube-router/issues/561; "
+            "https://github.com/metallb/metallb/issues/153; "
+            f"{K8S}/pull/70530; {K8S}/pull/75295 (--ipvs-strict-arp); "
+            "Documentation/networking/ip-sysctl.rst (arp_ignore); net/ipv4/arp.c "
+            "(arp_ignore, inet_confirm_addr)"),
+    stimulus="drlab check's VIP census sees the extra answer but not its cause: that the "
+             "VIP sits on a NOARP dummy, not on lo",
+))
