@@ -67,3 +67,49 @@ register(Scenario(
     stimulus="drlab check's VIP census sees the extra answer but not its cause: that the "
              "VIP sits on a NOARP dummy, not on lo",
 ))
+
+
+# -- 4. arp-ignore-collateral -------------------------------------------------------
+
+EXTERNAL = "192.0.2.50"  # an externalIP from the LAN's own prefix, as in kubernetes#72779
+
+
+def _collateral(on_dummy: bool) -> Topology:
+    t = default_dr(rs=1)  # arp_ignore=1, arp_announce=2 everywhere on rs1 (strict ARP)
+    rs = t.host("rs1")
+    ext = Address(f"{EXTERNAL}/32")
+    if on_dummy:
+        rs.dummies = [Interface("kube-ipvs0", "", [ext], kind="dummy")]
+    else:
+        rs.interfaces[0].addresses.append(ext)
+    return t
+
+
+def _external_unanswered(lab: Lab, variant: Variant) -> Outcome:
+    c = arp.census(lab, EXTERNAL)
+    vip = arp.census(lab)
+    ev = [str(c), str(vip)]
+    if "rs1" not in c.hosts:
+        ev.append(f"nobody answers who-has {EXTERNAL} on the LAN although rs1 holds it and "
+                  "serves it: neighbours get no MAC (neighbour entry FAILED)")
+    return Outcome("rs1" not in c.hosts, ev)
+
+
+register(Scenario(
+    name="arp-ignore-collateral",
+    symptom="an address the node must serve to its LAN neighbours (an externalIP on "
+            "kube-ipvs0) is never answered by ARP: `ip neigh` shows FAILED on other hosts",
+    trigger="net.ipv4.conf.all.arp_ignore=1 (strict ARP, set for the VIPs) answers only for "
+            "addresses on the receiving interface, and that address is on another interface",
+    fix="put addresses neighbours must reach on the interface they arrive on (here eth0), or "
+        "set arp_ignore=1 only where it is needed (kube-proxy made strict ARP opt-in)",
+    broken=lambda: _collateral(True),
+    fixed=lambda: _collateral(False),
+    observe=_external_unanswered,
+    needs_ipvs=False, services=False,
+    source=(f"{K8S}/pull/70530 (sets all.arp_ignore=1); {K8S}/issues/72779 (externalIPs "
+            f"stop resolving); {K8S}/issues/71555; {K8S}/pull/75295 (strict ARP opt-in); "
+            "Documentation/networking/ip-sysctl.rst (arp_ignore=1)"),
+    stimulus="drlab check asks only for the VIP and the hosts' own addresses; the silenced "
+             "address needs its own census",
+))
