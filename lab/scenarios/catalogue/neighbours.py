@@ -113,3 +113,57 @@ register(Scenario(
     stimulus="drlab check asks only for the VIP and the hosts' own addresses; the silenced "
              "address needs its own census",
 ))
+
+
+# -- 5. arp-flux-two-nics -----------------------------------------------------------
+
+SECOND = "192.0.2.111"
+
+
+def _two_nics(fixed: bool) -> Topology:
+    knobs = ({**STRICT, "net.ipv4.conf.eth0.arp_ignore": "1", "net.ipv4.conf.eth1.arp_ignore": "1",
+              "net.ipv4.conf.eth0.arp_announce": "2", "net.ipv4.conf.eth1.arp_announce": "2"}
+             if fixed else {**LOOSE, "net.ipv4.conf.eth1.arp_ignore": "0",
+                            "net.ipv4.conf.eth1.arp_announce": "0"})
+    t = default_dr(rs=1, rs_sysctls=knobs)
+    rs = t.host("rs1")
+    rs.interfaces.append(Interface("eth1", "lan", [Address(f"{SECOND}/24")]))
+    return t
+
+
+def _flux(lab: Lab, variant: Variant) -> Outcome:
+    own = {"eth0": "192.0.2.101", "eth1": SECOND}
+    ev, symptom = [], False
+    for iface, ip in own.items():
+        c = arp.census(lab, ip)
+        mine = lab.mac("rs1", iface)
+        other = sorted(set(c.responders.get("rs1", [])) - {mine})
+        ev.append(str(c))
+        if other:
+            symptom = True
+            ev.append(f"rs1 answers who-has {ip} ({iface}'s address) with {other}, the MAC of "
+                      "its other NIC: ARP flux, the address's MAC depends on which reply wins")
+        elif mine not in c.responders.get("rs1", []):
+            symptom = True
+            ev.append(f"nobody answers who-has {ip} with {iface}'s MAC")
+    return Outcome(symptom, ev)
+
+
+register(Scenario(
+    name="arp-flux-two-nics",
+    symptom="a host with two NICs on one LAN answers ARP for one NIC's address through the "
+            "other as well; neighbours' entries flip between the two MACs",
+    trigger="arp_ignore=0 and arp_filter=0 (the defaults): an ARP request for any local address "
+            "is answered on every interface that receives it",
+    fix="arp_ignore=1 (and arp_announce=2) so each NIC answers only for its own addresses; or "
+        "arp_filter=1 with source-based policy routes (one table per NIC)",
+    broken=lambda: _two_nics(False),
+    fixed=lambda: _two_nics(True),
+    observe=_flux,
+    needs_ipvs=False, services=False,
+    source=("LVS-HOWTO, 'The ARP problem' (ARP flux with two NICs on one network); "
+            "Documentation/networking/ip-sysctl.rst (arp_filter: 'you must use source based "
+            "routing for this to work'; arp_ignore=1); net/ipv4/arp.c (arp_filter)"),
+    stimulus="drlab check censuses the VIP; flux is on the host's own addresses and shows "
+             "only in a census for each of them",
+))
