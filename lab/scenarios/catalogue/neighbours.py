@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from lab.builder import Lab
 from lab.model import Address, Interface, Topology, default_dr
+from lab.model.defaults import to_ipv6, v6
 from lab.probes import arp
+from lab.probes.ndp import ndp_census
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 
 VIP = "192.0.2.100"
@@ -166,4 +168,41 @@ register(Scenario(
             "routing for this to work'; arp_ignore=1); net/ipv4/arp.c (arp_filter)"),
     stimulus="drlab check censuses the VIP; flux is on the host's own addresses and shows "
              "only in a census for each of them",
+))
+
+
+# -- 11. ipv6-vip-on-lan-interface ----------------------------------------------------
+
+def _v6_vip_on_lan() -> Topology:
+    t = default_dr(rs=2)
+    for rs in t.real_servers:
+        rs.lo = []
+        rs.interfaces[0].addresses.append(Address(f"{VIP}/32"))
+    t = to_ipv6(t)
+    t.waive = frozenset({"vip-duplicate"})
+    return t
+
+
+def _rs_answers_ns(lab: Lab, variant: Variant) -> Outcome:
+    c = ndp_census(lab)
+    rss = sorted(c.hosts & {h.name for h in lab.topology.real_servers})
+    return Outcome(bool(rss), [str(c)] + [
+        f"{h} answers the Neighbor Solicitation for the VIP {v6(VIP)}: clients or the router "
+        "can resolve the VIP to it and bypass the director" for h in rss])
+
+
+register(Scenario(
+    name="ipv6-vip-on-lan-interface",
+    symptom="real servers answer Neighbor Solicitations for the IPv6 VIP",
+    trigger="the VIP on the real server's LAN interface: Linux answers NS for every address "
+            "on the receiving interface, and IPv6 has no arp_ignore/arp_announce to stop it",
+    fix="put the VIP on lo (/128): NS arriving on eth0 are answered only for eth0's addresses",
+    broken=_v6_vip_on_lan,
+    fixed=lambda: default_dr(rs=2, ipv6=True),
+    observe=_rs_answers_ns,
+    needs_ipvs=False, services=False,
+    source=("net/ipv6/ndisc.c (ndisc_recv_ns: ipv6_chk_addr on the receiving device); "
+            "Documentation/networking/ip-sysctl.rst (arp_ignore is IPv4 only)"),
+    stimulus="drlab check's NDP census sees the extra answer but not its cause: the VIP on "
+             "the LAN interface instead of lo",
 ))
