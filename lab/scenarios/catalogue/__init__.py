@@ -9,7 +9,8 @@ destinations, port reuse, persistence), :mod:`.host` (what the machine around
 the lab does), :mod:`.keepalived` (the control plane directors run under),
 :mod:`.twodirectors` (an active and a standby director: sync daemons,
 backup_only), :mod:`.paths` (where the packets of a DR connection go around
-the director: gateways, firewalls, ICMP). The README's catalogue
+the director: gateways, firewalls, ICMP) and :mod:`.neighbours` (ARP and NDP
+beyond the VIP: dummies, two NICs, IPv6). The README's catalogue
 table is generated from this registry (``drlab scenarios --markdown``), so it
 cannot drift.
 """
@@ -21,6 +22,7 @@ from lab.scenarios.catalogue import (  # noqa: F401  (they register)
     host,
     ipvs,
     keepalived,
+    neighbours,
     paths,
     routing,
     twodirectors,
