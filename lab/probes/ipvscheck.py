@@ -174,29 +174,41 @@ class Reconnect:
                 f"IPVS entries for the port: {', '.join(self.states) or 'none'})")
 
 
+def connect_from_port(lab: Lab, port: int) -> tuple[socket.socket, float, int]:
+    """Connect the client to the VIP from source port ``port`` once the previous
+    socket with that port is gone (LAST_ACK -> CLOSED): ``(socket, seconds, SYN
+    retransmissions)``. The caller owns (and closes) the socket."""
+    svc = lab.topology.service
+    assert svc is not None
+    wait_for(lambda: f":{port:04X} " not in netns.read_proc(lab.ns("client"), "net/tcp"),
+             5, f"port {port} to be free")
+    s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        s.settimeout(scaled(5))
+        syns = rising(lab, "TcpExt.TCPSynRetrans", ["client"])
+        t0 = time.monotonic()
+        s.connect((svc.vip, svc.port))
+        took = time.monotonic() - t0
+    except BaseException:
+        s.close()
+        raise
+    return s, took, syns().get("client", 0)
+
+
 def reconnect_same_port(lab: Lab) -> Reconnect:
     """Connect twice from one client port, the server closing first each time (so
     the client keeps no TIME_WAIT and may reuse the port at once)."""
-    svc = lab.topology.service
-    assert svc is not None
     port = _port()
     delays: list[float] = []
     retrans: list[int] = []
     states: list[str] = []
     for _ in range(2):
-        # the previous socket with this port must be gone (LAST_ACK -> CLOSED)
-        wait_for(lambda: f":{port:04X} " not in netns.read_proc(lab.ns("client"), "net/tcp"),
-                 5, f"port {port} to be free")
-        s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_STREAM)
+        s, took, syns = connect_from_port(lab, port)
         try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("0.0.0.0", port))
-            s.settimeout(scaled(5))
-            syns = rising(lab, "TcpExt.TCPSynRetrans", ["client"])
-            t0 = time.monotonic()
-            s.connect((svc.vip, svc.port))
-            delays.append(time.monotonic() - t0)
-            retrans.append(syns().get("client", 0))
+            delays.append(took)
+            retrans.append(syns)
             s.recv(200)
             s.sendall(realserver.BYE)
             while s.recv(200):

@@ -41,11 +41,12 @@ def test_check_and_the_collected_twin_name_the_broken_lab_only(scenario, drlab_i
       placements, effective ARP/rp_filter sysctls, services), and `drlab
       diagnose` on the twin finds exactly this scenario in the broken variant and
       nothing in the fixed one (diagnosed for three of them, HEALTHY_TWINS)."""
-    from twin_helpers import collect_lab, differences
+    from twin_helpers import differences
 
     from lab.model import topology_from_dict
     from lab.model.collected import import_cluster
     from lab.probes.check import check
+    from lab.probes.snapshot import collect
     from lab.scenarios import start
     from lab.scenarios.diagnose import diagnose
 
@@ -54,7 +55,7 @@ def test_check_and_the_collected_twin_name_the_broken_lab_only(scenario, drlab_i
         lab = start(scenario, variant, whole=True)
         try:
             results[variant] = check(lab)
-            collect_lab(lab, tmp_path / variant)
+            collect(lab, tmp_path / variant)
             originals[variant] = lab.topology
         finally:
             lab.teardown()

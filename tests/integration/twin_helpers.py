@@ -1,23 +1,12 @@
-"""Round-trip helpers: collect a lab's hosts; compare a twin with the lab it was
-collected from."""
+"""Round-trip helper: compare a twin with the lab it was collected from
+(lab.probes.snapshot.collect collects it)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from lab.builder import Lab
 from lab.model import Topology
-from lab.probes.snapshot import collect
 from lab.scenarios.diagnose import conf, vip_place
 
 KNOBS = ("arp_ignore", "arp_announce", "rp_filter")
-
-
-def collect_lab(lab: Lab, outdir: Path, hosts: list[str] | None = None) -> Path:
-    """scripts/collect inside each host's namespace, as an operator runs it on each
-    machine (the lab's own client and routers included: import leaves them out)."""
-    collect(lab, outdir, hosts)
-    return outdir
 
 
 def differences(lab: Topology, twin: Topology) -> list[str]:

@@ -44,8 +44,7 @@ import time
 from lab.builder import Lab, netns, sysctl
 from lab.model import default_dr
 from lab.probes.capture import Capture
-from lab.probes.counters import rising
-from lab.probes.ipvscheck import use_conntrack
+from lab.probes.ipvscheck import connect_from_port, use_conntrack
 from lab.roles import client, director
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 from lab.util import scaled, wait_for
@@ -300,20 +299,9 @@ register(Scenario(
 
 def _connect_from(lab: Lab, port: int) -> tuple[socket.socket, str, int, float]:
     """Connect from client port ``port``: (socket, server, SYN retransmissions, seconds)."""
-    svc = lab.topology.service
-    assert svc is not None
-    wait_for(lambda: f":{port:04X} " not in netns.read_proc(lab.ns("client"), "net/tcp"),
-             5, f"port {port} to be free")
-    s = netns.socket_in(lab.ns("client"), socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
-    s.settimeout(scaled(5))
-    syns = rising(lab, "TcpExt.TCPSynRetrans", ["client"])
-    t0 = time.monotonic()
-    s.connect((svc.vip, svc.port))
-    took = time.monotonic() - t0
+    s, took, syns = connect_from_port(lab, port)
     server = client.read_line(s, time.monotonic() + scaled(3)).split()[0]
-    return s, server, syns().get("client", 0), took
+    return s, server, syns, took
 
 
 def _notrack(lab: Lab) -> None:
