@@ -13,17 +13,15 @@ from lab.errors import UsageError
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
     """List the scenario catalogue (``--markdown`` for the README table)."""
-    from lab.scenarios import REGISTRY, catalogue_markdown, check_note
+    from lab.scenarios import REGISTRY, catalogue_markdown, to_json
 
+    if args.record:
+        return _record(Path(args.record))
     if args.markdown:
         print(catalogue_markdown())
         return 0
     if args.json:
-        print(json.dumps([{"name": s.name, "symptom": s.symptom, "trigger": s.trigger,
-                           "fix": s.fix, "source": s.source, "needs_ipvs": s.needs_ipvs,
-                           "needs_vm": s.needs_vm,
-                           "drlab_check": check_note(s)} for s in REGISTRY.values()],
-                         indent=1))
+        print(json.dumps([to_json(s) for s in REGISTRY.values()], indent=1))
         return 0
     width = max(len(n) for n in REGISTRY)
     for s in REGISTRY.values():
@@ -31,6 +29,27 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
               f"{'check' if s.stimulus is None else 'run  '}  {s.symptom}")
     print("\ncheck: `drlab up --scenario NAME --broken` then `drlab check` shows the symptom;"
           "\nrun:   it needs its own stimulus: `drlab scenario run NAME` (which one: --json)")
+    return 0
+
+
+def _record(report_file: Path) -> int:
+    """Fold a kernel matrix's scenario report into the catalogue's record."""
+    import datetime
+
+    from lab.scenarios import REGISTRY, observed
+
+    try:
+        report = json.loads(report_file.read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--record {report_file}: {e}") from None
+    new = observed.from_report(report, datetime.date.today().isoformat())
+    unknown = sorted(set(new) - set(REGISTRY))
+    record = observed.merged(observed.load(), new, list(REGISTRY))
+    observed.RECORD.write_text(json.dumps(record, indent=1) + "\n")
+    kernels = sorted({observed.label(e) for es in new.values() for e in es})
+    print(f"recorded {sum(map(len, new.values()))} observations of {len(new)} scenarios on "
+          f"{', '.join(kernels) or 'no kernel'} in {observed.RECORD}"
+          + (f"; not in the catalogue (dropped): {', '.join(unknown)}" if unknown else ""))
     return 0
 
 
@@ -105,7 +124,11 @@ def add_parsers(sub: Any) -> None:
     sc = sub.add_parser("scenarios", help="list the catalogue of DR failures")
     fmt = sc.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="as a Markdown table")
-    fmt.add_argument("--json", action="store_true", help="as JSON")
+    fmt.add_argument("--json", action="store_true", help="as JSON (with sources and the "
+                     "kernels each scenario was observed on)")
+    fmt.add_argument("--record", metavar="REPORT", help="fold the --json report of `drlab "
+                     "kernels run ... scenario all` into the catalogue's record of the "
+                     "kernels each scenario reproduced on")
     sc.set_defaults(func=cmd_scenarios)
 
     sr = sub.add_parser("scenario", help="run a scenario: `drlab scenario run NAME`")

@@ -70,7 +70,7 @@ def cmd_kernels_run(args: argparse.Namespace) -> int:
 
     logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="drlab-kernels."))
     report = kmatrix.run_kernels(args.kernel or ["host", "bookworm"], args.what,
-                                 list(args.args), logs, args.offline, progress)
+                                 list(args.args), logs, args.offline, progress, args.jobs)
     print(kmatrix.table(report))
     for block in kmatrix.details(report):
         print("\n" + block)
@@ -159,6 +159,9 @@ def add_parsers(sub: Any) -> None:
     knr.add_argument("--logs", metavar="DIR", help="keep each kernel's output here")
     knr.add_argument("--offline", action="store_true",
                      help="use cached Debian kernels without asking the mirror")
+    knr.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="run N kernels at once, each in its own VM (default 1; each VM "
+                          "takes --cpus 2 and 2G of memory)")
     knr.add_argument("what", choices=["matrix", "scenario", "suite", "diagnose"])
     knr.add_argument("args", nargs=argparse.REMAINDER,
                      help="arguments of `drlab matrix`, scenario names, pytest's, or "

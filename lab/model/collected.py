@@ -227,6 +227,11 @@ def _links(hdir: Path) -> tuple[list[Link], list[str]]:
                 raise _bad(str(path), f"entry {n} ({name}): addr_info[{k}]: bad address "
                                       f"{a.get('local')!r}/{a.get('prefixlen')!r}") from None
             link.addrs.append(Addr(ip, _scope(a.get("scope"))))
+        # the kernel lists an interface's IPv6 addresses newest first (IPv4 in the
+        # order added, the primary first): back to the order they were configured in,
+        # so that the twin adds them in that order and lists them as collected
+        link.addrs = ([a for a in link.addrs if a.addr.version == 4]
+                      + [a for a in link.addrs if a.addr.version == 6][::-1])
         links.append(link)
     return links, missing
 

@@ -46,10 +46,12 @@ def routes(lab: Lab, host: str) -> list[str]:
 
 
 def neighbours(lab: Lab, host: str) -> dict[str, str]:
-    """IPv4 neighbour table: ip -> MAC (only entries with a link-layer address)."""
+    """IPv4 and IPv6 neighbour tables: ip -> MAC (only entries with a link-layer
+    address)."""
     out = {}
-    for n in lab.ipr(host).get_neighbours(family=socket.AF_INET):
-        mac = n.get("lladdr")
-        if mac:
-            out[n.get("dst")] = mac
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for n in lab.ipr(host).get_neighbours(family=family):
+            mac = n.get("lladdr")
+            if mac:
+                out[n.get("dst")] = mac
     return out

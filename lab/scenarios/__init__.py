@@ -41,14 +41,74 @@ def check_note(s: Scenario) -> str:
 
 def catalogue_markdown() -> str:
     """The README's catalogue table (``drlab scenarios --markdown``)."""
-    rows = ["| scenario | symptom | trigger | fix | needs IPVS | `drlab check` |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    from lab.scenarios import observed
+
+    seen = observed.load()
+    rows = ["| scenario | symptom | trigger | fix | needs IPVS | `drlab check` | reproduced on |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
     for s in REGISTRY.values():
         rows.append(f"| `{s.name}` | {s.symptom} | {s.trigger} | {s.fix} | "
                     f"{'yes' if s.needs_ipvs else 'no'} | "
-                    f"{'sees it' if s.stimulus is None else 'needs: ' + s.stimulus} |")
+                    f"{'sees it' if s.stimulus is None else 'needs: ' + s.stimulus} | "
+                    f"{observed.short(seen.get(s.name, []))} |")
     return "\n".join(rows)
 
 
+def sources(s: Scenario) -> list[str]:
+    """The scenario's sources, one per item (issue threads, docs, kernel files): its
+    ``source`` split at the semicolons outside parentheses."""
+    out, depth, cur = [], 0, ""
+    for ch in s.source:
+        depth += (ch == "(") - (ch == ")")
+        if ch == ";" and depth <= 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [p.strip() for p in [*out, cur] if p.strip()]
+
+
+_KERNEL_TREE = "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git/tree/"
+#: How a source names what it cites, and the public address of that.
+_LINKS = [
+    (r"https://[^\s;]+", lambda m: m.group(0).rstrip(").,")),
+    (r"\b([\w.-]+/[\w.-]+)#(\d+)", lambda m: f"https://github.com/{m[1]}/issues/{m[2]}"),
+    (r"\bDocumentation/([\w/-]+)\.rst", lambda m: f"https://docs.kernel.org/{m[1]}.html"),
+    (r"\b((?:net|include)/[\w/-]+\.[ch])\b", lambda m: _KERNEL_TREE + m[1]),
+    (r"\bkernel commit ([0-9a-f]{12})", lambda m: f"https://git.kernel.org/torvalds/c/{m[1]}"),
+    (r"\b([a-z][\w-]*)\((\d)\)", lambda m: f"https://manpages.debian.org/{m[1]}.{m[2]}"),
+    (r"(?<![/\w.-])LVS-HOWTO\b(?![^;]*https://)",
+      lambda m: "https://www.austintek.com/LVS/LVS-HOWTO/HOWTO/"),
+    (r"\bkeepalived (?:VRRP|TCP_CHECK)", lambda m: "https://manpages.debian.org/keepalived.conf.5"),
+]
+
+
+def links(s: Scenario) -> list[str]:
+    """Every source of ``s`` as a public address (issue threads, kernel docs and
+    source, man pages), in the order cited, without repeats."""
+    import re
+
+    found: list[tuple[int, str]] = []
+    for pattern, url in _LINKS:
+        found += [(m.start(), url(m)) for m in re.finditer(pattern, s.source)]
+    out: list[str] = []
+    for _, u in sorted(found):
+        if u not in out:
+            out.append(u)
+    return out
+
+
+def to_json(s: Scenario) -> dict[str, object]:
+    """One entry of ``drlab scenarios --json``."""
+    from lab.scenarios import observed
+
+    return {"name": s.name, "symptom": s.symptom, "trigger": s.trigger, "fix": s.fix,
+            "sources": sources(s),
+            "links": links(s),
+            "observed": observed.load().get(s.name, []),
+            "needs_ipvs": s.needs_ipvs, "needs_vm": s.needs_vm,
+            "drlab_check": check_note(s)}
+
+
 __all__ = ["REGISTRY", "Outcome", "Scenario", "Verdict", "catalogue_markdown", "check_note",
-           "get", "run", "run_both", "runnable", "start"]
+           "get", "links", "run", "run_both", "runnable", "sources", "start", "to_json"]

@@ -156,7 +156,9 @@ def answers_arp(t: Topology, svc: VirtualService, h: Host) -> str:
     dev = _lan(t, h.name)
     full = 32 if svc.family == 4 else 128
     if place is not None and place[0] == "lan":
-        return "vip-on-lan-interface"
+        return "ipv6-vip-on-lan-interface" if svc.family == 6 else "vip-on-lan-interface"
+    if place is not None and place[0] == "dummy" and effective(h, dev, "arp_ignore") == 0:
+        return "noarp-dummy-vip"
     if place is not None and place[0] == "lo" and place[1] != full:
         return "vip-wide-prefix-on-lo"
     if effective(h, dev, "arp_ignore") == 0 and conf(h, "lo", "arp_ignore") >= 1:
@@ -271,6 +273,7 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
         explained |= set(res.symptoms)
     # failed connections: who could not have served them
     failures = [s for s in res.symptoms if s not in explained and "answers who-has" not in s]
+
     full = 32 if svc.family == 4 else 128
     if failures:
         causes = 0
@@ -317,6 +320,17 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
                 f"{len(res.failed)} of {res.connections} connections failed",
                 f"keepalived.conf of {', '.join(t.host(d).shown for d in strict)}: vrrp_strict "
                 "without accept: keepalived drops what is sent to the VIP"]))
+        if causes == 0 and arp_finding:
+            # nothing else explains them, but several hosts answer for the VIP: the
+            # client's entry flips between them, and a connection's later packets
+            # reach a host that has no state for it
+            causes += 1
+            for f in arp_finding.values():
+                f.evidence.append(
+                    f"{len(res.failed)} of {res.connections} connections failed "
+                    f"({'; '.join(res.failed[:2])}) while {len(res.census)} hosts answered "
+                    "for the VIP: later packets of a connection can reach one that has no "
+                    "state for it")
         if causes == 0:
             out.append(Finding("unexplained", [t.host(director).shown], svc.key,
                                "a measured symptom no catalogue scenario explains",
@@ -367,7 +381,49 @@ def predictions(t: Topology) -> list[Finding]:
                     "requests from clients it routes back through another interface are "
                     "dropped (the twin's client is on the LAN, which does not show it)"],
                     measured=False))
+            if (gw := _gateway_is_director(t, svc, h)) is not None:
+                out.append(_finding("rs-gateway-is-director", t, [h.name], svc, [
+                    f"{h.shown}'s default route goes via {gw}, an address of the director "
+                    f"{t.host(svc.director).shown}, which holds the VIP {svc.vip}: replies "
+                    "from the VIP to clients beyond the LAN arrive there with a local source "
+                    "and are dropped as martians (the twin's client is on the LAN, so its "
+                    "replies do not take that route)"], measured=False))
+    for d in sorted({svc.director for svc in t.services}):
+        h = t.host(d)
+        vs = {k: h.sysctls.get(f"net.ipv4.vs.{k}", v)
+              for k, v in (("conntrack", "0"), ("conn_reuse_mode", "1"))}
+        if vs["conntrack"] == "1" and vs["conn_reuse_mode"] == "1":
+            svc = next(s for s in t.services if s.director == d)
+            out.append(_finding("conn-reuse-stall", t, [d], svc, [
+                f"{h.shown}: net.ipv4.vs.conntrack=1 with conn_reuse_mode=1: a client "
+                "reconnecting from a port whose connection just ended has its first SYN "
+                "dropped and waits about 1 s (measured on 6.1 and 6.12 by `drlab scenario "
+                "run conn-reuse-stall`; the twin's diagnosis does not reuse ports)"],
+                measured=False))
     return out
+
+
+def _gateway_is_director(t: Topology, svc: VirtualService, h: Host) -> str | None:
+    """The director's address ``h``'s default route goes via (None when it does not),
+    unless the director accepts local sources there: accept_local=1, and rp_filter
+    not strict or the VIP on that same interface (strict reverse-path lookup of a
+    local source passes only on the interface holding it; measured with `drlab
+    validate --scenario rs-gateway-is-director`)."""
+    d = t.host(svc.director)
+    mine = {a.ip for i in d.interfaces for a in i.addresses}
+    family = 4 if "." in svc.vip else 6
+    for r in h.routes:
+        if r.dst in ("default", "0.0.0.0/0", "::/0") and r.via in mine \
+                and ("." in r.via) == (family == 4):
+            dev = next((i.name for i in d.interfaces
+                        for a in i.addresses if a.ip == r.via), "all")
+            vip_here = any(a.ip == svc.vip for i in d.interfaces if i.name == dev
+                           for a in i.addresses)
+            if family == 4 and effective(d, dev, "accept_local") == 1 \
+                    and (effective(d, dev, "rp_filter") != 1 or vip_here):
+                return None
+            return r.via
+    return None
 
 
 def unique(findings: list[Finding]) -> list[Finding]:

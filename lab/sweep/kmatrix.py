@@ -66,24 +66,33 @@ def child_command(what: What, args: list[str], out: Path) -> list[str]:
 
 def run_kernels(names: list[str], what: What, args: list[str], logs: Path,
                 offline: bool = False,
-                progress: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """Resolve each kernel name, run ``what`` on each in turn (logs in ``logs``)
-    and merge the runs into one report (:func:`merge`)."""
+                progress: Callable[[str], None] = lambda _m: None,
+                jobs: int = 1) -> dict[str, Any]:
+    """Resolve each kernel name, run ``what`` on each (``jobs`` kernels at once, each
+    in its own VM; logs in ``logs``) and merge the runs into one report
+    (:func:`merge`), in the order the kernels were named."""
+    from concurrent.futures import ThreadPoolExecutor
+
     if len(set(names)) != len(names):
         raise UsageError("kernels run: a kernel is named twice")
+    if jobs < 1:
+        raise UsageError(f"kernels run: --jobs {jobs}: give 1 or more")
     if args[:1] == ["--"]:
         args = args[1:]
     child_command(what, args, logs)  # bad arguments are a usage error before any VM
     resolved = [kernels.resolve(n, refresh=not offline) for n in names]
     logs.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for k in resolved:
+
+    def one(k: Kernel) -> KernelRun:
         progress(f"kernels: {what} on {k.name}"
                  + (f" ({k.image})" if k.image else " (the running kernel, no VM)") + " ...")
         r = run_on(k, what, args, logs / f"{safe_name(k.name)}.log")
         progress(f"kernels: {k.name}: exit {r.exit_code} in {r.seconds:.0f}s"
                  + (f"; {r.error}" if r.error else ""))
-        runs.append(r)
+        return r
+
+    with ThreadPoolExecutor(max_workers=min(jobs, len(resolved))) as pool:
+        runs = list(pool.map(one, resolved))
     return merge(what, args, runs)
 
 

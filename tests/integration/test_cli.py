@@ -138,7 +138,15 @@ def test_scenarios_lists_the_catalogue():
     listed = {s["name"]: s for s in json.loads(drlab("scenarios", "--json").stdout)}
     assert list(listed) == list(REGISTRY)
     assert listed["dr-mtu"]["drlab_check"].endswith("drlab scenario run dr-mtu")
-    assert all(s["source"] for s in listed.values())  # every entry cites where it is from
+    # every entry cites where it is from, with public addresses, and the kernels it
+    # reproduced on (the record of the kernel matrix: lab/scenarios/observed.json)
+    assert all(s["sources"] and s["links"] for s in listed.values())
+    assert all(u.startswith("https://") for s in listed.values() for u in s["links"])
+    assert "https://github.com/kubernetes/kubernetes/issues/93297" in \
+        listed["conn-reuse-stall"]["links"]
+    for s in listed.values():
+        suites = {o["suite"] for o in s["observed"] if o["reproduced"]}
+        assert {"bookworm", "trixie"} <= suites, (s["name"], s["observed"])
 
 
 def test_unknown_scenario_and_bad_usage_are_exit_2():
@@ -271,16 +279,21 @@ def test_kernels_run_on_the_host_kernel_writes_one_report(tmp_path):
     import json
 
     out, page = tmp_path / "k.json", tmp_path / "k.html"
-    p = drlab("kernels", "run", "--kernel", "host", "--json", str(out), "--html", str(page),
-              "--logs", str(tmp_path / "logs"), "matrix", "--arp-ignore", "0,1", "--jobs", "2")
+    # two runs at once (--jobs 2): the same kernel under a second name
+    p = drlab("kernels", "run", "--jobs", "2", "--kernel", "host", "--kernel", "again=host",
+              "--json", str(out), "--html", str(page), "--logs", str(tmp_path / "logs"),
+              "matrix", "--arp-ignore", "0,1", "--jobs", "2")
     assert p.returncode == 0, p.stdout + p.stderr
     data = json.loads(out.read_text())
-    assert [k["name"] for k in data["kernels"]] == ["host"]
+    assert [k["name"] for k in data["kernels"]] == ["host", "again"]  # as named
     assert [r["kernels"]["host"]["status"] for r in data["rows"]] == ["ok", "ok"]
+    assert [r["kernels"]["again"]["status"] for r in data["rows"]] == ["ok", "ok"]
+    assert not any(r["differs"] for r in data["rows"])
     assert data["topology"]["service"]["vip"] == "192.0.2.100"
     html = page.read_text()
-    assert html.count("<tr") == 2 + 1 + 2 and "<svg" in html  # kernels table, header, 2 cells
-    assert (tmp_path / "logs" / "host.log").read_text().count("as predicted") == 1
+    assert html.count("<tr") == 3 + 1 + 2 and "<svg" in html  # kernels table, header, 2 cells
+    for name in ("host", "again"):
+        assert (tmp_path / "logs" / f"{name}.log").read_text().count("as predicted") == 1
     # IPVS axes on a kernel without IPVS are reported as not run, not as failures
     if not ipvs_available():
         q = drlab("kernels", "run", "--kernel", "host", "--json", str(out), "matrix",
@@ -334,6 +347,7 @@ ERROR_PATHS = [
      "a kernel is named twice"),
     (("kernels", "run", "--kernel", "/nonexistent/vmlinuz", "matrix"), 2, "/nonexistent"),
     (("kernels", "run", "--kernel", "host", "diagnose"), 2, "give the cluster"),
+    (("kernels", "run", "--jobs", "0", "--kernel", "host", "matrix"), 2, "--jobs 0"),
     (("import", "/nonexistent", "-o", "/nonexistent/x.toml"), 2, "/nonexistent"),
     (("import", "x"), 2, "the following arguments are required: -o/--output"),
     (("import", "x", "-o", "-", "--role", "web1=router"), 2, "--role 'web1=router'"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.model import Address, Interface, default_dr
+from lab.model import Address, Interface, Route, default_dr
+from lab.model.defaults import to_ipv6, v6
 from lab.scenarios import REGISTRY
 from lab.scenarios.diagnose import (
     Diagnosis,
@@ -34,6 +35,9 @@ IGN0 = {"net.ipv4.conf.all.arp_ignore": "0", "net.ipv4.conf.eth0.arp_ignore": "0
     (lambda h: (setattr(h, "lo", []), h.interfaces[0].addresses.append(
         Address("192.0.2.100/32"))), "vip-on-lan-interface"),
     (lambda h: h.sysctls.update({"net.ipv4.conf.all.arp_ignore": "3"}), "arp-ignore-3-scope"),
+    (lambda h: (h.sysctls.update(IGN0), setattr(h, "lo", []), setattr(h, "dummies", [
+        Interface("kube-ipvs0", "", [Address("192.0.2.100/32")], kind="dummy")])),
+     "noarp-dummy-vip"),
 ])
 def test_an_arp_answer_is_explained_by_what_the_host_is(edit, name):
     t = default_dr()
@@ -89,3 +93,62 @@ def test_a_prediction_is_labelled_and_unique_merges_evidence():
     d = Diagnosis("c", "k", {}, findings=unique([p, predictions(t)[0]]))
     assert len(d.findings) == 1 and not d.ok
     assert "prediction: not measured in the twin" in d.text()
+
+
+def test_an_ipv6_vip_on_the_lan_interface_is_its_own_scenario():
+    t = default_dr()
+    rs1 = t.host("rs1")
+    rs1.lo = []
+    rs1.interfaces[0].addresses.append(Address("192.0.2.100/32"))
+    t = to_ipv6(t)
+    assert t.service.vip == v6("192.0.2.100")
+    assert answers_arp(t, t.service, t.host("rs1")) == "ipv6-vip-on-lan-interface"
+    [f] = explain(t, t.service, result(census=("director", "rs1")))
+    assert f.fix == REGISTRY["ipv6-vip-on-lan-interface"].fix
+
+
+def test_a_real_server_routing_via_the_director_is_predicted_unless_it_accepts_local():
+    t = default_dr(rs=1)
+    dip = t.primary_ip("director")
+    t.host("rs1").routes = [Route("default", dip)]
+    [p] = predictions(t)
+    assert (p.name, p.hosts, p.measured) == ("rs-gateway-is-director", ["rs1"], False)
+    assert dip in p.evidence[0]
+    d = t.host("director")
+    d.sysctls.update({"net.ipv4.conf.all.accept_local": "1",
+                      "net.ipv4.conf.all.rp_filter": "1"})
+    assert predictions(t) == []  # strict rp_filter passes: the VIP is on that interface
+    d.interfaces[0].addresses = [a for a in d.interfaces[0].addresses if a.ip != t.service.vip]
+    d.lo.append(Address(f"{t.service.vip}/32"))
+    assert [p.name for p in predictions(t)] == ["rs-gateway-is-director"]
+    d.sysctls["net.ipv4.conf.all.rp_filter"] = "2"
+    assert predictions(t) == []
+    t.host("rs1").routes = [Route("default", "192.0.2.1")]
+    t.host("director").sysctls.clear()
+    assert predictions(t) == []
+
+
+def test_failures_while_several_hosts_answer_for_the_vip_go_with_that_finding():
+    t = default_dr()
+    t.host("rs1").sysctls.update(IGN0)
+    fails = ["connection to the VIP failed: client -> 192.0.2.100:80: ECONNRESET"]
+    [f] = explain(t, t.service, result(census=("director", "rs1"), failed=fails[:1],
+                                       symptoms=["rs1 answers who-has 192.0.2.100", *fails],
+                                       entry=None))
+    assert f.name == "rs-answers-arp" and "ECONNRESET" in f.evidence[-1]
+    # a cause of its own still comes first (rs2 lacks the VIP)
+    t = default_dr(rs_without_vip=("rs2",))
+    t.host("rs1").sysctls.update(IGN0)
+    found = explain(t, t.service, result(census=("director", "rs1"), failed=fails[:1],
+                                         symptoms=fails, entry=None))
+    assert [f.name for f in found] == ["rs-answers-arp", "missing-vip-on-rs"]
+
+
+def test_ipvs_keeping_conntrack_with_port_reuse_checks_is_a_predicted_stall():
+    t = default_dr()
+    assert predictions(t) == []
+    t.host("director").sysctls["net.ipv4.vs.conntrack"] = "1"
+    [p] = predictions(t)
+    assert (p.name, p.hosts, p.measured) == ("conn-reuse-stall", ["director"], False)
+    t.host("director").sysctls["net.ipv4.vs.conn_reuse_mode"] = "0"
+    assert predictions(t) == []

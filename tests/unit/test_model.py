@@ -233,3 +233,55 @@ def test_fwmark_validation():
     assert "extra_ports need a fwmark service" in problems(t)
     t = default_dr(fwmark=0)
     assert "fwmark 0 out of range" in problems(t)
+
+
+def _report(cells: dict[str, dict[str, str | None]]) -> dict:
+    """A `kernels run ... scenario` report: scenario -> kernel name -> status."""
+    names = sorted({k for row in cells.values() for k in row})
+    return {"what": "scenario", "args": ["all"],
+            "kernels": [{"name": n, "release": {"bookworm": "6.1.0-56-amd64",
+                                                "trixie": "6.12.57+deb13-amd64",
+                                                "host": "6.18.4"}[n]} for n in names],
+            "rows": [{"key": key, "kernels": {n: ({"status": st} if st else None)
+                                              for n, st in row.items()}}
+                     for key, row in cells.items()]}
+
+
+def test_observations_come_from_a_kernel_report_and_replace_per_release():
+    from lab.errors import UsageError
+    from lab.scenarios import observed
+
+    rep = _report({"a": {"bookworm": "ok", "trixie": "not reproduced", "host": "not run"},
+                   "b": {"bookworm": None, "trixie": "ok", "host": "ok"}})
+    new = observed.from_report(rep, "2026-11-27")
+    assert [(e["suite"], e["reproduced"]) for e in new["a"]] == [("bookworm", True),
+                                                                 ("trixie", False)]
+    assert [(e["kernel"], e["suite"]) for e in new["b"]] == [("6.12.57+deb13-amd64", "trixie"),
+                                                            ("6.18.4", None)]
+    old = {"a": [{"kernel": "6.12.57+deb13-amd64", "suite": "trixie", "reproduced": True,
+                  "date": "2026-01-01"},
+                 {"kernel": "5.10.0-1-amd64", "suite": "bullseye", "reproduced": True,
+                  "date": "2026-01-01"}],
+           "gone": [{"kernel": "6.1", "suite": None, "reproduced": True, "date": "x"}]}
+    rec = observed.merged(old, new, ["a", "b"])
+    assert list(rec) == ["a", "b"]  # a scenario no longer in the catalogue is dropped
+    assert [(e["kernel"], e["reproduced"]) for e in rec["a"]] == [
+        ("5.10.0-1-amd64", True), ("6.1.0-56-amd64", True), ("6.12.57+deb13-amd64", False)]
+    assert observed.short(rec["a"]) == ("5.10 (bullseye), 6.1 (bookworm), "
+                                        "6.12 (trixie) NOT reproduced")
+    with pytest.raises(UsageError, match="not a `drlab kernels run ... scenario`"):
+        observed.from_report({"what": "matrix", "rows": []}, "x")
+
+
+def test_every_scenario_cites_public_addresses_and_was_observed_on_both_debian_kernels():
+    from lab.scenarios import REGISTRY, links, observed
+
+    rec = observed.load()
+    assert set(rec) <= set(REGISTRY)
+    for s in REGISTRY.values():
+        assert links(s) and all(u.startswith("https://") for u in links(s)), s.name
+        suites = {e["suite"] for e in rec.get(s.name, []) if e["reproduced"]}
+        assert {"bookworm", "trixie"} <= suites, (
+            f"{s.name}: no record of it reproducing on bookworm and trixie; run the kernel "
+            "matrix (`drlab kernels run --kernel bookworm --kernel trixie --json R scenario "
+            "all`) and `drlab scenarios --record R`")

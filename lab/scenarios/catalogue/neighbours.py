@@ -66,8 +66,6 @@ register(Scenario(
             f"{K8S}/pull/70530; {K8S}/pull/75295 (--ipvs-strict-arp); "
             "Documentation/networking/ip-sysctl.rst (arp_ignore); net/ipv4/arp.c "
             "(arp_ignore, inet_confirm_addr)"),
-    stimulus="drlab check's VIP census sees the extra answer but not its cause: that the "
-             "VIP sits on a NOARP dummy, not on lo",
 ))
 
 
@@ -203,6 +201,4 @@ register(Scenario(
     needs_ipvs=False, services=False,
     source=("net/ipv6/ndisc.c (ndisc_recv_ns: ipv6_chk_addr on the receiving device); "
             "Documentation/networking/ip-sysctl.rst (arp_ignore is IPv4 only)"),
-    stimulus="drlab check's NDP census sees the extra answer but not its cause: the VIP on "
-             "the LAN interface instead of lo",
 ))

@@ -90,7 +90,10 @@ register(Scenario(
     trigger="the real servers' default gateway is the director: their replies, source the "
             "VIP, arrive where the VIP is local and are dropped as martians (in_martian_src)",
     fix="route the real servers' replies via the router, not the director (or, on the "
-        "director, accept_local=1 with rp_filter off on the LAN interface)",
+        "director, net.ipv4.conf.all.accept_local=1: `drlab validate --scenario "
+        "rs-gateway-is-director --host director --sysctl net.ipv4.conf.all.accept_local=1` "
+        "heals it with rp_filter 0, 1 or 2, the VIP being on the interface the replies "
+        "arrive on)",
     broken=lambda: _gateway_topology(DIRECTOR),
     fixed=lambda: _gateway_topology(LAN_ROUTER),
     observe=_gateway,

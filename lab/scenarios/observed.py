@@ -1,0 +1,94 @@
+"""Which kernels each scenario was observed on: the catalogue's record of measurements.
+
+``observed.json`` (next to this module) holds, per scenario, one entry per kernel
+release a ``drlab kernels run ... scenario all`` report covered::
+
+    {"rs-answers-arp": [{"kernel": "6.1.0-56-amd64", "suite": "bookworm",
+                         "reproduced": true, "date": "2026-11-27"}, ...]}
+
+It is written only from such a report (:func:`record`: ``drlab scenarios
+--record REPORT.json``), never by hand, so ``drlab scenarios --json`` and the
+README's table show what was measured, not what is hoped. A scenario a kernel did
+not run (no IPVS on that kernel, VM-only) gets no entry for it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lab.errors import UsageError
+
+RECORD = Path(__file__).with_name("observed.json")
+#: Kernel-matrix names that are Debian suites (kept as the entry's ``suite``).
+SUITES = ("buster", "bullseye", "bookworm", "trixie", "forky", "sid")
+
+Entry = dict[str, Any]
+
+
+def load(path: Path = RECORD) -> dict[str, list[Entry]]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def from_report(report: dict[str, Any], date: str) -> dict[str, list[Entry]]:
+    """The observations in a ``kernels run ... scenario`` report (its merged JSON)."""
+    if report.get("what") != "scenario" or not isinstance(report.get("rows"), list):
+        raise UsageError("--record: not a `drlab kernels run ... scenario` report "
+                         "(its --json file)")
+    kernels = {k["name"]: k for k in report["kernels"]}
+    out: dict[str, list[Entry]] = {}
+    for row in report["rows"]:
+        for name, cell in row["kernels"].items():
+            if cell is None or cell["status"] not in ("ok", "not reproduced"):
+                continue
+            k = kernels[name]
+            if not k.get("release"):
+                continue
+            base = name.split("=")[0]
+            out.setdefault(row["key"], []).append({
+                "kernel": k["release"], "suite": base if base in SUITES else None,
+                "reproduced": cell["status"] == "ok", "date": date})
+    return out
+
+
+def merged(record: dict[str, list[Entry]], new: dict[str, list[Entry]],
+           known: list[str]) -> dict[str, list[Entry]]:
+    """``record`` with ``new``'s entries replacing those of the same scenario and
+    kernel release; scenarios not in ``known`` (the registry) are dropped. Entries
+    are sorted by kernel release."""
+    out: dict[str, list[Entry]] = {}
+    for name in known:
+        entries = {e["kernel"]: e for e in record.get(name, [])}
+        entries |= {e["kernel"]: e for e in new.get(name, [])}
+        if entries:
+            out[name] = sorted(entries.values(), key=lambda e: _release_key(e["kernel"]))
+    return out
+
+
+def _release_key(release: str) -> list[int]:
+    import re
+
+    return [int(n) for n in re.findall(r"\d+", release)]
+
+
+def label(e: Entry) -> str:
+    """``6.1.0-56-amd64 (bookworm)``."""
+    return e["kernel"] + (f" ({e['suite']})" if e.get("suite") else "")
+
+
+def short(entries: list[Entry]) -> str:
+    """The kernels a scenario reproduced on, short: ``6.1 (bookworm), 6.12 (trixie)``;
+    a kernel where it did not reproduce is marked."""
+    import re
+
+    parts = []
+    for e in entries:
+        m = re.match(r"\d+\.\d+", e["kernel"])
+        v = m.group(0) if m else e["kernel"]
+        parts.append(v + (f" ({e['suite']})" if e.get("suite") else "")
+                     + ("" if e["reproduced"] else " NOT reproduced"))
+    return ", ".join(parts) or "not yet"
