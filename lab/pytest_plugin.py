@@ -59,6 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--drlab-artifacts", default=None, metavar="DIR",
                 help="where failing tests save pcaps and state dumps "
                      "(default: <rootdir>/artifacts)")
+    g.addoption("--drlab-shard", default=None, metavar="I/N",
+                help="run only every Nth collected test, from the Ith (a shard of "
+                     "`drlab kernels run --shard`)")
     g.addoption("--drlab-capture", choices=CAPTURE_MODES, default="on-failure",
                 help="record every interface of every lab a test builds (lab_factory, "
                      "dr_lab), for the whole test, in a bounded ring; write one pcap per "
@@ -125,6 +128,21 @@ class _Session:
         self.ipvs = {"passed": 0, "failed": 0, "skipped": 0}
         self.snapshot: Any = None
         self.messages: list[str] = []
+
+    @pytest.hookimpl(trylast=True)  # after -m/-k: the shards split what would run
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if not self.config.getoption("--drlab-shard"):
+            return
+        from lab.errors import UsageError
+        from lab.util import parse_shard, sharded
+
+        try:
+            shard = parse_shard(self.config.getoption("--drlab-shard"), "--drlab-shard")
+        except UsageError as e:
+            raise pytest.UsageError(str(e)) from None
+        keep = {id(x) for _, x in sharded(items, shard)}
+        self.config.hook.pytest_deselected(items=[x for x in items if id(x) not in keep])
+        items[:] = [x for x in items if id(x) in keep]
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if os.geteuid() != 0:

@@ -6,7 +6,7 @@ the layer that owns the logic:
 * :mod:`lab.cli.labs`      demo, up, status, check, shell, down, cleanup, check-env
 * :mod:`lab.cli.scenarios` scenarios, scenario run, validate
 * :mod:`lab.cli.cluster`   import, diagnose (the operator's own cluster)
-* :mod:`lab.cli.sweeps`    matrix, kernels run|fetch|list
+* :mod:`lab.cli.sweeps`    matrix, kernels run|merge|fetch|list
 
 Exit codes: 0 success; 1 a check failed; 2 bad input (usage, topology);
 3 the machine cannot run the lab (not root, no ipvsadm, no IPVS: see
@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from lab.errors import LabError
+from lab.util import Progress
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,9 +31,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def progress(msg: str) -> None:
-    """A progress line on stderr (stdout carries the result)."""
-    print(f"drlab: {msg}", file=sys.stderr, flush=True)
+#: Progress lines on stderr (stdout carries the result): messages, and done/total
+#: with elapsed time and an estimate for the long verbs.
+progress = Progress(enabled=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

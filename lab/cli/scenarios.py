@@ -62,18 +62,24 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     from lab.cli import progress
     from lab.host import preflight
     from lab.scenarios import REGISTRY, Verdict, get, run, runnable
+    from lab.util import parse_shard, sharded
 
     everything = args.name == ["all"]
-    chosen = [get(n) for n in (list(REGISTRY) if everything else args.name)]
+    picked = sharded([get(n) for n in (list(REGISTRY) if everything else args.name)],
+                     parse_shard(args.shard) if args.shard else None)
+    chosen = [s for _, s in picked]
+    index = {s.name: j for j, s in picked}
     preflight.require_netns()
     have_ipvs = preflight.ipvs_available() if any(s.needs_ipvs for s in chosen) else False
     results: list[dict[str, Any]] = []
     bad = 0
+    progress.start("scenario run", len(chosen))
     for s in chosen:
         why = runnable(s, have_ipvs)
         if why and everything:
-            print(f"{s.name}: not run here ({why})")
-            results.append({"name": s.name, "ran": False, "why": why})
+            progress.echo(f"{s.name}: not run here ({why})")
+            results.append({"name": s.name, "ran": False, "why": why, "index": index[s.name]})
+            progress.step()
             continue
         if s.needs_ipvs:
             preflight.require_ipvs()
@@ -81,9 +87,11 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
         broken = run(s, "broken")
         progress(f"{s.name}: running the fixed variant ...")
         v = Verdict(s, broken, run(s, "fixed"))
-        print(v.report())
+        progress.echo(v.report())
         bad += not v.reproduced
-        results.append(v.to_json())
+        results.append({**v.to_json(), "index": index[s.name]})
+        progress.step(s.name)
+    progress.finish()
     if args.json:
         Path(args.json).write_text(json.dumps({"kernel": platform.release(),
                                                "scenarios": results}, indent=1))
@@ -136,6 +144,7 @@ def add_parsers(sub: Any) -> None:
     srr = srs.add_parser("run", help="broken and fixed side by side, with a verdict")
     srr.add_argument("name", nargs="+", help="scenario names, or all")
     srr.add_argument("--json", metavar="FILE", help="write the verdicts as JSON")
+    srr.add_argument("--shard", metavar="I/N", help="only every Nth scenario, from the Ith")
     srr.set_defaults(func=cmd_scenario_run)
 
     va = sub.add_parser("validate", help="what a proposed sysctl change breaks or fixes")

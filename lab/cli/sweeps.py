@@ -1,4 +1,4 @@
-"""Sweeps: matrix, kernels run|fetch|list."""
+"""Sweeps: matrix, kernels run|merge|fetch|list."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab.errors import UsageError
+
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     """Sweep real-server settings, measure every cell, compare with the prediction."""
     from lab.cli import progress
     from lab.host import preflight
     from lab.sweep import matrix
+    from lab.util import parse_shard, sharded
 
     spec: dict = {}
     if args.spec:
@@ -27,12 +30,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                                   "vip_place": "lo32,lo-wide,lan,absent"})
     baseline = matrix.load_result(args.baseline) if args.baseline else None
     configs = matrix.with_extra(matrix.cells(spec), matrix.parse_extra(args.sysctl or []))
+    picked = sharded(configs, parse_shard(args.shard) if args.shard else None)
+    configs = [c for _, c in picked]
     preflight.require_netns()
     progress(f"matrix: {len(configs)} cells, {args.jobs} labs side by side ...")
     t0 = time.monotonic()
-    result = matrix.run(configs, args.jobs)
+    result = matrix.run(configs, args.jobs, progress)
     wall = time.monotonic() - t0
-    data = matrix.to_json(result, wall)
+    data = matrix.to_json(result, wall, [j for j, _ in picked])
     print(matrix.table(result))
     bad = data["mismatches"]
     print(f"{len(result)} cells in {wall:.1f}s on kernel {data['kernel']}: "
@@ -67,16 +72,46 @@ def cmd_kernels_run(args: argparse.Namespace) -> int:
 
     from lab.cli import progress
     from lab.sweep import kmatrix
+    from lab.util import parse_shard
 
+    shard = parse_shard(args.shard) if args.shard else None
     logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="drlab-kernels."))
     report = kmatrix.run_kernels(args.kernel or ["host", "bookworm"], args.what,
-                                 list(args.args), logs, args.offline, progress, args.jobs)
+                                 list(args.args), logs, args.offline, progress, args.jobs,
+                                 shard)
+    return _show(report, args, f"; logs in {logs}"
+                 + (f" (shard {shard[0]}/{shard[1]}: `drlab kernels merge` joins the shards)"
+                    if shard else ""))
+
+
+def cmd_kernels_merge(args: argparse.Namespace) -> int:
+    """Join the reports of sharded kernel runs into the report of one run."""
+    from lab.sweep import kmatrix
+
+    reports = []
+    for f in args.reports:
+        try:
+            reports.append(json.loads(Path(f).read_text()))
+        except (OSError, ValueError) as e:
+            raise UsageError(f"kernels merge: {f}: {e}") from None
+    report = kmatrix.merge_reports(reports, list(args.reports))
+    return _show(report, args, f"; {len(reports)} shard report(s) merged")
+
+
+def _show(report: dict[str, Any], args: argparse.Namespace, tail: str) -> int:
+    """Print a kernel report (table, the bad rows' evidence, a summary), write --json and
+    --html; exit 1 if a row fails on some kernel, a kernel gave no result, or a shard or
+    a cell is missing."""
+    from lab.sweep import kmatrix
+
     print(kmatrix.table(report))
     for block in kmatrix.details(report):
         print("\n" + block)
+    for m in report.get("missing") or []:
+        print(f"MISSING: {m}")
     print("\n" + "; ".join(f"{k['name']} {k['release']}: {k['seconds']:.0f}s"
                            for k in report["kernels"])
-          + f"; {report['failed']} failing rows or runs; logs in {logs}")
+          + f"; {report['failed']} failing rows or runs" + tail)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     if args.html:
@@ -137,6 +172,8 @@ def add_parsers(sub: Any) -> None:
                          "{all,eth0,lo}.{arp_ignore,arp_announce,rp_filter}); cells keep "
                          "their labels, so --baseline shows what it changes")
     mx.add_argument("--jobs", type=int, default=4, help="labs side by side (default 4)")
+    mx.add_argument("--shard", metavar="I/N", help="only every Nth cell, from the Ith "
+                    "(`drlab kernels merge` joins the shards' --json files)")
     mx.add_argument("--json", metavar="FILE", help="write the results as JSON")
     mx.add_argument("--markdown", metavar="FILE", help="write the results as a Markdown table")
     mx.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
@@ -162,11 +199,20 @@ def add_parsers(sub: Any) -> None:
     knr.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="run N kernels at once, each in its own VM (default 1; each VM "
                           "takes --cpus 2 and 2G of memory)")
+    knr.add_argument("--shard", metavar="I/N", help="run only shard I of N of the "
+                     "kernel-and-cell pairs (every Nth; diagnose: every Nth kernel); "
+                     "`drlab kernels merge` joins the N --json reports")
     knr.add_argument("what", choices=["matrix", "scenario", "suite", "diagnose"])
     knr.add_argument("args", nargs=argparse.REMAINDER,
                      help="arguments of `drlab matrix`, scenario names, pytest's, or "
                           "`drlab diagnose`'s (the cluster)")
     knr.set_defaults(func=cmd_kernels_run)
+    knm = kns.add_parser("merge", help="join the --json reports of `kernels run --shard` "
+                         "into one report")
+    knm.add_argument("reports", nargs="+", metavar="REPORT.json")
+    knm.add_argument("--json", metavar="FILE", help="write the merged report as JSON")
+    knm.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    knm.set_defaults(func=cmd_kernels_merge)
     knf = kns.add_parser("fetch", help="download and unpack Debian kernels into the cache")
     knf.add_argument("suite", nargs="+", help="Debian suites: bookworm, trixie, ...")
     knf.add_argument("--offline", action="store_true", help="only report what is cached")

@@ -55,8 +55,16 @@ def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
            f"command on each kernel: <code>{escape(_command(what, report['args']))}</code></p>"]
     bad = sum(r["bad"] for r in report["rows"])
     differs = sum(r["differs"] for r in report["rows"])
+    missing = report.get("missing") or []
     out.append(f'<p id="verdict" class="tag">{len(report["rows"])} rows; {bad} failing on some '
-               f"kernel; {differs} differing across kernels.</p>")
+               f"kernel; {differs} differing across kernels"
+               + (f"; {len(missing)} missing" if missing else "") + ".</p>")
+    if report.get("merged"):
+        out.append(f'<p class="meta">Merged from {report["merged"]} shard reports '
+                   "(<code>drlab kernels merge</code>).</p>")
+    if missing:
+        out.append('<ul id="missing">' + "".join(f"<li>missing: {escape(m)}</li>"
+                                                 for m in missing) + "</ul>")
     out.append('<h2>Kernels</h2><table id="kernels"><tr><th>kernel</th><th>release</th>'
                "<th>image</th><th>wall time</th><th>exit</th><th>problem</th></tr>")
     for k in kernels:

@@ -31,6 +31,7 @@ from lab.errors import LabError
 from lab.model import Host, Topology, VirtualService, topology_to_dict
 from lab.model.keepalived import parse as parse_keepalived
 from lab.scenarios.base import REGISTRY
+from lab.util import Progress
 
 
 @dataclass
@@ -463,17 +464,24 @@ def select(topology: Topology, services: list[str] | None) -> list[VirtualServic
 
 
 def diagnose(topology: Topology, *, connections: int | None = None,
-             services: list[str] | None = None, progress: Callable[[str], None] = lambda _m: None,
+             services: list[str] | None = None, progress: Progress | None = None,
              lab_name: str | None = None) -> Diagnosis:
     """Build the twin of ``topology``, measure every service (or those ``services``
     names by key or ``VIP:PORT``) and return the findings. The twin is torn down."""
     from lab.roles import up
 
+    progress = progress or Progress()
     chosen = select(topology, services)
     diag = Diagnosis(topology.name, platform.release(), topology_to_dict(topology))
     progress(f"diagnose: building the twin of {topology.name} ({len(topology.hosts)} hosts, "
              f"{len(topology.services)} services) ...")
-    lab = up(topology, name=lab_name)
+    progress.start(f"diagnose {topology.name}", 1 + len(chosen))
+    try:
+        lab = up(topology, name=lab_name)
+    except BaseException:
+        progress.finish()
+        raise
+    progress.step("the twin is up")
     try:
         if topology.keepalived:
             from lab.probes import vrrp
@@ -486,8 +494,10 @@ def diagnose(topology: Topology, *, connections: int | None = None,
                 res = _measure(lab, svc, n, progress)
                 diag.services.append(res)
                 diag.findings += explain(lab.topology, svc, res)
+                progress.step(svc.key)
         diag.findings += _stale_vips(lab, topology, progress)
     finally:
+        progress.finish()
         lab.teardown()
     diag.findings = unique(diag.findings + predictions(topology))
     folded = [h for h in topology.hosts if h.represents]

@@ -17,6 +17,7 @@ from lab.model import Topology, check_sysctl, default_dr
 from lab.model.predict import masked_by_interface
 from lab.scenarios.base import ROLE_ALIASES, Change, Scenario, run, run_changed
 from lab.scenarios.catalogue import REGISTRY
+from lab.util import Progress
 
 
 def parse_change(items: list[str], host: str, topology: Topology | None = None) -> Change:
@@ -75,18 +76,19 @@ class Validation:
 
 
 def validate(change: Change, names: list[str] | None, runnable: Callable[[Scenario], str | None],
-             progress: Callable[[str], None] = lambda _m: None) -> Validation:
+             progress: Progress | None = None) -> Validation:
     """Run ``names`` (default: the whole catalogue) with and without ``change``.
     ``runnable(scenario)`` says why a scenario cannot run here (None: it can)."""
     for name in names or []:
         if name not in REGISTRY:
             raise UsageError(f"no scenario {name!r}; see `drlab scenarios`")
+    progress = progress or Progress()
     result = Validation(change)
-    for name in names or list(REGISTRY):
+    todo = [n for n in names or list(REGISTRY) if runnable(REGISTRY[n]) is None]
+    result.skipped = [n for n in names or list(REGISTRY) if n not in todo]
+    progress.start("validate", len(todo))
+    for name in todo:
         s = REGISTRY[name]
-        if runnable(s) is not None:
-            result.skipped.append(name)
-            continue
         progress(f"validate: {name} ...")
         row = {}
         for variant in ("broken", "fixed"):
@@ -103,6 +105,8 @@ def validate(change: Change, names: list[str] | None, runnable: Callable[[Scenar
             result.fixes.append(name)
         else:
             result.same.append(name)
+        progress.step(name)
+    progress.finish()
     return result
 
 
@@ -177,8 +181,9 @@ class TwinValidation:
 
 
 def validate_twin(topology: Topology, change: Change,
-                  progress: Callable[[str], None] = lambda _m: None) -> TwinValidation:
+                  progress: Progress | None = None) -> TwinValidation:
     """Diagnose the twin of ``topology`` as it is, then with ``change`` applied."""
+    progress = progress or Progress()
     import copy
 
     from lab.scenarios.diagnose import diagnose

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from typing import Any, Literal
 from lab.errors import UsageError
 from lab.sweep import kernels
 from lab.sweep.kernels import Kernel
+from lab.util import Progress
 
 What = Literal["matrix", "scenario", "suite", "diagnose"]
 REPO = Path(__file__).resolve().parents[2]  # lab/sweep/kmatrix.py -> the checkout
@@ -45,17 +45,22 @@ class KernelRun:
     retried: bool = False
 
 
-def child_command(what: What, args: list[str], out: Path) -> list[str]:
-    """The command one kernel runs; it writes its result under ``out``."""
+def child_command(what: What, args: list[str], out: Path,
+                  shard: tuple[int, int] | None = None) -> list[str]:
+    """The command one kernel runs; it writes its result under ``out``. ``shard``
+    (I, N): only every Nth cell, scenario or test of it, from the Ith."""
     py = sys.executable
+    part = [f"{shard[0]}/{shard[1]}"] if shard else []
     if what == "matrix":
-        return [py, "-m", "lab", "matrix", *args, "--json", str(out / "result.json")]
+        return [py, "-m", "lab", "matrix", *args, "--json", str(out / "result.json"),
+                *(["--shard", *part] if part else [])]
     if what == "scenario":
         return [py, "-m", "lab", "scenario", "run", *(args or ["all"]),
-                "--json", str(out / "result.json")]
+                "--json", str(out / "result.json"), *(["--shard", *part] if part else [])]
     if what == "suite":
         return [py, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                f"--junitxml={out / 'junit.xml'}", *args]
+                f"--junitxml={out / 'junit.xml'}",
+                *([f"--drlab-shard={part[0]}"] if part else []), *args]
     if what == "diagnose":
         if not args:
             raise UsageError("kernels run diagnose: give the cluster (cluster.toml or a "
@@ -64,15 +69,33 @@ def child_command(what: What, args: list[str], out: Path) -> list[str]:
     raise UsageError(f"kernels run: {what!r} is not one of matrix, scenario, suite, diagnose")
 
 
+def kernel_shards(n_kernels: int, what: What,
+                  shard: tuple[int, int]) -> list[tuple[int, int] | None | bool]:
+    """What each kernel runs in shard ``(I, N)`` of the kernel-and-cell pairs.
+
+    Cell ``j`` of kernel ``k`` belongs to shard ``(j + k) mod N + 1``, so kernel
+    ``k`` runs its own shard ``((I - 1 - k) mod N) + 1`` of the cells, and the N
+    shards cover every pair once, spread over the kernels. ``diagnose`` has no
+    cells to split: a kernel runs whole (True) in shard ``k mod N + 1``, else not
+    at all (False)."""
+    i, n = shard
+    if what == "diagnose":
+        return [k % n == i - 1 for k in range(n_kernels)]
+    return [((i - 1 - k) % n + 1, n) for k in range(n_kernels)]
+
+
 def run_kernels(names: list[str], what: What, args: list[str], logs: Path,
                 offline: bool = False,
-                progress: Callable[[str], None] = lambda _m: None,
-                jobs: int = 1) -> dict[str, Any]:
+                progress: Progress | None = None,
+                jobs: int = 1, shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Resolve each kernel name, run ``what`` on each (``jobs`` kernels at once, each
     in its own VM; logs in ``logs``) and merge the runs into one report
-    (:func:`merge`), in the order the kernels were named."""
+    (:func:`merge`), in the order the kernels were named. With ``shard`` (I, N)
+    only that shard of the kernel-and-cell pairs runs (:func:`kernel_shards`);
+    :func:`merge_reports` joins the N reports."""
     from concurrent.futures import ThreadPoolExecutor
 
+    progress = progress or Progress()
     if len(set(names)) != len(names):
         raise UsageError("kernels run: a kernel is named twice")
     if jobs < 1:
@@ -81,19 +104,33 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path,
         args = args[1:]
     child_command(what, args, logs)  # bad arguments are a usage error before any VM
     resolved = [kernels.resolve(n, refresh=not offline) for n in names]
+    parts: list[tuple[int, int] | None | bool] = (
+        kernel_shards(len(resolved), what, shard) if shard else [None] * len(resolved))
+    todo = [(k, p) for k, p in zip(resolved, parts, strict=True) if p is not False]
     logs.mkdir(parents=True, exist_ok=True)
 
-    def one(k: Kernel) -> KernelRun:
+    def one(kp: tuple[Kernel, tuple[int, int] | None | bool]) -> KernelRun:
+        k, part = kp
+        sub = part if isinstance(part, tuple) else None
         progress(f"kernels: {what} on {k.name}"
-                 + (f" ({k.image})" if k.image else " (the running kernel, no VM)") + " ...")
-        r = run_on(k, what, args, logs / f"{safe_name(k.name)}.log")
+                 + (f" ({k.image})" if k.image else " (the running kernel, no VM)")
+                 + (f", its shard {sub[0]}/{sub[1]}" if sub else "") + " ...")
+        r = run_on(k, what, args, logs / f"{safe_name(k.name)}.log", sub)
         progress(f"kernels: {k.name}: exit {r.exit_code} in {r.seconds:.0f}s"
                  + (f"; {r.error}" if r.error else ""))
+        progress.step(k.name)
         return r
 
-    with ThreadPoolExecutor(max_workers=min(jobs, len(resolved))) as pool:
-        runs = list(pool.map(one, resolved))
-    return merge(what, args, runs)
+    progress.start(f"kernels run {what}", len(todo))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
+            runs = list(pool.map(one, todo))
+    finally:
+        progress.finish()
+    report = merge(what, args, runs)
+    report["kernel_names"] = [k.name for k in resolved]
+    report["shard"] = list(shard) if shard else None
+    return report
 
 
 def safe_name(name: str) -> str:
@@ -103,28 +140,29 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "kernel"
 
 
-def run_on(kernel: Kernel, what: What, args: list[str], log: Path) -> KernelRun:
+def run_on(kernel: Kernel, what: What, args: list[str], log: Path,
+           shard: tuple[int, int] | None = None) -> KernelRun:
     """Run on one kernel; stdout/stderr go to ``log`` (and are echoed).
 
     A VM that dies before the command finishes (vm-run's exit 125: no boot, or
     qemu gone) is booted once more, with its console in the log; a failing
     command is never retried."""
-    run = _run_once(kernel, what, args, log, verbose=False)
+    run = _run_once(kernel, what, args, log, verbose=False, shard=shard)
     if run.data is None and run.exit_code == 125 and not kernel.is_host:
         first = log.with_suffix(".first-attempt.log")
         log.rename(first)
         sys.stderr.write(f"  [{kernel.name}] the VM died before the command finished "
                          f"(log: {first}); booting it once more, console in {log}\n")
-        run = _run_once(kernel, what, args, log, verbose=True)
+        run = _run_once(kernel, what, args, log, verbose=True, shard=shard)
         run.retried = True
     return run
 
 
 def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
-              verbose: bool) -> KernelRun:
+              verbose: bool, shard: tuple[int, int] | None = None) -> KernelRun:
     out = Path(tempfile.mkdtemp(prefix="drlab-k."))
     os.chmod(out, 0o755)
-    cmd = child_command(what, args, out)
+    cmd = child_command(what, args, out, shard)
     # the release as the kernel itself reports it (a build tree's is not known before)
     cmd = ["bash", "-c", 'uname -r >"$0/release" && exec "$@"', str(out), *cmd]
     env = dict(os.environ)
@@ -194,7 +232,7 @@ def _matrix_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
             summary += f" ({c.get('error')})"
         status = ("ok" if c["match"] else "not run" if c.get("skipped") else
                   "error" if c.get("error") else "mismatch")
-        rows[c["label"]] = {"status": status, "summary": summary,
+        rows[c["label"]] = {"status": status, "summary": summary, "order": c.get("index"),
                             "evidence": c.get("evidence") or [],
                             "predicted": " ".join(f"{k}={fmt(v)}"
                                                   for k, v in c["predicted"].items())}
@@ -205,13 +243,15 @@ def _scenario_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rows = {}
     for s in data["scenarios"]:
         if not s["ran"]:
-            rows[s["name"]] = {"status": "not run", "summary": s["why"], "evidence": []}
+            rows[s["name"]] = {"status": "not run", "summary": s["why"], "evidence": [],
+                               "order": s.get("index")}
             continue
         b, f = s["broken"], s["fixed"]
         summary = (f"broken {'SYMPTOM' if b['symptom'] else 'healthy'}, "
                    f"fixed {'SYMPTOM' if f['symptom'] else 'healthy'}")
         rows[s["name"]] = {"status": "ok" if s["reproduced"] else "not reproduced",
                            "summary": summary, "note": s.get("symptom"),
+                           "order": s.get("index"),
                            "topologies": s.get("topologies"),
                            "evidence": [f"broken: {e}" for e in b["evidence"]]
                            + [f"fixed: {e}" for e in f["evidence"]]}
@@ -251,9 +291,27 @@ BAD = {"mismatch", "error", "failed", "not reproduced", "finding", "problems", "
 def merge(what: What, args: list[str], runs: list[KernelRun]) -> dict[str, Any]:
     """One report: ``rows[i]["kernels"][kernel name]`` = status, summary, evidence."""
     per = {r.kernel.name: (ROWS[what](r.data) if r.data else {}) for r in runs}
+    topology = next((r.data.get("topology") for r in runs if r.data and r.data.get("topology")),
+                    None)
+    kernels_ = [{"name": r.kernel.name, "image": str(r.kernel.image or ""),
+                 "release": r.release, "exit_code": r.exit_code,
+                 "seconds": round(r.seconds, 1), "error": r.error,
+                 "retried": r.retried} for r in runs]
+    return _report(what, args, kernels_, per, topology)
+
+
+def _report(what: str, args: list[str], kernels_: list[dict[str, Any]],
+            per: dict[str, dict[str, dict[str, Any]]], topology: Any,
+            missing: list[str] | None = None) -> dict[str, Any]:
+    """The report from each kernel's rows (``per[kernel][key]`` = cell)."""
     keys: list[str] = []
     for rows in per.values():
         keys += [k for k in rows if k not in keys]
+    orders = {k: min((rows[k]["order"] for rows in per.values()
+                      if k in rows and rows[k].get("order") is not None), default=None)
+              for k in keys}
+    if keys and all(o is not None for o in orders.values()):
+        keys.sort(key=lambda k: orders[k])  # a shard's rows back in the unsharded order
     out_rows = []
     for key in keys:
         cells = {name: rows.get(key) for name, rows in per.items()}
@@ -269,15 +327,67 @@ def merge(what: What, args: list[str], runs: list[KernelRun]) -> dict[str, Any]:
                          "topologies": topologies,
                          "differs": len(set(ran)) > 1,
                          "bad": any(c and c["status"] in BAD for c in cells.values())})
-    topology = next((r.data.get("topology") for r in runs if r.data and r.data.get("topology")),
-                    None)
-    return {"what": what, "args": args,
-            "kernels": [{"name": r.kernel.name, "image": str(r.kernel.image or ""),
-                         "release": r.release, "exit_code": r.exit_code,
-                         "seconds": round(r.seconds, 1), "error": r.error,
-                         "retried": r.retried} for r in runs],
-            "rows": out_rows, "topology": topology,
-            "failed": sum(r["bad"] for r in out_rows) + sum(r.error is not None for r in runs)}
+    return {"what": what, "args": args, "kernels": kernels_,
+            "rows": out_rows, "topology": topology, "missing": missing or [],
+            "failed": sum(r["bad"] for r in out_rows)
+            + sum(k["error"] is not None for k in kernels_) + len(missing or [])}
+
+
+def merge_reports(reports: list[dict[str, Any]],
+                  names: list[str] | None = None) -> dict[str, Any]:
+    """Join the JSON reports of ``kernels run --shard I/N`` (I = 1..N) into the report
+    one unsharded run gives; ``missing`` names each shard not given and each cell no
+    shard has (``names``: the files, for messages). Reports of different runs (what,
+    arguments, kernels, N) are a usage error."""
+    names = names or [f"report {n + 1}" for n in range(len(reports))]
+    if not reports:
+        raise UsageError("kernels merge: give the shards' --json reports")
+    first = reports[0]
+    for r, name in zip(reports, names, strict=True):
+        if not isinstance(r, dict) or "rows" not in r or "kernels" not in r:
+            raise UsageError(f"kernels merge: {name} is not a `drlab kernels run` report")
+        for field in ("what", "args", "kernel_names"):
+            if r.get(field) != first.get(field):
+                raise UsageError(f"kernels merge: {name} is another run ({field} "
+                                 f"{r.get(field)!r}, not {first.get(field)!r})")
+        if (r.get("shard") or [1, 1])[1] != (first.get("shard") or [1, 1])[1]:
+            raise UsageError(f"kernels merge: {name} is shard {r.get('shard')}, of another N")
+    n = (first.get("shard") or [1, 1])[1]
+    given = [(r.get("shard") or [1, 1])[0] for r in reports]
+    dup = sorted({i for i in given if given.count(i) > 1})
+    if dup:
+        raise UsageError(f"kernels merge: shard {dup[0]}/{n} given twice")
+    missing = [f"shard {i}/{n} (not given)" for i in range(1, n + 1) if i not in given]
+    order = first.get("kernel_names") or [k["name"] for k in first["kernels"]]
+    kinfo: dict[str, dict[str, Any]] = {}
+    per: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in reports:
+        for k in r["kernels"]:
+            had = kinfo.get(k["name"])
+            if had is None:
+                kinfo[k["name"]] = dict(k)
+                per[k["name"]] = {}
+                continue
+            had["seconds"] = round(had["seconds"] + k["seconds"], 1)
+            had["exit_code"] = max(had["exit_code"], k["exit_code"])
+            had["error"] = "; ".join(e for e in (had["error"], k["error"]) if e) or None
+            had["retried"] = had.get("retried") or k.get("retried")
+            had["release"] = had["release"] or k["release"]
+        for row in r["rows"]:
+            for kname, cell in row["kernels"].items():
+                if cell is not None:
+                    per[kname][row["key"]] = cell
+    kernels_ = [kinfo[k] for k in order if k in kinfo]
+    per = {k: per[k] for k in order if k in per}
+    if first.get("what") != "diagnose":  # every kernel has every cell in one run
+        keys = {key for rows in per.values() for key in rows}
+        missing += [f"{key} on {k}" for k in per for key in sorted(keys - set(per[k]))]
+    topology = next((r.get("topology") for r in reports if r.get("topology")), None)
+    out = _report(first["what"], first["args"], kernels_, per, topology, missing)
+    out["kernel_names"] = order
+    out["shard"] = None
+    out["merged"] = len(reports)
+    return out
 
 
 def table(report: dict[str, Any]) -> str:

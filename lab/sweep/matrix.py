@@ -34,6 +34,7 @@ from lab.model.predict import (
     topology_for,
     topology_for_vs,
 )
+from lab.util import Progress
 
 if TYPE_CHECKING:
     from lab.probes.ipvscheck import VsObservation
@@ -257,15 +258,26 @@ def measure_vs(cfg: VsConfig, behaviours: list[str]) -> VsObservation:
     return obs
 
 
-def run(configs: list[CellConfig], jobs: int = 4) -> list[Cell]:
+def run(configs: list[CellConfig], jobs: int = 4, progress: Progress | None = None) -> list[Cell]:
     """Measure every cell, ``jobs`` labs side by side (threads: setns is per thread)."""
+    progress = progress or Progress()
     have_ipvs = False
     if any(c.vs for c in configs):
         from lab.host import preflight
 
         have_ipvs = preflight.ipvs_available()
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda c: _run_cell(c, have_ipvs), configs))
+
+    def one(c: CellConfig) -> Cell:
+        cell = _run_cell(c, have_ipvs)
+        progress.step(c.label)
+        return cell
+
+    progress.start("matrix", len(configs))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(one, configs))
+    finally:
+        progress.finish()
 
 
 def fmt(v: Any) -> str:
@@ -310,7 +322,9 @@ def markdown(result: list[Cell]) -> str:
     return "\n".join(lines)
 
 
-def to_json(result: list[Cell], wall: float) -> dict[str, Any]:
+def to_json(result: list[Cell], wall: float,
+            indexes: list[int] | None = None) -> dict[str, Any]:
+    """The run as data; ``indexes`` are the cells' places in the unsharded run."""
     from lab.model.loader import topology_to_dict
 
     first = result[0].config if result else CellConfig(RsConfig())
@@ -320,7 +334,8 @@ def to_json(result: list[Cell], wall: float) -> dict[str, Any]:
         topo = topology_for_vs(first.vs or VsConfig())
     return {"kernel": platform.release(), "wall_seconds": round(wall, 2),
             "topology": topology_to_dict(topo),
-            "cells": [c.to_json() for c in result],
+            "cells": [{**c.to_json(), "index": j} for c, j in
+                      zip(result, indexes or range(len(result)), strict=True)],
             "mismatches": sum(not c.match and not c.skipped for c in result),
             "not_run": sum(c.skipped for c in result)}
 

@@ -275,6 +275,44 @@ def test_validate_reports_what_a_change_breaks():
 
 
 @pytest.mark.netns
+def test_two_shards_merged_equal_the_unsharded_run(tmp_path):
+    """`kernels run --shard 1/2` and `2/2` on two kernels (the host's, twice), merged
+    by `kernels merge`, give the unsharded run's report: the same rows in the same
+    order with the same verdicts; each shard ran half of the kernel-and-cell pairs."""
+    import json
+
+    kern = ["--kernel", "host", "--kernel", "again=host"]
+    cells = ["matrix", "--arp-ignore", "0,1,2", "--arp-announce", "0,2", "--jobs", "3"]
+    whole, shards = tmp_path / "whole.json", [tmp_path / f"s{i}.json" for i in (1, 2)]
+    p = drlab("kernels", "run", "--jobs", "2", *kern, "--json", str(whole), *cells)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for i, out in enumerate(shards, 1):
+        p = drlab("kernels", "run", "--jobs", "2", "--shard", f"{i}/2", *kern,
+                  "--json", str(out), "--logs", str(tmp_path / f"logs{i}"), *cells)
+        assert p.returncode == 0, p.stdout + p.stderr
+        ran = [r for r in json.loads(out.read_text())["rows"]
+               for c in r["kernels"].values() if c]
+        assert len(ran) == 6  # 6 cells x 2 kernels / 2 shards
+    merged, page = tmp_path / "merged.json", tmp_path / "merged.html"
+    p = drlab("kernels", "merge", *map(str, shards), "--json", str(merged), "--html", str(page))
+    assert p.returncode == 0, p.stdout + p.stderr
+
+    def view(f):
+        r = json.loads(f.read_text())
+        return [k["name"] for k in r["kernels"]], [
+            (row["key"], {k: (c["status"], c["summary"]) for k, c in row["kernels"].items()},
+             row["differs"], row["bad"]) for row in r["rows"]]
+    assert view(merged) == view(whole)
+    assert "Merged from 2 shard reports" in page.read_text()
+    # a shard missing is flagged (exit 1); shards of another run are refused (exit 2)
+    p = drlab("kernels", "merge", str(shards[0]))
+    assert p.returncode == 1 and "MISSING: shard 2/2 (not given)" in p.stdout
+    assert "MISSING: " in p.stdout.split("shard 2/2")[1]  # and the cells only it had
+    p = drlab("kernels", "merge", str(shards[0]), str(whole))
+    assert p.returncode == 2 and "another" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.netns
 def test_kernels_run_on_the_host_kernel_writes_one_report(tmp_path):
     import json
 

@@ -78,3 +78,28 @@ def test_diff_reports_only_changed_cells():
     changed = dict(same, answers_arp=True)
     out = matrix.diff(_run(same), _run(changed))
     assert len(out) == 1 and out[0].startswith("a: answers_arp no -> yes") and "e1" in out[0]
+
+
+@pytest.mark.parametrize("kernels, cells, n", [(3, 10, 4), (10, 1, 10), (2, 5, 1), (1, 7, 3)])
+def test_shards_cover_every_kernel_and_cell_pair_once(kernels, cells, n):
+    from lab.sweep.kmatrix import kernel_shards
+    from lab.util import sharded
+
+    seen = []
+    for i in range(1, n + 1):
+        for k, part in enumerate(kernel_shards(kernels, "matrix", (i, n))):
+            seen += [(k, j) for j, _ in sharded(list(range(cells)), part)]
+    assert sorted(seen) == [(k, j) for k in range(kernels) for j in range(cells)]
+    # diagnose: whole kernels, each in one shard
+    runs = [k for i in range(1, n + 1)
+            for k, whole in enumerate(kernel_shards(kernels, "diagnose", (i, n))) if whole]
+    assert sorted(runs) == list(range(kernels))
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0", "-1/2"])
+def test_a_bad_shard_is_a_usage_error(text):
+    from lab.errors import UsageError
+    from lab.util import parse_shard
+
+    with pytest.raises(UsageError, match="give I/N"):
+        parse_shard(text)

@@ -1,0 +1,76 @@
+"""scripts/vm-run --accel: KVM when a bounded test boot works, software emulation
+otherwise, the verdict cached and printed. A fake virtme-ng (DRLAB_VNG) stands in
+for qemu so that a hanging KVM guest can be made on purpose."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: A virtme-ng whose KVM boot hangs (it keeps its arguments, as qemu does, so that
+#: vm-run can find it) and whose software-emulated boot fails at once.
+FAKE_VNG = """#!/bin/bash
+case " $* " in
+  *" --disable-kvm "*) echo "fake vng: no VM here" >&2; exit 1 ;;
+esac
+echo "$*" >>"$FAKE_LOG"
+exec python3 -c 'import time; time.sleep(600)' "$@"
+"""
+
+
+def _kernel() -> str:
+    images = sorted(Path("/boot").glob("vmlinuz-*"))
+    if not images:
+        pytest.skip("no /boot/vmlinuz-* (scripts/bootstrap --vm installs one)")
+    return str(images[-1])
+
+
+def _vm_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "DRLAB_VNG": str(tmp_path / "vng"), "XDG_CACHE_HOME": str(tmp_path),
+           "DRLAB_KVM_PROBE_SECONDS": "3", "FAKE_LOG": str(tmp_path / "calls")}
+    env.pop("DRLAB_ACCEL", None)
+    t0 = time.monotonic()
+    p = subprocess.run([str(REPO / "scripts/vm-run"), "--force-vm", "--kernel", _kernel(),
+                        *args, "--", "true"], capture_output=True, text=True, env=env,
+                       timeout=60)
+    return p, time.monotonic() - t0
+
+
+def test_auto_falls_back_to_software_emulation_within_its_bound_and_remembers(tmp_path):
+    vng = tmp_path / "vng"
+    vng.write_text(FAKE_VNG)
+    vng.chmod(0o755)
+    p, took = _vm_run(tmp_path)
+    assert p.returncode == 125, p.stderr  # the fake's emulated boot fails: "the VM failed"
+    usable = os.access("/dev/kvm", os.R_OK | os.W_OK)
+    if usable:
+        assert "probing KVM with a test boot" in p.stderr
+        assert "with software emulation (the KVM test boot hung; given up after" in p.stderr
+        assert took < 3 + 10  # the probe's bound plus the fake's failing boot
+        cached = list((tmp_path / "drlab" / "accel").iterdir())
+        assert [c.read_text() for c in cached] == ["tcg\n"]
+        # nothing of the hung guest is left
+        left = subprocess.run(["pgrep", "-f", "vm-probe"], capture_output=True, text=True)
+        assert str(tmp_path) not in left.stdout
+        assert not any(Path("/tmp").glob("vm-probe.*/ok"))
+        # the second run asks the cache, not /dev/kvm
+        p, _ = _vm_run(tmp_path)
+        assert "probing" not in p.stderr and "(verdict cached in " in p.stderr
+        assert (tmp_path / "calls").read_text().count("--exec touch") == 1
+    else:
+        assert "with software emulation (no usable /dev/kvm)" in p.stderr
+    # asked for by name: no probe
+    p, _ = _vm_run(tmp_path, "--accel", "tcg")
+    assert "with software emulation (--accel tcg)" in p.stderr and "probing" not in p.stderr
+
+
+def test_a_bad_accel_is_exit_2(tmp_path):
+    p = subprocess.run([str(REPO / "scripts/vm-run"), "--accel", "fast", "--", "true"],
+                       capture_output=True, text=True, timeout=30)
+    assert (p.returncode, p.stderr) == (2, "vm-run: --accel fast: give auto, kvm or tcg\n")
