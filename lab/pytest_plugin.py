@@ -134,7 +134,8 @@ class _Session:
         if not self.config.getoption("--drlab-shard"):
             return
         from lab.errors import UsageError
-        from lab.util import parse_shard, sharded
+        from lab.model.shard import parse_shard
+        from lab.util import sharded
 
         try:
             shard = parse_shard(self.config.getoption("--drlab-shard"), "--drlab-shard")

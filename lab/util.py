@@ -92,7 +92,9 @@ class Progress:
         self.prefix = prefix
         self.interval = interval if interval is not None else float(
             os.environ.get("DRLAB_PROGRESS_EVERY", "5"))
-        self._tty = tty if tty is not None else (enabled and (stream or sys.stderr).isatty())
+        self._tty = tty if tty is not None else (
+            enabled and (stream or sys.stderr).isatty()
+            and os.environ.get("DRLAB_PROGRESS_LIVE") != "0")
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -182,16 +184,6 @@ class Progress:
 def _duration(seconds: float) -> str:
     s = int(seconds + 0.5)
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def parse_shard(text: str, option: str = "--shard") -> tuple[int, int]:
-    """``"I/N"`` (1 <= I <= N) as ``(I, N)``; a usage error otherwise."""
-    from lab.errors import UsageError
-
-    i, sep, n = text.partition("/")
-    if sep and i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n):
-        return int(i), int(n)
-    raise UsageError(f"{option} {text}: give I/N with 1 <= I <= N (e.g. 2/4)")
 
 
 def sharded(items: list[T], shard: tuple[int, int] | None) -> list[tuple[int, T]]:

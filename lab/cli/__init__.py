@@ -7,6 +7,7 @@ the layer that owns the logic:
 * :mod:`lab.cli.scenarios` scenarios, scenario run, validate
 * :mod:`lab.cli.cluster`   import, diagnose (the operator's own cluster)
 * :mod:`lab.cli.sweeps`    matrix, kernels run|merge|fetch|list
+* :mod:`lab.cli.vm`        vm start|status|stop (a VM that stays up)
 
 Exit codes: 0 success; 1 a check failed; 2 bad input (usage, topology);
 3 the machine cannot run the lab (not root, no ipvsadm, no IPVS: see
@@ -37,13 +38,13 @@ progress = Progress(enabled=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lab.cli import cluster, labs, scenarios, sweeps
+    from lab.cli import cluster, labs, scenarios, sweeps, vm
 
     p = _Parser(prog="drlab", description="LVS Direct Routing lab in network namespaces, "
                 "with a real IPVS director.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            parser_class=_Parser)
-    for module in (labs, scenarios, cluster, sweeps):
+    for module in (labs, scenarios, cluster, sweeps, vm):
         module.add_parsers(sub)
     return p
 

@@ -19,8 +19,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
 #: Set by scripts/drlab when it runs a command in a VM that ends with the command.
 ONESHOT_ENV = "DRLAB_VM_ONESHOT"
 ONESHOT_HINT = ("a lab built in the one-shot VM of scripts/drlab is gone when the command "
-                "returns: for a lab that stays up run `scripts/vm-run -- bash` and use "
-                "drlab up/status/check/shell/down inside it; scripts/drlab demo and "
+                "returns: for a lab that stays up run `scripts/drlab vm start` first (then "
+                "up/status/check/shell/down run in that VM); scripts/drlab demo and "
                 "scripts/drlab scenario run NAME work as they are")
 
 
@@ -62,10 +62,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """Remove what labs of dead owners left behind (by their ownership records)."""
     from lab.builder import ownership
-    from lab.host import preflight
+    from lab.host import preflight, vm
 
     preflight.require_root()
-    removed = ownership.reap()
+    removed = ownership.reap() + vm.reap()
     print("\n".join(removed) if removed else "nothing to clean up")
     return 0
 
@@ -107,7 +107,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     else:
         topology = None if scenario else _topology(args)
     preflight.require_ipvs(hint="a lab that stays up needs a kernel with IPVS: run "
-                           "`scripts/vm-run -- bash` and drlab up inside it")
+                           "`scripts/drlab vm start`, then `scripts/drlab up`")
     from lab import scenarios
     from lab.cli import progress
     from lab.roles import up

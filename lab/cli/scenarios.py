@@ -61,37 +61,21 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     """
     from lab.cli import progress
     from lab.host import preflight
-    from lab.scenarios import REGISTRY, Verdict, get, run, runnable
-    from lab.util import parse_shard, sharded
+    from lab.model.shard import parse_shard
+    from lab.scenarios import REGISTRY, get
+    from lab.sweep.catalogue import run_catalogue
+    from lab.util import sharded
 
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give 1 or more")
     everything = args.name == ["all"]
     picked = sharded([get(n) for n in (list(REGISTRY) if everything else args.name)],
                      parse_shard(args.shard) if args.shard else None)
-    chosen = [s for _, s in picked]
-    index = {s.name: j for j, s in picked}
     preflight.require_netns()
-    have_ipvs = preflight.ipvs_available() if any(s.needs_ipvs for s in chosen) else False
-    results: list[dict[str, Any]] = []
-    bad = 0
-    progress.start("scenario run", len(chosen))
-    for s in chosen:
-        why = runnable(s, have_ipvs)
-        if why and everything:
-            progress.echo(f"{s.name}: not run here ({why})")
-            results.append({"name": s.name, "ran": False, "why": why, "index": index[s.name]})
-            progress.step()
-            continue
-        if s.needs_ipvs:
-            preflight.require_ipvs()
-        progress(f"{s.name}: running the broken variant ...")
-        broken = run(s, "broken")
-        progress(f"{s.name}: running the fixed variant ...")
-        v = Verdict(s, broken, run(s, "fixed"))
-        progress.echo(v.report())
-        bad += not v.reproduced
-        results.append({**v.to_json(), "index": index[s.name]})
-        progress.step(s.name)
-    progress.finish()
+    have_ipvs = (preflight.ipvs_available() if any(s.needs_ipvs for _, s in picked)
+                 else False)
+    results = run_catalogue(picked, everything, have_ipvs, args.jobs, progress)
+    bad = sum(1 for r in results if (r["ran"] and not r["reproduced"]) or r.get("error"))
     if args.json:
         Path(args.json).write_text(json.dumps({"kernel": platform.release(),
                                                "scenarios": results}, indent=1))
@@ -145,6 +129,9 @@ def add_parsers(sub: Any) -> None:
     srr.add_argument("name", nargs="+", help="scenario names, or all")
     srr.add_argument("--json", metavar="FILE", help="write the verdicts as JSON")
     srr.add_argument("--shard", metavar="I/N", help="only every Nth scenario, from the Ith")
+    srr.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="N scenarios side by side, in N worker processes (default 1); "
+                          "those that change the root namespace run first, alone")
     srr.set_defaults(func=cmd_scenario_run)
 
     va = sub.add_parser("validate", help="what a proposed sysctl change breaks or fixes")

@@ -15,8 +15,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     """Sweep real-server settings, measure every cell, compare with the prediction."""
     from lab.cli import progress
     from lab.host import preflight
+    from lab.model.shard import parse_shard
     from lab.sweep import matrix
-    from lab.util import parse_shard, sharded
+    from lab.util import sharded
 
     spec: dict = {}
     if args.spec:
@@ -71,8 +72,8 @@ def cmd_kernels_run(args: argparse.Namespace) -> int:
     import tempfile
 
     from lab.cli import progress
+    from lab.model.shard import parse_shard
     from lab.sweep import kmatrix
-    from lab.util import parse_shard
 
     shard = parse_shard(args.shard) if args.shard else None
     logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="drlab-kernels."))

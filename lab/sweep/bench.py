@@ -199,13 +199,80 @@ def timed(fn: Callable[[], None], repeat: int) -> float:
     return statistics.median(times)
 
 
+def vm_commands(repeat: int, out: str | None) -> int:
+    """``scripts/bench --vm-commands``: the commands users type, timed as they type them
+    (``scripts/drlab``, host interpreter and all), against the shell DR case measured
+    in the same VM in the same run."""
+    from lab.host import vm
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    drlab = [os.path.join(repo, "scripts", "drlab")]
+    started = False
+    if not vm.running():
+        print("starting the VM that stays up (not timed) ...")
+        vm.start()
+        started = True
+    try:
+        share = vm.VM_DIR / "out" / "bench-shell.json"
+        rc = vm.run_remote(["--shell-dr", str(repeat), "--json", str(share)],
+                           module="lab.sweep.bench")
+        if rc != 0:
+            return rc
+        shell = json.loads(share.read_text())
+        share.unlink()
+
+        def cmd(*a: str) -> float:
+            t0 = time.perf_counter()
+            subprocess.run([*drlab, *a], check=True, stdout=subprocess.DEVNULL)
+            return time.perf_counter() - t0
+        updown, checks = [], []
+        for i in range(repeat + 1):  # the first of each is the warm-up
+            up = cmd("up", "--name", f"drbench{i}")
+            checks.append(cmd("check", f"drbench{i}"))
+            updown.append(up + cmd("down", f"drbench{i}"))
+        res = {"kernel": shell["kernel"], "repeat": repeat,
+               "shell_dr_seconds": shell["shell_dr_seconds"],
+               "check_seconds": statistics.median(checks[1:]),
+               "up_down_seconds": statistics.median(updown[1:])}
+        res["check_vs_shell"] = res["check_seconds"] / res["shell_dr_seconds"]
+        res["up_down_vs_shell"] = res["up_down_seconds"] / res["shell_dr_seconds"]
+        print(f"in the VM that stays up (kernel {res['kernel']}), median of {repeat}, "
+              "host commands timed whole (scripts/drlab, interpreter included):")
+        print(f"  the kernel-selftest-style shell DR case in the VM: "
+              f"{res['shell_dr_seconds']:.2f} s")
+        print(f"  scripts/drlab check on a running lab: {res['check_seconds']:.2f} s = "
+              f"{res['check_vs_shell']:.2f}x the shell case (target <= 0.3)")
+        print(f"  scripts/drlab up + down: {res['up_down_seconds']:.2f} s = "
+              f"{res['up_down_vs_shell']:.2f}x the shell case (target <= 0.5)")
+        if out:
+            with open(out, "w") as f:
+                json.dump(res, f, indent=1)
+        return 0
+    finally:
+        if started:
+            vm.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rs", type=int, default=2, help="real servers in the comparison")
     ap.add_argument("--scale", default="2,8,32,64", help="real-server counts for scaling")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--vm-commands", action="store_true",
+                    help="on a host without IPVS: time scripts/drlab up, check and down "
+                         "through the VM that stays up against the shell DR case in it")
+    ap.add_argument("--shell-dr", type=int, metavar="N", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.shell_dr:  # in the VM, for --vm-commands
+        t = timed(lambda: run_shell_verified(args.rs), args.shell_dr)
+        print(f"shell DR case (one process per command, sleep 1, busybox nc): {t:.2f} s")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"shell_dr_seconds": t, "kernel": platform.release()}, f)
+        return 0
+    if args.vm_commands:
+        return vm_commands(args.repeat, args.json)
     with_ipvs = ipvs_available()
     res: dict = {"kernel": platform.release(), "ipvs": with_ipvs, "repeat": args.repeat,
                  "cpus": os.cpu_count(), "in_vm": os.environ.get("DRLAB_IN_VM") == "1"}

@@ -243,8 +243,8 @@ def _scenario_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rows = {}
     for s in data["scenarios"]:
         if not s["ran"]:
-            rows[s["name"]] = {"status": "not run", "summary": s["why"], "evidence": [],
-                               "order": s.get("index")}
+            rows[s["name"]] = {"status": "error" if s.get("error") else "not run",
+                               "summary": s["why"], "evidence": [], "order": s.get("index")}
             continue
         b, f = s["broken"], s["fixed"]
         summary = (f"broken {'SYMPTOM' if b['symptom'] else 'healthy'}, "

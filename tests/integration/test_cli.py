@@ -419,15 +419,17 @@ def test_every_cli_error_path_is_one_line_with_the_promised_exit_code():
     assert leftovers() == []
 
 
-def test_scripts_drlab_refuses_a_lab_that_would_die_with_its_one_shot_vm():
+def test_scripts_drlab_refuses_a_lab_that_would_die_with_its_one_shot_vm(tmp_path):
     if ipvs_available():
         pytest.skip("this kernel has IPVS: scripts/drlab runs here, no one-shot VM")
+    env = {**os.environ, "DRLAB_RUN_DIR": str(tmp_path)}  # no VM that stays up
     for args in (("up", "--name", "x"), ("status", "x"), ("check",), ("shell", "x", "rs1"),
                  ("down", "x")):
         p = subprocess.run([str(REPO / "scripts/drlab"), *args], capture_output=True,
-                           text=True, timeout=120)
+                           text=True, timeout=120, env=env)
         assert p.returncode == 2, (args, p.stdout, p.stderr)
-        assert p.stderr.count("\n") == 1 and "scripts/vm-run -- bash" in p.stderr, p.stderr
+        assert p.stderr.count("\n") == 1 and "scripts/drlab vm start" in p.stderr, p.stderr
+        assert ("no lab is up" in p.stderr) == (args[0] != "up"), p.stderr
         assert "booting" not in p.stdout + p.stderr  # refused before any VM
 
 

@@ -1,0 +1,441 @@
+"""A VM that stays up: labs that outlive a command on a host without IPVS.
+
+``drlab vm start`` boots a Debian kernel with IPVS (``scripts/vm-run``) whose one
+command is a server (:func:`serve`): a warm interpreter, every module of the lab
+imported once. ``scripts/drlab up|status|check|...`` then hands each command to
+it (:func:`run_remote`) instead of booting a VM of its own, so the lab one
+command builds is there for the next, and no command pays a boot or a 20 s
+interpreter start.
+
+The host and the guest share one directory, :data:`VM_DIR` (the guest mounts it
+read-write over 9p): a command is a JSON file in ``req/``; the server claims it,
+forks a child that runs it with stdout and stderr in ``out/<id>.out|.err`` (the
+host streams them as they grow), stdin from ``out/<id>.in`` when the command
+reads it (``drlab shell``), and writes ``out/<id>.rc`` when it ends; a file
+``out/<id>.cancel`` interrupts it (Ctrl-C on the host). ``stop`` ends the server
+and with it the VM.
+
+Ownership, as for labs (:mod:`lab.builder.ownership`): ``/run/drlab/vm.json`` is
+written before anything starts and names the process that boots the VM (pid and
+start time: a recycled pid, or a host rebooted since, is not mistaken for it).
+Every process of the VM has :data:`VM_DIR` in its command line, so ``stop`` and
+``drlab cleanup`` find and end them all, qemu included; a record whose VM is gone
+is never reported as a running VM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab.builder.ownership import RUN_DIR, proc_start_time
+from lab.errors import LabError, PreflightError, UsageError
+from lab.util import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+VM_DIR = Path(os.environ.get("DRLAB_VM_DIR", "/tmp/drlab-vm"))
+RECORD = RUN_DIR / "vm.json"
+#: Seconds, scaled (DRLAB_TIMEOUT_SCALE): boot plus the server's imports.
+START_DEADLINE = 30.0
+POLL = 0.02
+
+
+@dataclass
+class VmRecord:
+    pid: int
+    start_time: int | None
+    kernel: str
+    memory: str
+    accel: str
+    started: float
+    dir: str = str(VM_DIR)
+
+    def alive(self) -> bool:
+        return self.start_time is not None and proc_start_time(self.pid) == self.start_time
+
+
+def record() -> VmRecord | None:
+    try:
+        return VmRecord(**json.loads(RECORD.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_record(r: VmRecord) -> None:
+    RECORD.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RECORD.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(r)))
+    tmp.replace(RECORD)
+
+
+@dataclass
+class Status:
+    running: bool
+    ready: bool
+    record: VmRecord | None
+    release: str | None = None
+    #: Why there is no running VM although a record or processes were found.
+    stale: str | None = None
+
+    def text(self) -> str:
+        r = self.record
+        if not self.running or r is None:
+            return "no VM is running" + (f" ({self.stale})" if self.stale else "")
+        up = time.time() - r.started
+        return (f"VM running: kernel {self.release or r.kernel} ({r.accel}), "
+                f"{r.memory} of memory, up {up:.0f} s, "
+                + ("ready" if self.ready else "still starting")
+                + f"; shared directory {r.dir}; booted by pid {r.pid}")
+
+
+def status() -> Status:
+    r = record()
+    if r is None:
+        return Status(False, False, None)
+    if not r.alive():
+        return Status(False, False, r, stale=f"the VM booted by pid {r.pid} is gone")
+    ready = Path(r.dir, "ready")
+    release = ready.read_text().strip() if ready.exists() else None
+    return Status(True, release is not None, r, release)
+
+
+def running() -> bool:
+    s = status()
+    return s.running and s.ready
+
+
+# -- lifecycle --------------------------------------------------------------------
+
+
+def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
+          progress: Callable[[str], None] = lambda _m: None) -> Status:
+    """Boot the VM with the server in it and wait until it is warm."""
+    from lab.host import preflight
+
+    preflight.require_root()
+    s = status()
+    if s.running:
+        raise UsageError(f"a VM is already running ({s.text()}); `drlab vm stop` first")
+    _remove(s.record)  # what a VM that is gone left behind
+    if kernel is not None and not Path(kernel).is_file():
+        raise UsageError(f"--kernel {kernel}: no such file")
+    vm_run = REPO / "scripts" / "vm-run"
+    if not vm_run.exists():
+        raise UsageError(f"{vm_run} not found: run drlab vm from the repository")
+    # the record first: whoever finds it before the VM runs sees this process
+    me = os.getpid()
+    rec = VmRecord(me, proc_start_time(me), kernel or "newest /boot/vmlinuz-* with IPVS",
+                   memory, accel, time.time())
+    _write_record(rec)
+    try:
+        shutil.rmtree(VM_DIR, ignore_errors=True)
+        for sub in ("req", "run", "out"):
+            (VM_DIR / sub).mkdir(parents=True, mode=0o700)
+        os.chmod(VM_DIR, 0o700)
+        console = open(VM_DIR / "console.log", "w")
+        env = {**os.environ, "DRLAB_TIMEOUT_SCALE": os.environ.get("DRLAB_TIMEOUT_SCALE", "10")}
+        cmd = [str(vm_run), "--force-vm", "--memory", memory, "--accel", accel,
+               "--share", str(VM_DIR), *(["--kernel", kernel] if kernel else []), "--",
+               sys.executable, "-m", "lab", "vm", "serve", str(VM_DIR)]
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console,
+                             stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                             start_new_session=True)
+        console.close()
+        rec.pid, rec.start_time = p.pid, proc_start_time(p.pid)
+        _write_record(rec)
+        progress(f"vm: booting (pid {p.pid}; console in {VM_DIR / 'console.log'}) ...")
+
+        def up() -> bool:
+            if p.poll() is not None:
+                raise PreflightError(f"the VM ended before it was ready (exit {p.returncode}): "
+                                     + _tail(VM_DIR / "console.log"))
+            return (VM_DIR / "ready").exists()
+        wait_for(up, START_DEADLINE, "the VM's server to be ready", interval=0.05,
+                 max_interval=0.2)
+        m = _accel_line(VM_DIR / "console.log")
+        if m:
+            rec.accel = m
+            _write_record(rec)
+    except BaseException:
+        stop(quiet=True)
+        raise
+    return status()
+
+
+def _accel_line(console: Path) -> str | None:
+    """What vm-run chose (KVM or software emulation), from its console."""
+    with contextlib.suppress(OSError):
+        for line in console.read_text().splitlines():
+            if "booting" in line and " with " in line:
+                return line.split(" with ", 1)[1]
+    return None
+
+
+def _tail(path: Path, n: int = 3) -> str:
+    with contextlib.suppress(OSError):
+        lines = [x for x in path.read_text().splitlines() if x.strip()]
+        return " | ".join(lines[-n:]) or "no output"
+    return "no output"
+
+
+def _marked() -> list[int]:
+    """Processes (vm-run, virtme-ng, qemu, ...) whose command line names VM_DIR."""
+    out = []
+    mark = str(VM_DIR).encode()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if mark in (d / "cmdline").read_bytes():
+                out.append(int(d.name))
+    return out
+
+
+def _remove(r: VmRecord | None) -> list[str]:
+    """End every process of the VM and remove its directory and record."""
+    done = []
+    pids = _marked()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        with contextlib.suppress(Exception):
+            wait_for(lambda: not _marked(), 3, "the VM's processes to end")
+        pids = _marked()
+        if not pids:
+            break
+    if pids:
+        raise LabError(f"VM processes {pids} do not end")
+    if r is not None or VM_DIR.exists():
+        shutil.rmtree(VM_DIR, ignore_errors=True)
+        done.append(f"removed {VM_DIR}")
+    if RECORD.exists():
+        RECORD.unlink()
+        done.append(f"removed {RECORD}")
+    return done
+
+
+def stop(quiet: bool = False) -> str:
+    """Ask the server to end (the VM powers off), then end whatever is left."""
+    s = status()
+    if s.running and s.ready:
+        (VM_DIR / "stop").touch()
+        with contextlib.suppress(Exception):
+            wait_for(lambda: not s.record or not s.record.alive(), 20,
+                     "the VM to power off", interval=0.05, max_interval=0.2)
+    left = _remove(s.record)
+    if not s.running and not left and not quiet:
+        return "no VM is running"
+    return "VM stopped" if s.running else "no VM was running; " + "; ".join(left or ["-"])
+
+
+def reap() -> list[str]:
+    """``drlab cleanup``: a VM whose booting process is gone leaves nothing behind
+    (a running VM is left alone: `drlab vm stop` ends it)."""
+    r = record()
+    if r is not None and r.alive():
+        return []
+    pids = _marked()
+    if r is None and not pids and not VM_DIR.exists():
+        return []
+    return ([f"ended the VM's processes {pids}"] if pids else []) + _remove(r)
+
+
+# -- the host side of a command ---------------------------------------------------
+
+
+def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) -> int:
+    """Run ``drlab ARGV`` (or ``python -m MODULE ARGV``) in the VM's warm interpreter;
+    stream its output; return its exit code."""
+    s = status()
+    if not s.running:
+        raise PreflightError("no VM is running: start one with `scripts/drlab vm start`")
+    if not s.ready:  # still starting (another shell ran vm start): wait for it
+        wait_for(running, START_DEADLINE, "the VM's server to be ready", interval=0.05,
+                 max_interval=0.2)
+    rid = f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"
+    out = VM_DIR / "out"
+    req = {"id": rid, "argv": argv, "cwd": os.getcwd(), "stdin": stdin, "module": module,
+           "env": {k: v for k, v in os.environ.items()
+                   if k.startswith(("DRLAB_", "PYTEST_"))
+                   and k not in ("DRLAB_VM_DIR", "DRLAB_RUN_DIR")}}
+    tmp = VM_DIR / "req" / f".{rid}.tmp"
+    tmp.write_text(json.dumps(req))
+    tmp.rename(VM_DIR / "req" / f"{rid}.json")
+    feeder = None
+    if stdin:
+        import threading
+
+        feeder = threading.Thread(target=_feed_stdin, args=(out / f"{rid}.in",), daemon=True)
+        feeder.start()
+    streams = [(out / f"{rid}.out", sys.stdout.buffer), (out / f"{rid}.err", sys.stderr.buffer)]
+    offsets = [0, 0]
+    rc_file = out / f"{rid}.rc"
+    cancelled = False
+    while True:
+        try:
+            done = rc_file.exists()
+            for n, (path, sink) in enumerate(streams):
+                with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+                    f.seek(offsets[n])
+                    data = f.read()
+                    if data:
+                        offsets[n] += len(data)
+                        sink.write(data)
+                        sink.flush()
+            if done:
+                rc = int(rc_file.read_text().strip() or 1)
+                for p in out.glob(f"{rid}.*"):
+                    p.unlink(missing_ok=True)
+                return rc
+            if not running():
+                raise PreflightError("the VM went away while the command ran")
+            time.sleep(POLL)
+        except KeyboardInterrupt:
+            if cancelled:
+                return 130
+            cancelled = True
+            (out / f"{rid}.cancel").touch()
+
+
+def _feed_stdin(path: Path) -> None:
+    """Append what the host's stdin gives to the command's input file; EOF is a file."""
+    with open(path, "ab", buffering=0) as f:
+        while True:
+            try:
+                data = os.read(0, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            f.write(data)
+    path.with_suffix(".eof").touch()
+
+
+# -- the guest side: the server ---------------------------------------------------
+
+
+def serve(d: Path, run: Callable[[list[str]], int], warm: Callable[[], None]) -> int:
+    """The VM's one command: import everything (``warm``), say ready, then run each
+    request in a forked child (``run(argv)``) until ``d/stop`` appears."""
+    warm()
+    import platform
+
+    (d / "ready.tmp").write_text(platform.release())
+    (d / "ready.tmp").rename(d / "ready")
+    children: dict[int, tuple[str, int | None]] = {}  # pid -> (id, stdin feeder pid)
+    while not (d / "stop").exists():
+        for name in sorted(os.listdir(d / "req")):
+            if not name.endswith(".json"):
+                continue
+            try:
+                os.rename(d / "req" / name, d / "run" / name)
+            except FileNotFoundError:
+                continue
+            req = json.loads((d / "run" / name).read_text())
+            pid, feeder = _spawn(d, req, run)
+            children[pid] = (req["id"], feeder)
+        for pid, (rid, feeder) in list(children.items()):
+            cancel = d / "out" / f"{rid}.cancel"
+            if cancel.exists():
+                cancel.unlink(missing_ok=True)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGINT)
+            wpid, st = os.waitpid(pid, os.WNOHANG)
+            if wpid == 0:
+                continue
+            rc = os.waitstatus_to_exitcode(st)
+            rc = 128 - rc if rc < 0 else rc
+            if feeder is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(feeder, signal.SIGKILL)
+                os.waitpid(feeder, 0)
+            (d / "out" / f"{rid}.rc.tmp").write_text(str(rc))
+            (d / "out" / f"{rid}.rc.tmp").rename(d / "out" / f"{rid}.rc")
+            (d / "run" / f"{rid}.json").unlink(missing_ok=True)
+            del children[pid]
+        time.sleep(POLL)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    return 0
+
+
+def _spawn(d: Path, req: dict, run: Callable[[list[str]], int]) -> tuple[int, int | None]:
+    rid = req["id"]
+    rfd = wfd = -1
+    feeder = None
+    if req.get("stdin"):
+        rfd, wfd = os.pipe()
+        feeder = os.fork()
+        if feeder == 0:  # tail the host's input file into the pipe
+            os.close(rfd)
+            _tail_into(d / "out" / f"{rid}.in", wfd)
+            os._exit(0)
+        os.close(wfd)
+    pid = os.fork()
+    if pid != 0:
+        if rfd >= 0:
+            os.close(rfd)
+        return pid, feeder
+    rc = 1
+    try:
+        os.setsid()
+        out = os.open(d / "out" / f"{rid}.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        err = os.open(d / "out" / f"{rid}.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.dup2(rfd if rfd >= 0 else os.open(os.devnull, os.O_RDONLY), 0)
+        with contextlib.suppress(OSError):
+            os.chdir(req.get("cwd") or "/")
+        os.environ.update(req.get("env") or {})
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if req.get("module"):  # python -m MODULE ARGV, in the warm interpreter
+            import runpy
+
+            sys.argv = [req["module"], *req["argv"]]
+            runpy.run_module(req["module"], run_name="__main__", alter_sys=True)
+            rc = 0
+        else:
+            rc = int(run(list(req["argv"])) or 0)
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # the CLI reports its own errors; this is a bug
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(rc)
+
+
+def _tail_into(path: Path, fd: int) -> None:
+    pos = 0
+    eof = path.with_suffix(".eof")
+    while True:
+        with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+            f.seek(pos)
+            data = f.read()
+            if data:
+                pos += len(data)
+                try:
+                    os.write(fd, data)
+                except BrokenPipeError:
+                    return
+                continue
+        if eof.exists():
+            return
+        time.sleep(POLL)
+

@@ -1,0 +1,93 @@
+"""``drlab scenario run``: scenarios broken and fixed, one after the other or side by side.
+
+With ``jobs`` > 1 the scenarios run in that many worker processes (each
+``drlab scenario run NAMES --shard I/N``, labs have their own namespaces), after
+the ones that change the machine around the lab (the root namespace: VM-only
+scenarios, or a setting entered around the build), which run first and alone.
+Half of a scenario's time is waiting (timeouts that prove a hang, failovers,
+expiring entries), so side by side they take about half as long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lab.scenarios import Scenario, Verdict, run, runnable
+from lab.util import Progress, sharded
+
+
+def run_catalogue(chosen: list[tuple[int, Scenario]], everything: bool, have_ipvs: bool,
+                  jobs: int = 1, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Run each ``(index, scenario)``; one JSON verdict each (``index`` kept), in
+    index order. With ``everything``, a scenario this machine cannot run is
+    reported as not run; otherwise it is run (and fails with the reason)."""
+    from lab.host import preflight
+
+    progress = progress or Progress()
+    results: list[dict[str, Any]] = []
+    alone, together = [], []
+    for j, s in chosen:
+        why = runnable(s, have_ipvs)
+        if why and everything:
+            progress.echo(f"{s.name}: not run here ({why})")
+            results.append({"name": s.name, "ran": False, "why": why, "index": j})
+            continue
+        if s.needs_ipvs:
+            preflight.require_ipvs()
+        (alone if jobs == 1 or s.needs_vm or s.around else together).append((j, s))
+    progress.start("scenario run", len(alone) + len(together))
+    try:
+        for j, s in alone:
+            results.append({**_one(s, progress), "index": j})
+            progress.step(s.name)
+        if together:
+            results += _side_by_side(together, jobs, progress)
+    finally:
+        progress.finish()
+    return sorted(results, key=lambda r: r["index"])
+
+
+def _one(s: Scenario, progress: Progress) -> dict[str, Any]:
+    progress(f"{s.name}: running the broken variant ...")
+    broken = run(s, "broken")
+    progress(f"{s.name}: running the fixed variant ...")
+    v = Verdict(s, broken, run(s, "fixed"))
+    progress.echo(v.report())
+    return {**v.to_json(), "report": v.report()}
+
+
+def _side_by_side(todo: list[tuple[int, Scenario]], jobs: int,
+                  progress: Progress) -> list[dict[str, Any]]:
+    """``jobs`` workers, each a ``drlab scenario run`` of every ``jobs``-th scenario;
+    their reports are printed as each worker ends, their progress lines pass through."""
+    index = {s.name: j for j, s in todo}
+    names = [s.name for _, s in todo]
+    workers = []
+    with tempfile.TemporaryDirectory(prefix="drlab-scenarios.") as tmp:
+        for i in range(1, min(jobs, len(names)) + 1):
+            part = [n for _, n in sharded(names, (i, jobs))]
+            out = Path(tmp) / f"{i}.json"
+            cmd = [sys.executable, "-m", "lab", "scenario", "run", *part, "--json", str(out)]
+            progress(f"scenario run: worker {i}/{jobs}: {', '.join(part)}")
+            env = {**os.environ, "DRLAB_PROGRESS_LIVE": "0"}  # one live line: ours
+            workers.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env), out,
+                            part))
+        results: list[dict[str, Any]] = []
+        for p, out, part in workers:
+            p.wait()
+            try:
+                got = json.loads(out.read_text())["scenarios"]
+            except (OSError, ValueError, KeyError):
+                got = [{"name": n, "ran": False, "why": f"its worker failed (exit "
+                        f"{p.returncode})", "reproduced": False, "error": True} for n in part]
+            for r in got:
+                progress.echo(r.get("report") or f"{r['name']}: {r.get('why')}")
+                progress.step(r["name"])
+                results.append({**r, "index": index[r["name"]]})
+    return results
