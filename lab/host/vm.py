@@ -59,9 +59,19 @@ class VmRecord:
     accel: str
     started: float
     dir: str = str(VM_DIR)
+    #: The host's boot (a record from before a reboot names no running VM).
+    boot_id: str | None = None
 
     def alive(self) -> bool:
-        return self.start_time is not None and proc_start_time(self.pid) == self.start_time
+        return (self.start_time is not None and proc_start_time(self.pid) == self.start_time
+                and self.boot_id in (None, boot_id()))
+
+
+def boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
 
 
 def record() -> VmRecord | None:
@@ -135,7 +145,7 @@ def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
     # the record first: whoever finds it before the VM runs sees this process
     me = os.getpid()
     rec = VmRecord(me, proc_start_time(me), kernel or "newest /boot/vmlinuz-* with IPVS",
-                   memory, accel, time.time())
+                   memory, accel, time.time(), boot_id=boot_id())
     _write_record(rec)
     try:
         shutil.rmtree(VM_DIR, ignore_errors=True)

@@ -56,6 +56,11 @@ def test_the_servers_protocol_on_this_host(tmp_path):
             "memory": "-", "accel": "none: this host", "started": 0, "dir": str(d)}))
         p = _drlab(env, "vm", "status")
         assert p.returncode == 0 and "VM running" in p.stdout and "ready" in p.stdout
+        # a record from before a reboot of the host names no running VM
+        rec = json.loads((tmp_path / "run" / "vm.json").read_text())
+        (tmp_path / "run" / "vm.json").write_text(json.dumps({**rec, "boot_id": "x"}))
+        assert _drlab(env, "vm", "status").returncode == 1
+        (tmp_path / "run" / "vm.json").write_text(json.dumps(rec))
         p = _drlab(env, "vm", "run", "--", "scenarios", "--json")
         assert p.returncode == 0, p.stderr
         assert len(json.loads(p.stdout)) >= 30
