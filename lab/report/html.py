@@ -72,7 +72,7 @@ def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
                    f"<td><code>{escape(k['image'] or 'running kernel')}</code></td>"
                    f"<td>{k['seconds']:.0f} s</td><td>{k['exit_code']}</td>"
                    f"<td>{escape(k['error'] or '')}"
-                   + (" (the VM died once and was booted again)" if k.get("retried") else "")
+                   + (" (the VM died and was booted again)" if k.get("retried") else "")
                    + "</td></tr>")
     out.append("</table>")
     if report.get("topology"):

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,18 @@ def run_catalogue(chosen: list[tuple[int, Scenario]], everything: bool, have_ipv
         if s.needs_ipvs:
             preflight.require_ipvs()
         (alone if jobs == 1 or s.needs_vm or s.around else together).append((j, s))
-    progress.start("scenario run", len(alone) + len(together))
+    progress.start("scenario run" + (" (alone)" if together else ""), len(alone))
     try:
         for j, s in alone:
             results.append({**_one(s, progress), "index": j})
             progress.step(s.name)
-        if together:
-            results += _side_by_side(together, jobs, progress)
     finally:
         progress.finish()
+    if together:  # each worker reports its own done/total and estimate
+        t0 = time.monotonic()
+        results += _side_by_side(together, jobs, progress)
+        progress(f"scenario run: {len(together)} side by side in {jobs} workers done in "
+                 f"{time.monotonic() - t0:.0f}s")
     return sorted(results, key=lambda r: r["index"])
 
 
@@ -88,6 +92,5 @@ def _side_by_side(todo: list[tuple[int, Scenario]], jobs: int,
                         f"{p.returncode})", "reproduced": False, "error": True} for n in part]
             for r in got:
                 progress.echo(r.get("report") or f"{r['name']}: {r.get('why')}")
-                progress.step(r["name"])
                 results.append({**r, "index": index[r["name"]]})
     return results

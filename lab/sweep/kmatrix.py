@@ -41,7 +41,7 @@ class KernelRun:
     #: Why there is no data (the VM did not boot, the command crashed).
     error: str | None = None
     release: str | None = None
-    #: The VM died once and was booted again.
+    #: The VM died under the command and was booted again.
     retried: bool = False
 
 
@@ -140,21 +140,30 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "kernel"
 
 
+#: How often a VM that died under a command is booted again.
+VM_RETRIES = 2
+
+
 def run_on(kernel: Kernel, what: What, args: list[str], log: Path,
            shard: tuple[int, int] | None = None) -> KernelRun:
     """Run on one kernel; stdout/stderr go to ``log`` (and are echoed).
 
     A VM that dies before the command finishes (vm-run's exit 125: no boot, or
-    qemu gone) is booted once more, with its console in the log; a failing
-    command is never retried."""
+    qemu gone) is booted again, up to :data:`VM_RETRIES` times, with its console
+    in the log (trixie's 6.12 under software emulation with several vCPUs
+    sometimes panics, "Oops: int3" in text patching, at boot or later); a
+    failing command is never retried."""
     run = _run_once(kernel, what, args, log, verbose=False, shard=shard)
-    if run.data is None and run.exit_code == 125 and not kernel.is_host:
-        first = log.with_suffix(".first-attempt.log")
-        log.rename(first)
+    attempt = 1
+    while (run.data is None and run.exit_code == 125 and not kernel.is_host
+           and attempt <= VM_RETRIES):
+        earlier = log.with_suffix(f".attempt-{attempt}.log")
+        log.rename(earlier)
         sys.stderr.write(f"  [{kernel.name}] the VM died before the command finished "
-                         f"(log: {first}); booting it once more, console in {log}\n")
+                         f"(log: {earlier}); booting it again, console in {log}\n")
         run = _run_once(kernel, what, args, log, verbose=True, shard=shard)
         run.retried = True
+        attempt += 1
     return run
 
 

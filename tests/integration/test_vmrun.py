@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -74,3 +75,28 @@ def test_a_bad_accel_is_exit_2(tmp_path):
     p = subprocess.run([str(REPO / "scripts/vm-run"), "--accel", "fast", "--", "true"],
                        capture_output=True, text=True, timeout=30)
     assert (p.returncode, p.stderr) == (2, "vm-run: --accel fast: give auto, kvm or tcg\n")
+
+
+def test_kernels_run_boots_a_dying_vm_again_twice_then_reports_it(tmp_path):
+    """A VM that dies under the command (vm-run's exit 125) is booted again, up to
+    twice, each attempt's log kept; then the kernel is reported with no result."""
+    import json
+
+    kernel = _kernel()
+    if not (Path("/lib/modules") / Path(kernel).name.removeprefix("vmlinuz-")).is_dir():
+        pytest.skip(f"no modules for {kernel} (scripts/bootstrap --vm installs them)")
+    vng = tmp_path / "vng"
+    vng.write_text("#!/bin/sh\necho 'fake vng: the guest died' >&2\nexit 1\n")
+    vng.chmod(0o755)
+    env = {**os.environ, "DRLAB_VNG": str(vng), "DRLAB_ACCEL": "tcg"}
+    out, logs = tmp_path / "k.json", tmp_path / "logs"
+    p = subprocess.run([sys.executable, "-m", "lab", "kernels", "run", "--kernel",
+                        f"dies={kernel}", "--json", str(out), "--logs", str(logs),
+                        "matrix", "--arp-ignore", "0"], capture_output=True, text=True,
+                       env=env, timeout=120, cwd=REPO)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert p.stderr.count("the VM died before the command finished") == 2
+    [k] = json.loads(out.read_text())["kernels"]
+    assert k["retried"] and "no result (exit 125, the VM failed" in k["error"]
+    assert sorted(x.name for x in logs.iterdir()) == ["dies.attempt-1.log",
+                                                      "dies.attempt-2.log", "dies.log"]
