@@ -69,18 +69,16 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 def cmd_kernels_run(args: argparse.Namespace) -> int:
     """Run a matrix, scenarios or the suite on several kernels; one report."""
-    import tempfile
 
     from lab.cli import progress
     from lab.model.shard import parse_shard
     from lab.sweep import kmatrix
 
     shard = parse_shard(args.shard) if args.shard else None
-    logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="drlab-kernels."))
     report = kmatrix.run_kernels(args.kernel or ["host", "bookworm"], args.what,
-                                 list(args.args), logs, args.offline, progress, args.jobs,
-                                 shard)
-    return _show(report, args, f"; logs in {logs}"
+                                 list(args.args), Path(args.logs) if args.logs else None,
+                                 args.offline, progress, args.jobs, shard)
+    return _show(report, args, f"; logs in {report['logs']}"
                  + (f" (shard {shard[0]}/{shard[1]}: `drlab kernels merge` joins the shards)"
                     if shard else ""))
 

@@ -84,7 +84,7 @@ def kernel_shards(n_kernels: int, what: What,
     return [((i - 1 - k) % n + 1, n) for k in range(n_kernels)]
 
 
-def run_kernels(names: list[str], what: What, args: list[str], logs: Path,
+def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None,
                 offline: bool = False,
                 progress: Progress | None = None,
                 jobs: int = 1, shard: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -102,8 +102,10 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path,
         raise UsageError(f"kernels run: --jobs {jobs}: give 1 or more")
     if args[:1] == ["--"]:
         args = args[1:]
-    child_command(what, args, logs)  # bad arguments are a usage error before any VM
+    child_command(what, args, Path("."))  # bad arguments: a usage error before any VM
     resolved = [kernels.resolve(n, refresh=not offline) for n in names]
+    # made only now: bad input leaves nothing behind
+    logs = logs or Path(tempfile.mkdtemp(prefix="drlab-kernels."))
     parts: list[tuple[int, int] | None | bool] = (
         kernel_shards(len(resolved), what, shard) if shard else [None] * len(resolved))
     todo = [(k, p) for k, p in zip(resolved, parts, strict=True) if p is not False]
@@ -129,6 +131,7 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path,
         progress.finish()
     report = merge(what, args, runs)
     report["kernel_names"] = [k.name for k in resolved]
+    report["logs"] = str(logs)
     report["shard"] = list(shard) if shard else None
     return report
 

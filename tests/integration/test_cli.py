@@ -284,7 +284,8 @@ def test_two_shards_merged_equal_the_unsharded_run(tmp_path):
     kern = ["--kernel", "host", "--kernel", "again=host"]
     cells = ["matrix", "--arp-ignore", "0,1,2", "--arp-announce", "0,2", "--jobs", "3"]
     whole, shards = tmp_path / "whole.json", [tmp_path / f"s{i}.json" for i in (1, 2)]
-    p = drlab("kernels", "run", "--jobs", "2", *kern, "--json", str(whole), *cells)
+    p = drlab("kernels", "run", "--jobs", "2", *kern, "--json", str(whole),
+              "--logs", str(tmp_path / "logs"), *cells)
     assert p.returncode == 0, p.stdout + p.stderr
     for i, out in enumerate(shards, 1):
         p = drlab("kernels", "run", "--jobs", "2", "--shard", f"{i}/2", *kern,
@@ -334,8 +335,8 @@ def test_kernels_run_on_the_host_kernel_writes_one_report(tmp_path):
         assert (tmp_path / "logs" / f"{name}.log").read_text().count("as predicted") == 1
     # IPVS axes on a kernel without IPVS are reported as not run, not as failures
     if not ipvs_available():
-        q = drlab("kernels", "run", "--kernel", "host", "--json", str(out), "matrix",
-                  "--sloppy-tcp", "0,1")
+        q = drlab("kernels", "run", "--kernel", "host", "--json", str(out),
+                  "--logs", str(tmp_path / "logs2"), "matrix", "--sloppy-tcp", "0,1")
         assert q.returncode == 0, q.stdout + q.stderr
         assert {r["kernels"]["host"]["status"] for r in json.loads(out.read_text())["rows"]} \
             == {"not run"}
@@ -407,8 +408,11 @@ ERROR_PATHS = [
 def test_every_cli_error_path_is_one_line_with_the_promised_exit_code():
     from concurrent.futures import ThreadPoolExecutor
 
+    logs_before = set(Path(tempfile.gettempdir()).glob("drlab-kernels.*"))
     with ThreadPoolExecutor(4) as pool:
         runs = list(pool.map(lambda c: drlab(*c[0], env={"PYTHONDEVMODE": "1"}), ERROR_PATHS))
+    # nothing left behind: not even the log directory kernels run makes for itself
+    assert set(Path(tempfile.gettempdir()).glob("drlab-kernels.*")) == logs_before
     bad = []
     for (args, code, needle), p in zip(ERROR_PATHS, runs, strict=True):
         lines = p.stderr.splitlines()
