@@ -21,7 +21,10 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         print(catalogue_markdown())
         return 0
     if args.json:
-        print(json.dumps([to_json(s) for s in REGISTRY.values()], indent=1))
+        from lab.scenarios import observed
+
+        seen = observed.load()
+        print(json.dumps([to_json(s, seen) for s in REGISTRY.values()], indent=1))
         return 0
     width = max(len(n) for n in REGISTRY)
     for s in REGISTRY.values():

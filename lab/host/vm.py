@@ -292,6 +292,8 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
     offsets = [0, 0]
     rc_file = out / f"{rid}.rc"
     cancelled = False
+    vm = s.record
+    assert vm is not None
     while True:
         try:
             done = rc_file.exists()
@@ -308,7 +310,7 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
                 for p in out.glob(f"{rid}.*"):
                     p.unlink(missing_ok=True)
                 return rc
-            if not running():
+            if not vm.alive():  # its /proc entry only: the record was read once
                 raise PreflightError("the VM went away while the command ran")
             time.sleep(POLL)
         except KeyboardInterrupt:

@@ -98,14 +98,16 @@ def links(s: Scenario) -> list[str]:
     return out
 
 
-def to_json(s: Scenario) -> dict[str, object]:
-    """One entry of ``drlab scenarios --json``."""
+def to_json(s: Scenario, seen: dict[str, list[dict]] | None = None) -> dict[str, object]:
+    """One entry of ``drlab scenarios --json`` (``seen``: the record, read once by the
+    caller; read here when not given)."""
     from lab.scenarios import observed
 
+    seen = observed.load() if seen is None else seen
     return {"name": s.name, "symptom": s.symptom, "trigger": s.trigger, "fix": s.fix,
             "sources": sources(s),
             "links": links(s),
-            "observed": observed.load().get(s.name, []),
+            "observed": seen.get(s.name, []),
             "needs_ipvs": s.needs_ipvs, "needs_vm": s.needs_vm,
             "drlab_check": check_note(s)}
 

@@ -412,7 +412,7 @@ def _gateway_is_director(t: Topology, svc: VirtualService, h: Host) -> str | Non
     validate --scenario rs-gateway-is-director`)."""
     d = t.host(svc.director)
     mine = {a.ip for i in d.interfaces for a in i.addresses}
-    family = 4 if "." in svc.vip else 6
+    family = svc.family
     for r in h.routes:
         if r.dst in ("default", "0.0.0.0/0", "::/0") and r.via in mine \
                 and ("." in r.via) == (family == 4):

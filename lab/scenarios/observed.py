@@ -48,9 +48,8 @@ def from_report(report: dict[str, Any], date: str) -> dict[str, list[Entry]]:
             k = kernels[name]
             if not k.get("release"):
                 continue
-            base = name.split("=")[0]
             out.setdefault(row["key"], []).append({
-                "kernel": k["release"], "suite": base if base in SUITES else None,
+                "kernel": k["release"], "suite": name if name in SUITES else None,
                 "reproduced": cell["status"] == "ok", "date": date})
     return out
 
