@@ -11,7 +11,9 @@ The host and the guest share one directory, :data:`VM_DIR` (the guest mounts it
 read-write over 9p): a command is a JSON file in ``req/``; the server claims it,
 forks a child that runs it with stdout and stderr in ``out/<id>.out|.err`` (the
 host streams them as they grow), stdin from ``out/<id>.in`` when the command
-reads it (``drlab shell``), and writes ``out/<id>.rc`` when it ends; a file
+reads it (``drlab shell``), and writes ``out/<id>.rc`` when it ends. When the
+host's side is a terminal the command runs on a pty in the VM instead (output
+in ``.out``, a new window size in ``out/<id>.winsz``); a file
 ``out/<id>.cancel`` interrupts it (Ctrl-C on the host). ``stop`` ends the server
 and with it the VM.
 
@@ -266,7 +268,13 @@ def reap() -> list[str]:
 
 def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) -> int:
     """Run ``drlab ARGV`` (or ``python -m MODULE ARGV``) in the VM's warm interpreter;
-    stream its output; return its exit code."""
+    stream its output; return its exit code.
+
+    With ``stdin`` the host's input is forwarded. When the host's input and output
+    are both a terminal, the command gets a terminal of its own in the VM (a pty of
+    this terminal's size, resized with it): ``drlab shell`` is then an interactive
+    shell with its prompt, line editing, job control and Ctrl-C, while this terminal
+    is in raw mode (restored however the command ends)."""
     s = status()
     if not s.running:
         raise PreflightError("no VM is running: start one with `scripts/drlab vm start`")
@@ -275,14 +283,47 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
                  max_interval=0.2)
     rid = f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"
     out = VM_DIR / "out"
+    tty = stdin and os.isatty(0) and os.isatty(1)
     req = {"id": rid, "argv": argv, "cwd": os.getcwd(), "stdin": stdin, "module": module,
            "env": {k: v for k, v in os.environ.items()
                    if k.startswith(("DRLAB_", "PYTEST_"))
                    and k not in ("DRLAB_VM_DIR", "DRLAB_RUN_DIR")}}
+    if tty:
+        req["tty"] = {"size": list(_winsize(1)), "term": os.environ.get("TERM", "vt100")}
     tmp = VM_DIR / "req" / f".{rid}.tmp"
     tmp.write_text(json.dumps(req))
     tmp.rename(VM_DIR / "req" / f"{rid}.json")
-    feeder = None
+    if not tty:
+        return _stream(rid, stdin, s.record)
+    import termios
+    import tty as tty_
+
+    saved = termios.tcgetattr(0)
+    old = signal.signal(signal.SIGWINCH, lambda *_: _write_atomic(
+        out / f"{rid}.winsz", " ".join(map(str, _winsize(1)))))
+    try:
+        tty_.setraw(0)
+        return _stream(rid, stdin, s.record)
+    finally:
+        termios.tcsetattr(0, termios.TCSAFLUSH, saved)
+        signal.signal(signal.SIGWINCH, old)
+
+
+def _winsize(fd: int) -> tuple[int, int]:
+    """(rows, columns) of the terminal on ``fd``."""
+    size = os.get_terminal_size(fd)
+    return size.lines, size.columns
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.rename(path)
+
+
+def _stream(rid: str, stdin: bool, vm: VmRecord | None) -> int:
+    """Forward stdin (if asked), stream the command's output; its exit code."""
+    out = VM_DIR / "out"
     if stdin:
         import threading
 
@@ -292,7 +333,6 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
     offsets = [0, 0]
     rc_file = out / f"{rid}.rc"
     cancelled = False
-    vm = s.record
     assert vm is not None
     while True:
         try:
@@ -384,7 +424,14 @@ def serve(d: Path, run: Callable[[list[str]], int], warm: Callable[[], None]) ->
 
 
 def _spawn(d: Path, req: dict, run: Callable[[list[str]], int]) -> tuple[int, int | None]:
+    """Fork the request's child (and, for piped input, its feeder): (pid, feeder pid)."""
     rid = req["id"]
+    if req.get("tty"):
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()
+            _relay_tty(d, req, run)  # never returns
+        return pid, None
     rfd = wfd = -1
     feeder = None
     if req.get("stdin"):
@@ -400,14 +447,20 @@ def _spawn(d: Path, req: dict, run: Callable[[list[str]], int]) -> tuple[int, in
         if rfd >= 0:
             os.close(rfd)
         return pid, feeder
+    os.setsid()
+    out = os.open(d / "out" / f"{rid}.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    err = os.open(d / "out" / f"{rid}.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    os.dup2(rfd if rfd >= 0 else os.open(os.devnull, os.O_RDONLY), 0)
+    _run_request(req, run)
+
+
+def _run_request(req: dict, run: Callable[[list[str]], int]) -> None:
+    """In the forked child, with its stdio in place: run the command and exit with its
+    code."""
     rc = 1
     try:
-        os.setsid()
-        out = os.open(d / "out" / f"{rid}.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        err = os.open(d / "out" / f"{rid}.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        os.dup2(rfd if rfd >= 0 else os.open(os.devnull, os.O_RDONLY), 0)
         with contextlib.suppress(OSError):
             os.chdir(req.get("cwd") or "/")
         os.environ.update(req.get("env") or {})
@@ -431,6 +484,66 @@ def _spawn(d: Path, req: dict, run: Callable[[list[str]], int]) -> tuple[int, in
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(rc)
+
+
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _relay_tty(d: Path, req: dict, run: Callable[[list[str]], int]) -> None:
+    """The command on a pty of its own (``req["tty"]``): copy the pty's output to
+    ``out/<id>.out``, the host's keys from ``out/<id>.in`` to the pty, a new window
+    size from ``out/<id>.winsz`` to the pty (the foreground job gets SIGWINCH); exit
+    with the command's code when it ends."""
+    import pty
+    import select
+
+    rid = req["id"]
+    rows, cols = req["tty"]["size"]
+    sys.stdout.flush()
+    pid, master = pty.fork()
+    if pid == 0:  # the command: a new session whose controlling terminal is the pty
+        _set_winsize(0, rows, cols)
+        os.environ["TERM"] = req["tty"].get("term") or "vt100"
+        _run_request(req, run)
+    # Ctrl-C arrives as a byte through the pty; a cancel (the host was signalled)
+    # hangs the command up, as closing a terminal would
+    signal.signal(signal.SIGINT, lambda *_: os.killpg(pid, signal.SIGHUP))
+    out = os.open(d / "out" / f"{rid}.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    keys, winsz = d / "out" / f"{rid}.in", d / "out" / f"{rid}.winsz"
+    pos, size = 0, f"{rows} {cols}"
+    while True:
+        try:
+            ready, _, _ = select.select([master], [], [], POLL)
+        except InterruptedError:
+            continue
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the pty's other end is gone
+                data = b""
+            if not data:
+                break
+            os.write(out, data)
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            new = winsz.read_text().strip()
+            if new and new != size:
+                size = new
+                r, c = map(int, new.split())
+                _set_winsize(master, r, c)
+        with contextlib.suppress(FileNotFoundError), open(keys, "rb") as f:
+            f.seek(pos)
+            data = f.read()
+            if data:
+                pos += len(data)
+                os.write(master, data)
+    _, st = os.waitpid(pid, 0)
+    rc = os.waitstatus_to_exitcode(st)
+    os._exit(128 - rc if rc < 0 else rc)
 
 
 def _tail_into(path: Path, fd: int) -> None:

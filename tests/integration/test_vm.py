@@ -39,21 +39,27 @@ def _marked(vm_dir: Path) -> list[str]:
     return [x for x in p.stdout.splitlines() if "pgrep" not in x]
 
 
-def test_the_servers_protocol_on_this_host(tmp_path):
+def _server(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+    """The VM's server, run on this host, with a record naming it."""
     from lab.builder.ownership import proc_start_time
 
-    env = _env(tmp_path)
     d = tmp_path / "vm"
     for sub in ("req", "run", "out"):
         (d / sub).mkdir(parents=True)
     server = subprocess.Popen([sys.executable, "-m", "lab", "vm", "serve", str(d)], env=env,
                               cwd=REPO)
+    wait_for(lambda: (d / "ready").exists(), 60, "the server to be ready")
+    (tmp_path / "run").mkdir(exist_ok=True)
+    (tmp_path / "run" / "vm.json").write_text(json.dumps({
+        "pid": server.pid, "start_time": proc_start_time(server.pid), "kernel": "-",
+        "memory": "-", "accel": "none: this host", "started": 0, "dir": str(d)}))
+    return server, d
+
+
+def test_the_servers_protocol_on_this_host(tmp_path):
+    env = _env(tmp_path)
+    server, d = _server(tmp_path, env)
     try:
-        wait_for(lambda: (d / "ready").exists(), 60, "the server to be ready")
-        (tmp_path / "run").mkdir()
-        (tmp_path / "run" / "vm.json").write_text(json.dumps({
-            "pid": server.pid, "start_time": proc_start_time(server.pid), "kernel": "-",
-            "memory": "-", "accel": "none: this host", "started": 0, "dir": str(d)}))
         p = _drlab(env, "vm", "status")
         assert p.returncode == 0 and "VM running" in p.stdout and "ready" in p.stdout
         # a record from before a reboot of the host names no running VM
@@ -79,6 +85,92 @@ def test_the_servers_protocol_on_this_host(tmp_path):
     assert p.returncode == 3 and "scripts/drlab vm start" in p.stderr
 
 
+def _on_a_terminal(env: dict[str, str], args: list[str],
+                   keys: list[tuple[bytes, bytes | tuple[int, int]]],
+                   size: tuple[int, int] = (33, 111), timeout: float = 120
+                   ) -> tuple[int, str, bool]:
+    """Run ``drlab ARGS`` on a terminal of ``size`` (rows, columns); for each
+    ``(wait, key)`` of ``keys``, once ``wait`` was printed since the previous key, type
+    ``key`` (bytes) or resize the terminal to it (rows, columns); (exit code, all it
+    printed, whether it left the terminal in canonical mode with echo)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    pid, master = pty.fork()
+    if pid == 0:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+        os.chdir(REPO)
+        os.execve(sys.executable, [sys.executable, "-m", "lab", *args], env)
+    seen = b""
+    keys = list(keys)
+    since = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 0.05)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            seen += data
+        if keys and keys[0][0] in seen[since:]:
+            since = len(seen)
+            key = keys.pop(0)[1]
+            if isinstance(key, tuple):
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *key, 0, 0))
+            else:
+                os.write(master, key)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    _, st = os.waitpid(pid, 0)
+    lflag = termios.tcgetattr(master)[3]
+    os.close(master)
+    cooked = bool(lflag & termios.ICANON and lflag & termios.ECHO)
+    return os.waitstatus_to_exitcode(st), seen.decode(errors="replace"), cooked
+
+
+@pytest.mark.netns
+def test_drlab_shell_on_a_terminal_gets_a_terminal_in_the_vm(tmp_path):
+    """On a terminal, `drlab shell` through the server is interactive: the shell runs
+    on a pty of the host terminal's size (a resize follows), with its prompt and
+    Ctrl-C; the host terminal is restored afterwards."""
+    env = {**_env(tmp_path), "PS1": "PROMPT> ", "SHELL": "/bin/bash"}
+    server, d = _server(tmp_path, env)
+    built = subprocess.run(  # a lab of namespaces only, whose owner has returned
+        [sys.executable, "-c", "from lab.builder import Lab; from lab.model import Host, "
+         "Topology; Lab(Topology('tty', [Host('h', 'client')], []), name='ttylab', "
+         "persistent=True).build().close()"], env=env, cwd=REPO, capture_output=True, text=True)
+    try:
+        assert built.returncode == 0, built.stderr
+        p = b"PROMPT> "
+        shell = ["vm", "run", "--stdin", "--", "shell", "ttylab", "h", "bash", "--norc", "-i"]
+        rc, seen, restored = _on_a_terminal(env, shell, [
+            (p, b"tty; stty size; echo $((6*7))\r"),
+            (p, b"sh -c 'echo RE\"\"ADY; exec sleep 600'\r"),
+            (b"READY\r\n", b"\x03"),  # Ctrl-C as a key: the pty's line discipline signals it
+            (p, b"echo rc=$?\r"),
+            (p, (40, 120)),  # the host terminal is resized: the shell's follows
+            (b"", b"for i in $(seq 200); do [ \"$(stty size)\" = '40 120' ] && break; "
+                  b"sleep 0.05; done; echo size=$(stty size)\r"),
+            (p, b"exit 7\r")])
+        assert rc == 7, seen
+        assert "/dev/pts/" in seen and "\n33 111\r" in seen and "\n42\r" in seen, seen
+        assert "rc=130\r\n" in seen, seen  # sleep died of the SIGINT, the shell lived on
+        assert "size=40 120\r\n" in seen, seen
+        assert restored, "the host terminal was left in raw mode"
+        assert list((d / "out").iterdir()) == []
+    finally:
+        subprocess.run([sys.executable, "-m", "lab", "down", "ttylab"], env=env, cwd=REPO,
+                       capture_output=True)
+        (d / "stop").touch()
+        server.wait(timeout=30)
+
+
 def test_a_lab_outlives_its_command_in_the_vm_and_nothing_outlives_the_vm(tmp_path):
     """scripts/drlab up, check, shell, down as separate commands on a host without IPVS
     (they run in the VM); vm stop; a killed VM host process, then drlab cleanup."""
@@ -98,6 +190,10 @@ def test_a_lab_outlives_its_command_in_the_vm_and_nothing_outlives_the_vm(tmp_pa
         p = _drlab(env, "shell", "twice", "rs1", script=True, stdin="ip -o addr show lo\n")
         assert p.returncode == 0, p.stdout + p.stderr
         assert "192.0.2.100/32" in p.stdout  # the VIP on rs1's lo, from inside its namespace
+        rc, seen, restored = _on_a_terminal(  # on a terminal: a pty in the VM (root's prompt)
+            env, ["vm", "run", "--stdin", "--", "shell", "twice", "rs1", "bash", "--norc", "-i"],
+            [(b"# ", b"tty; ip -o addr show lo\r"), (b"# ", b"exit\r")])
+        assert rc == 0 and restored and "/dev/pts/" in seen and "192.0.2.100/32" in seen, seen
         p = _drlab(env, "down", "twice", script=True)
         assert p.returncode == 0, p.stdout + p.stderr
         p = _drlab(env, "status", "twice", script=True)
