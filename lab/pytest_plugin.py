@@ -76,6 +76,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "keepalived(**kwargs): arguments for keepalived_dr() "
                             "(keepalived_topology/keepalived_lab), or files=[PATH, ...]")
     config.addinivalue_line("markers", "subprocess: starts a new Python interpreter")
+    config.addinivalue_line("markers", "rootns: changes the (disposable) root namespace "
+                            "while it runs: under pytest-xdist no other namespace test runs "
+                            "meanwhile")
     config.pluginmanager.register(_Session(config), "drlab-session")
 
 
@@ -113,6 +116,31 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _need_ipvs(item.config)
     elif item.get_closest_marker("netns") and os.geteuid() != 0:
         pytest.skip("needs root (network namespaces): run with sudo")
+
+
+#: Under pytest-xdist: every namespace test holds this lock shared, a ``rootns`` test
+#: holds it alone, so a test that changes the root namespace never overlaps another
+#: worker's labs (which would inherit what it set).
+ROOTNS_LOCK = "pytest-rootns.lock"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if (not os.environ.get("PYTEST_XDIST_WORKER") or os.geteuid() != 0
+            or not any(item.get_closest_marker(m) for m in ("netns", "ipvs", "rootns"))):
+        yield
+        return
+    import fcntl
+
+    from lab.builder.ownership import RUN_DIR
+
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    fd = os.open(RUN_DIR / ROOTNS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if item.get_closest_marker("rootns") else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class _Session:

@@ -281,18 +281,14 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
     if not s.ready:  # still starting (another shell ran vm start): wait for it
         wait_for(running, START_DEADLINE, "the VM's server to be ready", interval=0.05,
                  max_interval=0.2)
-    rid = f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"
     out = VM_DIR / "out"
     tty = stdin and os.isatty(0) and os.isatty(1)
-    req = {"id": rid, "argv": argv, "cwd": os.getcwd(), "stdin": stdin, "module": module,
-           "env": {k: v for k, v in os.environ.items()
-                   if k.startswith(("DRLAB_", "PYTEST_"))
-                   and k not in ("DRLAB_VM_DIR", "DRLAB_RUN_DIR")}}
-    if tty:
-        req["tty"] = {"size": list(_winsize(1)), "term": os.environ.get("TERM", "vt100")}
-    tmp = VM_DIR / "req" / f".{rid}.tmp"
-    tmp.write_text(json.dumps(req))
-    tmp.rename(VM_DIR / "req" / f"{rid}.json")
+    rid = submit(VM_DIR, argv, stdin=stdin, module=module,
+                 env={k: v for k, v in os.environ.items()
+                      if k.startswith(("DRLAB_", "PYTEST_"))
+                      and k not in ("DRLAB_VM_DIR", "DRLAB_RUN_DIR")},
+                 tty=({"size": list(_winsize(1)), "term": os.environ.get("TERM", "vt100")}
+                      if tty else None))
     if not tty:
         return _stream(rid, stdin, s.record)
     import termios
@@ -307,6 +303,38 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
     finally:
         termios.tcsetattr(0, termios.TCSAFLUSH, saved)
         signal.signal(signal.SIGWINCH, old)
+
+
+def submit(d: Path, argv: list[str], *, env: dict[str, str] | None = None,
+           cwd: str | None = None, module: str | None = None, stdin: bool = False,
+           tty: dict | None = None) -> str:
+    """Hand the server serving ``d`` one command (``drlab ARGV``, or ``python -m MODULE
+    ARGV``) with ``env`` added to its environment; return the command's id."""
+    rid = f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"
+    req = {"id": rid, "argv": argv, "cwd": cwd or os.getcwd(), "stdin": stdin,
+           "module": module, "env": env or {}}
+    if tty:
+        req["tty"] = tty
+    _write_atomic(d / "req" / f"{rid}.json", json.dumps(req))
+    return rid
+
+
+def result(d: Path, rid: str, timeout: float) -> tuple[int, bytes, bytes]:
+    """Wait up to ``timeout`` seconds (not scaled) for command ``rid`` of the server
+    serving ``d`` to end: (exit code, stdout, stderr); its files are removed. On
+    timeout the command is interrupted and :class:`TimeoutError` raised."""
+    out = d / "out"
+    deadline = time.monotonic() + timeout
+    while not (out / f"{rid}.rc").exists():
+        if time.monotonic() > deadline:
+            (out / f"{rid}.cancel").touch()
+            raise TimeoutError(f"command {rid} took over {timeout:.0f}s")
+        time.sleep(POLL)
+    got = [(out / f"{rid}.{x}").read_bytes() if (out / f"{rid}.{x}").exists() else b""
+           for x in ("rc", "out", "err")]
+    for p in out.glob(f"{rid}.*"):
+        p.unlink(missing_ok=True)
+    return int(got[0].strip() or 1), got[1], got[2]
 
 
 def _winsize(fd: int) -> tuple[int, int]:

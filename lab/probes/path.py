@@ -15,6 +15,7 @@ For every connection the proof checks, on the wire:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
@@ -120,6 +121,8 @@ def prove(lab: Lab, connections: int = 2, client_host: str = "client",
           timeout: float = 3.0, director_host: str | None = None) -> PathProof:
     """Open ``connections`` connections to the VIP while capturing; prove each one's path.
 
+    The connections are opened side by side (each from its own thread and socket,
+    each with its own deadline), so a lab where they hang costs one ``timeout``.
     A connection that does not complete within ``timeout`` (scaled) is listed in
     :attr:`PathProof.failed` (a problem), not raised. ``director_host`` is the
     director holding the VIP now (keepalived labs: after a failover, the backup)."""
@@ -140,12 +143,17 @@ def prove(lab: Lab, connections: int = 2, client_host: str = "client",
     for c in caps.values():
         c.start()
     replies, failed = [], []
-    try:
-        for _ in range(connections):
-            try:
-                replies.append(client.connect(lab, client_host, timeout=timeout))
-            except client.ConnectError as e:
-                failed.append(str(e))
+
+    def one(_: int) -> client.Reply | str:
+        try:
+            return client.connect(lab, client_host, timeout=timeout)
+        except client.ConnectError as e:
+            return str(e)
+
+    try:  # side by side: a lab whose connections hang costs one timeout, not one each
+        with ThreadPoolExecutor(max_workers=max(1, connections)) as pool:
+            for r in pool.map(one, range(connections)):
+                (failed if isinstance(r, str) else replies).append(r)
     finally:
         for c in caps.values():
             c.stop()

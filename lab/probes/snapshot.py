@@ -10,6 +10,7 @@ twin and the round trip (lab -> collect -> import -> twin) can be checked.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from lab.builder import Lab
@@ -22,27 +23,39 @@ COLLECT = Path(__file__).resolve().parents[2] / "scripts" / "collect"
 def collect(lab: Lab, outdir: Path, hosts: list[str] | None = None,
             timeout: float = 300.0) -> list[Path]:
     """Run ``scripts/collect -n NAME OUTDIR`` in each host's namespace (default:
-    every host, the lab's client and routers included); return the host
-    directories. A director under keepalived gets its configuration as the
+    every host, the lab's client and routers included), all hosts at once; return
+    the host directories. A director under keepalived gets its configuration as the
     operator wrote it (the topology's text, without the lab's notify hook); no
     host ever sees the machine's own ``/etc/keepalived``."""
     if not COLLECT.exists():
         raise LabError(f"{COLLECT} not found: collect runs from the repository")
     outdir.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name in hosts or [h.name for h in lab.topology.hosts]:
-        h = lab.topology.host(name)
-        shown = h.label or h.name
-        ka = "none"
-        if name in lab.topology.keepalived:
-            path = lab.workdir() / f"collect-{name}.keepalived.conf"
-            path.write_text(lab.topology.keepalived[name])
-            ka = str(path)
-        p = subprocess.run(["ip", "netns", "exec", lab.ns(name), "sh", str(COLLECT), "-n",
-                            shown, "-k", ka, str(outdir)],
-                           capture_output=True, text=True, timeout=timeout)
-        if p.returncode != 0:
-            raise LabError(f"scripts/collect on {name} failed (exit {p.returncode}): "
-                           + (p.stderr.strip().splitlines() or ["no message"])[-1])
-        out.append(outdir / shown)
-    return out
+    procs: list[tuple[str, Path, subprocess.Popen]] = []
+    try:
+        for name in hosts or [h.name for h in lab.topology.hosts]:
+            h = lab.topology.host(name)
+            shown = h.label or h.name
+            ka = "none"
+            if name in lab.topology.keepalived:
+                path = lab.workdir() / f"collect-{name}.keepalived.conf"
+                path.write_text(lab.topology.keepalived[name])
+                ka = str(path)
+            procs.append((name, outdir / shown, subprocess.Popen(
+                ["ip", "netns", "exec", lab.ns(name), "sh", str(COLLECT), "-n", shown,
+                 "-k", ka, str(outdir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+        deadline = time.monotonic() + timeout
+        for name, _, p in procs:
+            try:
+                _, err = p.communicate(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise LabError(f"scripts/collect on {name} took over {timeout:.0f}s") from None
+            if p.returncode != 0:
+                raise LabError(f"scripts/collect on {name} failed (exit {p.returncode}): "
+                               + (err.strip().splitlines() or ["no message"])[-1])
+    finally:
+        for _, _, p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [d for _, d, _ in procs]

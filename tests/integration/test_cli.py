@@ -10,6 +10,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import cli_runner
 import pytest
 
 from lab.builder import ownership
@@ -21,7 +22,10 @@ pytestmark = pytest.mark.subprocess
 
 def drlab(*args, env=None, user=None, python=sys.executable, root=REPO):
     """Run ``python -m lab ARGS`` with ``root`` (holding the lab package) as PYTHONPATH
-    and working directory."""
+    and working directory (in the VM part of the suite, this repository's commands go
+    to a warm interpreter: tests/integration/cli_runner.py)."""
+    if user is None and python == sys.executable and root == REPO:
+        return cli_runner.run(*args, env=env)
     cmd = [python, "-m", "lab", *args]
     if user is not None:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]

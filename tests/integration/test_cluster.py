@@ -7,10 +7,10 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
+import cli_runner
 import pytest
 
 from lab.model import load_topology, topology_from_dict
@@ -21,8 +21,7 @@ EXAMPLE = REPO / "examples" / "cluster" / "collected"
 
 
 def drlab(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=timeout)
+    return cli_runner.run(*args, timeout=timeout)
 
 
 def test_import_the_example_cluster(tmp_path):

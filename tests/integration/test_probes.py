@@ -1,8 +1,5 @@
 """Probes on a real DR lab: ARP census, announce and poisoning, path proof, artifacts."""
 
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -100,10 +97,10 @@ def test_failing_test_leaves_pcaps_and_state_dump(drlab_ipvs, tmp_path):
     (tmp_path / "test_fail.py").write_text(FAILING)
     art = tmp_path / "art"
     out = tmp_path / "dr_lab.json"
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "--no-host-check", f"--drlab-artifacts={art}", "test_fail.py"],
-                       cwd=tmp_path, capture_output=True, text=True,
-                       env=dict(os.environ, DRLAB_OUT=str(out)), timeout=600)
+    from cli_runner import run
+
+    p = run("-q", "-p", "no:cacheprovider", "--no-host-check", f"--drlab-artifacts={art}",
+            "test_fail.py", module="pytest", cwd=tmp_path, env={"DRLAB_OUT": str(out)})
     assert p.returncode == 1, p.stdout + p.stderr
     assert "2 failed" in p.stdout, p.stdout
     assert "drlab artifacts" in p.stdout and str(art) in p.stdout

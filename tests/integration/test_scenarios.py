@@ -12,6 +12,8 @@ def _marks(s):
     if s.needs_vm:
         marks.append(pytest.mark.skipif(os.environ.get("DRLAB_IN_VM") != "1",
                                         reason="changes the root namespace: VM runner only"))
+    if s.needs_vm or s.around:
+        marks.append(pytest.mark.rootns)  # alone, under pytest-xdist
     return marks
 
 

@@ -135,6 +135,7 @@ def _on_a_terminal(env: dict[str, str], args: list[str],
 
 
 @pytest.mark.netns
+@pytest.mark.subprocess
 def test_drlab_shell_on_a_terminal_gets_a_terminal_in_the_vm(tmp_path):
     """On a terminal, `drlab shell` through the server is interactive: the shell runs
     on a pty of the host terminal's size (a resize follows), with its prompt and
