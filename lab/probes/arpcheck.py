@@ -24,7 +24,7 @@ from lab.probes.capture import Capture
 from lab.probes.counters import counters
 from lab.probes.state import neighbours
 from lab.util import Timeout, close_soon, wait_for
-from lab.wire.frames import decode, parse_arp
+from lab.wire.frames import decode, parse_arp, tcp_frame
 from lab.wire.packet import packet_socket
 
 NUD_REACHABLE = 0x02
@@ -44,11 +44,8 @@ class Observation:
 
 def syn_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, sport: int,
               dport: int) -> bytes:
-    from scapy.layers.inet import IP, TCP
-    from scapy.layers.l2 import Ether
-
-    return bytes(Ether(src=src_mac, dst=dst_mac) / IP(src=src_ip, dst=dst_ip)
-                 / TCP(sport=sport, dport=dport, flags="S", seq=random.getrandbits(32)))
+    return tcp_frame(src_mac, dst_mac, src_ip, dst_ip, sport, dport, "S",
+                     seq=random.getrandbits(32))
 
 
 def measure(lab: Lab, rs: str = "rs1", client: str = "client", timeout: float = 3.0

@@ -136,6 +136,26 @@ def echo_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, ident: int,
     return mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + bytes(ip) + bytes(icmp)
 
 
+TCP_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10}
+
+
+def tcp_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, sport: int, dport: int,
+              flags: str = "S", seq: int = 0, ack: int = 0) -> bytes:
+    """An Ethernet/IPv4 TCP segment without options or payload, built by hand (scapy
+    takes ~0.25 s of CPU per frame in the VM); checksums as the kernel checks them."""
+    bits = sum(TCP_FLAGS[f] for f in flags)
+    tcp = bytearray(sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
+                    + seq.to_bytes(4, "big") + ack.to_bytes(4, "big")
+                    + bytes([5 << 4, bits]) + (8192).to_bytes(2, "big") + b"\0\0\0\0")
+    src, dst = socket.inet_aton(src_ip), socket.inet_aton(dst_ip)
+    pseudo = src + dst + b"\x00\x06" + len(tcp).to_bytes(2, "big")
+    tcp[16:18] = checksum(pseudo + bytes(tcp)).to_bytes(2, "big")
+    ip = bytearray(b"\x45\x00" + (20 + len(tcp)).to_bytes(2, "big") + b"\x00\x01\x00\x00"
+                   + b"\x40\x06\x00\x00" + src + dst)
+    ip[10:12] = checksum(bytes(ip)).to_bytes(2, "big")
+    return mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + bytes(ip) + bytes(tcp)
+
+
 def parse_echo_reply(frame: bytes, ident: int) -> tuple[str, int] | None:
     """(source IP, seq) if ``frame`` is an ICMP echo reply with identifier ``ident``."""
     if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 1:

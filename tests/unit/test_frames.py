@@ -9,7 +9,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from lab.wire.frames import arp_frame, decode, parse_arp
+from lab.wire.frames import arp_frame, decode, parse_arp, tcp_frame
 
 A, B = "02:00:00:00:00:01", "02:00:00:00:00:02"
 
@@ -46,3 +46,17 @@ def test_decode_tcp_udp_ipv6():
                       TCP(sport=5, dport=80, flags="PA")))
     assert (v6.src, v6.dst, v6.flags) == ("2001:db8::1", "2001:db8::64", "PA")
     assert "tcp 192.0.2.10:40000 > 192.0.2.100:80 [SA]" in x.summary()
+
+
+def test_tcp_frame_matches_scapy_checksums_included():
+    raw = tcp_frame(A, B, "198.51.100.10", "192.0.2.100", 40000, 80, "S", seq=123456789)
+    pkt = Ether(raw)
+    assert (pkt.src, pkt.dst) == (A, B)
+    ip, tcp = pkt[IP], pkt[TCP]
+    assert (ip.src, ip.dst, ip.ttl, ip.len) == ("198.51.100.10", "192.0.2.100", 64, 40)
+    assert (tcp.sport, tcp.dport, str(tcp.flags), tcp.seq) == (40000, 80, "S", 123456789)
+    # scapy recomputes both checksums from the fields: they must be what we sent
+    again = Ether(bytes(Ether(src=A, dst=B) / IP(src=ip.src, dst=ip.dst, id=ip.id, flags=0)
+                        / TCP(sport=40000, dport=80, flags="S", seq=123456789, window=8192)))
+    assert (ip.chksum, tcp.chksum) == (again[IP].chksum, again[TCP].chksum)
+    assert str(Ether(tcp_frame(A, B, "192.0.2.1", "192.0.2.2", 1, 2, "SA"))[TCP].flags) == "SA"
