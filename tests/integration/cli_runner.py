@@ -6,18 +6,22 @@ set by scripts/vm-run), where an interpreter start costs ~10 s, the command goes
 where ``scripts/drlab`` sends it on a host without IPVS while ``drlab vm`` runs: to
 the VM's command server (``drlab vm serve``, :mod:`lab.host.vm`), a warm
 interpreter that runs each command in a forked child with its own stdout, stderr,
-environment, working directory and exit code. One server per test process,
-started on first use, stopped at exit.
+environment, working directory and exit code. One server per run, shared by the
+pytest-xdist workers, started on first use, stopped when the last worker exits.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from lab.host import vm
@@ -25,39 +29,101 @@ from lab.util import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 WARM = os.environ.get("DRLAB_IN_VM") == "1"
-_server: tuple[subprocess.Popen, Path] | None = None
+_dir: Path | None = None
+_users: int | None = None  # this process's shared hold on the server (fd)
 
 
 def _warm_server() -> Path:
-    global _server
-    if _server is not None and _server[0].poll() is None:
-        return _server[1]
-    d = Path(tempfile.mkdtemp(prefix="drlab-commands-"))
+    """The server's directory: one server for the whole run, shared by pytest-xdist's
+    workers (each holds the ``.users`` lock shared while it may send commands; the
+    last one out stops it); started by whichever needs it first."""
+    global _dir, _users
+    if _dir is not None and (_dir / "ready").exists() and _alive(_dir):
+        return _dir
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+    d = Path(tempfile.gettempdir(), f"drlab-commands-{run_id}")
+    with _locked(Path(f"{d}.lock"), fcntl.LOCK_EX):
+        if not ((d / "ready").exists() and _alive(d)):
+            _start(d)
+        if _users is None:
+            _users = os.open(f"{d}.users", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(_users, fcntl.LOCK_SH)
+            atexit.register(_leave, d)
+    _dir = d
+    return d
+
+
+@contextlib.contextmanager
+def _locked(path: Path, how: int) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, how)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _alive(d: Path) -> bool:
+    """The server runs (a zombie, which its starter has not reaped yet, does not)."""
+    try:
+        pid = int((d / "pid").read_text())
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _start(d: Path) -> None:
+    shutil.rmtree(d, ignore_errors=True)
     for sub in ("req", "run", "out"):
-        (d / sub).mkdir()
+        (d / sub).mkdir(parents=True)
     log = open(d / "server.log", "wb")  # noqa: SIM115 (the server's, for its life)
-    env = {k: v for k, v in os.environ.items()  # its commands are not this pytest worker
+    env = {k: v for k, v in os.environ.items()  # its commands are not a pytest worker
            if not k.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))}
     p = subprocess.Popen([sys.executable, "-m", "lab", "vm", "serve", str(d)], cwd=REPO,
                          env=dict(env, PYTHONPATH=str(REPO)), stdout=log, stderr=log,
-                         stdin=subprocess.DEVNULL)
-    _server = (p, d)
-    atexit.register(_stop, p, d)
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    (d / "pid").write_text(str(p.pid))
     wait_for(lambda: (d / "ready").exists() or p.poll() is not None, 120,
              "the tests' command server to be ready")
     if p.poll() is not None:
         raise RuntimeError(f"the command server exited: {(d / 'server.log').read_text()}")
-    return d
 
 
-def _stop(p: subprocess.Popen, d: Path) -> None:
-    (d / "stop").touch()
-    try:
-        p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-    shutil.rmtree(d, ignore_errors=True)
+def leave() -> None:
+    """This test process sends no more commands: drop its hold on the server; the last
+    one out stops it (tests/integration/conftest.py calls it at the session's end;
+    at exit, it runs anyway)."""
+    if _dir is not None:
+        _leave(_dir)
+
+
+def _leave(d: Path) -> None:
+    global _users
+    if _users is None:
+        return
+    with _locked(Path(f"{d}.lock"), fcntl.LOCK_EX):
+        os.close(_users)
+        _users = None
+        fd = os.open(f"{d}.users", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return  # another worker still sends commands
+        try:
+            (d / "stop").touch()
+            try:
+                wait_for(lambda: not _alive(d), 60, "the tests' command server to stop")
+            except Exception:
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int((d / "pid").read_text()), signal.SIGKILL)
+            shutil.rmtree(d, ignore_errors=True)
+            for f in (f"{d}.users", f"{d}.lock"):
+                with contextlib.suppress(OSError):
+                    os.unlink(f)
+        finally:
+            os.close(fd)
 
 
 def run(*args: str, module: str | None = None, env: dict[str, str] | None = None,
