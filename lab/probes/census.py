@@ -12,7 +12,9 @@ ICMP echo request). A host handles frames from one sender in order, so once
 a barrier answer is back, any answer it was going to send for the target has
 already arrived. The census ends when every host has answered a barrier
 (usually within milliseconds); only hosts that answer none fall back to the
-window.
+window, and then the request and barriers go out once more (a second window):
+on a loaded machine a segment built a moment ago can stay silent longer than
+one window, and a census that heard nothing from a host says nothing about it.
 
 :func:`lab.probes.arp.census` and :func:`lab.probes.ndp.ndp_census` are this
 engine with their frames.
@@ -22,9 +24,11 @@ from __future__ import annotations
 
 import ipaddress
 import select
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lab.builder import Lab
 from lab.util import close_soon, scaled
@@ -102,7 +106,8 @@ def run(lab: Lab, asker: str, iface: str, target: str, family: int,
         parse: Callable[[bytes], Answer | None], window: float) -> Census:
     """Send ``frames(peers)`` (the request first, then the barriers) from
     ``asker``/``iface`` and read answers with ``parse`` until every peer has
-    answered a barrier or ``window`` (scaled) has passed."""
+    answered a barrier or ``window`` (scaled) has passed; if some peer answered no
+    barrier, once more (the request included)."""
     peers = segment_peers(lab, asker, iface, family)
     pending = {ipaddress.ip_address(p.ip): p.host for p in peers}
     want = ipaddress.ip_address(target)
@@ -110,30 +115,39 @@ def run(lab: Lab, asker: str, iface: str, target: str, family: int,
     s = packet_socket(lab, asker, iface)
     start = time.monotonic()
     try:
-        for frame in frames(peers):
-            s.send(frame)
-        deadline = start + scaled(window)
-        while pending:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([s], [], [], left)[0]:
+        for _round in range(2):
+            if not pending:
                 break
-            a = parse(s.recv(2048))
-            if a is None:
-                continue
-            ip = ipaddress.ip_address(a.ip)
-            if a.barrier:
-                if ip in pending:
-                    result.certain.append(pending.pop(ip))
-                continue
-            who = lab.host_of_mac(a.mac) or a.mac
-            if ip == want:
-                macs = result.responders.setdefault(who, [])
-                if a.mac not in macs:
-                    macs.append(a.mac)
-            if pending.get(ip) == who:  # it answered for its own address: a barrier
-                result.certain.append(pending.pop(ip))
+            for frame in frames(peers):
+                s.send(frame)
+            deadline = time.monotonic() + scaled(window)
+            _collect(s, parse, pending, want, result, lab, deadline)
         result.uncertain = sorted(pending.values())
     finally:
         close_soon(s)
     result.seconds = time.monotonic() - start
     return result
+
+
+def _collect(s: socket.socket, parse: Callable[[bytes], Answer | None], pending: dict[Any, str],
+             want: Any, result: Census, lab: Lab, deadline: float) -> None:
+    """Read answers until every peer answered a barrier or ``deadline`` passed."""
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([s], [], [], left)[0]:
+            break
+        a = parse(s.recv(2048))
+        if a is None:
+            continue
+        ip = ipaddress.ip_address(a.ip)
+        if a.barrier:
+            if ip in pending:
+                result.certain.append(pending.pop(ip))
+            continue
+        who = lab.host_of_mac(a.mac) or a.mac
+        if ip == want:
+            macs = result.responders.setdefault(who, [])
+            if a.mac not in macs:
+                macs.append(a.mac)
+        if pending.get(ip) == who:  # it answered for its own address: a barrier
+            result.certain.append(pending.pop(ip))
