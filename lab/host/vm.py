@@ -457,8 +457,11 @@ def _spawn(d: Path, req: dict, run: Callable[[list[str]], int]) -> tuple[int, in
     if req.get("tty"):
         pid = os.fork()
         if pid == 0:
-            os.setsid()
-            _relay_tty(d, req, run)  # never returns
+            try:
+                os.setsid()
+                _relay_tty(d, req, run)  # never returns
+            finally:  # a forked child never returns into the server's loop
+                os._exit(1)
         return pid, None
     rfd = wfd = -1
     feeder = None
@@ -475,13 +478,16 @@ def _spawn(d: Path, req: dict, run: Callable[[list[str]], int]) -> tuple[int, in
         if rfd >= 0:
             os.close(rfd)
         return pid, feeder
-    os.setsid()
-    out = os.open(d / "out" / f"{rid}.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    err = os.open(d / "out" / f"{rid}.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(out, 1)
-    os.dup2(err, 2)
-    os.dup2(rfd if rfd >= 0 else os.open(os.devnull, os.O_RDONLY), 0)
-    _run_request(req, run)
+    try:
+        os.setsid()
+        out = os.open(d / "out" / f"{rid}.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        err = os.open(d / "out" / f"{rid}.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.dup2(rfd if rfd >= 0 else os.open(os.devnull, os.O_RDONLY), 0)
+        _run_request(req, run)
+    finally:  # a forked child never returns into the server's loop
+        os._exit(1)
 
 
 def _run_request(req: dict, run: Callable[[list[str]], int]) -> None:
@@ -535,9 +541,12 @@ def _relay_tty(d: Path, req: dict, run: Callable[[list[str]], int]) -> None:
     sys.stdout.flush()
     pid, master = pty.fork()
     if pid == 0:  # the command: a new session whose controlling terminal is the pty
-        _set_winsize(0, rows, cols)
-        os.environ["TERM"] = req["tty"].get("term") or "vt100"
-        _run_request(req, run)
+        try:
+            _set_winsize(0, rows, cols)
+            os.environ["TERM"] = req["tty"].get("term") or "vt100"
+            _run_request(req, run)
+        finally:
+            os._exit(1)
     # Ctrl-C arrives as a byte through the pty; a cancel (the host was signalled)
     # hangs the command up, as closing a terminal would
     signal.signal(signal.SIGINT, lambda *_: os.killpg(pid, signal.SIGHUP))
