@@ -85,9 +85,7 @@ def record() -> VmRecord | None:
 
 def _write_record(r: VmRecord) -> None:
     RECORD.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RECORD.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(r)))
-    tmp.replace(RECORD)
+    _write_atomic(RECORD, json.dumps(asdict(r)))
 
 
 @dataclass
@@ -411,8 +409,7 @@ def serve(d: Path, run: Callable[[list[str]], int], warm: Callable[[], None]) ->
     warm()
     import platform
 
-    (d / "ready.tmp").write_text(platform.release())
-    (d / "ready.tmp").rename(d / "ready")
+    _write_atomic(d / "ready", platform.release())
     children: dict[int, tuple[str, int | None]] = {}  # pid -> (id, stdin feeder pid)
     while not (d / "stop").exists():
         for name in sorted(os.listdir(d / "req")):
@@ -440,8 +437,7 @@ def serve(d: Path, run: Callable[[list[str]], int], warm: Callable[[], None]) ->
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(feeder, signal.SIGKILL)
                 os.waitpid(feeder, 0)
-            (d / "out" / f"{rid}.rc.tmp").write_text(str(rc))
-            (d / "out" / f"{rid}.rc.tmp").rename(d / "out" / f"{rid}.rc")
+            _write_atomic(d / "out" / f"{rid}.rc", str(rc))
             (d / "run" / f"{rid}.json").unlink(missing_ok=True)
             del children[pid]
         time.sleep(POLL)
