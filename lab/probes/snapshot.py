@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.builder import Lab
+from lab.builder import Lab, netns
 from lab.errors import LabError
 
 #: The collector, as operators run it (a POSIX shell script, no Python).
@@ -40,10 +40,12 @@ def collect(lab: Lab, outdir: Path, hosts: list[str] | None = None,
                 path = lab.workdir() / f"collect-{name}.keepalived.conf"
                 path.write_text(lab.topology.keepalived[name])
                 ka = str(path)
-            procs.append((name, outdir / shown, subprocess.Popen(
-                ["ip", "netns", "exec", lab.ns(name), "sh", str(COLLECT), "-n", shown,
-                 "-k", ka, str(outdir)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+            # started from this thread while it is in the host's namespace (the child
+            # inherits it): what `ip netns exec` does, without its fork and exec
+            with netns.entered(lab.ns(name)):
+                procs.append((name, outdir / shown, subprocess.Popen(
+                    ["sh", str(COLLECT), "-n", shown, "-k", ka, str(outdir)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
         deadline = time.monotonic() + timeout
         for name, _, p in procs:
             try:
