@@ -202,14 +202,17 @@ class Lab:
     def _build(self) -> None:
         t = self.topology
         ipv6 = any(a.family == 6 for h in t.hosts for a in h.addresses())
-        for ns in self.segment_namespaces.values():
+        # (every netlink request counts in a slow VM: links are made with their
+        # master, flags and state in the one request, and looked up by name once)
+        bridge: dict[str, int] = {}
+        for seg, ns in self.segment_namespaces.items():
             netns.create(ns)
             sysctl.write(ns, [("net.ipv6.conf.all.disable_ipv6", "1"),
                               ("net.ipv6.conf.default.disable_ipv6", "1")])
             ipr = self.ipr(ns)
             # no multicast snooping: NDP's solicited-node multicast is flooded
-            ipr.link("add", ifname="br0", kind="bridge", br_mcast_snooping=0)
-            ipr.link("set", index=ipr.link_lookup(ifname="br0")[0], state="up")
+            ipr.link("add", ifname="br0", kind="bridge", br_mcast_snooping=0, state="up")
+            bridge[seg] = ipr.link_lookup(ifname="br0")[0]
         for hi, h in enumerate(t.hosts):
             ns = self.ns(h.name)
             netns.create(ns)
@@ -227,11 +230,9 @@ class Lab:
                     port = port_name(h.name, iface.name, ii)
                     mac = mac_for(hi, ii)
                     self.macs[(h.name, iface.name)] = mac  # (attach() derives them the same way)
-                    seg_ipr.link("add", ifname=port, kind="veth",
+                    seg_ipr.link("add", ifname=port, kind="veth", master=bridge[iface.segment],
+                                 state="up",
                                  peer={"ifname": iface.name, "net_ns_fd": fd, "address": mac})
-                    pidx = seg_ipr.link_lookup(ifname=port)[0]
-                    br = seg_ipr.link_lookup(ifname="br0")[0]
-                    seg_ipr.link("set", index=pidx, master=br, state="up")
             finally:
                 os.close(fd)
             self._add_dummies(h.name)
@@ -245,12 +246,11 @@ class Lab:
         ipr = self.ipr(host)
         for n, iface in enumerate(self.topology.host(host).dummies):
             try:
-                ipr.link("add", ifname=iface.name, kind="dummy")
+                ipr.link("add", ifname=iface.name, kind="dummy", flags=IFF_NOARP,
+                         change=IFF_NOARP)
             except Exception:  # noqa: BLE001 - no dummy module: the veth stand-in
-                ipr.link("add", ifname=iface.name, kind="veth",
-                         peer={"ifname": f"drlabdummy{n}"})
-            idx = ipr.link_lookup(ifname=iface.name)[0]
-            ipr.link("set", index=idx, flags=IFF_NOARP, change=IFF_NOARP)
+                ipr.link("add", ifname=iface.name, kind="veth", flags=IFF_NOARP,
+                         change=IFF_NOARP, peer={"ifname": f"drlabdummy{n}"})
 
     def _wait_links_up(self, timeout: float = 5.0) -> None:
         """Poll until every veth end reports operstate UP.
@@ -297,20 +297,20 @@ class Lab:
         with ioctl_sock:
             for iface in h.interfaces:
                 disable_offloads(ioctl_sock, iface.name)
+        index = {link.get("ifname"): link["index"] for link in ipr.get_links()}
         for iface in [*h.interfaces, *h.dummies]:
-            idx = ipr.link_lookup(ifname=iface.name)[0]
+            idx = index[iface.name]
             for a in iface.addresses:
                 ipr.addr("add", index=idx, address=a.ip, prefixlen=a.prefixlen,
                          scope=SCOPES[a.scope])
-            if iface.mtu:
-                ipr.link("set", index=idx, mtu=iface.mtu)
-            ipr.link("set", index=idx, state="up")
+            up: dict[str, Any] = {"mtu": iface.mtu} if iface.mtu else {}
+            ipr.link("set", index=idx, state="up", **up)
         for r in h.routes:
             kw: dict[str, Any] = {}
             if r.via:
                 kw["gateway"] = r.via
             else:
-                kw["oif"] = ipr.link_lookup(ifname=r.dev)[0]
+                kw["oif"] = index[r.dev] if r.dev in index else ipr.link_lookup(ifname=r.dev)[0]
                 kw["scope"] = SCOPES["link"]
             v6 = ":" in (r.via or r.dst)
             kw["dst"] = ("::/0" if v6 else "0.0.0.0/0") if r.dst == "default" else r.dst
