@@ -21,7 +21,7 @@ def _command_server():
 #: pytest-xdist's workers (scripts/test's VM part) all end at about the same
 #: time instead of three of them waiting on one that drew a long test last.
 LONGEST_FIRST = (
-    "test_scenarios.py::test_check_and_the_collected_twin_name_the_broken_lab_only",
+    "test_scenarios.py::test_broken_lab_check_and_its_collected_twin_name_the_scenario",
     "test_probes.py::test_failing_test_leaves_pcaps_and_state_dump",
     "test_cli.py::test_up_check_status_shell_down_a_broken_scenario_lab",
     "test_cli.py::test_demo_reports_and_cleans_up",
@@ -30,6 +30,7 @@ LONGEST_FIRST = (
     "test_ipvs_matrix.py::test_ipvs_knobs_match_predictions",
     "test_realistic.py::",
     "test_load.py::",
+    "test_scenarios.py::test_fixed_lab_check_and_its_collected_twin_find_nothing",
 )
 
 
