@@ -198,10 +198,11 @@ def _tail(path: Path, n: int = 3) -> str:
     return "no output"
 
 
-def _marked() -> list[int]:
-    """Processes (vm-run, virtme-ng, qemu, ...) whose command line names VM_DIR."""
+def _marked(path: Path | str | None = None) -> list[int]:
+    """Processes (vm-run, virtme-ng, qemu, ...) whose command line names ``path``
+    (default VM_DIR)."""
     out = []
-    mark = str(VM_DIR).encode()
+    mark = str(VM_DIR if path is None else path).encode()
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
@@ -211,21 +212,28 @@ def _marked() -> list[int]:
     return out
 
 
-def _remove(r: VmRecord | None) -> list[str]:
-    """End every process of the VM and remove its directory and record."""
-    done = []
-    pids = _marked()
+def _end(path: Path) -> list[int]:
+    """End (TERM, then KILL) every process whose command line names ``path``;
+    return their pids."""
+    pids = first = _marked(path)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         with contextlib.suppress(Exception):
-            wait_for(lambda: not _marked(), 3, "the VM's processes to end")
-        pids = _marked()
+            wait_for(lambda: not _marked(path), 3, "the VM's processes to end")
+        pids = _marked(path)
         if not pids:
             break
     if pids:
         raise LabError(f"VM processes {pids} do not end")
+    return first
+
+
+def _remove(r: VmRecord | None) -> list[str]:
+    """End every process of the VM and remove its directory and record."""
+    done = []
+    _end(VM_DIR)
     if r is not None or VM_DIR.exists():
         shutil.rmtree(VM_DIR, ignore_errors=True)
         done.append(f"removed {VM_DIR}")
@@ -251,14 +259,50 @@ def stop(quiet: bool = False) -> str:
 
 def reap() -> list[str]:
     """``drlab cleanup``: a VM whose booting process is gone leaves nothing behind
-    (a running VM is left alone: `drlab vm stop` ends it)."""
+    (a running VM is left alone: `drlab vm stop` ends it), nor does a killed
+    ``scripts/vm-run`` (its directory, :func:`reap_runs`)."""
     r = record()
     if r is not None and r.alive():
-        return []
+        return reap_runs()
     pids = _marked()
     if r is None and not pids and not VM_DIR.exists():
-        return []
-    return ([f"ended the VM's processes {pids}"] if pids else []) + _remove(r)
+        return reap_runs()
+    done = ([f"ended the VM's processes {pids}"] if pids else []) + _remove(r)
+    return done + reap_runs()
+
+
+#: Where ``scripts/vm-run`` makes its directory (``vm-run.XXXXXX``, with ``owner``:
+#: its pid and start time).
+RUNS_DIR = Path("/tmp")
+
+
+def reap_runs(grace: float = 60.0) -> list[str]:
+    """Clean up after ``scripts/vm-run`` runs that were killed (SIGKILL runs no trap):
+    where the owner named in ``owner`` is gone, end the VM it left (every process of
+    it names the directory: virtme-ng, qemu) and remove the directory. A directory
+    without an owner (a vm-run from before it wrote one) is removed only when no
+    process names it and it is ``grace`` seconds old."""
+    removed = []
+    for d in sorted(RUNS_DIR.glob("vm-run.*")):
+        try:
+            if not d.is_dir() or d.is_symlink() or d.stat().st_uid != os.geteuid():
+                continue
+            try:
+                pid, start = (int(x) for x in (d / "owner").read_text().split())
+                if proc_start_time(pid) == start:
+                    continue
+            except (FileNotFoundError, ValueError):
+                # no owner to ask (an older vm-run, or a torn file): only a directory
+                # no process names is taken as left over, never a VM that runs
+                if time.time() - d.stat().st_mtime < grace or _marked(d):
+                    continue
+            pids = _end(d)
+            shutil.rmtree(d)
+            removed.append(f"removed {d} (its scripts/vm-run was killed)"
+                           + (f" and ended its VM's processes {pids}" if pids else ""))
+        except OSError:
+            continue
+    return removed
 
 
 # -- the host side of a command ---------------------------------------------------

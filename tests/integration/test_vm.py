@@ -207,13 +207,18 @@ def test_a_lab_outlives_its_command_in_the_vm_and_nothing_outlives_the_vm(tmp_pa
     p = _drlab(env, "vm", "start")
     assert p.returncode == 0, p.stdout + p.stderr
     rec = json.loads((tmp_path / "run" / "vm.json").read_text())
-    os.kill(rec["pid"], signal.SIGKILL)  # vm-run only: its qemu lives on
+    runs = [r for r in Path("/tmp").glob("vm-run.*")  # the killed vm-run's own directory
+            if (r / "owner").is_file() and (r / "owner").read_text().split()[0] == str(rec["pid"])]
+    assert len(runs) == 1, runs
+    os.kill(rec["pid"], signal.SIGKILL)  # vm-run only: its qemu lives on, its trap never runs
     p = _drlab(env, "vm", "status")
     assert p.returncode == 1 and "is gone" in p.stdout
+    assert runs[0].exists()
     p = _drlab(env, "cleanup")
     assert p.returncode == 0, p.stdout + p.stderr
     assert _marked(d) == [] and not d.exists()
     assert f"removed {d}" in p.stdout
+    assert not runs[0].exists() and f"removed {runs[0]}" in p.stdout, p.stdout
 
 
 @pytest.fixture(autouse=True)
