@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab.builder.ownership import RUN_DIR, proc_start_time
+from lab.builder.ownership import RUN_DIR, alive, proc_start_time
 from lab.errors import LabError, PreflightError, UsageError
 from lab.util import wait_for
 
@@ -262,12 +262,11 @@ def reap() -> list[str]:
     (a running VM is left alone: `drlab vm stop` ends it), nor does a killed
     ``scripts/vm-run`` (its directory, :func:`reap_runs`)."""
     r = record()
-    if r is not None and r.alive():
-        return reap_runs()
-    pids = _marked()
-    if r is None and not pids and not VM_DIR.exists():
-        return reap_runs()
-    done = ([f"ended the VM's processes {pids}"] if pids else []) + _remove(r)
+    done: list[str] = []
+    if r is None or not r.alive():
+        pids = _marked()
+        if r is not None or pids or VM_DIR.exists():
+            done = ([f"ended the VM's processes {pids}"] if pids else []) + _remove(r)
     return done + reap_runs()
 
 
@@ -289,7 +288,7 @@ def reap_runs(grace: float = 60.0) -> list[str]:
                 continue
             try:
                 pid, start = (int(x) for x in (d / "owner").read_text().split())
-                if proc_start_time(pid) == start:
+                if alive(pid, start):
                     continue
             except (FileNotFoundError, ValueError):
                 # no owner to ask (an older vm-run, or a torn file): only a directory
