@@ -62,6 +62,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--drlab-shard", default=None, metavar="I/N",
                 help="run only every Nth collected test, from the Ith (a shard of "
                      "`drlab kernels run --shard`)")
+    g.addoption("--drlab-forks", type=int, default=0, metavar="N",
+                help="run the collected tests in N processes forked from this one "
+                     "(lab/pytest_forks.py): workers that start at once, where "
+                     "pytest-xdist's start a new interpreter each (slow in a VM)")
     g.addoption("--drlab-capture", choices=CAPTURE_MODES, default="on-failure",
                 help="record every interface of every lab a test builds (lab_factory, "
                      "dr_lab), for the whole test, in a bounded ring; write one pcap per "
@@ -77,9 +81,17 @@ def pytest_configure(config: pytest.Config) -> None:
                             "(keepalived_topology/keepalived_lab), or files=[PATH, ...]")
     config.addinivalue_line("markers", "subprocess: starts a new Python interpreter")
     config.addinivalue_line("markers", "rootns: changes the (disposable) root namespace "
-                            "while it runs: under pytest-xdist no other namespace test runs "
+                            "while it runs: under pytest-xdist or --drlab-forks no other "
+                            "namespace test runs "
                             "meanwhile")
     config.pluginmanager.register(_Session(config), "drlab-session")
+    forks = config.getoption("--drlab-forks")
+    if forks < 0:
+        raise pytest.UsageError(f"--drlab-forks {forks}: give a number of processes (0: none)")
+    if forks:
+        from lab import pytest_forks
+
+        pytest_forks.configure(config, forks)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -118,15 +130,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("needs root (network namespaces): run with sudo")
 
 
-#: Under pytest-xdist: every namespace test holds this lock shared, a ``rootns`` test
-#: holds it alone, so a test that changes the root namespace never overlaps another
-#: worker's labs (which would inherit what it set).
+#: Under pytest-xdist or --drlab-forks: every namespace test holds this lock shared, a
+#: ``rootns`` test holds it alone, so a test that changes the root namespace never
+#: overlaps another worker's labs (which would inherit what it set).
 ROOTNS_LOCK = "pytest-rootns.lock"
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    if (not os.environ.get("PYTEST_XDIST_WORKER") or os.geteuid() != 0
+    worker = os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("DRLAB_WORKER")
+    if (not worker or os.geteuid() != 0
             or not any(item.get_closest_marker(m) for m in ("netns", "ipvs", "rootns"))):
         yield
         return

@@ -7,7 +7,8 @@ where ``scripts/drlab`` sends it on a host without IPVS while ``drlab vm`` runs:
 the VM's command server (``drlab vm serve``, :mod:`lab.host.vm`), a warm
 interpreter that runs each command in a forked child with its own stdout, stderr,
 environment, working directory and exit code. One server per run, shared by the
-pytest-xdist workers, started on first use, stopped when the last worker exits.
+workers (pytest-xdist's or ``--drlab-forks``'), started on first use, stopped when
+the last worker exits.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def _warm_server() -> Path:
     global _dir, _users
     if _dir is not None and (_dir / "ready").exists() and _alive(_dir):
         return _dir
-    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+    run_id = (os.environ.get("PYTEST_XDIST_TESTRUNUID") or os.environ.get("DRLAB_TESTRUN")
+              or f"pid{os.getpid()}")
     d = Path(tempfile.gettempdir(), f"drlab-commands-{run_id}")
     with _locked(Path(f"{d}.lock"), fcntl.LOCK_EX):
         if not ((d / "ready").exists() and _alive(d)):
@@ -79,7 +81,8 @@ def _start(d: Path) -> None:
         (d / sub).mkdir(parents=True)
     log = open(d / "server.log", "wb")  # noqa: SIM115 (the server's, for its life)
     env = {k: v for k, v in os.environ.items()  # its commands are not a pytest worker
-           if not k.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))}
+           if not k.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST", "DRLAB_WORKER",
+                                  "DRLAB_TESTRUN"))}
     p = subprocess.Popen([sys.executable, "-m", "lab", "vm", "serve", str(d)], cwd=REPO,
                          env=dict(env, PYTHONPATH=str(REPO)), stdout=log, stderr=log,
                          stdin=subprocess.DEVNULL, start_new_session=True)

@@ -8,9 +8,10 @@ import pytest
 @pytest.fixture(scope="session", autouse=True)
 def _command_server():
     """Stop the warm command server (tests/integration/cli_runner.py) when this test
-    process is done: pytest-xdist's workers end without running atexit handlers."""
+    process is done: pytest-xdist's and --drlab-forks' workers end without running
+    atexit handlers."""
     yield
-    # (not imported here: pytest-xdist's controller would pay for pyroute2 for nothing)
+    # (not imported here: a controller that runs no test would pay for pyroute2)
     runner = sys.modules.get("cli_runner")
     if runner is not None:
         runner.leave()
@@ -18,8 +19,9 @@ def _command_server():
 
 #: The tests that take longest in the VM (30-60 s each there under software
 #: emulation; `--durations`), longest first. They are started first, so that
-#: pytest-xdist's workers (scripts/test's VM part) all end at about the same
-#: time instead of three of them waiting on one that drew a long test last.
+#: the workers (--drlab-forks in scripts/test's VM part, or pytest-xdist's) all
+#: end at about the same time instead of three of them waiting on one that drew
+#: a long test last.
 LONGEST_FIRST = (
     "test_scenarios.py::test_broken_lab_check_and_its_collected_twin_name_the_scenario",
     "test_probes.py::test_failing_test_leaves_pcaps_and_state_dump",
@@ -42,4 +44,4 @@ def _rank(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=_rank)  # stable: the same order on every worker, as xdist needs
+    items.sort(key=_rank)  # stable: the same order on every xdist worker, as it needs
