@@ -26,7 +26,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from lab.builder import netns, ownership, sysctl
+from lab.builder import links, netns, ownership, sysctl
 from lab.errors import LabError, UsageError
 from lab.model import Topology, VirtualService
 
@@ -253,33 +253,21 @@ class Lab:
                          change=IFF_NOARP, peer={"ifname": f"drlabdummy{n}"})
 
     def _wait_links_up(self, timeout: float = 5.0) -> None:
-        """Poll until every veth end reports operstate UP.
+        """Wait until every veth end reports operstate UP.
 
         The kernel finishes bringing a link up asynchronously (linkwatch: the
         qdisc is attached and the bridge port starts forwarding only then,
         sometimes up to a second later under load); frames sent before are
-        dropped. A lab is ready only when every end is UP.
+        dropped. A lab is ready only when every end is UP. (The kernel's link
+        events say when: :func:`lab.builder.links.wait_up`.)
         """
-        from lab.util import wait_for
-
         expect = {ns: {port_name(h.name, i.name, ii)
                        for h in self.topology.hosts
                        for ii, i in enumerate(h.interfaces) if i.segment == seg}
                   for seg, ns in self.segment_namespaces.items()}
         expect.update({self.ns(h.name): {i.name for i in h.interfaces}
                        for h in self.topology.hosts})
-
-        def down() -> list[str]:
-            out = []
-            for ns, names in expect.items():
-                if not names:
-                    continue
-                states = {link.get("ifname"): link.get("operstate")
-                          for link in self.ipr(ns).get_links()}
-                out += [f"{ns}/{n}" for n in names if states.get(n) != "UP"]
-            return out
-
-        wait_for(lambda: not down(), timeout, "every lab interface to come up")
+        links.wait_up(expect, timeout, "every lab interface to come up")
 
     def _configure_host(self, host: str) -> None:
         h = self.topology.host(host)
@@ -289,22 +277,22 @@ class Lab:
             sysctl.write(ns, sysctl.plan([i.name for i in h.interfaces], h.sysctls))
         else:
             sysctl.write(ns, sorted(h.sysctls.items(), key=lambda kv: ".all." not in kv[0]))
-        ipr.link("set", index=1, state="up")
-        for a in h.lo:
-            ipr.addr("add", index=1, address=a.ip, prefixlen=a.prefixlen,
-                     scope=SCOPES[a.scope])
+        # (indexes, MTUs and "up" by ioctl: a netlink request each costs far more)
         ioctl_sock = netns.socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM)
         with ioctl_sock:
+            links.set_up(ioctl_sock, "lo")
+            for a in h.lo:
+                ipr.addr("add", index=1, address=a.ip, prefixlen=a.prefixlen,
+                         scope=SCOPES[a.scope])
             for iface in h.interfaces:
                 disable_offloads(ioctl_sock, iface.name)
-        index = {link.get("ifname"): link["index"] for link in ipr.get_links()}
-        for iface in [*h.interfaces, *h.dummies]:
-            idx = index[iface.name]
-            for a in iface.addresses:
-                ipr.addr("add", index=idx, address=a.ip, prefixlen=a.prefixlen,
-                         scope=SCOPES[a.scope])
-            up: dict[str, Any] = {"mtu": iface.mtu} if iface.mtu else {}
-            ipr.link("set", index=idx, state="up", **up)
+            index = {i.name: links.index(ioctl_sock, i.name) for i in [*h.interfaces, *h.dummies]}
+            for iface in [*h.interfaces, *h.dummies]:
+                idx = index[iface.name]
+                for a in iface.addresses:
+                    ipr.addr("add", index=idx, address=a.ip, prefixlen=a.prefixlen,
+                             scope=SCOPES[a.scope])
+                links.set_up(ioctl_sock, iface.name, iface.mtu)
         for r in h.routes:
             kw: dict[str, Any] = {}
             if r.via:

@@ -17,7 +17,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from lab.builder import netns
@@ -72,7 +72,10 @@ class Record:
     def save(self) -> None:
         LABS_DIR.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
+        # (shallow and compact: a lab saves its record for each process it starts, and
+        # asdict() deep-copies the whole topology each time)
+        tmp.write_text(json.dumps({f.name: getattr(self, f.name) for f in fields(self)},
+                                  separators=(",", ":")))
         os.replace(tmp, self.path)
 
     def delete(self) -> None:

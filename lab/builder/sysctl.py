@@ -13,6 +13,7 @@ For arp_ignore, arp_announce and rp_filter the kernel uses the *maximum* of
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 
 from lab.builder import netns
@@ -69,9 +70,12 @@ def write(ns: str, writes: Iterable[tuple[str, str]]) -> None:
     """Write sysctls inside namespace ``ns``; errors name the key and value."""
     with netns.entered(ns):
         for key, value in writes:
-            try:
-                with open("/proc/" + key_path(key), "w") as f:
-                    f.write(str(value))
+            try:  # (no file object: a lab makes hundreds of these writes)
+                fd = os.open("/proc/" + key_path(key), os.O_WRONLY)
+                try:
+                    os.write(fd, str(value).encode())
+                finally:
+                    os.close(fd)
             except OSError as e:
                 raise OSError(e.errno, f"sysctl {key}={value} in {ns}: {e.strerror}") from None
 

@@ -7,15 +7,18 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 
 import pytest
+from pyroute2 import IPRoute
 
-from lab.builder import Lab, netns, ownership
+from lab.builder import Lab, links, netns, ownership
 from lab.builder import sysctl as sc
 from lab.host.hostcheck import diff, snapshot
 from lab.model import default_dr
 from lab.probes import state
 from lab.roles import client, realserver
+from lab.util import Timeout
 
 pytestmark = pytest.mark.netns
 
@@ -38,6 +41,30 @@ def test_router_topology_is_built_as_modelled(lab_factory):
     out = subprocess.run(["ip", "netns", "exec", lab.ns("rs1"), "ip", "-o", "addr", "show",
                           "dev", "lo"], capture_output=True, text=True, check=True).stdout
     assert "192.0.2.100/32" in out
+
+
+def test_wait_up_follows_the_kernels_link_events(drlab_netns):
+    """links.wait_up returns when the kernel says a link is UP (an event after its
+    dump), and times out naming the links that never came up."""
+    ipr = IPRoute(fileno=netns.socket_in(drlab_netns, socket.AF_NETLINK,
+                                          socket.SOCK_DGRAM, 0).detach())
+    try:
+        ipr.link("add", ifname="a", kind="veth", state="up", peer={"ifname": "b"})
+        with pytest.raises(Timeout, match=f"not up: {drlab_netns}/a, {drlab_netns}/b"):
+            links.wait_up({drlab_netns: {"a", "b"}}, 0.3, "a and b")
+        done = threading.Event()
+        waiter = threading.Thread(target=lambda: (
+            links.wait_up({drlab_netns: {"a", "b"}}, 30, "a and b"), done.set()))
+        waiter.start()
+        assert not done.wait(0.2)  # b is down: a is not UP either (no carrier)
+        with netns.socket_in(drlab_netns, socket.AF_INET, socket.SOCK_DGRAM) as s:
+            links.set_up(s, "b", mtu=1400)
+            assert links.index(s, "b") == ipr.link_lookup(ifname="b")[0]
+        waiter.join(60)
+        assert done.is_set()
+        assert ipr.get_links(ifname="b")[0].get_attr("IFLA_MTU") == 1400
+    finally:
+        ipr.close()
 
 
 def test_every_pinned_sysctl_is_written_and_overrides_win(lab_factory):
