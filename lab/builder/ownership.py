@@ -181,8 +181,12 @@ def orphans() -> list[str]:
     Empty when everything made by the lab is accounted for, even while other
     runs (pytest-xdist workers, other users) have labs up.
     """
+    # Namespaces first, then records: a lab writes its record before it makes a
+    # namespace, so one being built now is owned by the time the records are read;
+    # one torn down meanwhile (namespaces first, record last) is gone on the re-check.
+    listed = [n for n in netns.listing() if n.startswith("drl-")]
     recs = records()
     owned = {ns for r in recs if r.owner_alive() for ns in r.namespaces}
-    out = [f"netns {n}" for n in netns.listing() if n.startswith("drl-") and n not in owned]
+    out = [f"netns {n}" for n in listed if n not in owned and netns.exists(n)]
     out += [f"record {r.lab} (owner {r.owner_pid} dead)" for r in recs if not r.owner_alive()]
     return out
