@@ -7,6 +7,7 @@ touches the system, so every rule is unit-tested without root.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -38,6 +39,10 @@ def in_doc_range(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return any(ip in net for net in DOC_RANGES)
 
 
+#: (a lab reads its addresses' parts thousands of times: parse each text once)
+_interface = functools.lru_cache(maxsize=4096)(ipaddress.ip_interface)
+
+
 @dataclass(frozen=True)
 class Address:
     """An address with its prefix, e.g. ``192.0.2.100/32``, and its scope."""
@@ -47,7 +52,7 @@ class Address:
 
     @property
     def interface(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-        return ipaddress.ip_interface(self.cidr)
+        return _interface(self.cidr)
 
     @property
     def ip(self) -> str:
