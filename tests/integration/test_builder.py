@@ -170,3 +170,33 @@ def test_killed_owner_is_reaped_and_live_labs_are_not():
         assert not any(mine.id in x for x in removed)
     finally:
         mine.teardown()
+
+
+@pytest.mark.parametrize("meanwhile", ["built", "torn down"])
+def test_orphans_does_not_report_a_lab_built_or_torn_down_while_it_looks(meanwhile, monkeypatch):
+    """Another worker builds (record, then namespaces) or tears down (namespaces, then
+    record) a lab between orphans()'s two reads, whichever it makes first: that lab
+    is not a leftover."""
+    from lab.model import Host, Topology
+
+    topology = Topology("one", [Host("h", "client")], [])
+    other = Lab(topology) if meanwhile == "built" else Lab(topology).build()
+    real_listing, real_records = netns.listing, ownership.records
+    done = []
+
+    def between(read):
+        def wrapped():
+            out = read()
+            if not done:  # after orphans()'s first read, before its second
+                done.append(other.build() if meanwhile == "built" else other.teardown())
+            return out
+        return wrapped
+
+    monkeypatch.setattr(netns, "listing", between(real_listing))
+    monkeypatch.setattr(ownership, "records", between(real_records))
+    try:
+        found = [o for o in ownership.orphans() if other.id in o]
+        assert done, "orphans() read nothing"
+        assert found == []
+    finally:
+        other.teardown()
