@@ -31,7 +31,7 @@ def ipvsadm_path() -> str | None:
 
 def require_ipvsadm() -> str:
     path = ipvsadm_path()
-    if path is None or shutil.which("ipvsadm-restore") is None:
+    if path is None:
         raise PreflightError("ipvsadm not found on PATH: install it (apt-get install ipvsadm, "
                              "or scripts/bootstrap)")
     return path

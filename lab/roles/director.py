@@ -1,7 +1,9 @@
 """The IPVS director: configured with real ipvsadm, read back over netlink.
 
-Configuration goes through ``ipvsadm-restore`` (one process for the whole
-table) run with the ``sh`` package inside the director's namespace. Read-back
+Configuration goes through ``ipvsadm -R`` (one process for the whole table: what
+Debian's ``ipvsadm-restore`` script does, ``-C`` then ``-R``, without its shell,
+``grep`` and second ``ipvsadm``) run with the ``sh`` package inside the director's
+namespace. Read-back
 uses pyroute2's IPVS generic-netlink socket opened inside the same namespace;
 connections come from ``/proc/net/ip_vs_conn`` (there is no netlink dump of
 them).
@@ -36,8 +38,8 @@ def service_spec(svc: VirtualService) -> str:
 
 
 def restore_rules(topology: Topology, host: str | None = None) -> str:
-    """The ``ipvsadm-restore`` input for the topology's services (DR: ``-g``): those of
-    director ``host``, or of the main service's director."""
+    """The ``ipvsadm -R`` (``ipvsadm-restore``) input for the topology's services (DR:
+    ``-g``): those of director ``host``, or of the main service's director."""
     if topology.service is None:
         return ""
     host = host or topology.service.director
@@ -94,23 +96,24 @@ def _in_ns(lab: Lab, host: str) -> dict:
 
 def ipvsadm(lab: Lab, *args: str, stdin: str | None = None, restore: bool = False,
             host: str | None = None) -> str:
-    """Run ``ipvsadm`` (or ``ipvsadm-restore``) in the director's namespace (or
-    ``host``'s, e.g. a standby director); return stdout."""
+    """Run ``ipvsadm ARGS`` in the director's namespace (or ``host``'s, e.g. a standby
+    director); return stdout. ``restore``: replace the table with ``stdin``'s rules
+    (``ipvsadm -R``, the table cleared first, as ``ipvsadm-restore`` does)."""
     require_ipvsadm()
-    cmd = sh.Command("ipvsadm-restore" if restore else "ipvsadm")
+    if restore:
+        args, stdin = ("-R", *args), "-C\n" + (stdin or "")
     try:
-        out = cmd(*args, _in=stdin, _err_to_out=False,
-                  **_in_ns(lab, host or lab.topology.director.name))
+        out = sh.Command("ipvsadm")(*args, _in=stdin, _err_to_out=False,
+                                    **_in_ns(lab, host or lab.topology.director.name))
     except sh.ErrorReturnCode as e:
         err = e.stderr.decode(errors="replace").strip() or e.stdout.decode(errors="replace")
-        raise LabError(f"{'ipvsadm-restore' if restore else 'ipvsadm'} "
-                       f"{' '.join(args)} failed: {err}") from None
+        raise LabError(f"ipvsadm {' '.join(args)} failed: {err}") from None
     return str(out)
 
 
 def configure(lab: Lab, host: str | None = None) -> None:
     """Load the topology's virtual services into their directors' IPVS tables (one
-    ``ipvsadm-restore`` each), or only into ``host``'s: its own services, or, for a
+    ``ipvsadm -R`` each), or only into ``host``'s: its own services, or, for a
     standby director with none, the main director's."""
     t = lab.topology
     if t.service is None:

@@ -6,7 +6,7 @@ All variants build the same default DR network (client, director, N real
 servers on one bridge: namespaces, veths, addresses, routes, the pinned
 sysctls, the VIP; the IPVS table when the kernel has IPVS) and tear it down:
 
-* ``lab``:   ``Lab(default_dr(rs=N)).build()`` (+ ipvsadm-restore) and teardown;
+* ``lab``:   ``Lab(default_dr(rs=N)).build()`` (+ ``ipvsadm -R``) and teardown;
 * ``floor``: a minimal pyroute2 script doing the same kernel operations with
   no lab machinery (no model, no validation, no ownership records);
 * ``shell``: one ``ip``/``sysctl``/``ipvsadm`` process per operation, as the
@@ -115,8 +115,8 @@ def run_floor(rs: int, with_ipvs: bool) -> None:
         sw.close()
         if with_ipvs:
             director_ns = next(h["ns"] for h in ops["hosts"] if h["name"] == "director")
-            subprocess.run(["ip", "netns", "exec", director_ns, "ipvsadm-restore"],
-                           input="\n".join(ops["ipvs"]) + "\n", text=True, check=True)
+            subprocess.run(["ip", "netns", "exec", director_ns, "ipvsadm", "-R"],
+                           input="\n".join(["-C", *ops["ipvs"]]) + "\n", text=True, check=True)
     finally:
         for n in names:
             p2netns.remove(n)
