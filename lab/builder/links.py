@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import os
 import select
 import socket
 import struct
@@ -47,14 +48,19 @@ def _dump_request(seq: int) -> bytes:
 
 
 def parse(data: bytes) -> dict[str, int | None]:
-    """Each link message's name -> operstate (None for a removed link)."""
+    """Each link message's name -> operstate (None for a removed link); an error
+    message raises :class:`OSError`."""
     out: dict[str, int | None] = {}
     off = 0
     while off + _NLMSG.size <= len(data):
         length, kind = _NLMSG.unpack_from(data, off)[:2]
         if length < _NLMSG.size or off + length > len(data):
             break
-        if kind in (RTM_NEWLINK, RTM_DELLINK):
+        if kind == NLMSG_ERROR:  # the dump request refused (an ack would carry 0)
+            code = struct.unpack_from("=i", data, off + _NLMSG.size)[0]
+            if code:
+                raise OSError(-code, f"link dump: {os.strerror(-code)}")
+        elif kind in (RTM_NEWLINK, RTM_DELLINK):
             name, oper = None, None
             a, end = off + _NLMSG.size + _IFINFO.size, off + length
             while a + _RTA.size <= end:

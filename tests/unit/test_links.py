@@ -1,12 +1,16 @@
 """lab.builder.links.parse: link name and operstate out of rtnetlink messages."""
 
+import errno
 import struct
+
+import pytest
 
 from lab.builder.links import (
     IF_OPER_UP,
     IFLA_IFNAME,
     IFLA_OPERSTATE,
     NLMSG_DONE,
+    NLMSG_ERROR,
     RTM_DELLINK,
     RTM_NEWLINK,
     parse,
@@ -44,3 +48,12 @@ def test_truncated_or_nameless_messages_give_nothing():
     assert parse(whole[:-3]) == {}
     assert parse(message(RTM_NEWLINK, attr(IFLA_OPERSTATE, b"\x06"))) == {}
     assert parse(b"") == {}
+
+
+def test_an_error_message_raises():
+    error = struct.pack("=IHHII", 36, NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -errno.EINVAL) \
+        + b"\0" * 16
+    with pytest.raises(OSError, match="link dump"):
+        parse(error)
+    ack = struct.pack("=IHHII", 36, NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", 0) + b"\0" * 16
+    assert parse(ack) == {}
