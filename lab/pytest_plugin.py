@@ -82,8 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "subprocess: starts a new Python interpreter")
     config.addinivalue_line("markers", "rootns: changes the (disposable) root namespace "
                             "while it runs: under pytest-xdist or --drlab-forks no other "
-                            "namespace test runs "
-                            "meanwhile")
+                            "namespace test runs meanwhile")
     config.pluginmanager.register(_Session(config), "drlab-session")
     forks = config.getoption("--drlab-forks")
     if forks < 0:

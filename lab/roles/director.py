@@ -3,10 +3,9 @@
 Configuration goes through ``ipvsadm -R`` (one process for the whole table: what
 Debian's ``ipvsadm-restore`` script does, ``-C`` then ``-R``, without its shell,
 ``grep`` and second ``ipvsadm``) run with the ``sh`` package inside the director's
-namespace. Read-back
-uses pyroute2's IPVS generic-netlink socket opened inside the same namespace;
-connections come from ``/proc/net/ip_vs_conn`` (there is no netlink dump of
-them).
+namespace. Read-back uses pyroute2's IPVS generic-netlink socket opened inside the
+same namespace; connections come from ``/proc/net/ip_vs_conn`` (there is no
+netlink dump of them).
 """
 
 from __future__ import annotations
