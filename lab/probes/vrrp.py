@@ -41,6 +41,12 @@ def holders(lab: Lab) -> list[str]:
     return out
 
 
+def preempts(lab: Lab, director: str) -> bool:
+    """Does keepalived on ``director`` take the VIP back from a lower priority when it
+    returns (its configuration has no ``nopreempt``)?"""
+    return "nopreempt" not in lab.topology.keepalived[director]
+
+
 def wait_holder(lab: Lab, timeout: float = 20.0, not_: str | None = None) -> str:
     """Poll until exactly one director holds the VIP (and it is not ``not_``)."""
     def one() -> str | None:

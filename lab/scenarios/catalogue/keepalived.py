@@ -63,9 +63,8 @@ def _failback(lab: Lab, variant: Variant) -> Outcome:
     reply, sock = client.open_connection(lab)  # a connection made through the backup
     ev = r.evidence + [f"connection from port {reply.local[1]} opened through {r.new}"]
     vrrp.restore(lab, "director", "link")
-    preempt = "nopreempt" not in lab.topology.keepalived["director"]
     try:
-        if preempt:
+        if vrrp.preempts(lab, "director"):
             vrrp.wait_holder(lab, not_="director2")
         else:
             keepalived.wait_state(lab, "director", "BACKUP")
@@ -142,13 +141,11 @@ def _crash(lab: Lab, variant: Variant) -> Outcome:
         keepalived.wait_state(lab, "director", "BACKUP")
         ev.append("keepalived started again on director: it came up BACKUP")
         # With preempt (priority 150 against 100) the director takes the VIP back
-        # about three adverts later: measure once that handover is over, or the
-        # census lands in the middle of it and hears both directors.
-        if "nopreempt" not in lab.topology.keepalived["director"]:
-            vrrp.wait_holder(lab, not_="director2")
-            ev.append("then took the VIP back (preempt): only director holds it")
-        else:
-            vrrp.wait_holder(lab)
+        # about three adverts later: measure once the holder has settled, or the
+        # census lands in the middle of that handover and hears both directors.
+        preempt = vrrp.preempts(lab, "director")
+        settled = vrrp.wait_holder(lab, not_="director2" if preempt else "director")
+        ev.append(f"then only {settled} held the VIP" + (" (preempt)" if preempt else ""))
     h = vrrp.holding(lab)
     ok, bad = _connects(lab, 4)
     entry = arp.resolves_to(lab, "client", vip)
