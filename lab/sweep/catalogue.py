@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.scenarios import Scenario, Verdict, run, runnable
-from lab.util import Progress, sharded
+from lab.util import Progress, Timeout, sharded
 
 
 def run_catalogue(chosen: list[tuple[int, Scenario]], everything: bool, have_ipvs: bool,
@@ -58,10 +58,17 @@ def run_catalogue(chosen: list[tuple[int, Scenario]], everything: bool, have_ipv
 
 
 def _one(s: Scenario, progress: Progress) -> dict[str, Any]:
-    progress(f"{s.name}: running the broken variant ...")
-    broken = run(s, "broken")
-    progress(f"{s.name}: running the fixed variant ...")
-    v = Verdict(s, broken, run(s, "fixed"))
+    try:
+        progress(f"{s.name}: running the broken variant ...")
+        broken = run(s, "broken")
+        progress(f"{s.name}: running the fixed variant ...")
+        fixed = run(s, "fixed")
+    except Timeout as e:  # a wait ran out (its lab is torn down): no verdict, the rest run
+        why = f"could not be measured: {e}"
+        progress.echo(f"{s.name}: ERROR: {why}")
+        return {"name": s.name, "ran": False, "why": why, "reproduced": False, "error": True,
+                "report": f"{s.name}: ERROR: {why}"}
+    v = Verdict(s, broken, fixed)
     progress.echo(v.report())
     return {**v.to_json(), "report": v.report()}
 

@@ -104,3 +104,42 @@ def test_fixed_lab_check_and_its_collected_twin_find_nothing(scenario, drlab_ipv
     assert result.ok, result.text()
     d = diagnose(twin)
     assert not d.findings, d.text()
+
+
+@pytest.mark.netns
+def test_a_scenario_whose_wait_runs_out_is_an_error_line_and_the_next_still_runs(drlab_root):
+    """A scenario's own wait (VRRP never elects, a server never answers) that runs out
+    is reported as that scenario's error in one line, its lab torn down, instead of
+    ending `drlab scenario run` with a traceback; the next scenario still runs."""
+    from dataclasses import replace
+
+    from lab.builder import netns
+    from lab.model import default_dr
+    from lab.scenarios.base import Outcome
+    from lab.sweep.catalogue import run_catalogue
+    from lab.util import TIMEOUT_SCALE, Progress, wait_for
+
+    built = []
+
+    def stuck(lab, variant):
+        built.append(list(lab.namespaces.values()))
+        wait_for(lambda: False, 0.05, "something that never happens")
+
+    def fine(lab, variant):
+        return Outcome(variant == "broken", [f"{variant} looked"])
+
+    base = replace(REGISTRY["noarp-dummy-vip"], needs_ipvs=False, services=False,
+                   broken=default_dr, fixed=default_dr, around=None)
+    lines = []
+    progress = Progress(enabled=False)
+    progress.echo = lines.append
+    got = run_catalogue([(0, replace(base, name="stuck", observe=stuck)),
+                         (1, replace(base, name="fine", observe=fine))], False, False,
+                        progress=progress)
+    assert got[0]["error"] and not got[0]["ran"] and not got[0]["reproduced"]
+    assert got[0]["why"] == ("could not be measured: timed out after "
+                             f"{0.05 * TIMEOUT_SCALE:.1f}s "
+                             "waiting for something that never happens")
+    assert lines[0] == f"stuck: ERROR: {got[0]['why']}"
+    assert got[1]["ran"] and got[1]["reproduced"]
+    assert len(built) == 1 and not set(built[0]) & set(netns.listing())  # torn down
