@@ -9,7 +9,7 @@ the layer that owns the logic:
 * :mod:`lab.cli.sweeps`    matrix, kernels run|merge|fetch|list
 * :mod:`lab.cli.vm`        vm start|status|stop (a VM that stays up)
 
-Exit codes: 0 success; 1 a check failed; 2 bad input (usage, topology);
+Exit codes: 0 success; 1 a check failed (or a wait ran out); 2 bad input (usage, topology);
 3 the machine cannot run the lab (not root, no ipvsadm, no IPVS: see
 scripts/vm-run); 130 interrupted.
 """
@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from lab.errors import LabError
-from lab.util import Progress
+from lab.util import Progress, Timeout
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabError as e:
         print(f"drlab: error: {e}", file=sys.stderr)
         return e.exit_code
+    except Timeout as e:  # a wait that ran out (links, an election, a service): its what
+        print(f"drlab: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("drlab: interrupted; lab torn down", file=sys.stderr)
         return 130
