@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    """Its own VM directory and record, so the machine's VM (if any) is not touched."""
-    return {**os.environ, "DRLAB_VM_DIR": str(tmp_path / "vm"),
-            "DRLAB_RUN_DIR": str(tmp_path / "run"), "DRLAB_TIMEOUT_SCALE": "10"}
+    """Its own run directory (the VM's directory and record in it), so the machine's VM
+    (if any) is not touched."""
+    return {**os.environ, "DRLAB_RUN_DIR": str(tmp_path / "run"), "DRLAB_TIMEOUT_SCALE": "10"}
 
 
 def _drlab(env: dict[str, str], *args: str, stdin: str | None = None,
@@ -43,13 +43,12 @@ def _server(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Path
     """The VM's server, run on this host, with a record naming it."""
     from lab.builder.ownership import proc_start_time
 
-    d = tmp_path / "vm"
+    d = tmp_path / "run" / "vm"
     for sub in ("req", "run", "out"):
-        (d / sub).mkdir(parents=True)
+        (d / sub).mkdir(parents=True, mode=0o700)
     server = subprocess.Popen([sys.executable, "-m", "lab", "vm", "serve", str(d)], env=env,
                               cwd=REPO)
     wait_for(lambda: (d / "ready").exists(), 60, "the server to be ready")
-    (tmp_path / "run").mkdir(exist_ok=True)
     (tmp_path / "run" / "vm.json").write_text(json.dumps({
         "pid": server.pid, "start_time": proc_start_time(server.pid), "kernel": "-",
         "memory": "-", "accel": "none: this host", "started": 0, "dir": str(d)}))
@@ -176,7 +175,7 @@ def test_a_lab_outlives_its_command_in_the_vm_and_nothing_outlives_the_vm(tmp_pa
     """scripts/drlab up, check, shell, down as separate commands on a host without IPVS
     (they run in the VM); vm stop; a killed VM host process, then drlab cleanup."""
     env = _env(tmp_path)
-    d = tmp_path / "vm"
+    d = tmp_path / "run" / "vm"
     p = _drlab(env, "vm", "start")
     assert p.returncode == 0, p.stdout + p.stderr
     try:
@@ -224,7 +223,7 @@ def test_a_lab_outlives_its_command_in_the_vm_and_nothing_outlives_the_vm(tmp_pa
 @pytest.fixture(autouse=True)
 def _nothing_left(tmp_path):
     yield
-    left = _marked(tmp_path / "vm")
+    left = _marked(tmp_path / "run" / "vm")
     for line in left:
         os.kill(int(line.split()[0]), signal.SIGKILL)
     assert left == []
