@@ -33,7 +33,8 @@ def _kernel() -> str:
 
 
 def _vm_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
-    env = {**os.environ, "DRLAB_VNG": str(tmp_path / "vng"), "XDG_CACHE_HOME": str(tmp_path),
+    env = {**os.environ, "DRLAB_VNG": str(tmp_path / "vng"),
+           "DRLAB_ACCEL_CACHE": str(tmp_path / "drlab" / "accel"),
            "DRLAB_KVM_PROBE_SECONDS": "3", "FAKE_LOG": str(tmp_path / "calls")}
     env.pop("DRLAB_ACCEL", None)
     t0 = time.monotonic()
