@@ -50,13 +50,30 @@ from pathlib import Path
 
 from lab.builder.ownership import RUN_DIR, alive, proc_start_time
 from lab.errors import LabError, PreflightError, UsageError
-from lab.util import Timeout, check_dir, open_new, private_dir, wait_for, write_atomic
+from lab.util import (
+    Timeout,
+    check_dir,
+    open_new,
+    private_dir,
+    scaled,
+    wait_for,
+    write_atomic,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 VM_DIR = RUN_DIR / "vm"
 RECORD = RUN_DIR / "vm.json"
-#: Seconds, scaled (DRLAB_TIMEOUT_SCALE): boot plus the server's imports.
-START_DEADLINE = 30.0
+#: How long ``vm start`` waits (seconds, scaled by DRLAB_TIMEOUT_SCALE) as long as the
+#: boot makes progress (its console grows; the server, once it runs, notes each module
+#: it imports in ``progress``): at most this long without a sign of progress before
+#: the server runs (vm-run's KVM probe, the kernel, init, the interpreter's start),
+BOOT_STALL = 180.0
+#: at most this long between two of the server's notes,
+WARM_STALL = 120.0
+#: and at most this long in all, progress or not.
+START_BOUND = 900.0
+#: Where the console of a VM that failed to start is kept (the VM's directory goes).
+KEPT_CONSOLE = RUN_DIR / "vm-console.log"
 POLL = 0.02
 
 
@@ -170,6 +187,7 @@ def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
     rec = VmRecord(me, proc_start_time(me), kernel or "newest /boot/vmlinuz-* with IPVS",
                    memory, accel, time.time(), boot_id=boot_id())
     _write_record(rec)
+    booted = False
     try:
         private_dir(VM_DIR)  # _remove left none: a new one, 0700
         for sub in ("req", "run", "out"):
@@ -183,25 +201,73 @@ def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
                              stderr=subprocess.STDOUT, cwd=REPO, env=env,
                              start_new_session=True)
         os.close(console)
+        booted = True
         rec.pid, rec.start_time = p.pid, proc_start_time(p.pid)
         _write_record(rec)
         progress(f"vm: booting (pid {p.pid}; console in {VM_DIR / 'console.log'}) ...")
 
-        def up() -> bool:
-            if p.poll() is not None:
-                raise PreflightError(f"the VM ended before it was ready (exit {p.returncode}): "
-                                     + _tail(VM_DIR / "console.log"))
-            return (VM_DIR / "ready").exists()
-        wait_for(up, START_DEADLINE, "the VM's server to be ready", interval=0.05,
-                 max_interval=0.2)
+        _wait_ready(p)
         m = _accel_line(VM_DIR / "console.log")
         if m:
             rec.accel = m
             _write_record(rec)
     except BaseException:
+        if booted:  # what it said, for after its directory is gone
+            with contextlib.suppress(OSError):
+                write_atomic(KEPT_CONSOLE, _read(VM_DIR / "console.log"))
         stop(quiet=True)
         raise
+    with contextlib.suppress(FileNotFoundError):
+        KEPT_CONSOLE.unlink()  # a failed start's, older
     return status()
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return -1
+
+
+def _wait_ready(p: subprocess.Popen) -> None:
+    """Wait until the server says it is ready, as long as the boot makes progress
+    (:data:`BOOT_STALL`, :data:`WARM_STALL`, :data:`START_BOUND`); else
+    :class:`PreflightError` with the console's last lines (kept in
+    :data:`KEPT_CONSOLE`)."""
+    console, notes = VM_DIR / "console.log", VM_DIR / "progress"
+    t0 = time.monotonic()
+    last = [t0, (-1, -1)]  # when it last made progress, and what it had shown then
+
+    def up() -> bool:
+        if p.poll() is not None:
+            raise PreflightError(f"the VM ended before it was ready (exit {p.returncode}): "
+                                 f"{_tail(console)} (its console is kept in {KEPT_CONSOLE})")
+        if (VM_DIR / "ready").exists():
+            return True
+        now, seen = time.monotonic(), (_size(console), _size(notes))
+        if seen != last[1]:
+            last[:] = [now, seen]
+        stall = scaled(WARM_STALL if seen[1] > 0 else BOOT_STALL)
+        if now - last[0] > stall:
+            where = (f"the server's last note: {_tail(notes, 1)}" if seen[1] > 0
+                     else "its server never started")
+            raise PreflightError(
+                f"the VM made no progress for {stall:.0f} s ({where}; up {now - t0:.0f} s): "
+                f"{_tail(console)} (its console is kept in {KEPT_CONSOLE})")
+        return False
+    try:
+        wait_for(up, START_BOUND, "the VM's server to be ready", interval=0.05,
+                 max_interval=0.2)
+    except Timeout as e:
+        raise PreflightError(f"{e}, though it made progress: {_tail(console)} "
+                             f"(its console is kept in {KEPT_CONSOLE})") from None
+
+
+def note(d: Path, what: str) -> None:
+    """The server's progress while it starts (the host waits as long as it grows)."""
+    with contextlib.suppress(OSError), os.fdopen(open_new(d / "progress", append=True),
+                                                 "a") as f:
+        f.write(what + "\n")
 
 
 def _accel_line(console: Path) -> str | None:
@@ -431,7 +497,7 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
     if not s.running:
         raise PreflightError("no VM is running: start one with `scripts/drlab vm start`")
     if not s.ready:  # still starting (another shell ran vm start): wait for it
-        wait_for(running, START_DEADLINE, "the VM's server to be ready", interval=0.05,
+        wait_for(running, START_BOUND, "the VM's server to be ready", interval=0.05,
                  max_interval=0.2)
     out = VM_DIR / "out"
     tty = stdin and os.isatty(0) and os.isatty(1)
@@ -565,10 +631,12 @@ def _feed_stdin(path: Path) -> None:
 # -- the guest side: the server ---------------------------------------------------
 
 
-def serve(d: Path, run: Callable[[list[str]], int], warm: Callable[[], None]) -> int:
-    """The VM's one command: import everything (``warm``), say ready, then run each
-    request in a forked child (``run(argv)``) until ``d/stop`` appears."""
-    warm()
+def serve(d: Path, run: Callable[[list[str]], int],
+          warm: Callable[[Callable[[str], None]], None]) -> int:
+    """The VM's one command: import everything (``warm``, which notes its progress
+    with the function it is given), say ready, then run each request in a forked
+    child (``run(argv)``) until ``d/stop`` appears."""
+    warm(lambda what: note(d, what))
     import platform
 
     write_atomic(d / "ready", platform.release())

@@ -149,7 +149,8 @@ def test_something_in_the_way_of_the_vm_dir_is_one_line_and_untouched(env, their
 
 def _theirs_naming(path: Path) -> subprocess.Popen:
     """A process of nobody's whose command line names ``path``."""
-    p = subprocess.Popen([*NOBODY, "sh", "-c", "sleep 600; :", str(path)])
+    p = subprocess.Popen([*NOBODY, "/usr/bin/python3", "-c", "import time; time.sleep(600)",
+                          str(path)])  # (one process: killing it leaves no child behind)
     wait_for(lambda: str(path).encode() in Path(f"/proc/{p.pid}/cmdline").read_bytes()
              and Path(f"/proc/{p.pid}").stat().st_uid == _nobody_uid(), 10,
              "nobody's process to start")
