@@ -152,7 +152,7 @@ def status() -> Status:
     if not r.alive():
         return Status(False, False, r, stale=f"the VM booted by pid {r.pid} is gone")
     try:
-        release: str | None = _read(Path(r.dir, "ready")).strip()
+        release: str | None = _read(VM_DIR / "ready").strip()
     except OSError:
         release = None
     return Status(True, release is not None, r, release)
