@@ -29,3 +29,8 @@ class UsageError(LabError):
     """A command was given something that does not exist or does not fit."""
 
     exit_code = 2
+
+
+class UnsafePathError(UsageError):
+    """A directory root is to write into is not root's own: someone else owns it, others
+    may write into it, or it is a link or not a directory."""

@@ -1,13 +1,19 @@
-"""Small helpers shared by every layer: polling with a deadline, text tables."""
+"""Small helpers shared by every layer: polling with a deadline, text tables, the
+directories root writes into (checked: root's own, nobody else's)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TextIO, TypeVar
+
+from lab.errors import UnsafePathError
 
 T = TypeVar("T")
 
@@ -192,3 +198,76 @@ def sharded(items: list[T], shard: tuple[int, int] | None) -> list[tuple[int, T]
         return list(enumerate(items))
     i, n = shard
     return [(j, x) for j, x in enumerate(items) if j % n == i - 1]
+
+
+def check_dir(path: Path | str, mode: int = 0o700, parent: bool = False) -> None:
+    """Raise :class:`UnsafePathError` unless ``path`` (by lstat: a link is not followed)
+    is a directory owned by this user (root: uid 0) with no permission bits beyond
+    ``mode``; a ``parent`` may instead be root's sticky directory (``/tmp``), where
+    nobody can remove or rename what root made in it."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        raise UnsafePathError(f"{path}: {e.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError(f"{path} is a symbolic link, not a directory of its own: "
+                              "remove it (root does not write through links)")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePathError(f"{path} is in the way: it is not a directory; remove it")
+    me = os.geteuid()
+    if st.st_uid != me:
+        raise UnsafePathError(f"{path} is owned by uid {st.st_uid}, not {me}: someone else "
+                              "made it; remove it (root writes only into its own directories)")
+    extra = stat.S_IMODE(st.st_mode) & 0o777 & ~mode
+    if parent and st.st_mode & stat.S_ISVTX and st.st_uid == 0:
+        extra = 0
+    if extra:
+        raise UnsafePathError(f"{path} has mode {stat.S_IMODE(st.st_mode):04o}: others may "
+                              f"{'write into' if extra & 0o022 else 'read'} it "
+                              f"(wanted {mode:04o} or stricter)")
+
+
+def private_dir(path: Path | str, mode: int = 0o700) -> Path:
+    """``path``, a directory only this user (root) may use: made with ``mode`` if missing
+    (and its parent with 0755, if that is missing), else checked. Either way the parent
+    and the directory are checked by lstat (owner, mode, not a link):
+    :class:`UnsafePathError` (one line naming the path and what is wrong) if either is
+    not root's own, so that root never writes into a directory someone else controls."""
+    path = Path(path)
+    parent = path.parent
+    for d, m in ((parent, 0o755), (path, mode)):
+        try:
+            os.mkdir(d, m)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise UnsafePathError(f"cannot make {d}: {e.strerror}") from None
+        check_dir(d, 0o755 if d is parent else m, parent=d is parent)
+    return path
+
+
+def open_new(path: Path | str, mode: int = 0o600, *, append: bool = False) -> int:
+    """A file descriptor for writing ``path``, a file that must not exist yet (never a
+    link followed, never someone's file truncated): O_CREAT|O_EXCL|O_NOFOLLOW; with
+    ``append``, an existing regular file is appended to instead (still no link)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags |= os.O_APPEND if append else os.O_EXCL
+    return os.open(path, flags, mode)
+
+
+def write_atomic(path: Path | str, text: str, mode: int = 0o600) -> None:
+    """Replace ``path`` with a file holding ``text``: written to a new temporary file
+    beside it (O_EXCL|O_NOFOLLOW, a random name), then renamed over it."""
+    import uuid
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    fd = open_new(tmp, mode)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,17 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
 
 def cmd_vm_serve(args: argparse.Namespace) -> int:
     """The guest end: the VM's server (vm start runs it in the VM)."""
-    from lab.cli import main
     from lab.host import vm
+
+    vm.note(Path(args.dir), "the server runs")  # a sign of life for vm start, early
+    from lab.cli import main
 
     return vm.serve(Path(args.dir), main, _warm)
 
 
-def _warm() -> None:
-    """Import what the verbs use, once, before the server says it is ready."""
+def _warm(note: Callable[[str], None]) -> None:
+    """Import what the verbs use, once, before the server says it is ready; ``note``
+    each (vm start waits as long as they come)."""
     import importlib
 
     for name in ("lab.cli.cluster", "lab.cli.labs", "lab.cli.scenarios", "lab.cli.sweeps",
@@ -61,6 +65,7 @@ def _warm() -> None:
                  "lab.report.html", "lab.roles", "lab.scenarios.diagnose",
                  "lab.scenarios.validate", "lab.sweep.matrix", "scapy.all"):
         importlib.import_module(name)
+        note(f"imported {name}")
 
 
 def add_parsers(sub: Any) -> None:

@@ -7,8 +7,11 @@ it (:func:`run_remote`) instead of booting a VM of its own, so the lab one
 command builds is there for the next, and no command pays a boot or a 20 s
 interpreter start.
 
-The host and the guest share one directory, :data:`VM_DIR` (the guest mounts it
-read-write over 9p): a command is a JSON file in ``req/``; the server claims it,
+The host and the guest share one directory, :data:`VM_DIR` (``/run/drlab/vm``,
+beside the labs' records; the guest mounts it read-write over 9p). It is root's
+own: made with mode 0700 and checked by lstat (owner uid 0, not a link; its parent
+too), so nobody else can put a command in it; a link or someone's directory in its
+way is refused in one line. A command is a JSON file in ``req/``; the server claims it,
 forks a child that runs it with stdout and stderr in ``out/<id>.out|.err`` (the
 host streams them as they grow), stdin from ``out/<id>.in`` when the command
 reads it (``drlab shell``), and writes ``out/<id>.rc`` when it ends. When the
@@ -20,9 +23,12 @@ and with it the VM.
 Ownership, as for labs (:mod:`lab.builder.ownership`): ``/run/drlab/vm.json`` is
 written before anything starts and names the process that boots the VM (pid and
 start time: a recycled pid, or a host rebooted since, is not mistaken for it).
-Every process of the VM has :data:`VM_DIR` in its command line, so ``stop`` and
-``drlab cleanup`` find and end them all, qemu included; a record whose VM is gone
-is never reported as a running VM.
+That process leads a session of its own, and ``scripts/vm-run`` starts virtme-ng
+(and so qemu) in another, which it records in its directory; ``stop`` and ``drlab
+cleanup`` end the processes of those sessions and their descendants (root's only,
+none older than the record's process), qemu included, and nothing else, however
+its command line reads. A record whose VM is gone is never reported as a running
+VM.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -42,13 +50,30 @@ from pathlib import Path
 
 from lab.builder.ownership import RUN_DIR, alive, proc_start_time
 from lab.errors import LabError, PreflightError, UsageError
-from lab.util import wait_for
+from lab.util import (
+    Timeout,
+    check_dir,
+    open_new,
+    private_dir,
+    scaled,
+    wait_for,
+    write_atomic,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-VM_DIR = Path(os.environ.get("DRLAB_VM_DIR", "/tmp/drlab-vm"))
+VM_DIR = RUN_DIR / "vm"
 RECORD = RUN_DIR / "vm.json"
-#: Seconds, scaled (DRLAB_TIMEOUT_SCALE): boot plus the server's imports.
-START_DEADLINE = 30.0
+#: How long ``vm start`` waits (seconds, scaled by DRLAB_TIMEOUT_SCALE) as long as the
+#: boot makes progress (its console grows; the server, once it runs, notes each module
+#: it imports in ``progress``): at most this long without a sign of progress before
+#: the server runs (vm-run's KVM probe, the kernel, init, the interpreter's start),
+BOOT_STALL = 180.0
+#: at most this long between two of the server's notes,
+WARM_STALL = 120.0
+#: and at most this long in all, progress or not.
+START_BOUND = 900.0
+#: Where the console of a VM that failed to start is kept (the VM's directory goes).
+KEPT_CONSOLE = RUN_DIR / "vm-console.log"
 POLL = 0.02
 
 
@@ -78,14 +103,26 @@ def boot_id() -> str | None:
 
 def record() -> VmRecord | None:
     try:
-        return VmRecord(**json.loads(RECORD.read_text()))
+        return VmRecord(**json.loads(_read(RECORD)))
     except (OSError, ValueError, TypeError):
         return None
 
 
 def _write_record(r: VmRecord) -> None:
-    RECORD.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(RECORD, json.dumps(asdict(r)))
+    private_dir(RUN_DIR, 0o755)
+    write_atomic(RECORD, json.dumps(asdict(r)))
+
+
+def _read(path: Path) -> str:
+    """``path``'s text, never through a link (O_NOFOLLOW: ELOOP if it is one)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def _touch(path: Path) -> None:
+    """Create ``path`` (a flag file) if missing, never through a link."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
 
 
 @dataclass
@@ -114,8 +151,10 @@ def status() -> Status:
         return Status(False, False, None)
     if not r.alive():
         return Status(False, False, r, stale=f"the VM booted by pid {r.pid} is gone")
-    ready = Path(r.dir, "ready")
-    release = ready.read_text().strip() if ready.exists() else None
+    try:
+        release: str | None = _read(VM_DIR / "ready").strip()
+    except OSError:
+        release = None
     return Status(True, release is not None, r, release)
 
 
@@ -136,7 +175,8 @@ def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
     s = status()
     if s.running:
         raise UsageError(f"a VM is already running ({s.text()}); `drlab vm stop` first")
-    _remove(s.record)  # what a VM that is gone left behind
+    private_dir(RUN_DIR, 0o755)  # checked (root's own, not a link) before anything in it
+    _remove(s.record)  # what a VM that is gone left behind (refused if it is not root's)
     if kernel is not None and not Path(kernel).is_file():
         raise UsageError(f"--kernel {kernel}: no such file")
     vm_run = REPO / "scripts" / "vm-run"
@@ -147,12 +187,12 @@ def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
     rec = VmRecord(me, proc_start_time(me), kernel or "newest /boot/vmlinuz-* with IPVS",
                    memory, accel, time.time(), boot_id=boot_id())
     _write_record(rec)
+    booted = False
     try:
-        shutil.rmtree(VM_DIR, ignore_errors=True)
+        private_dir(VM_DIR)  # _remove left none: a new one, 0700
         for sub in ("req", "run", "out"):
-            (VM_DIR / sub).mkdir(parents=True, mode=0o700)
-        os.chmod(VM_DIR, 0o700)
-        console = open(VM_DIR / "console.log", "w")
+            (VM_DIR / sub).mkdir(mode=0o700)
+        console = open_new(VM_DIR / "console.log")
         env = {**os.environ, "DRLAB_TIMEOUT_SCALE": os.environ.get("DRLAB_TIMEOUT_SCALE", "10")}
         cmd = [str(vm_run), "--force-vm", "--memory", memory, "--accel", accel,
                "--share", str(VM_DIR), *(["--kernel", kernel] if kernel else []), "--",
@@ -160,32 +200,80 @@ def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console,
                              stderr=subprocess.STDOUT, cwd=REPO, env=env,
                              start_new_session=True)
-        console.close()
+        os.close(console)
+        booted = True
         rec.pid, rec.start_time = p.pid, proc_start_time(p.pid)
         _write_record(rec)
         progress(f"vm: booting (pid {p.pid}; console in {VM_DIR / 'console.log'}) ...")
 
-        def up() -> bool:
-            if p.poll() is not None:
-                raise PreflightError(f"the VM ended before it was ready (exit {p.returncode}): "
-                                     + _tail(VM_DIR / "console.log"))
-            return (VM_DIR / "ready").exists()
-        wait_for(up, START_DEADLINE, "the VM's server to be ready", interval=0.05,
-                 max_interval=0.2)
+        _wait_ready(p)
         m = _accel_line(VM_DIR / "console.log")
         if m:
             rec.accel = m
             _write_record(rec)
     except BaseException:
+        if booted:  # what it said, for after its directory is gone
+            with contextlib.suppress(OSError):
+                write_atomic(KEPT_CONSOLE, _read(VM_DIR / "console.log"))
         stop(quiet=True)
         raise
+    with contextlib.suppress(FileNotFoundError):
+        KEPT_CONSOLE.unlink()  # a failed start's, older
     return status()
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return -1
+
+
+def _wait_ready(p: subprocess.Popen) -> None:
+    """Wait until the server says it is ready, as long as the boot makes progress
+    (:data:`BOOT_STALL`, :data:`WARM_STALL`, :data:`START_BOUND`); else
+    :class:`PreflightError` with the console's last lines (kept in
+    :data:`KEPT_CONSOLE`)."""
+    console, notes = VM_DIR / "console.log", VM_DIR / "progress"
+    t0 = time.monotonic()
+    last = [t0, (-1, -1)]  # when it last made progress, and what it had shown then
+
+    def up() -> bool:
+        if p.poll() is not None:
+            raise PreflightError(f"the VM ended before it was ready (exit {p.returncode}): "
+                                 f"{_tail(console)} (its console is kept in {KEPT_CONSOLE})")
+        if (VM_DIR / "ready").exists():
+            return True
+        now, seen = time.monotonic(), (_size(console), _size(notes))
+        if seen != last[1]:
+            last[:] = [now, seen]
+        stall = scaled(WARM_STALL if seen[1] > 0 else BOOT_STALL)
+        if now - last[0] > stall:
+            where = (f"the server's last note: {_tail(notes, 1)}" if seen[1] > 0
+                     else "its server never started")
+            raise PreflightError(
+                f"the VM made no progress for {stall:.0f} s ({where}; up {now - t0:.0f} s): "
+                f"{_tail(console)} (its console is kept in {KEPT_CONSOLE})")
+        return False
+    try:
+        wait_for(up, START_BOUND, "the VM's server to be ready", interval=0.05,
+                 max_interval=0.2)
+    except Timeout as e:
+        raise PreflightError(f"{e}, though it made progress: {_tail(console)} "
+                             f"(its console is kept in {KEPT_CONSOLE})") from None
+
+
+def note(d: Path, what: str) -> None:
+    """The server's progress while it starts (the host waits as long as it grows)."""
+    with contextlib.suppress(OSError), os.fdopen(open_new(d / "progress", append=True),
+                                                 "a") as f:
+        f.write(what + "\n")
 
 
 def _accel_line(console: Path) -> str | None:
     """What vm-run chose (KVM or software emulation), from its console."""
     with contextlib.suppress(OSError):
-        for line in console.read_text().splitlines():
+        for line in _read(console).splitlines():
             if "booting" in line and " with " in line:
                 return line.split(" with ", 1)[1]
     return None
@@ -193,51 +281,122 @@ def _accel_line(console: Path) -> str | None:
 
 def _tail(path: Path, n: int = 3) -> str:
     with contextlib.suppress(OSError):
-        lines = [x for x in path.read_text().splitlines() if x.strip()]
+        lines = [x for x in _read(path).splitlines() if x.strip()]
         return " | ".join(lines[-n:]) or "no output"
     return "no output"
 
 
-def _marked(path: Path | str | None = None) -> list[int]:
-    """Processes (vm-run, virtme-ng, qemu, ...) whose command line names ``path``
-    (default VM_DIR)."""
-    out = []
-    mark = str(VM_DIR if path is None else path).encode()
+@dataclass(frozen=True)
+class _Proc:
+    ppid: int
+    sid: int
+    start: int
+    uids: tuple[int, ...]
+
+
+def _procs() -> dict[int, _Proc]:
+    """Every live process: its parent, session, start time and (real, effective) uids."""
+    out = {}
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
+        if not d.name.isdigit():
             continue
-        with contextlib.suppress(OSError):
-            if mark in (d / "cmdline").read_bytes():
-                out.append(int(d.name))
+        try:
+            st = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            uid = next(x for x in (d / "status").read_text().splitlines()
+                       if x.startswith("Uid:")).split()[1:3]
+        except (OSError, IndexError, StopIteration):
+            continue  # gone meanwhile
+        if st[0] in ("Z", "X"):
+            continue
+        out[int(d.name)] = _Proc(int(st[1]), int(st[3]), int(st[19]), tuple(map(int, uid)))
     return out
 
 
-def _end(path: Path) -> list[int]:
-    """End (TERM, then KILL) every process whose command line names ``path``;
-    return their pids."""
-    pids = first = _marked(path)
+#: A process that owns processes: (pid, start time). It, the members of the session
+#: it leads and the descendants of both are its processes.
+Owner = tuple[int, int | None]
+
+
+def _owned(owners: list[Owner]) -> dict[int, int]:
+    """The processes (pid -> start time) of ``owners``: each owner that is alive (by pid
+    and start time), the members of the session it leads (while any of them lives its
+    pid is not reused) and the descendants of all these; only this user's (root's)
+    processes and none that started before its owner. Never this process."""
+    procs = _procs()
+    me = os.geteuid()
+    found: dict[int, int] = {}
+    for pid, start in owners:
+        if start is None or (pid in procs and procs[pid].start != start):
+            continue  # unknown, or the pid is another process's now
+        mine = {p for p, x in procs.items()
+                if (p == pid or x.sid == pid) and x.start >= start}
+        while True:  # and their descendants
+            more = {p for p, x in procs.items() if x.ppid in mine and p not in mine
+                    and x.start >= start}
+            if not more:
+                break
+            mine |= more
+        found.update({p: procs[p].start for p in mine
+                      if procs[p].uids == (me, me) and p != os.getpid()})
+    return found
+
+
+def _vm_owners(r: VmRecord) -> list[Owner]:
+    """The process that booted the VM (``scripts/vm-run``, leading a session of its own)
+    and the session vm-run recorded for virtme-ng and qemu in its directory."""
+    owners: list[Owner] = [(r.pid, r.start_time)]
+    for d in _run_dirs():
+        owner = _owner_of(d, "owner")
+        if owner is not None and owner == (r.pid, r.start_time):
+            vm = _owner_of(d, "vm")
+            if vm is not None:
+                owners.append(vm)
+    return owners
+
+
+def _end(owners: list[Owner]) -> list[int]:
+    """End (TERM, then KILL) the processes of ``owners`` (:func:`_owned`); return their
+    pids. A process is signalled only while its pid still has the start time found."""
+    procs = first = _owned(owners)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        with contextlib.suppress(Exception):
-            wait_for(lambda: not _marked(path), 3, "the VM's processes to end")
-        pids = _marked(path)
-        if not pids:
+        for pid, start in procs.items():
+            if proc_start_time(pid) == start:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        with contextlib.suppress(Timeout):
+            wait_for(lambda left=procs: not any(alive(p, t) for p, t in left.items()), 3,
+                     "the VM's processes to end")
+        procs = {p: t for p, t in procs.items() if alive(p, t)}
+        if not procs:
             break
-    if pids:
-        raise LabError(f"VM processes {pids} do not end")
-    return first
+    if procs:
+        raise LabError(f"VM processes {sorted(procs)} do not end")
+    return sorted(first)
+
+
+def _rmtree(d: Path) -> None:
+    """Remove root's directory ``d`` (links in it are removed, never followed); a
+    removal that fails says so."""
+    try:
+        shutil.rmtree(d)
+    except OSError as e:
+        raise LabError(f"cannot remove {d}: {e.strerror or e}") from None
 
 
 def _remove(r: VmRecord | None) -> list[str]:
-    """End every process of the VM and remove its directory and record."""
+    """End every process of the VM and remove its directory and record. A directory in
+    :data:`VM_DIR`'s place that is not root's own (a link, someone's directory) is
+    refused (:class:`UnsafePathError`), never removed nor written into."""
     done = []
-    _end(VM_DIR)
-    if r is not None or VM_DIR.exists():
-        shutil.rmtree(VM_DIR, ignore_errors=True)
+    if os.path.lexists(VM_DIR):
+        check_dir(VM_DIR, 0o755)  # root's own, not a link, nobody else may write in it
+    pids = _end(_vm_owners(r)) if r is not None else []
+    if pids:
+        done.append(f"ended the VM's processes {pids}")
+    if os.path.lexists(VM_DIR):
+        _rmtree(VM_DIR)
         done.append(f"removed {VM_DIR}")
-    if RECORD.exists():
+    with contextlib.suppress(FileNotFoundError):
         RECORD.unlink()
         done.append(f"removed {RECORD}")
     return done
@@ -247,7 +406,7 @@ def stop(quiet: bool = False) -> str:
     """Ask the server to end (the VM powers off), then end whatever is left."""
     s = status()
     if s.running and s.ready:
-        (VM_DIR / "stop").touch()
+        _touch(VM_DIR / "stop")
         with contextlib.suppress(Exception):
             wait_for(lambda: not s.record or not s.record.alive(), 20,
                      "the VM to power off", interval=0.05, max_interval=0.2)
@@ -260,47 +419,65 @@ def stop(quiet: bool = False) -> str:
 def reap() -> list[str]:
     """``drlab cleanup``: a VM whose booting process is gone leaves nothing behind
     (a running VM is left alone: `drlab vm stop` ends it), nor does a killed
-    ``scripts/vm-run`` (its directory, :func:`reap_runs`)."""
+    ``scripts/vm-run`` (its directory, :func:`reap_runs`). In a VM there is nothing
+    of this to reap (what it sees there is the directory of the VM it runs in)."""
+    from lab.host import preflight
+
+    if preflight.in_vm():
+        return []
     r = record()
     done: list[str] = []
-    if r is None or not r.alive():
-        pids = _marked()
-        if r is not None or pids or VM_DIR.exists():
-            done = ([f"ended the VM's processes {pids}"] if pids else []) + _remove(r)
+    if (r is None or not r.alive()) and (r is not None or os.path.lexists(VM_DIR)):
+        done = _remove(r)
     return done + reap_runs()
 
 
 #: Where ``scripts/vm-run`` makes its directory (``vm-run.XXXXXX``, with ``owner``:
-#: its pid and start time).
+#: its pid and start time, and ``vm``: the session of its virtme-ng and qemu).
 RUNS_DIR = Path("/tmp")
+
+
+def _run_dirs() -> list[Path]:
+    """``scripts/vm-run``'s directories: root's own (by lstat), none else."""
+    out = []
+    for d in sorted(RUNS_DIR.glob("vm-run.*")):
+        with contextlib.suppress(OSError):
+            st = d.lstat()
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                out.append(d)
+    return out
+
+
+def _owner_of(d: Path, name: str) -> Owner | None:
+    """The (pid, start time) vm-run wrote in ``d/name``; None if there is none."""
+    try:
+        pid, start = (int(x) for x in _read(d / name).split())
+    except (OSError, ValueError):
+        return None
+    return pid, start
 
 
 def reap_runs(grace: float = 60.0) -> list[str]:
     """Clean up after ``scripts/vm-run`` runs that were killed (SIGKILL runs no trap):
-    where the owner named in ``owner`` is gone, end the VM it left (every process of
-    it names the directory: virtme-ng, qemu) and remove the directory. A directory
-    without an owner (a vm-run from before it wrote one) is removed only when no
-    process names it and it is ``grace`` seconds old."""
+    where the owner named in ``owner`` is gone, end the VM it left (the session it
+    recorded in ``vm``: virtme-ng, qemu) and remove the directory. A directory
+    without an owner (a vm-run from before it wrote one) is removed only when it is
+    ``grace`` seconds old; no process is ended for it."""
     removed = []
-    for d in sorted(RUNS_DIR.glob("vm-run.*")):
+    for d in _run_dirs():
         try:
-            if not d.is_dir() or d.is_symlink() or d.stat().st_uid != os.geteuid():
+            owner = _owner_of(d, "owner")
+            if owner is not None and alive(*owner):
                 continue
-            try:
-                pid, start = (int(x) for x in (d / "owner").read_text().split())
-                if alive(pid, start):
-                    continue
-            except (FileNotFoundError, ValueError):
-                # no owner to ask (an older vm-run, or a torn file): only a directory
-                # no process names is taken as left over, never a VM that runs
-                if time.time() - d.stat().st_mtime < grace or _marked(d):
-                    continue
-            pids = _end(d)
-            shutil.rmtree(d)
+            if owner is None and time.time() - d.lstat().st_mtime < grace:
+                continue  # no owner to ask (an older vm-run, or one just starting)
+            vm = _owner_of(d, "vm")
+            pids = _end([vm]) if vm is not None else []
+            _rmtree(d)
             removed.append(f"removed {d} (its scripts/vm-run was killed)"
                            + (f" and ended its VM's processes {pids}" if pids else ""))
-        except OSError:
-            continue
+        except FileNotFoundError:
+            continue  # its vm-run removed it meanwhile
     return removed
 
 
@@ -320,7 +497,7 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
     if not s.running:
         raise PreflightError("no VM is running: start one with `scripts/drlab vm start`")
     if not s.ready:  # still starting (another shell ran vm start): wait for it
-        wait_for(running, START_DEADLINE, "the VM's server to be ready", interval=0.05,
+        wait_for(running, START_BOUND, "the VM's server to be ready", interval=0.05,
                  max_interval=0.2)
     out = VM_DIR / "out"
     tty = stdin and os.isatty(0) and os.isatty(1)
@@ -336,7 +513,7 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
     import tty as tty_
 
     saved = termios.tcgetattr(0)
-    old = signal.signal(signal.SIGWINCH, lambda *_: _write_atomic(
+    old = signal.signal(signal.SIGWINCH, lambda *_: write_atomic(
         out / f"{rid}.winsz", " ".join(map(str, _winsize(1)))))
     try:
         tty_.setraw(0)
@@ -356,7 +533,7 @@ def submit(d: Path, argv: list[str], *, env: dict[str, str] | None = None,
            "module": module, "env": env or {}}
     if tty:
         req["tty"] = tty
-    _write_atomic(d / "req" / f"{rid}.json", json.dumps(req))
+    write_atomic(d / "req" / f"{rid}.json", json.dumps(req))
     return rid
 
 
@@ -368,11 +545,10 @@ def result(d: Path, rid: str, timeout: float) -> tuple[int, bytes, bytes]:
     deadline = time.monotonic() + timeout
     while not (out / f"{rid}.rc").exists():
         if time.monotonic() > deadline:
-            (out / f"{rid}.cancel").touch()
+            _touch(out / f"{rid}.cancel")
             raise TimeoutError(f"command {rid} took over {timeout:.0f}s")
         time.sleep(POLL)
-    got = [(out / f"{rid}.{x}").read_bytes() if (out / f"{rid}.{x}").exists() else b""
-           for x in ("rc", "out", "err")]
+    got = [_read_bytes(out / f"{rid}.{x}") for x in ("rc", "out", "err")]
     for p in out.glob(f"{rid}.*"):
         p.unlink(missing_ok=True)
     return int(got[0].strip() or 1), got[1], got[2]
@@ -384,10 +560,14 @@ def _winsize(fd: int) -> tuple[int, int]:
     return size.lines, size.columns
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.rename(path)
+def _read_bytes(path: Path) -> bytes:
+    """``path``'s bytes (b"" if it is missing), never through a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return b""
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def _stream(rid: str, stdin: bool, vm: VmRecord | None) -> int:
@@ -407,7 +587,7 @@ def _stream(rid: str, stdin: bool, vm: VmRecord | None) -> int:
         try:
             done = rc_file.exists()
             for n, (path, sink) in enumerate(streams):
-                with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+                with contextlib.suppress(FileNotFoundError), _open_read(path) as f:
                     f.seek(offsets[n])
                     data = f.read()
                     if data:
@@ -415,7 +595,7 @@ def _stream(rid: str, stdin: bool, vm: VmRecord | None) -> int:
                         sink.write(data)
                         sink.flush()
             if done:
-                rc = int(rc_file.read_text().strip() or 1)
+                rc = int(_read(rc_file).strip() or 1)
                 for p in out.glob(f"{rid}.*"):
                     p.unlink(missing_ok=True)
                 return rc
@@ -426,12 +606,17 @@ def _stream(rid: str, stdin: bool, vm: VmRecord | None) -> int:
             if cancelled:
                 return 130
             cancelled = True
-            (out / f"{rid}.cancel").touch()
+            _touch(out / f"{rid}.cancel")
+
+
+def _open_read(path: Path) -> contextlib.AbstractContextManager:
+    """``path`` open for reading (binary), never through a link."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
 
 
 def _feed_stdin(path: Path) -> None:
     """Append what the host's stdin gives to the command's input file; EOF is a file."""
-    with open(path, "ab", buffering=0) as f:
+    with os.fdopen(open_new(path, append=True), "ab", buffering=0) as f:
         while True:
             try:
                 data = os.read(0, 4096)
@@ -440,19 +625,21 @@ def _feed_stdin(path: Path) -> None:
             if not data:
                 break
             f.write(data)
-    path.with_suffix(".eof").touch()
+    _touch(path.with_suffix(".eof"))
 
 
 # -- the guest side: the server ---------------------------------------------------
 
 
-def serve(d: Path, run: Callable[[list[str]], int], warm: Callable[[], None]) -> int:
-    """The VM's one command: import everything (``warm``), say ready, then run each
-    request in a forked child (``run(argv)``) until ``d/stop`` appears."""
-    warm()
+def serve(d: Path, run: Callable[[list[str]], int],
+          warm: Callable[[Callable[[str], None]], None]) -> int:
+    """The VM's one command: import everything (``warm``, which notes its progress
+    with the function it is given), say ready, then run each request in a forked
+    child (``run(argv)``) until ``d/stop`` appears."""
+    warm(lambda what: note(d, what))
     import platform
 
-    _write_atomic(d / "ready", platform.release())
+    write_atomic(d / "ready", platform.release())
     children: dict[int, tuple[str, int | None]] = {}  # pid -> (id, stdin feeder pid)
     while not (d / "stop").exists():
         for name in sorted(os.listdir(d / "req")):
@@ -462,7 +649,9 @@ def serve(d: Path, run: Callable[[list[str]], int], warm: Callable[[], None]) ->
                 os.rename(d / "req" / name, d / "run" / name)
             except FileNotFoundError:
                 continue
-            req = json.loads((d / "run" / name).read_text())
+            req = _request(d / "run" / name)
+            if req is None:
+                continue
             pid, feeder = _spawn(d, req, run)
             children[pid] = (req["id"], feeder)
         for pid, (rid, feeder) in list(children.items()):
@@ -480,7 +669,7 @@ def serve(d: Path, run: Callable[[list[str]], int], warm: Callable[[], None]) ->
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(feeder, signal.SIGKILL)
                 os.waitpid(feeder, 0)
-            _write_atomic(d / "out" / f"{rid}.rc", str(rc))
+            write_atomic(d / "out" / f"{rid}.rc", str(rc))
             (d / "run" / f"{rid}.json").unlink(missing_ok=True)
             del children[pid]
         time.sleep(POLL)
@@ -488,6 +677,42 @@ def serve(d: Path, run: Callable[[list[str]], int], warm: Callable[[], None]) ->
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
     return 0
+
+
+_RID = re.compile(r"[0-9]+\.[0-9]+-[0-9a-f]{8}")
+
+
+def _request(path: Path) -> dict | None:
+    """The request in ``path`` if it can be trusted: a regular file (not a link, opened
+    without following one) of this user (root) with one link, holding a JSON object
+    whose id is the file's name and whose argv is a list of strings. Anything else is
+    removed and said on the console; None."""
+    why = None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        why = f"cannot open it without following a link: {e.strerror}"
+    else:
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+                why = "not a regular file of root's own"
+            else:
+                try:
+                    req = json.loads(f.read(1 << 20))
+                except ValueError:
+                    req = None
+                if (not isinstance(req, dict) or req.get("id") != path.stem
+                        or not _RID.fullmatch(path.stem)
+                        or not isinstance(req.get("argv"), list)
+                        or not all(isinstance(a, str) for a in req["argv"])):
+                    why = "not a request"
+                else:
+                    return req
+    print(f"drlab vm serve: refused {path.name}: {why}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return None
 
 
 def _spawn(d: Path, req: dict, run: Callable[[list[str]], int]) -> tuple[int, int | None]:
@@ -519,8 +744,8 @@ def _spawn(d: Path, req: dict, run: Callable[[list[str]], int]) -> tuple[int, in
         return pid, feeder
     try:
         os.setsid()
-        out = os.open(d / "out" / f"{rid}.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        err = os.open(d / "out" / f"{rid}.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        out = open_new(d / "out" / f"{rid}.out", append=True)
+        err = open_new(d / "out" / f"{rid}.err", append=True)
         os.dup2(out, 1)
         os.dup2(err, 2)
         os.dup2(rfd if rfd >= 0 else os.open(os.devnull, os.O_RDONLY), 0)
@@ -589,7 +814,7 @@ def _relay_tty(d: Path, req: dict, run: Callable[[list[str]], int]) -> None:
     # Ctrl-C arrives as a byte through the pty; a cancel (the host was signalled)
     # hangs the command up, as closing a terminal would
     signal.signal(signal.SIGINT, lambda *_: os.killpg(pid, signal.SIGHUP))
-    out = os.open(d / "out" / f"{rid}.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    out = open_new(d / "out" / f"{rid}.out", append=True)
     keys, winsz = d / "out" / f"{rid}.in", d / "out" / f"{rid}.winsz"
     pos, size = 0, f"{rows} {cols}"
     while True:
@@ -606,12 +831,12 @@ def _relay_tty(d: Path, req: dict, run: Callable[[list[str]], int]) -> None:
                 break
             os.write(out, data)
         with contextlib.suppress(FileNotFoundError, ValueError):
-            new = winsz.read_text().strip()
+            new = _read(winsz).strip()
             if new and new != size:
                 size = new
                 r, c = map(int, new.split())
                 _set_winsize(master, r, c)
-        with contextlib.suppress(FileNotFoundError), open(keys, "rb") as f:
+        with contextlib.suppress(FileNotFoundError), _open_read(keys) as f:
             f.seek(pos)
             data = f.read()
             if data:
@@ -626,7 +851,7 @@ def _tail_into(path: Path, fd: int) -> None:
     pos = 0
     eof = path.with_suffix(".eof")
     while True:
-        with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+        with contextlib.suppress(FileNotFoundError), _open_read(path) as f:
             f.seek(pos)
             data = f.read()
             if data:

@@ -14,10 +14,13 @@ A kernel is named on the command line as
   INSTALL_PATH=<root>/boot INSTALL_MOD_PATH=<root> install modules_install``
   leaves them), or a kernel build tree (virtme-ng finds its modules).
 
-The cache is ``$DRLAB_KERNEL_CACHE`` or ``~/.cache/drlab/kernels``, one
-directory per suite and package version; a fetch that finds the candidate
-version unpacked already downloads only the package index, and with no
-network the newest unpacked version is used.
+The cache is, as root, ``/var/cache/drlab/kernels`` (or ``$DRLAB_KERNEL_CACHE``):
+made 0700 and checked by lstat, as is its parent (root's own, not a link, nobody
+else may write into them; :func:`lab.util.private_dir`), so that no other user can
+put a kernel or a link in it. For another user it is ``$DRLAB_KERNEL_CACHE`` or
+``~/.cache/drlab/kernels``. One directory per suite and package version; a fetch
+that finds the candidate version unpacked already downloads only the package
+index, and with no network the newest unpacked version is used.
 """
 
 from __future__ import annotations
@@ -32,9 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabError, UsageError
+from lab.util import private_dir
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 MIRROR = os.environ.get("DRLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+#: root's cache of unpacked kernels
+ROOT_CACHE = Path("/var/cache/drlab/kernels")
 _SUITE = re.compile(r"^[a-z]+(-[a-z]+)?$")
 
 
@@ -53,11 +59,25 @@ class Kernel:
 
 
 def cache_dir() -> Path:
+    """Where unpacked kernels are kept: as root a directory of root's own, checked
+    (:class:`lab.errors.UnsafePathError` if it is not), else the user's cache."""
     env = os.environ.get("DRLAB_KERNEL_CACHE")
+    if os.geteuid() == 0:
+        return private_dir(Path(env) if env else ROOT_CACHE)
     if env:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "drlab" / "kernels"
+
+
+def _rmtree(path: Path) -> None:
+    """Remove ``path`` (in the cache) if it is there; a removal that fails says so."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise LabError(f"cannot remove {path}: {e.strerror or e}") from None
 
 
 def _say(msg: str) -> None:
@@ -127,19 +147,19 @@ def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
     except LabError as e:
         cached = _unpacked(base)
         if not cached:
-            shutil.rmtree(base, ignore_errors=True)  # a bad suite name leaves nothing
+            _rmtree(base)  # a bad suite name leaves nothing
             raise LabError(f"kernel {suite}: {e}; and nothing cached in {base}") from None
         _say(f"kernel {suite}: {e}; using the cached {cached[0].name}")
         return _kernel(suite, cached[0] / "root")
     target = base / f"{pkg}_{ver.group(1)}"
     if not (target / ".complete").exists():
         _say(f"kernel {suite}: fetching {pkg} {ver.group(1)} into {target}")
-        shutil.rmtree(target, ignore_errors=True)
+        _rmtree(target)
         target.mkdir(parents=True)
         try:
             _unpack(opts, pkg, target)
         except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
+            _rmtree(target)
             raise
         (target / ".complete").write_text(f"{pkg} {ver.group(1)}\n")
     return _kernel(suite, target / "root")

@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    """Its own VM directory and record, so the machine's VM (if any) is not touched."""
-    return {**os.environ, "DRLAB_VM_DIR": str(tmp_path / "vm"),
-            "DRLAB_RUN_DIR": str(tmp_path / "run"), "DRLAB_TIMEOUT_SCALE": "10"}
+    """Its own run directory (the VM's directory and record in it), so the machine's VM
+    (if any) is not touched."""
+    return {**os.environ, "DRLAB_RUN_DIR": str(tmp_path / "run"), "DRLAB_TIMEOUT_SCALE": "10"}
 
 
 def _drlab(env: dict[str, str], *args: str, stdin: str | None = None,
@@ -43,13 +43,12 @@ def _server(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Path
     """The VM's server, run on this host, with a record naming it."""
     from lab.builder.ownership import proc_start_time
 
-    d = tmp_path / "vm"
+    d = tmp_path / "run" / "vm"
     for sub in ("req", "run", "out"):
-        (d / sub).mkdir(parents=True)
+        (d / sub).mkdir(parents=True, mode=0o700)
     server = subprocess.Popen([sys.executable, "-m", "lab", "vm", "serve", str(d)], env=env,
                               cwd=REPO)
     wait_for(lambda: (d / "ready").exists(), 60, "the server to be ready")
-    (tmp_path / "run").mkdir(exist_ok=True)
     (tmp_path / "run" / "vm.json").write_text(json.dumps({
         "pid": server.pid, "start_time": proc_start_time(server.pid), "kernel": "-",
         "memory": "-", "accel": "none: this host", "started": 0, "dir": str(d)}))
@@ -173,11 +172,14 @@ def test_drlab_shell_on_a_terminal_gets_a_terminal_in_the_vm(tmp_path):
 
 
 def test_a_lab_outlives_its_command_in_the_vm_and_nothing_outlives_the_vm(tmp_path):
-    """scripts/drlab up, check, shell, down as separate commands on a host without IPVS
-    (they run in the VM); vm stop; a killed VM host process, then drlab cleanup."""
+    """scripts/drlab vm start as the README says (no DRLAB_TIMEOUT_SCALE: it waits as
+    long as the boot makes progress); scripts/drlab up, check, shell, down as separate
+    commands on a host without IPVS (they run in the VM); vm stop; a killed VM host
+    process, then drlab cleanup."""
     env = _env(tmp_path)
-    d = tmp_path / "vm"
-    p = _drlab(env, "vm", "start")
+    d = tmp_path / "run" / "vm"
+    p = _drlab({k: v for k, v in env.items() if k != "DRLAB_TIMEOUT_SCALE"}, "vm", "start",
+               script=True)
     assert p.returncode == 0, p.stdout + p.stderr
     try:
         assert "VM running" in p.stdout and "ready" in p.stdout
@@ -221,10 +223,38 @@ def test_a_lab_outlives_its_command_in_the_vm_and_nothing_outlives_the_vm(tmp_pa
     assert not runs[0].exists() and f"removed {runs[0]}" in p.stdout, p.stdout
 
 
+def test_vm_start_waits_while_the_boot_makes_progress_and_keeps_its_console(tmp_path):
+    """A boot whose console grows is waited for beyond the stall bound; once it stops
+    growing, vm start gives up after the bound (scaled here: 0.02 x 180 s = 3.6 s) with
+    the console's last lines, kept after the VM's directory is gone."""
+    import time
+
+    images = sorted(Path("/boot").glob("vmlinuz-*"))
+    if not images:
+        pytest.skip("no /boot/vmlinuz-* (scripts/bootstrap --vm installs one)")
+    vng = tmp_path / "vng"  # a boot that prints for 6 s, then hangs
+    vng.write_text("#!/bin/sh\nfor i in 1 2 3 4 5 6 7 8 9 10 11 12; do\n"
+                   "  echo \"fake boot line $i\"; sleep 0.5\ndone\nexec sleep 600\n")
+    vng.chmod(0o755)
+    env = {**_env(tmp_path), "DRLAB_TIMEOUT_SCALE": "0.02", "DRLAB_VNG": str(vng)}
+    t0 = time.monotonic()
+    p = _drlab(env, "vm", "start", "--accel", "tcg", "--kernel", str(images[-1]), timeout=60)
+    took = time.monotonic() - t0
+    assert p.returncode == 3, p.stdout + p.stderr
+    err = p.stderr.splitlines()[-1]
+    assert "Traceback" not in p.stderr and err.startswith(
+        "drlab: error: the VM made no progress for 4 s (its server never started; up "), err
+    assert "fake boot line 12" in err and str(tmp_path / "run" / "vm-console.log") in err, err
+    assert 6 < took < 30, took
+    assert "fake boot line 12" in (tmp_path / "run" / "vm-console.log").read_text()
+    assert not (tmp_path / "run" / "vm").exists()
+    assert not (tmp_path / "run" / "vm.json").exists()
+
+
 @pytest.fixture(autouse=True)
 def _nothing_left(tmp_path):
     yield
-    left = _marked(tmp_path / "vm")
+    left = _marked(tmp_path / "run" / "vm")
     for line in left:
         os.kill(int(line.split()[0]), signal.SIGKILL)
     assert left == []

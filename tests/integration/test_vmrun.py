@@ -33,7 +33,8 @@ def _kernel() -> str:
 
 
 def _vm_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
-    env = {**os.environ, "DRLAB_VNG": str(tmp_path / "vng"), "XDG_CACHE_HOME": str(tmp_path),
+    env = {**os.environ, "DRLAB_VNG": str(tmp_path / "vng"),
+           "DRLAB_ACCEL_CACHE": str(tmp_path / "drlab" / "accel"),
            "DRLAB_KVM_PROBE_SECONDS": "3", "FAKE_LOG": str(tmp_path / "calls")}
     env.pop("DRLAB_ACCEL", None)
     t0 = time.monotonic()
@@ -100,3 +101,55 @@ def test_kernels_run_boots_a_dying_vm_again_twice_then_reports_it(tmp_path):
     assert k["retried"] and "no result (exit 125, the VM failed" in k["error"]
     assert sorted(x.name for x in logs.iterdir()) == ["dies.attempt-1.log",
                                                       "dies.attempt-2.log", "dies.log"]
+
+
+def test_an_interrupt_ends_the_vms_session_and_nothing_else(tmp_path):
+    """Ctrl-C (SIGINT) to vm-run ends every process of the VM (virtme-ng's session:
+    here a fake and its child, whose command lines do not name vm-run's directory) and
+    no process of another user's whose command line names it."""
+    import shutil
+    import signal
+
+    from lab.util import wait_for
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to act as nobody")
+    mark = f"drlab-fake-qemu-{os.getpid()}"
+    vng = tmp_path / "vng"
+    vng.write_text("#!/bin/sh\n"
+                   f"python3 -c 'import time; time.sleep(600)' {mark}-child &\n"
+                   f"exec python3 -c 'import time; time.sleep(600)' {mark}\n")
+    vng.chmod(0o755)
+
+    def fakes() -> list[str]:
+        p = subprocess.run(["pgrep", "-f", mark], capture_output=True, text=True)
+        return p.stdout.split()
+
+    env = {**os.environ, "DRLAB_VNG": str(vng)}
+    vm = subprocess.Popen([str(REPO / "scripts/vm-run"), "--force-vm", "--accel", "tcg",
+                           "--kernel", _kernel(), "--", "true"], env=env,
+                          stderr=subprocess.PIPE, text=True)
+    theirs = None
+    try:
+        wait_for(lambda: len(fakes()) == 2, 30, "the fake VM to run")
+        [run] = [d for d in Path("/tmp").glob("vm-run.*")
+                 if (d / "owner").is_file() and (d / "owner").read_text().split()[0] == str(vm.pid)]
+        theirs = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                                   "--clear-groups", "/usr/bin/python3", "-c",
+                                   "import time; time.sleep(600)", str(run)])
+        wait_for(lambda: str(run).encode() in Path(f"/proc/{theirs.pid}/cmdline").read_bytes(),
+                 10, "nobody's process to start")
+        vm.send_signal(signal.SIGINT)
+        _, err = vm.communicate(timeout=30)
+        assert vm.returncode == 130 and "vm-run: interrupted: VM stopped" in err, err
+        wait_for(lambda: not fakes(), 5, "the fake VM's processes to end")
+        assert theirs.poll() is None  # named the directory; not the VM's: alive
+        assert not run.exists()
+    finally:
+        for pid in fakes():
+            os.kill(int(pid), signal.SIGKILL)
+        if vm.poll() is None:
+            vm.kill()
+        if theirs is not None:
+            theirs.kill()
+            theirs.wait()
