@@ -548,11 +548,13 @@ class _Importer:
         self.dirs, self.role_args, self.anon, self.fold, self.name = (
             dirs, roles, anonymize, fold, name)
         self.notes: list[str] = []
+        self.noted: set[str] = set()    # the notes, for a lookup that is not a scan
         self.left: list[Collected] = []
         self.vips: set[IP] = set()
 
     def note(self, text: str) -> None:
-        if text not in self.notes:
+        if text not in self.noted:
+            self.noted.add(text)
             self.notes.append(text)
 
     # -- the steps -----------------------------------------------------------------
@@ -570,8 +572,9 @@ class _Importer:
 
         directors = [c for c in collected if roles.get(c.name) == "director"]
         dsvcs = {c.name: self._director_services(c) for c in directors}
+        by_rip = self._by_rip(dsvcs)
         for c in collected:
-            if c.name not in roles and c.name not in dsvcs and self._is_realserver(c, dsvcs):
+            if c.name not in roles and c.name not in dsvcs and self._is_realserver(c, by_rip):
                 roles[c.name] = "realserver"
         svc_vips = {s.vip for svcs in dsvcs.values() for s in svcs if s.vip is not None}
         for c in collected:
@@ -585,7 +588,7 @@ class _Importer:
         self.left = left
         self._missing_files([c for c in collected if c.name in roles], roles)
         for c in left:
-            self.note(self._left_out_note(c, dsvcs))
+            self.note(self._left_out_note(c, by_rip))
         hosts = [_Host(c, labnames[c.name], "director") for c in directors] + [
             _Host(c, labnames[c.name], "realserver") for c in collected
             if roles.get(c.name) == "realserver"]
@@ -700,24 +703,35 @@ class _Importer:
                 out |= {a.addr for a in link.addrs}
         return out
 
-    def _is_realserver(self, c: Collected, dsvcs: dict[str, list[Service]]) -> bool:
+    @staticmethod
+    def _by_rip(dsvcs: dict[str, list[Service]]) -> dict[IP, list[tuple[Service, IP]]]:
+        """Real server address -> (service, that address), over every director's
+        table: what a host's addresses make it, in one lookup per address."""
+        out: dict[IP, list[tuple[Service, IP]]] = {}
+        for svcs in dsvcs.values():
+            for s in svcs:
+                for r in s.reals:
+                    out.setdefault(r.ip, []).append((s, r.ip))
+        return out
+
+    def _is_realserver(self, c: Collected, by_rip: dict[IP, list[tuple[Service, IP]]]
+                       ) -> bool:
         """A real server of a service: one of its RIPs, holding its VIP. A RIP without
         the VIP is a real server too (IPVS sends it traffic it drops: the
         missing-vip-on-rs mistake), said in a note."""
         mine = c.addresses()
-        lacking = sorted({s.shown for svcs in dsvcs.values() for s in svcs
-                          if s.vip is not None and s.vip not in mine
-                          and any(r.ip in mine and r.ip != s.vip for r in s.reals)})
+        svcs = [s for ip in mine for s, rip in by_rip.get(ip, [])
+                if s.vip is not None and rip != s.vip]
+        lacking = sorted({s.shown for s in svcs if s.vip not in mine})
         if lacking:
             self.note(f"{c.name} is a real server of {', '.join(lacking)} (its address is in "
                       "the IPVS table) but holds no VIP of it: kept as it is")
-        return any(any(r.ip in mine and r.ip != s.vip for r in s.reals)
-                   for svcs in dsvcs.values() for s in svcs if s.vip is not None)
+        return bool(svcs)
 
-    def _left_out_note(self, c: Collected, dsvcs: dict[str, list[Service]]) -> str:
-        mine = c.addresses()
-        rips = sorted({f"{r.ip} of {s.shown}" for svcs in dsvcs.values() for s in svcs
-                       for r in s.reals if r.ip in mine})
+    def _left_out_note(self, c: Collected, by_rip: dict[IP, list[tuple[Service, IP]]]
+                       ) -> str:
+        rips = sorted({f"{rip} of {s.shown}" for ip in c.addresses()
+                       for s, rip in by_rip.get(ip, [])})
         why = ("it has no IPVS table and holds no VIP of a service whose real server it is"
                if not rips else f"it is real server {rips[0]} but holds no VIP of it")
         return (f"{c.name} is neither a director nor a real server ({why}): left out; "
@@ -834,6 +848,7 @@ class _Importer:
         out = []
         for s, d in services:
             rss: list[dict[str, Any]] = []
+            in_rss: set[str] = set()
             for r in s.reals:
                 if r.fwd != "g":
                     kind = {"m": "masquerading (NAT, -m)", "i": "tunnel (-i)"}[r.fwd]
@@ -849,7 +864,7 @@ class _Importer:
                         self.note(f"real server {r.ip} of {s.shown} was not collected: "
                                   "left out")
                     continue
-                if any(x["host"] == h.name for x in rss):
+                if h.name in in_rss:
                     self.note(f"{s.shown}: {h.c.name} is listed twice; the twin keeps it once")
                     continue
                 if s.fwmark is None and r.port != s.port:
@@ -857,6 +872,7 @@ class _Importer:
                               f"ports, it receives port {s.port}")
                 rss.append({"host": h.name, "weight": r.weight,
                             "listen": self._listen_mode(h, s)})
+                in_rss.add(h.name)
             if not rss:
                 self.note(f"{s.shown} on {d}: no collected DR real server: left out")
                 continue
@@ -947,6 +963,7 @@ class _Importer:
 
         def find(x: int) -> int:
             while parent.setdefault(x, x) != x:
+                parent[x] = parent[parent[x]]   # path halving
                 x = parent[x]
             return x
 
@@ -962,18 +979,35 @@ class _Importer:
                     parent[find(n)] = find(nets[net])
                 else:
                     nets[net] = n
-        distinct = list(nets)
-        for k, a in enumerate(distinct):
-            for b in distinct[k + 1:]:
-                if a.version == b.version and a.overlaps(b):
-                    parent[find(nets[a])] = find(nets[b])
+        # two prefixes overlap only when one holds the other: in address order (the
+        # wider first), each joins the innermost one still open around it (n log n;
+        # the pairwise check was quadratic in the number of subnets)
+        open_: list[IPNet] = []
+        for net in sorted(nets, key=lambda x: (x.version, x.network_address, x.prefixlen)):
+            while open_ and (open_[-1].version != net.version
+                             or open_[-1].broadcast_address < net.network_address):
+                open_.pop()
+            if open_:
+                parent[find(nets[net])] = find(nets[open_[-1]])
+            open_.append(net)
+        plens = {v: sorted({x.prefixlen for x in nets if x.version == v}) for v in (4, 6)}
+
+        def holder(ip: IP) -> int | None:
+            """The interface of a subnet holding ``ip`` (all such subnets nest, so
+            they are on one segment already)."""
+            for plen in plens[ip.version]:
+                n = nets.get(ipaddress.ip_network((ip, plen), strict=False))
+                if n is not None:
+                    return n
+            return None
+
         by_vip: dict[IP, int] = {}
         for n, i in enumerate(ifaces):
             if any(a.addr not in vips and a.ip.network.prefixlen < _full(a.addr)
                    for a in i.addrs):
                 continue
-            home = next((nets[net] for a in i.addrs for net in distinct
-                         if a.addr in net), None)
+            home = next((n for n in map(holder, (a.addr for a in i.addrs))
+                         if n is not None), None)
             if home is not None:
                 parent[find(n)] = find(home)
                 continue
@@ -1097,14 +1131,14 @@ class _Importer:
         h.sysctls = out
 
     # -- folding -------------------------------------------------------------------
-    def _signature(self, h: _Host, svcs: list[dict[str, Any]]) -> tuple[Any, ...]:
+    def _signature(self, h: _Host, entries: dict[str, list[tuple[Any, ...]]]
+                   ) -> tuple[Any, ...]:
         def shape(a: Addr) -> tuple[Any, ...]:
             return (str(a.addr) if a.addr in self.vips else "-", a.ip.network.prefixlen,
                     a.scope, a.addr.version)
 
         return (
-            tuple((n, r["weight"], r["listen"]) for n, s in enumerate(svcs)
-                  for r in s["real_servers"] if r["host"] == h.name),
+            tuple(entries.get(h.name, [])),
             tuple(sorted(h.sysctls.items())),
             tuple((i.name, i.kind, i.segment, i.mtu, tuple(sorted(map(shape, i.addrs))))
                   for i in h.ifaces),
@@ -1113,10 +1147,14 @@ class _Importer:
         )
 
     def _fold(self, hosts: list[_Host], svcs: list[dict[str, Any]]) -> list[_Host]:
+        entries: dict[str, list[tuple[Any, ...]]] = {}   # host -> its place in services
+        for n, s in enumerate(svcs):
+            for r in s["real_servers"]:
+                entries.setdefault(r["host"], []).append((n, r["weight"], r["listen"]))
         classes: dict[tuple[Any, ...], list[_Host]] = {}
         for h in hosts:
             if h.role == "realserver":
-                classes.setdefault(self._signature(h, svcs), []).append(h)
+                classes.setdefault(self._signature(h, entries), []).append(h)
         folded = [c for c in classes.values() if len(c) > 2]
         if not folded:
             return hosts
