@@ -159,10 +159,10 @@ class KaConfig:
 
 
 def _int(n: Node, i: int, source: str, what: str) -> int:
-    try:
-        return int(n.words[i])
-    except (IndexError, ValueError):
-        raise _bad(source, n.line, f"{what}: expected a number") from None
+    # ASCII digits only: int() also takes "١٢", "1_0" and " 7"
+    if i >= len(n.words) or not re.fullmatch(r"-?[0-9]{1,10}", n.words[i]):
+        raise _bad(source, n.line, f"{what}: expected a number")
+    return int(n.words[i])
 
 
 def _addr(word: str, source: str, line: int) -> str:
