@@ -27,6 +27,7 @@ import ipaddress
 import json
 import os
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -363,11 +364,11 @@ def parse_ipvsadm(text: str, where: str = "ipvsadm-save.txt") -> list[Service]:
     """``ipvsadm-save -n``, line by line (see ipvsadm(8))."""
     services: dict[tuple[Any, ...], Service] = {}
     for n, raw in enumerate(text.splitlines(), 1):
-        words = raw.split()
+        words = deque(raw.split())     # popped from the left: linear in a long line
         if not words or words[0].startswith("#"):
             continue
         at = f"{where}:{n}"
-        cmd = words.pop(0)
+        cmd = words.popleft()
         if cmd not in ("-A", "--add-service", "-a", "--add-server"):
             raise _bad(at, f"expected -A or -a, got {_clip(cmd)}")
         adding = cmd in ("-A", "--add-service")
@@ -380,16 +381,16 @@ def parse_ipvsadm(text: str, where: str = "ipvsadm-save.txt") -> list[Service]:
         real: tuple[IP, int] | None = None
         fwd, weight = "g", 1
 
-        def value(opt: str, words: list[str] = words, at: str = at) -> str:
+        def value(opt: str, words: deque[str] = words, at: str = at) -> str:
             if not words:
                 raise _bad(at, f"{opt} needs a value")
-            v = words.pop(0)
+            v = words.popleft()
             if not _WORD.fullmatch(v):
                 raise _bad(at, f"{opt} {_clip(v)}: not printable ASCII")
             return v
 
         while words:
-            opt = words.pop(0)
+            opt = words.popleft()
             if opt in _SVC_OPTS:
                 proto = _SVC_OPTS[opt]
                 if proto == "fwmark":
@@ -403,7 +404,7 @@ def parse_ipvsadm(text: str, where: str = "ipvsadm-save.txt") -> list[Service]:
                 if sched not in SCHEDULERS:
                     raise _bad(at, f"unknown scheduler {_clip(sched)}")
             elif adding and opt in ("-p", "--persistent"):
-                persist = (_number(words.pop(0), at, opt, 2**31 - 1)
+                persist = (_number(words.popleft(), at, opt, 2**31 - 1)
                            if words and not words[0].startswith("-") else 300)
             elif adding and opt in ("-M", "--netmask"):
                 netmask = value(opt)
@@ -595,7 +596,7 @@ def read_hosts(dirs: list[str | Path]) -> list[Collected]:
                 for entry in it:
                     if entry.is_dir(follow_symlinks=False):
                         subs.append(entry.name)
-                    elif entry.is_symlink() and files.is_dir(d / entry.name):
+                    elif entry.is_symlink() and entry.is_dir():  # (stat follows)
                         raise _bad(str(d / entry.name), "a symbolic link to a directory: "
                                    "refused (collected directories are read without "
                                    "following links)")

@@ -86,10 +86,16 @@ class _Bad(Exception):
     pass
 
 
-def _need(d: Any, what: str, typ: type | tuple[type, ...]) -> Any:
+def _need(d: Any, what: str, typ: type | tuple[type, ...], *, lines: bool = False) -> Any:
+    """``d`` if it is a ``typ``; a string has no control character (none that starts a
+    line of its own, hides text or rings a bell when printed), unless ``lines``: a
+    config file's text, which has newlines and tabs."""
     if not isinstance(d, typ) or isinstance(d, bool) and typ is not bool:
         names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
         raise _Bad(f"{what}: expected {_article(names)}, got {type(d).__name__} {_clip(d)}")
+    if isinstance(d, str) and not d.isprintable() and not (
+            lines and all(c.isprintable() or c in "\n\t" for c in d)):
+        raise _Bad(f"{what}: {_clip(d)} holds a character that is not printable")
     return d
 
 
@@ -138,7 +144,7 @@ def _parse(data: Any) -> Topology:
             for n, v in enumerate(_need(d.get("services", []), "services", list))]
         waive = frozenset(_need(w, "waive[]", str) for w in _need(d.get("waive", []), "waive",
                                                                      list))
-        ka = {_need(k, "keepalived key", str): _need(v, f"keepalived.{k}", str)
+        ka = {_need(k, "keepalived key", str): _need(v, f"keepalived.{k}", str, lines=True)
               for k, v in _need(d.get("keepalived", {}), "keepalived", dict).items()}
     except _Bad as e:
         raise TopologyError(shown(str(e))) from None
