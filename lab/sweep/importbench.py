@@ -16,6 +16,7 @@ the import stays linear. Not a test (no timings decide a test): run it with
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import json
 import shutil
@@ -83,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--addresses", default="1500,3000,6000", metavar="N,N,...",
                     help="the sizes (default 1500,3000,6000)")
-    ap.add_argument("--repeat", type=int, default=3, metavar="N",
-                    help="import each N times and keep the fastest (default 3)")
+    ap.add_argument("--repeat", type=int, default=5, metavar="N",
+                    help="import each N times and keep the fastest (default 5)")
     ap.add_argument("--shape", action="append", choices=SHAPES,
                     help="only this shape (repeatable; default all)")
     args = ap.parse_args(argv)
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_cluster(root, n, shape)
                 times = []
                 for _ in range(max(1, args.repeat)):
+                    gc.collect()    # no collection left over from the last one
                     t0 = time.process_time()
                     import_cluster([root])
                     times.append(time.process_time() - t0)
