@@ -156,7 +156,10 @@ def _keepalived_topology(args: argparse.Namespace) -> tuple[Any, list[str]]:
     from lab.model.files import read_text
 
     # a regular file (a FIFO does not hang), at most 16 MiB, undecodable bytes replaced
-    texts = [(f, read_text(Path(f), follow=True)) for f in files]
+    try:
+        texts = [(f, read_text(Path(f), follow=True)) for f in files]
+    except TopologyError as e:
+        raise UsageError(f"--keepalived {e.problems[0]}") from None
     topology, derived = topology_from_files(texts)  # the lab's own limits first
     for f in files:
         keepalived.config_test(f)

@@ -592,14 +592,17 @@ def read_hosts(dirs: list[str | Path]) -> list[Collected]:
                 out.append(_read_host(top))
                 continue
             subs = []
-            with os.scandir(top.fd) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        subs.append(entry.name)
-                    elif entry.is_symlink() and entry.is_dir():  # (stat follows)
-                        raise _bad(str(d / entry.name), "a symbolic link to a directory: "
-                                   "refused (collected directories are read without "
-                                   "following links)")
+            try:
+                with os.scandir(top.fd) as it:
+                    for entry in it:
+                        if entry.is_dir(follow_symlinks=False):
+                            subs.append(entry.name)
+                        elif entry.is_symlink() and entry.is_dir():  # (stat follows)
+                            raise _bad(str(d / entry.name), "a symbolic link to a directory: "
+                                       "refused (collected directories are read without "
+                                       "following links)")
+            except OSError as e:
+                raise _bad(str(d), f"cannot list: {e.strerror or e}") from None
             found = 0
             for name in sorted(subs, key=natural):
                 with _HostDir(d / name, top.fd) as sub:
