@@ -354,6 +354,23 @@ def test_drlab_import_says_one_line_and_exits_2(tmp_path, fname, content):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("kind", ["non-utf-8", "fifo"])
+def test_drlab_up_keepalived_file_says_one_line_and_exits_2(tmp_path, kind):
+    """The file is read before anything needs root or IPVS."""
+    f = tmp_path / "keepalived.conf"
+    if kind == "fifo":
+        os.mkfifo(f)
+    else:
+        # (no virtual_server either: refused before anything is built, IPVS or not)
+        f.write_bytes(b"global_defs {\n    router_id \xff\xfe\n}\n")
+    p = subprocess.run([sys.executable, "-m", "lab", "up", "--keepalived", str(f)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert "Traceback" not in p.stderr
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("drlab: error: "), p.stderr
+
+
 # -- files: regular ones only, never through a link, at most 16 MiB -------------------
 
 @pytest.mark.parametrize("fname", ["uname.txt", "skipped.txt", "ip-addr.json", "sysctl.txt",
