@@ -36,7 +36,8 @@ def _refuse(path: Path | str, why: str) -> TopologyError:
 def _kind(mode: int) -> str:
     return ("a symbolic link" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode)
             else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a file" if stat.S_ISREG(mode) else "of an unknown type")
 
 
 def exists(name: str | Path, dir_fd: int | None = None) -> bool:
@@ -72,8 +73,9 @@ def open_dir(path: Path, *, dir_fd: int | None = None, follow: bool = False) -> 
         except OSError:
             mode = 0
         if mode and not stat.S_ISDIR(mode):
-            raise _refuse(path, f"{_kind(mode)}, not a directory: refused (collected "
-                                "directories are read without following links)") from None
+            raise _refuse(path, f"{_kind(mode)}, not a directory" + (
+                ": refused (collected directories are read without following links)"
+                if stat.S_ISLNK(mode) else "")) from None
         raise _refuse(path, f"cannot open: {e.strerror or e}") from None
     except ValueError as e:     # a NUL in the name
         raise _refuse(path, f"cannot open: {e}") from None
