@@ -27,13 +27,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Collected hosts (scripts/collect) -> a topology file of the cluster's twin."""
     from lab.model import topology_from_dict
     from lab.model.collected import import_cluster, to_toml
+    from lab.model.files import shown
 
     imp = import_cluster(args.dir, roles=parse_roles(args.role), anonymize=args.anonymize,
                          fold=not args.no_fold, name=args.name)
     t = topology_from_dict(imp.topology)
     # anonymized: not even the collected directories' names (hostnames, usually)
     head = "# drlab import --anonymize" if args.anonymize else "# drlab import " + " ".join(
-        args.dir)
+        map(shown, args.dir))
     text = head + "\n" + "".join(f"# {n}\n" for n in imp.notes) + to_toml(imp.topology)
     if args.output == "-":
         sys.stdout.write(text)

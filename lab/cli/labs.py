@@ -153,12 +153,13 @@ def _keepalived_topology(args: argparse.Namespace) -> tuple[Any, list[str]]:
         return keepalived_dr(rs=args.rs, scheduler=args.scheduler), []
     if len(files) != len(args.keepalived) or len(files) > 2:
         raise UsageError("--keepalived FILE: one file per director, at most two")
-    texts = []
-    for f in files:
-        try:
-            texts.append((f, Path(f).read_text()))
-        except OSError as e:
-            raise UsageError(f"--keepalived {f}: {e.strerror}") from None
+    from lab.model.files import read_text
+
+    # a regular file (a FIFO does not hang), at most 16 MiB, undecodable bytes replaced
+    try:
+        texts = [(f, read_text(Path(f), follow=True)) for f in files]
+    except TopologyError as e:
+        raise UsageError(f"--keepalived {e.problems[0]}") from None
     topology, derived = topology_from_files(texts)  # the lab's own limits first
     for f in files:
         keepalived.config_test(f)

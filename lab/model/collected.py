@@ -25,13 +25,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.errors import TopologyError
+from lab.model import files
 from lab.model.anonymize import anonymize_topology
+from lab.model.files import shown
 from lab.model.keepalived import KaConfig, Node, parse_tree, strip_real_servers
 from lab.model.keepalived import parse as parse_keepalived
 from lab.model.topology import ANY_ADDRESS, DOC_RANGES, SCHEDULERS, in_doc_range
@@ -166,86 +170,170 @@ class Collected:
 
 
 def _bad(where: str, msg: str) -> TopologyError:
-    return TopologyError(f"{where}: {msg}")
+    return TopologyError(shown(f"{where}: {msg}"))
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError as e:
-        raise _bad(str(path), f"cannot read: {e.strerror or e}") from None
+def _clip(v: Any, n: int = 60) -> str:
+    """``v`` for a message: its repr, at most ``n`` characters."""
+    r = repr(v)
+    return r if len(r) <= n else r[:n - 3] + "..."
 
 
-def _json(path: Path) -> list[Any]:
-    text = _read(path)
+#: A word as the tools print it: printable ASCII, no space.
+_WORD = re.compile(r"[!-~]{1,64}")
+#: An interface name: what the kernel allows that a tool prints (IFNAMSIZ - 1 bytes).
+_IFNAME = re.compile(r"[!-~]{1,15}")
+#: A collected host's name (its hostname, or its directory's name).
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
+#: A number as the tools print it (ASCII digits: ``int`` also takes ``١٢``).
+_NUMBER = re.compile(r"[0-9]{1,10}")
+
+
+def _string(v: Any, where: str, what: str, pattern: re.Pattern[str] = _WORD) -> str:
+    if not isinstance(v, str):
+        raise _bad(where, f"{what}: expected a string, got {type(v).__name__} {_clip(v)}")
+    if not pattern.fullmatch(v):
+        raise _bad(where, f"{what} {_clip(v)}: not a name (printable ASCII without spaces, at "
+                          f"most {pattern.pattern.rpartition(',')[2].rstrip('}')} characters)")
+    return v
+
+
+def _opt(e: dict[str, Any], key: str, where: str,
+         pattern: re.Pattern[str] = _WORD) -> str | None:
+    v = e.get(key)
+    return None if v is None else _string(v, where, key, pattern)
+
+
+def _strings(e: dict[str, Any], key: str, where: str) -> list[str]:
+    v = e.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise _bad(where, f"{key}: expected a list of strings, got {_clip(v)}")
+    return v
+
+
+def _int(e: dict[str, Any], key: str, where: str, top: int) -> int | None:
+    v = e.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= top:
+        raise _bad(where, f"{key}: expected an integer from 0 to {top}, got {_clip(v)}")
+    return v
+
+
+def _number(word: str, where: str, what: str, top: int = 2**32 - 1) -> int:
+    if not _NUMBER.fullmatch(word) or int(word) > top:
+        raise _bad(where, f"{what} {_clip(word)}: expected a number from 0 to {top}")
+    return int(word)
+
+
+def parse_json(text: str, where: str) -> list[dict[str, Any]]:
+    """A list of JSON objects (what ``ip -j`` prints)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise _bad(f"{path}:{e.lineno}", f"not valid JSON: {e.msg}") from None
+        raise _bad(f"{where}:{e.lineno}", f"not valid JSON: {e.msg}") from None
+    except RecursionError:
+        raise _bad(where, "not valid JSON: nested too deep") from None
+    except ValueError as e:     # a number of more than 4300 digits
+        raise _bad(where, f"not valid JSON: {str(e).split(';')[0]}") from None
     if not isinstance(data, list):
-        raise _bad(f"{path}:1", "expected a JSON list (the output of ip -j)")
+        raise _bad(f"{where}:1", "expected a JSON list (the output of ip -j)")
     for n, entry in enumerate(data):
         if not isinstance(entry, dict):
-            raise _bad(str(path), f"entry {n}: expected a JSON object")
+            raise _bad(where, f"entry {n}: expected a JSON object, got {type(entry).__name__}")
     return data
 
 
 def _scope(v: Any) -> str:
-    return v if v in ("global", "host", "link") else "global"
+    return v if isinstance(v, str) and v in ("global", "host", "link") else "global"
 
 
-def _links(hdir: Path) -> tuple[list[Link], list[str]]:
-    missing = []
-    path = hdir / "ip-addr.json"
-    if not path.is_file():
-        raise _bad(str(path), "missing (every collected host has one: ip -j addr show)")
+def parse_links(addrs: list[dict[str, Any]], links: list[dict[str, Any]] | None,
+                where: str = "ip-addr.json", lwhere: str = "ip-link.json") -> list[Link]:
+    """The interfaces of ``ip -j addr show`` (``addrs``) with their kinds and flags from
+    ``ip -j -d link show`` (``links``, when collected)."""
     kinds: dict[str, dict[str, Any]] = {}
-    lpath = hdir / "ip-link.json"
-    if lpath.is_file():
-        kinds = {str(e.get("ifname")): e for e in _json(lpath)}
-    else:
-        missing.append("ip-link.json")
-    links = []
-    for n, e in enumerate(_json(path)):
+    for n, e in enumerate(links or []):
+        name = _opt(e, "ifname", f"{lwhere}: entry {n}", _IFNAME)
+        if name is not None:
+            kinds[name] = e
+    out = []
+    for n, e in enumerate(addrs):
+        w = f"{where}: entry {n}"
         name = e.get("ifname")
-        if not isinstance(name, str) or not name:
-            raise _bad(str(path), f"entry {n}: no ifname")
+        if name is None or name == "":
+            raise _bad(where, f"entry {n}: no ifname")
+        name = _string(name, w, "ifname", _IFNAME)
         info = kinds.get(name, e)
-        linkinfo = info.get("linkinfo") if isinstance(info.get("linkinfo"), dict) else {}
-        flags = list(e.get("flags") or []) + list(info.get("flags") or [])
-        kind = str(linkinfo.get("info_kind") or "")
+        iw = w if info is e else f"{lwhere}: {name}"
+        linkinfo = info.get("linkinfo")
+        if linkinfo is not None and not isinstance(linkinfo, dict):
+            raise _bad(iw, f"linkinfo: expected a JSON object, got {_clip(linkinfo)}")
+        flags = _strings(e, "flags", w) + (_strings(info, "flags", iw) if info is not e else [])
+        kind = _opt(linkinfo or {}, "info_kind", f"{iw}: linkinfo") or ""
         if name == "lo" or e.get("link_type") == "loopback":
             kind = "loopback"
-        link = Link(name, kind, "NOARP" in flags,
-                    e.get("mtu") if isinstance(e.get("mtu"), int) else None)
-        for k, a in enumerate(e.get("addr_info") or []):
+        link = Link(name, kind, "NOARP" in flags, _int(e, "mtu", w, 2**31 - 1))
+        ainfo = e.get("addr_info")
+        if ainfo is not None and not isinstance(ainfo, list):
+            raise _bad(w, f"addr_info: expected a JSON list, got {_clip(ainfo)}")
+        for k, a in enumerate(ainfo or []):
             if not isinstance(a, dict) or "local" not in a:
                 continue
+            local, plen = a.get("local"), a.get("prefixlen", "")
             try:
-                ip = ipaddress.ip_interface(f"{a['local']}/{a.get('prefixlen', '')}")
+                if not isinstance(local, str) or not isinstance(plen, int | str) \
+                        or isinstance(plen, bool):
+                    raise ValueError
+                ip = ipaddress.ip_interface(f"{local}/{plen}")
             except ValueError:
-                raise _bad(str(path), f"entry {n} ({name}): addr_info[{k}]: bad address "
-                                      f"{a.get('local')!r}/{a.get('prefixlen')!r}") from None
+                raise _bad(where, f"entry {n} ({name}): addr_info[{k}]: bad address "
+                                  f"{_clip(local)}/{_clip(plen)}") from None
             link.addrs.append(Addr(ip, _scope(a.get("scope"))))
         # the kernel lists an interface's IPv6 addresses newest first (IPv4 in the
         # order added, the primary first): back to the order they were configured in,
         # so that the twin adds them in that order and lists them as collected
         link.addrs = ([a for a in link.addrs if a.addr.version == 4]
                       + [a for a in link.addrs if a.addr.version == 6][::-1])
-        links.append(link)
-    return links, missing
+        out.append(link)
+    return out
 
 
-def _sysctls(path: Path) -> dict[str, str]:
+def parse_routes(entries: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """``ip -j route show`` entries, the fields the import reads checked for their
+    types and for control characters (``dev`` is an interface name)."""
+    out = []
+    for n, e in enumerate(entries):
+        w = f"{where}: entry {n}"
+        r: dict[str, Any] = {}
+        for key, pattern in (("dst", _WORD), ("gateway", _WORD), ("dev", _IFNAME),
+                             ("protocol", _WORD), ("type", _WORD)):
+            v = _opt(e, key, w, pattern)
+            if v is not None:
+                r[key] = v
+        table = e.get("table")
+        if table is not None:
+            r["table"] = (str(table) if isinstance(table, int) and not isinstance(table, bool)
+                          else _string(table, w, "table"))
+        if e.get("nexthops"):
+            r["nexthops"] = True
+        out.append(r)
+    return out
+
+
+def parse_sysctls(text: str, where: str = "sysctl.txt") -> dict[str, str]:
+    """``key = value`` lines (``sysctl -a``)."""
     out = {}
-    for n, raw in enumerate(_read(path).splitlines(), 1):
+    for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line[0] in "#;":
             continue
         key, eq, value = line.partition("=")
         key = key.strip()
         if not eq or not key or not re.fullmatch(r"[A-Za-z0-9_./-]+", key):
-            raise _bad(f"{path}:{n}", f"expected `key = value`, got {raw.strip()[:60]!r}")
+            raise _bad(f"{where}:{n}", f"expected `key = value`, got {_clip(raw.strip())}")
         out[key] = " ".join(value.split())
     return out
 
@@ -257,35 +345,32 @@ _FWD = {"-g": "g", "--gatewaying": "g", "-m": "m", "--masquerading": "m", "-i": 
 
 
 def _addrport(word: str, where: str, need_port: bool = True) -> tuple[IP, int]:
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([0-9.]+)(?::(\d+))?|([0-9A-Fa-f:]+)",
-                     word)
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?|([0-9.]+)(?::([0-9]+))?"
+                     r"|([0-9A-Fa-f:]+)", word)
     if not m:
-        raise _bad(where, f"{word!r} is not ADDRESS:PORT")
+        raise _bad(where, f"{_clip(word)} is not ADDRESS:PORT")
     host = m.group(1) or m.group(3) or m.group(5)
     port = m.group(2) or m.group(4)
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        raise _bad(where, f"{host!r} is not an IP address") from None
+        raise _bad(where, f"{_clip(host)} is not an IP address") from None
     if port is None and need_port:
-        raise _bad(where, f"{word!r}: no port")
-    p = int(port or 0)
-    if p > 65535:
-        raise _bad(where, f"port {p} out of range")
-    return ip, p
+        raise _bad(where, f"{_clip(word)}: no port")
+    return ip, _number(port or "0", where, "port", 65535)
 
 
-def _ipvsadm(path: Path) -> list[Service]:
+def parse_ipvsadm(text: str, where: str = "ipvsadm-save.txt") -> list[Service]:
     """``ipvsadm-save -n``, line by line (see ipvsadm(8))."""
     services: dict[tuple[Any, ...], Service] = {}
-    for n, raw in enumerate(_read(path).splitlines(), 1):
-        words = raw.split()
+    for n, raw in enumerate(text.splitlines(), 1):
+        words = deque(raw.split())     # popped from the left: linear in a long line
         if not words or words[0].startswith("#"):
             continue
-        where = f"{path}:{n}"
-        cmd = words.pop(0)
+        at = f"{where}:{n}"
+        cmd = words.popleft()
         if cmd not in ("-A", "--add-service", "-a", "--add-server"):
-            raise _bad(where, f"expected -A or -a, got {cmd!r}")
+            raise _bad(at, f"expected -A or -a, got {_clip(cmd)}")
         adding = cmd in ("-A", "--add-service")
         proto: str | None = None
         vip: IP | None = None
@@ -296,35 +381,35 @@ def _ipvsadm(path: Path) -> list[Service]:
         real: tuple[IP, int] | None = None
         fwd, weight = "g", 1
 
-        def value(opt: str, words: list[str] = words, where: str = where) -> str:
+        def value(opt: str, words: deque[str] = words, at: str = at) -> str:
             if not words:
-                raise _bad(where, f"{opt} needs a value")
-            return words.pop(0)
-
-        def number(opt: str, where: str = where) -> int:
-            v = value(opt)
-            if not v.isdigit():
-                raise _bad(where, f"{opt} {v!r}: expected a number")
-            return int(v)
+                raise _bad(at, f"{opt} needs a value")
+            v = words.popleft()
+            if not _WORD.fullmatch(v):
+                raise _bad(at, f"{opt} {_clip(v)}: not printable ASCII")
+            return v
 
         while words:
-            opt = words.pop(0)
+            opt = words.popleft()
             if opt in _SVC_OPTS:
                 proto = _SVC_OPTS[opt]
                 if proto == "fwmark":
-                    fwmark = number(opt)
+                    fwmark = _number(value(opt), at, opt)
                 else:
-                    vip, port = _addrport(value(opt), where)
+                    vip, port = _addrport(value(opt), at)
             elif opt in ("-6", "--ipv6"):
                 v6 = True
             elif adding and opt in ("-s", "--scheduler"):
                 sched = value(opt)
                 if sched not in SCHEDULERS:
-                    raise _bad(where, f"unknown scheduler {sched!r}")
+                    raise _bad(at, f"unknown scheduler {_clip(sched)}")
             elif adding and opt in ("-p", "--persistent"):
-                persist = int(words.pop(0)) if words and words[0].isdigit() else 300
+                persist = (_number(words.popleft(), at, opt, 2**31 - 1)
+                           if words and not words[0].startswith("-") else 300)
             elif adding and opt in ("-M", "--netmask"):
                 netmask = value(opt)
+                if not re.fullmatch(r"[0-9A-Fa-f:.]{1,45}", netmask):
+                    raise _bad(at, f"{opt} {_clip(netmask)}: not a netmask")
             elif adding and opt in ("-b", "--sched-flags"):
                 extras.append(f"scheduler flags {value(opt)}")
             elif adding and opt == "--pe":
@@ -332,41 +417,42 @@ def _ipvsadm(path: Path) -> list[Service]:
             elif adding and opt in ("-o", "--ops"):
                 extras.append("one-packet scheduling (-o)")
             elif not adding and opt in ("-r", "--real-server"):
-                real = _addrport(value(opt), where, need_port=False)
+                real = _addrport(value(opt), at, need_port=False)
             elif not adding and opt in _FWD:
                 fwd = _FWD[opt]
             elif not adding and opt in ("-w", "--weight"):
-                weight = number(opt)
+                weight = _number(value(opt), at, opt, 2**31 - 1)
             elif not adding and opt in ("-x", "--u-threshold", "-y", "--l-threshold",
                                         "--tun-type", "--tun-port"):
                 value(opt)
             elif not adding and opt in ("--tun-nocsum", "--tun-csum", "--tun-remcsum"):
                 pass
             else:
-                raise _bad(where, f"unknown option {opt}")
+                raise _bad(at, f"unknown option {opt[:60]}")
         if proto is None:
-            raise _bad(where, "no service (-t, -u or -f)")
+            raise _bad(at, "no service (-t, -u or -f)")
         family = 6 if v6 or (vip is not None and vip.version == 6) or (
             fwmark is not None and real is not None and real[0].version == 6) else 4
         key = (("fwmark", fwmark, family) if fwmark is not None
                else (proto, str(vip), port))
         if adding:
             if key in services:
-                raise _bad(where, "service added twice")
+                raise _bad(at, "service added twice")
             services[key] = Service(proto if fwmark is None else "tcp", vip, port, fwmark,
-                                    family, sched, where, persist, netmask, extras)
+                                    family, sched, at, persist, netmask, extras)
             continue
         if key not in services:
-            raise _bad(where, "real server of a service not added before (-A)")
+            raise _bad(at, "real server of a service not added before (-A)")
         if real is None:
-            raise _bad(where, "-a without -r ADDRESS")
-        services[key].reals.append(RealEntry(real[0], real[1], fwd, weight, where))
+            raise _bad(at, "-a without -r ADDRESS")
+        services[key].reals.append(RealEntry(real[0], real[1], fwd, weight, at))
     return list(services.values())
 
 
-def _listen(path: Path) -> tuple[list[Listener], int]:
+def parse_listen(text: str) -> tuple[list[Listener], int]:
+    """``ss -Hltnu``: the sockets that listen, and how many lines were not understood."""
     out, bad = [], 0
-    for raw in _read(path).splitlines():
+    for raw in text.splitlines():
         words = raw.split()
         if not words:
             continue
@@ -375,9 +461,10 @@ def _listen(path: Path) -> tuple[list[Listener], int]:
             continue
         local = words[4]
         host, _, port = local.rpartition(":")
-        if not port.isdigit():
-            if port != "*":
-                bad += 1
+        if port == "*":     # a peer's wildcard in the local column: not a listener
+            continue
+        if not _NUMBER.fullmatch(port) or int(port) > 65535:
+            bad += 1
             continue
         host = host.split("%", 1)[0].strip("[]")
         if host == "*":
@@ -397,82 +484,154 @@ def _listen(path: Path) -> tuple[list[Listener], int]:
     return out, bad
 
 
-def _keyvalues(path: Path) -> dict[str, str]:
+def parse_keyvalues(text: str) -> dict[str, str]:
+    """``key = value`` lines (collect.txt)."""
     out = {}
-    for line in _read(path).splitlines():
+    for line in text.splitlines():
         k, eq, v = line.partition("=")
         if eq:
             out[k.strip()] = v.strip()
     return out
 
 
-def read_host(hdir: Path) -> Collected:
-    """One host's directory, parsed (errors name the file and line)."""
-    links, missing = _links(hdir)
-    meta = _keyvalues(hdir / "collect.txt") if (hdir / "collect.txt").is_file() else {}
-    h = Collected(hdir, meta.get("hostname") or hdir.name, links, missing=missing)
+class _HostDir:
+    """A collected host's directory, open (no link followed): its files are read
+    relative to it, as regular files only (see :mod:`lab.model.files`)."""
+
+    def __init__(self, path: Path, dir_fd: int | None = None):
+        self.path = path
+        self.fd = files.open_dir(path, dir_fd=dir_fd)
+
+    def __enter__(self) -> _HostDir:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        os.close(self.fd)
+
+    def has(self, name: str) -> bool:
+        return files.exists(name, self.fd)
+
+    def read(self, name: str) -> str:
+        return files.read_text(self.path / name, dir_fd=self.fd)
+
+    def where(self, name: str) -> str:
+        return str(self.path / name)
+
+    def json(self, name: str) -> list[dict[str, Any]]:
+        return parse_json(self.read(name), self.where(name))
+
+
+def read_host(hdir: Path, dir_fd: int | None = None) -> Collected:
+    """One host's directory, parsed (errors name the file and line). ``dir_fd``: the
+    directory ``hdir`` is in, open."""
+    with _HostDir(hdir, dir_fd) as d:
+        return _read_host(d)
+
+
+def _read_host(d: _HostDir) -> Collected:
+    missing = []
+    if not d.has("ip-addr.json"):
+        raise _bad(d.where("ip-addr.json"), "missing (every collected host has one: "
+                                            "ip -j addr show)")
+    kinds = None
+    if d.has("ip-link.json"):
+        kinds = d.json("ip-link.json")
+    else:
+        missing.append("ip-link.json")
+    links = parse_links(d.json("ip-addr.json"), kinds, d.where("ip-addr.json"),
+                        d.where("ip-link.json"))
+    meta = parse_keyvalues(d.read("collect.txt")) if d.has("collect.txt") else {}
+    name = meta.get("hostname") or d.path.name
+    if not _HOSTNAME.fullmatch(name):
+        raise _bad(d.where("collect.txt") if meta.get("hostname") else str(d.path),
+                   f"host name {_clip(name)}: not a host name (ASCII letters, digits, "
+                   "'.', '_', '-')")
+    h = Collected(d.path, name, links, missing=missing)
     for fname in ("ip-route.json", "ip6-route.json"):
-        p = hdir / fname
-        if p.is_file():
-            h.routes += [(str(p), r) for r in _json(p)]
+        if d.has(fname):
+            h.routes += [(d.where(fname), r)
+                         for r in parse_routes(d.json(fname), d.where(fname))]
         elif fname == "ip-route.json":
             h.missing.append(fname)
-    if (hdir / "sysctl.txt").is_file():
-        h.sysctls = _sysctls(hdir / "sysctl.txt")
+    if d.has("sysctl.txt"):
+        h.sysctls = parse_sysctls(d.read("sysctl.txt"), d.where("sysctl.txt"))
     else:
         h.missing.append("sysctl.txt")
-    if (hdir / "ipvsadm-save.txt").is_file():
-        h.ipvs = _ipvsadm(hdir / "ipvsadm-save.txt")
-    if (hdir / "keepalived.conf").is_file():
-        p = hdir / "keepalived.conf"
-        h.keepalived = parse_keepalived(_read(p), str(p))
-    if (hdir / "listen.txt").is_file():
-        h.listen, bad = _listen(hdir / "listen.txt")
+    if d.has("ipvsadm-save.txt"):
+        h.ipvs = parse_ipvsadm(d.read("ipvsadm-save.txt"), d.where("ipvsadm-save.txt"))
+    if d.has("keepalived.conf"):
+        h.keepalived = parse_keepalived(d.read("keepalived.conf"),
+                                        shown(d.where("keepalived.conf")))
+    if d.has("listen.txt"):
+        h.listen, bad = parse_listen(d.read("listen.txt"))
         if bad:
             h.skipped.append(f"{bad} line(s) of listen.txt not understood")
     else:
         h.missing.append("listen.txt")
-    if (hdir / "uname.txt").is_file():
-        h.kernel = _read(hdir / "uname.txt").strip()
-    if (hdir / "skipped.txt").is_file():
-        h.skipped += [s.strip() for s in _read(hdir / "skipped.txt").splitlines() if s.strip()]
+    if d.has("uname.txt"):
+        h.kernel = _clip_text(d.read("uname.txt").strip().split("\n", 1)[0])
+    if d.has("skipped.txt"):
+        h.skipped += [_clip_text(s.strip()) for s in d.read("skipped.txt").splitlines()
+                      if s.strip()]
     return h
 
 
-def find_hosts(dirs: list[str | Path]) -> list[Path]:
-    """Host directories: each DIR is one host's or holds hosts' directories."""
-    out: list[Path] = []
+def _clip_text(s: str, n: int = 300) -> str:
+    return s if len(s) <= n else s[:n - 3] + "..."
+
+
+def read_hosts(dirs: list[str | Path]) -> list[Collected]:
+    """The collected hosts in ``dirs``: each DIR is one host's or holds hosts'
+    directories. No link is followed, DIR's own name included."""
+    out: list[Collected] = []
     if not dirs:
         raise TopologyError("no directory given: import DIR... (from scripts/collect)")
     for d in map(Path, dirs):
-        if not d.is_dir():
-            raise _bad(str(d), "no such directory")
-        if (d / "ip-addr.json").is_file():
-            out.append(d)
-            continue
-        found = []
-        for sub in sorted((p for p in d.iterdir() if p.is_dir()),
-                          key=lambda p: natural(p.name)):
-            if (sub / "ip-addr.json").is_file():
-                found.append(sub)
-            elif any((sub / f).is_file() for f in HOST_FILES):
-                raise _bad(str(sub / "ip-addr.json"), "missing (every collected host has one: "
-                                                      "ip -j addr show)")
-        if not found:
-            if any((d / f).is_file() for f in HOST_FILES):
-                raise _bad(str(d / "ip-addr.json"), "missing (every collected host has one: "
-                                                    "ip -j addr show)")
-            raise _bad(str(d), "no collected hosts here (no ip-addr.json in it or in its "
-                               "subdirectories)")
-        out += found
+        with _HostDir(d) as top:
+            if top.has("ip-addr.json"):
+                out.append(_read_host(top))
+                continue
+            subs = []
+            try:
+                with os.scandir(top.fd) as it:
+                    for entry in it:
+                        if entry.is_dir(follow_symlinks=False):
+                            subs.append(entry.name)
+                        elif entry.is_symlink() and entry.is_dir():  # (stat follows)
+                            raise _bad(str(d / entry.name), "a symbolic link to a directory: "
+                                       "refused (collected directories are read without "
+                                       "following links)")
+            except OSError as e:
+                raise _bad(str(d), f"cannot list: {e.strerror or e}") from None
+            found = 0
+            for name in sorted(subs, key=natural):
+                with _HostDir(d / name, top.fd) as sub:
+                    if sub.has("ip-addr.json"):
+                        out.append(_read_host(sub))
+                        found += 1
+                    elif any(sub.has(f) for f in HOST_FILES):
+                        raise _bad(sub.where("ip-addr.json"), "missing (every collected "
+                                   "host has one: ip -j addr show)")
+            if not found:
+                if any(top.has(f) for f in HOST_FILES):
+                    raise _bad(top.where("ip-addr.json"), "missing (every collected host "
+                                                          "has one: ip -j addr show)")
+                raise _bad(str(d), "no collected hosts here (no ip-addr.json in it or in "
+                                   "its subdirectories)")
     return out
+
+
+def find_hosts(dirs: list[str | Path]) -> list[Path]:
+    """Host directories: each DIR is one host's or holds hosts' directories (see
+    :func:`read_hosts`, which reads them)."""
+    return [c.path for c in read_hosts(dirs)]
 
 
 # -- names ---------------------------------------------------------------------------
 
 def natural(name: str) -> tuple[Any, ...]:
     """Sort key: web2 before web10."""
-    return tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", name))
+    return tuple(int(x) if n % 2 else x for n, x in enumerate(re.split(r"([0-9]+)", name)))
 
 
 def lab_name(label: str, taken: set[str]) -> str:
@@ -548,16 +707,19 @@ class _Importer:
         self.dirs, self.role_args, self.anon, self.fold, self.name = (
             dirs, roles, anonymize, fold, name)
         self.notes: list[str] = []
+        self.noted: set[str] = set()    # the notes, for a lookup that is not a scan
         self.left: list[Collected] = []
         self.vips: set[IP] = set()
 
     def note(self, text: str) -> None:
-        if text not in self.notes:
+        text = shown(text)   # names and values from the files: no line of their own
+        if text not in self.noted:
+            self.noted.add(text)
             self.notes.append(text)
 
     # -- the steps -----------------------------------------------------------------
     def run(self) -> Imported:
-        collected = [read_host(p) for p in find_hosts(self.dirs)]
+        collected = read_hosts(self.dirs)
         seen: dict[str, Path] = {}
         for c in collected:
             if c.name in seen:
@@ -570,8 +732,9 @@ class _Importer:
 
         directors = [c for c in collected if roles.get(c.name) == "director"]
         dsvcs = {c.name: self._director_services(c) for c in directors}
+        by_rip = self._by_rip(dsvcs)
         for c in collected:
-            if c.name not in roles and c.name not in dsvcs and self._is_realserver(c, dsvcs):
+            if c.name not in roles and c.name not in dsvcs and self._is_realserver(c, by_rip):
                 roles[c.name] = "realserver"
         svc_vips = {s.vip for svcs in dsvcs.values() for s in svcs if s.vip is not None}
         for c in collected:
@@ -585,7 +748,7 @@ class _Importer:
         self.left = left
         self._missing_files([c for c in collected if c.name in roles], roles)
         for c in left:
-            self.note(self._left_out_note(c, dsvcs))
+            self.note(self._left_out_note(c, by_rip))
         hosts = [_Host(c, labnames[c.name], "director") for c in directors] + [
             _Host(c, labnames[c.name], "realserver") for c in collected
             if roles.get(c.name) == "realserver"]
@@ -700,24 +863,35 @@ class _Importer:
                 out |= {a.addr for a in link.addrs}
         return out
 
-    def _is_realserver(self, c: Collected, dsvcs: dict[str, list[Service]]) -> bool:
+    @staticmethod
+    def _by_rip(dsvcs: dict[str, list[Service]]) -> dict[IP, list[tuple[Service, IP]]]:
+        """Real server address -> (service, that address), over every director's
+        table: what a host's addresses make it, in one lookup per address."""
+        out: dict[IP, list[tuple[Service, IP]]] = {}
+        for svcs in dsvcs.values():
+            for s in svcs:
+                for r in s.reals:
+                    out.setdefault(r.ip, []).append((s, r.ip))
+        return out
+
+    def _is_realserver(self, c: Collected, by_rip: dict[IP, list[tuple[Service, IP]]]
+                       ) -> bool:
         """A real server of a service: one of its RIPs, holding its VIP. A RIP without
         the VIP is a real server too (IPVS sends it traffic it drops: the
         missing-vip-on-rs mistake), said in a note."""
         mine = c.addresses()
-        lacking = sorted({s.shown for svcs in dsvcs.values() for s in svcs
-                          if s.vip is not None and s.vip not in mine
-                          and any(r.ip in mine and r.ip != s.vip for r in s.reals)})
+        svcs = [s for ip in mine for s, rip in by_rip.get(ip, [])
+                if s.vip is not None and rip != s.vip]
+        lacking = sorted({s.shown for s in svcs if s.vip not in mine})
         if lacking:
             self.note(f"{c.name} is a real server of {', '.join(lacking)} (its address is in "
                       "the IPVS table) but holds no VIP of it: kept as it is")
-        return any(any(r.ip in mine and r.ip != s.vip for r in s.reals)
-                   for svcs in dsvcs.values() for s in svcs if s.vip is not None)
+        return bool(svcs)
 
-    def _left_out_note(self, c: Collected, dsvcs: dict[str, list[Service]]) -> str:
-        mine = c.addresses()
-        rips = sorted({f"{r.ip} of {s.shown}" for svcs in dsvcs.values() for s in svcs
-                       for r in s.reals if r.ip in mine})
+    def _left_out_note(self, c: Collected, by_rip: dict[IP, list[tuple[Service, IP]]]
+                       ) -> str:
+        rips = sorted({f"{rip} of {s.shown}" for ip in c.addresses()
+                       for s, rip in by_rip.get(ip, [])})
         why = ("it has no IPVS table and holds no VIP of a service whose real server it is"
                if not rips else f"it is real server {rips[0]} but holds no VIP of it")
         return (f"{c.name} is neither a director nor a real server ({why}): left out; "
@@ -834,6 +1008,7 @@ class _Importer:
         out = []
         for s, d in services:
             rss: list[dict[str, Any]] = []
+            in_rss: set[str] = set()
             for r in s.reals:
                 if r.fwd != "g":
                     kind = {"m": "masquerading (NAT, -m)", "i": "tunnel (-i)"}[r.fwd]
@@ -849,7 +1024,7 @@ class _Importer:
                         self.note(f"real server {r.ip} of {s.shown} was not collected: "
                                   "left out")
                     continue
-                if any(x["host"] == h.name for x in rss):
+                if h.name in in_rss:
                     self.note(f"{s.shown}: {h.c.name} is listed twice; the twin keeps it once")
                     continue
                 if s.fwmark is None and r.port != s.port:
@@ -857,6 +1032,7 @@ class _Importer:
                               f"ports, it receives port {s.port}")
                 rss.append({"host": h.name, "weight": r.weight,
                             "listen": self._listen_mode(h, s)})
+                in_rss.add(h.name)
             if not rss:
                 self.note(f"{s.shown} on {d}: no collected DR real server: left out")
                 continue
@@ -947,6 +1123,7 @@ class _Importer:
 
         def find(x: int) -> int:
             while parent.setdefault(x, x) != x:
+                parent[x] = parent[parent[x]]   # path halving
                 x = parent[x]
             return x
 
@@ -962,18 +1139,35 @@ class _Importer:
                     parent[find(n)] = find(nets[net])
                 else:
                     nets[net] = n
-        distinct = list(nets)
-        for k, a in enumerate(distinct):
-            for b in distinct[k + 1:]:
-                if a.version == b.version and a.overlaps(b):
-                    parent[find(nets[a])] = find(nets[b])
+        # two prefixes overlap only when one holds the other: in address order (the
+        # wider first), each joins the innermost one still open around it (n log n;
+        # the pairwise check was quadratic in the number of subnets)
+        open_: list[IPNet] = []
+        for net in sorted(nets, key=lambda x: (x.version, x.network_address, x.prefixlen)):
+            while open_ and (open_[-1].version != net.version
+                             or open_[-1].broadcast_address < net.network_address):
+                open_.pop()
+            if open_:
+                parent[find(nets[net])] = find(nets[open_[-1]])
+            open_.append(net)
+        plens = {v: sorted({x.prefixlen for x in nets if x.version == v}) for v in (4, 6)}
+
+        def holder(ip: IP) -> int | None:
+            """The interface of a subnet holding ``ip`` (all such subnets nest, so
+            they are on one segment already)."""
+            for plen in plens[ip.version]:
+                n = nets.get(ipaddress.ip_network((ip, plen), strict=False))
+                if n is not None:
+                    return n
+            return None
+
         by_vip: dict[IP, int] = {}
         for n, i in enumerate(ifaces):
             if any(a.addr not in vips and a.ip.network.prefixlen < _full(a.addr)
                    for a in i.addrs):
                 continue
-            home = next((nets[net] for a in i.addrs for net in distinct
-                         if a.addr in net), None)
+            home = next((n for n in map(holder, (a.addr for a in i.addrs))
+                         if n is not None), None)
             if home is not None:
                 parent[find(n)] = find(home)
                 continue
@@ -1093,18 +1287,22 @@ class _Importer:
                     self.note(f"{h.c.name}: {raw} is not reproduced (the lab cannot name "
                               f"{dev}'s sysctls)")
                     continue
-                out[key] = h.c.sysctls[raw]
+                value = h.c.sysctls[raw]
+                if not re.fullmatch(r"-?[0-9]{1,10}( -?[0-9]{1,10})*", value):
+                    self.note(f"{h.c.name}: {raw} = {_clip(value)} is not a number: left out")
+                    continue
+                out[key] = value
         h.sysctls = out
 
     # -- folding -------------------------------------------------------------------
-    def _signature(self, h: _Host, svcs: list[dict[str, Any]]) -> tuple[Any, ...]:
+    def _signature(self, h: _Host, entries: dict[str, list[tuple[Any, ...]]]
+                   ) -> tuple[Any, ...]:
         def shape(a: Addr) -> tuple[Any, ...]:
             return (str(a.addr) if a.addr in self.vips else "-", a.ip.network.prefixlen,
                     a.scope, a.addr.version)
 
         return (
-            tuple((n, r["weight"], r["listen"]) for n, s in enumerate(svcs)
-                  for r in s["real_servers"] if r["host"] == h.name),
+            tuple(entries.get(h.name, [])),
             tuple(sorted(h.sysctls.items())),
             tuple((i.name, i.kind, i.segment, i.mtu, tuple(sorted(map(shape, i.addrs))))
                   for i in h.ifaces),
@@ -1113,10 +1311,14 @@ class _Importer:
         )
 
     def _fold(self, hosts: list[_Host], svcs: list[dict[str, Any]]) -> list[_Host]:
+        entries: dict[str, list[tuple[Any, ...]]] = {}   # host -> its place in services
+        for n, s in enumerate(svcs):
+            for r in s["real_servers"]:
+                entries.setdefault(r["host"], []).append((n, r["weight"], r["listen"]))
         classes: dict[tuple[Any, ...], list[_Host]] = {}
         for h in hosts:
             if h.role == "realserver":
-                classes.setdefault(self._signature(h, svcs), []).append(h)
+                classes.setdefault(self._signature(h, entries), []).append(h)
         folded = [c for c in classes.values() if len(c) > 2]
         if not folded:
             return hosts
@@ -1331,34 +1533,37 @@ class _Importer:
 
 # -- TOML --------------------------------------------------------------------------
 
-_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def _key(k: str) -> str:
-    return k if _BARE.match(k) else _str(k)
+    return k if _BARE.fullmatch(k) else _str(k)
 
 
 def _str(s: str) -> str:
+    """A TOML basic string: every character that is not printable escaped (control
+    characters, separators, bidirectional overrides), so that no value makes a line of
+    its own; a lone surrogate (an undecodable name) is refused."""
     out = ['"']
     for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch.isprintable():
             out.append(ch)
+        elif 0xD800 <= ord(ch) <= 0xDFFF:
+            raise TopologyError(f"to_toml: {s[:60]!r} is not Unicode text (an "
+                                "undecodable name?)")
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
     out.append('"')
     return "".join(out)
 
 
 def _text(s: str) -> str:
     """A multi-line string: literal when it can be, so that configs read as they are."""
-    if "\n" in s and "'''" not in s and not s.endswith("'") and not re.search(
-            r"[\x00-\x08\x0b-\x1f\x7f]", s):
+    if "\n" in s and "'''" not in s and not s.endswith("'") and all(
+            c.isprintable() or c in "\n\t" for c in s):
         return "'''\n" + s + "'''"
     return _str(s)
 

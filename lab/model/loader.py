@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import TopologyError
+from lab.model import files
+from lab.model.files import shown
 from lab.model.topology import (
     Address,
     Host,
@@ -52,14 +54,21 @@ from lab.model.topology import (
 def load_topology(path: str | Path) -> Topology:
     """Read and validate a TOML topology file."""
     p = Path(path)
+    # the file the user names (a link to it is followed), but a regular file of at
+    # most 16 MiB: a FIFO does not hang the read
+    raw = files.read_bytes(p, follow=True)
     try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise TopologyError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise TopologyError(f"{p}: cannot read: {e}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TopologyError(shown(f"{p}: not UTF-8 (byte {e.start})")) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise TopologyError(f"{p}: not valid TOML: {e}") from None
+        raise TopologyError(shown(f"{p}: not valid TOML: {e}")) from None
+    except RecursionError:
+        raise TopologyError(shown(f"{p}: not valid TOML: nested too deep")) from None
+    except ValueError as e:    # an integer of more than 4300 digits
+        raise TopologyError(shown(f"{p}: not valid TOML: {str(e).split(':')[0]}")) from None
     data.setdefault("name", p.stem)
     return topology_from_dict(data)
 
@@ -67,18 +76,32 @@ def load_topology(path: str | Path) -> Topology:
 def topology_from_dict(data: Any) -> Topology:
     """Build and validate a topology from plain data (as parsed from TOML)."""
     t = _parse(data)
-    return t.validate()
+    try:
+        return t.validate()
+    except TopologyError as e:  # names from the file, said on one line
+        raise TopologyError([shown(p) for p in e.problems]) from None
 
 
 class _Bad(Exception):
     pass
 
 
-def _need(d: Any, what: str, typ: type | tuple[type, ...]) -> Any:
+def _need(d: Any, what: str, typ: type | tuple[type, ...], *, lines: bool = False) -> Any:
+    """``d`` if it is a ``typ``; a string has no control character (none that starts a
+    line of its own, hides text or rings a bell when printed), unless ``lines``: a
+    config file's text, which has newlines and tabs."""
     if not isinstance(d, typ) or isinstance(d, bool) and typ is not bool:
         names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        raise _Bad(f"{what}: expected {_article(names)}, got {type(d).__name__} {d!r}")
+        raise _Bad(f"{what}: expected {_article(names)}, got {type(d).__name__} {_clip(d)}")
+    if isinstance(d, str) and not d.isprintable() and not (
+            lines and all(c.isprintable() or c in "\n\t" for c in d)):
+        raise _Bad(f"{what}: {_clip(d)} holds a character that is not printable")
     return d
+
+
+def _clip(v: Any, n: int = 60) -> str:
+    r = repr(v)
+    return r if len(r) <= n else r[:n - 3] + "..."
 
 
 def _article(n: str) -> str:
@@ -121,10 +144,10 @@ def _parse(data: Any) -> Topology:
             for n, v in enumerate(_need(d.get("services", []), "services", list))]
         waive = frozenset(_need(w, "waive[]", str) for w in _need(d.get("waive", []), "waive",
                                                                      list))
-        ka = {_need(k, "keepalived key", str): _need(v, f"keepalived.{k}", str)
+        ka = {_need(k, "keepalived key", str): _need(v, f"keepalived.{k}", str, lines=True)
               for k, v in _need(d.get("keepalived", {}), "keepalived", dict).items()}
     except _Bad as e:
-        raise TopologyError(str(e)) from None
+        raise TopologyError(shown(str(e))) from None
     return Topology(name, hosts, segs, svcs, waive, ka)
 
 
