@@ -26,12 +26,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lab.errors import TopologyError
-from lab.model.anonymize import anonymize_topology
+from lab.model.anonymize import anonymize_topology, interface_names
 from lab.model.keepalived import (
     KaConfig,
     Node,
@@ -636,6 +636,9 @@ class _Importer:
             self._routes(h)
             self._sysctls(h)
         kernels = sorted({h.c.kernel for h in hosts if h.c.kernel})
+        if self.anon:  # a build string names its maker: the release only
+            kernels = sorted({m.group(0) for k in kernels
+                              if (m := re.search(r"\d+\.\d+(?:\.\d+)?", k))})
         if kernels:
             self.note(f"collected kernels: {', '.join(kernels)}; the twin runs this "
                       "machine's kernel")
@@ -645,6 +648,10 @@ class _Importer:
                 if s.startswith("keepalived.conf:") and ("-k none" in s or "not found" in s) \
                         or h.role == "realserver" and s.startswith("ipvsadm-save.txt:"):
                     continue
+                if self.anon:  # its paths and names are the cluster's: the file only
+                    f = s.split(":", 1)[0]
+                    s = (f if f in HOST_FILES else "a file") + " (details left out by " \
+                        "--anonymize)"
                 self.note(f"{h.c.name}: collect skipped: {s}")
         all_hosts = hosts
         if self.fold:
@@ -669,6 +676,8 @@ class _Importer:
                 text = cfg.text
                 if not self.allow_scripts:  # first: its lines are the file's
                     text, found = strip_scripts(text, cfg.source)
+                    if self.anon:  # the scripts' names are the cluster's
+                        found = [replace(f, names=()) for f in found]
                     self.stripped += found
                     for f in found:
                         self.note(f.note())
@@ -1353,7 +1362,10 @@ class _Importer:
                 r["host"] = lab_to_new[r["host"]]
         if "keepalived" in data:
             data["keepalived"] = {lab_to_new[k]: v for k, v in data["keepalived"].items()}
-        data, self.notes = anonymize_topology(data, new, self.notes)
+        ifnames = interface_names([ln.name for c in collected for ln in c.links],
+                                  {ln.name for c in collected for ln in c.links
+                                   if ln.kind == "dummy"})
+        data, self.notes = anonymize_topology(data, new, self.notes, ifnames)
         return data, {lab_to_new[ln]: cn for ln, cn in names.items()}
 
 

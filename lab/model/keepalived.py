@@ -565,9 +565,12 @@ class Stripped:
     line: int
     keyword: str
     loses: str
+    #: What a removed block named (a track_script's scripts and weights).
+    names: tuple[str, ...] = ()
 
     def note(self) -> str:
-        return f"{self.source}:{self.line}: {self.keyword} removed: {self.loses} ({_ALLOW})"
+        what = self.keyword + (f" ({', '.join(self.names)})" if self.names else "")
+        return f"{self.source}:{self.line}: {what} removed: {self.loses} ({_ALLOW})"
 
 
 def _decomment(raw: str) -> str:
@@ -666,8 +669,7 @@ def strip_scripts(text: str, source: str = "keepalived.conf") -> tuple[str, list
                     inside.append(piece)
                 elif skip == 0 and inside and found[-1].keyword == "track_script":
                     f = found[-1]
-                    found[-1] = Stripped(f.source, f.line, f.keyword, f.loses.replace(
-                        "tracks no script", f"tracks no script ({', '.join(inside)})"))
+                    found[-1] = Stripped(f.source, f.line, f.keyword, f.loses, tuple(inside))
                 continue
             if piece == "{" and pending is not None:
                 skip, pending, changed, inside = 1, None, True, []

@@ -41,7 +41,13 @@ from pathlib import Path
 from lab.builder import Lab, netns, ownership
 from lab.errors import LabError, PreflightError, TopologyError
 from lab.model import Topology
-from lab.model.keepalived import script_user, secure_global_defs, strip_scripts
+from lab.model.keepalived import (
+    Node,
+    parse_tree,
+    script_user,
+    secure_global_defs,
+    strip_scripts,
+)
 from lab.util import Timeout, scaled, wait_for
 
 _INSTANCE = re.compile(r"^(\s*vrrp_instance\s+\S+\s*\{)", re.M)
@@ -55,7 +61,23 @@ def binary() -> str:
     return path
 
 
-_IFACES = re.compile(r"^\s*(?:interface|lvs_sync_daemon)\s+(\S+)|\bdev\s+(\S+)", re.M)
+def _interfaces(text: str) -> set[str]:
+    """The interface names a config uses: ``interface``, ``lvs_sync_daemon``, ``dev X``
+    and the entries of ``track_interface`` blocks."""
+    out: set[str] = set()
+
+    def walk(nodes: list[Node], parent: str) -> None:
+        for n in nodes:
+            w = n.words
+            if parent == "track_interface" and w:
+                out.add(w[0])
+            elif n.key in ("interface", "lvs_sync_daemon") and len(w) > 1:
+                out.add(w[1])
+            out.update(w[k + 1] for k, x in enumerate(w[:-1]) if x == "dev")
+            walk(n.block or [], n.key)
+
+    walk(parse_tree(text), "")
+    return {x for x in out if re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", x)}
 
 
 def config_test(path: str | Path, source: str | None = None) -> None:
@@ -66,7 +88,7 @@ def config_test(path: str | Path, source: str | None = None) -> None:
     namespace (``unshare --net``) holding a veth of each name the file uses, so the
     host's interfaces are neither needed nor touched."""
     text = Path(path).read_text(errors="replace")
-    names = sorted({a or b for a, b in _IFACES.findall(text)} - {"lo"})
+    names = sorted(_interfaces(text) - {"lo"})
     script = ('ip link set lo up; n=0; for i in "$@"; do n=$((n+1)); '
               'ip link add "$i" type veth peer name "drlabchk$n" || exit 99; done; '
               f'exec {shlex.quote(binary())} -t -f {shlex.quote(str(path))}')

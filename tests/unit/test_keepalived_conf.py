@@ -186,9 +186,9 @@ def test_strip_scripts_removes_whatever_would_run_a_program_or_touch_the_host():
     [vs] = [n for n in tree if n.key == "virtual_server"]
     assert [n.key for n in vs.first("real_server").block or []] == []
     notes = [f.note() for f in found]
-    assert ("lb1/keepalived.conf:24: track_script removed: the twin tracks no script "
-            "(chk_haproxy weight -20): it will not lower this priority (or go FAULT) when a "
-            "script fails (--allow-scripts keeps it)") in notes
+    assert ("lb1/keepalived.conf:24: track_script (chk_haproxy weight -20) removed: the twin "
+            "tracks no script: it will not lower this priority (or go FAULT) when a script "
+            "fails (--allow-scripts keeps it)") in notes
     assert all("--allow-scripts keeps it" in n and "\n" not in n for n in notes)
     assert strip_scripts(text)[1] == []  # nothing left to find
     clean = FILES[0][1]
