@@ -613,8 +613,13 @@ def _pieces(line: str) -> list[str]:
 
 
 def _keyword(piece: str) -> str:
-    word = piece.split()[0] if piece.split() else ""
-    return word.replace('"', "")
+    """A statement's first word as keepalived's alloc_strvec_r() cuts it: a quoted
+    string without its quotes, else up to white space or a quote
+    (``notify_master"/x"`` is ``notify_master``)."""
+    rest = piece.lstrip(" \t\f\n\r\v")
+    if rest.startswith('"'):
+        return rest[1:].split('"', 1)[0]
+    return re.split(r'[ \t\f\n\r\v"]', rest, maxsplit=1)[0]
 
 
 def _danger(key: str, piece: str) -> tuple[str, str] | None:

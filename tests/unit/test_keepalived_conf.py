@@ -144,6 +144,8 @@ vrrp_instance VI_2 {
     }
     notify "/usr/local/bin/vrrp-notify.sh" root
     notify_deleted
+    notify_backup"/glued/to/its/keyword"
+    "notify_fault" /quoted/keyword
     auth_pass "a#b"
     virtual_ipaddress {
         192.0.2.100/32 dev eth0
@@ -171,11 +173,13 @@ def test_strip_scripts_removes_whatever_would_run_a_program_or_touch_the_host():
         (3, "startup_script"), (5, "notify_fifo"), (6, "vrrp_notify_fifo_script"),
         (7, "net_namespace"), (9, "parameter definition"), (10, "parameter definition"),
         (12, "~SEQ"), (13, "include"), (14, "vrrp_script"), (19, "vrrp_track_file"),
-        (21, "notify_master"), (24, "track_script"), (28, "notify"), (37, "quorum_down"),
-        (39, "MISC_CHECK"), (40, "notify_up"), (41, "notify_down"), (44, "SSL")}
+        (21, "notify_master"), (24, "track_script"), (28, "notify"), (30, "notify_backup"),
+        (31, "notify_fault"), (39, "quorum_down"), (41, "MISC_CHECK"), (42, "notify_up"),
+        (43, "notify_down"), (46, "SSL")}
     for word in ("startup_script", "notify_up", "misc_path", "killall", "curl", "/etc/passwd",
                  "include", "notify_master /x", "vrrp-notify", "page-oncall", "host.key",
-                 "net_namespace", "$cmd", "~seq", "fifo", "init_file", "   b", "/x"):
+                 "net_namespace", "$cmd", "~seq", "fifo", "init_file", "   b", "/x", "/glued",
+                 "/quoted"):
         assert word not in text.lower(), word
     # what is left still parses, keeps its other statements and its braces
     tree = parse_tree(text)
