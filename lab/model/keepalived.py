@@ -555,6 +555,8 @@ BLOCKS: dict[str, str] = {
     "SSL": "the twin reads no key or certificate file (SSL_GET uses a generated context)",
 }
 _ALLOW = "--allow-scripts keeps it"
+#: keepalived's read buffer (lib/parser.h MAXBUF): fgets() cuts longer lines.
+_MAXBUF = 1024
 
 
 @dataclass(frozen=True)
@@ -649,6 +651,11 @@ def strip_scripts(text: str, source: str = "keepalived.conf") -> tuple[str, list
     pending: tuple[str, str] | None = None  # a removed block keyword awaiting its '{'
     in_def = False              # inside a multi-line $NAME= definition
     for n, raw in enumerate(text.split("\n"), 1):
+        if len(raw.encode(errors="surrogateescape")) >= _MAXBUF - 1:
+            # keepalived reads 1023 bytes at a time: the rest would be a line of its own
+            found.append(Stripped(source, n, "a line over 1022 bytes", "keepalived would "
+                                  "read it as several statements; the twin has none of it"))
+            continue
         line = _decomment(raw)
         if in_def:
             in_def = line.endswith("\\")

@@ -199,6 +199,17 @@ def test_strip_scripts_removes_whatever_would_run_a_program_or_touch_the_host():
     assert strip_scripts(clean) == (clean, [])  # a config without them is untouched
 
 
+def test_a_line_keepalived_would_cut_in_two_is_removed(tmp_path):
+    # fgets() in keepalived's parser reads 1023 bytes: the rest is a statement of its own
+    long = "    auth_pass " + "x" * (1023 - 14) + "notify_master /tmp/evil"
+    text = f"vrrp_instance V {{\n{long}\n    priority 100\n}}\n"
+    out, found = strip_scripts(text, "f.conf")
+    assert [(f.line, f.keyword) for f in found] == [(2, "a line over 1022 bytes")]
+    assert "evil" not in out and "priority 100" in out
+    ok = "    auth_pass " + "x" * 900
+    assert strip_scripts(ok)[1] == []
+
+
 def test_a_users_file_runs_its_scripts_as_a_user_without_privileges(tmp_path):
     from lab.roles.keepalived import run_as, with_notify
 
