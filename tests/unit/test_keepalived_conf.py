@@ -6,6 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lab.errors import TopologyError
 from lab.model import topology_from_dict, topology_to_dict
@@ -235,3 +237,20 @@ def test_a_users_file_runs_its_scripts_as_a_user_without_privileges(tmp_path):
 def test_the_labs_own_pair_runs_no_script_as_root():
     for conf in keepalived_dr().keepalived.values():
         assert "script_user root" not in conf and strip_scripts(conf)[1] == []
+
+
+_WORDS = st.sampled_from(
+    ["notify", "notify_master", "NOTIFY_UP", "script", "misc_path", "vrrp_script", "MISC_CHECK",
+     "track_script", "include", "startup_script", "@lb1", "@^lb1", "$X=", "$X", "~SEQ(i,1,2)",
+     "vrrp_instance", "VI_1", "priority", "100", "{", "}", '"', "#", "!", "\\", "\\#", " ",
+     "\t", "\n", "/bin/x", "root", "track_file", "file", "SSL", "key", "net_namespace",
+     "notify_fifo", "quorum_up", "real_server", "virtual_server", "global_defs", "a"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_WORDS, max_size=40).map("".join) | st.text(max_size=200))
+def test_nothing_dangerous_survives_stripping(text):
+    """Whatever the text: no exception, and what is left holds nothing to strip (so
+    keepalived would run nothing of it: the role's refusal uses the same reading)."""
+    out, _found = strip_scripts(text, "f.conf")
+    assert strip_scripts(out, "f.conf")[1] == []
