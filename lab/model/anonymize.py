@@ -289,6 +289,7 @@ _NAMED = {"vrrp_instance": "VI_", "vrrp_sync_group": "VG_", "virtual_server_grou
 _VALUES = {"auth_pass": "pass{}", "path": "/check{}", "virtualhost": "host{}.example.org",
            "helo_name": "host{}.example.org", "smtp_helo_name": "host{}.example.org",
            "digest": "{:032x}", "password": "secret{}", "virtual_router_id": "{}",
+           "id": "{}",  # lvs_sync_daemon's sync id
            "process_name": "keepalived", "vrrp_process_name": "keepalived_vrrp",
            "checker_process_name": "keepalived_ipvs", "bfd_process_name": "keepalived_bfd",
            "process": "process{}"}
@@ -310,8 +311,8 @@ class Renames:
         key = (kind, old)
         if key not in self.values:
             n = self.counts[kind + pattern] = self.counts.get(kind + pattern, 0) + 1
-            if kind == "virtual_router_id":
-                n += 50   # VRIDs 51, 52, ... (as the lab's own pair)
+            if kind in ("virtual_router_id", "id"):
+                n += 50   # VRIDs and sync ids 51, 52, ... (as the lab's own pair)
             self.values[key] = pattern.format(n)
         return self.values[key]
 

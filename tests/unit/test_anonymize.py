@@ -36,6 +36,7 @@ def keepalived_conf(me: str, state: str, prio: int, own: str, peer: str) -> str:
     return f"""! acme production, owner ops-zeta@acme-internal.net
 global_defs {{
     router_id ZETA_RID_{me.upper().replace("-", "_")}
+    lvs_sync_daemon bond0.3107 VI_ACME_FRONT id 119
     notification_email {{
         ops-zeta@acme-internal.net
     }}
@@ -162,7 +163,7 @@ def leaks(root: Path, text: str) -> list[str]:
              "DEADC0FFEE", "9b1e5a0c2d3f", "VI_ACME", "VG_ACME", "RID", "chk_", "failover",
              "haproxy", "/opt/", "/usr/local", "/proc/", "/sbin", "ops-", "shop", str(root),
              root.name}
-    numbers = {"7731", "7732", "4401", "4402", "3107", "2210", "117", "118", "4242"}
+    numbers = {"7731", "7732", "4401", "4402", "3107", "2210", "117", "118", "119", "4242"}
     for mac in MACS.values():
         b = bytes.fromhex(mac.replace(":", ""))
         iid = f"{b[0] ^ 2:02x}{b[1]:02x}:{b[2]:02x}ff:fe{b[3]:02x}:{b[4]:02x}{b[5]:02x}"
@@ -196,6 +197,7 @@ def test_anonymized_output_holds_no_original_value(tmp_path, capsys):
         assert f"interface {iface}" in ka and f"dev {iface} label {iface}:1" in ka
         for word in ("auth_type PASS", "auth_pass pass1", "virtual_router_id 51",
                      "virtual_router_id 52", "vrrp_instance VI_2",
+                     f"lvs_sync_daemon {iface} VI_1 id 51",
                      "vrrp_instance VI_1", "vrrp_sync_group VG_1", "track_interface",
                      "SSL_GET", "path /check1", "digest 0000", "virtualhost host1.example.org",
                      f"router_id {host}"):
