@@ -720,3 +720,22 @@ def test_a_topology_file_runs_no_script_unless_allowed(tmp_path):
     with pytest.raises(TopologyError, match=r"keepalived\.lvsa:1: vrrp_script would run on "
                                             r"the lab's machine as root"):
         up(raw)
+
+
+def test_cli_import_strips_by_default_and_allow_scripts_opts_in(tmp_path, capsys):
+    from lab.cli import main
+
+    root = scripted_cluster(tmp_path / "c")
+    out = tmp_path / "cluster.toml"
+    assert main(["import", str(root), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "failover.sh" not in out.read_text()
+    assert f"drlab import: {root / 'lvs-a' / 'keepalived.conf'}:" in err and \
+        "notify_master removed" in err
+    assert main(["import", str(root), "-o", str(out), "--allow-scripts"]) == 0
+    assert "failover.sh" in out.read_text() and "removed" not in capsys.readouterr().err
+    assert main(["import", str(root), "-o", str(tmp_path / "x.toml"), "--anonymize",
+                 "--allow-scripts"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--anonymize removes every script" in err
+    assert not (tmp_path / "x.toml").exists()
