@@ -283,6 +283,39 @@ def test_collect_without_sysctl_ss_or_ipvsadm_reads_proc_sys_the_same(bare, tmp_
     assert "listen.txt: ss not found" in (bare_ / "skipped.txt").read_text()
 
 
+@pytest.mark.parametrize("proc", ["an empty /proc/sys/net/ipv4", "no /proc/sys/net/ipv4"])
+def test_collect_says_why_there_is_no_sysctl_txt(drlab_netns, tmp_path, proc):
+    """Nothing readable from sysctl nor /proc/sys (a tmpfs over /proc/sys/net, in a
+    mount namespace of its own): the skip line says so, with sysctl's own error,
+    instead of claiming /proc/sys was read; no empty sysctl.txt."""
+    mk = "mkdir /proc/sys/net/ipv4 && " if proc.startswith("an empty") else ""
+    p = in_ns(drlab_netns, "unshare", "-m", "sh", "-c",
+              f'mount -t tmpfs none /proc/sys/net && {mk}exec sh "$0" -n x -k none "$1"',
+              str(COLLECT), str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "x"
+    [line] = [x for x in (out / "skipped.txt").read_text().splitlines() if "sysctl" in x]
+    assert line.startswith("sysctl.txt: no key readable: '"), line
+    assert "printed no key (sysctl: cannot stat /proc/sys/net/ipv4/conf" in line, line
+    assert line.endswith("no file under /proc/sys/net could be read" if mk
+                         else "there is no /proc/sys/net/ipv4"), line
+    assert "read /proc/sys" not in line and not (out / "sysctl.txt").exists()
+
+
+def test_collect_gives_sysctl_s_error_when_it_reads_proc_sys_instead(drlab_netns, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "sysctl").write_text('#!/bin/sh\necho "sysctl: permission denied on key" >&2\n'
+                                'exit 255\n')
+    (bad / "sysctl").chmod(0o755)
+    p = in_ns(drlab_netns, "sh", str(COLLECT), "-n", "x", "-k", "none", str(tmp_path),
+              env={"PATH": f"{bad}:{os.environ['PATH']}"})
+    assert p.returncode == 0, p.stderr
+    assert (f"skipped sysctl.txt: '{bad}/sysctl' printed no key (sysctl: permission denied on "
+            "key), read /proc/sys\n") in p.stderr, p.stderr
+    assert "net.ipv4.conf.all.arp_ignore = 0" in (tmp_path / "x" / "sysctl.txt").read_text()
+
+
 def test_collect_with_an_ss_without_H_drops_the_header(bare, tmp_path):
     old = tmp_path / "old-ss"
     old.mkdir()
