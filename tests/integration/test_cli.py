@@ -180,7 +180,7 @@ def test_scenario_run_reproduces_an_arp_scenario(tmp_path):
 
     report = kmatrix.merge("scenario", [], [kmatrix.KernelRun(Kernel("k", None, "1"), 0, 1.0,
                                                               data)])
-    assert [r["status"] for r in (x["kernels"]["k"] for x in report["rows"])] == ["ok", "ok"]
+    assert [x.kernels["k"].status.value for x in report.rows] == ["ok", "ok"]
     page = kernels_html(report)
     assert "still answer ARP for the VIP" in page  # symptom under the name
     # each scenario row draws its broken and its fixed lab
