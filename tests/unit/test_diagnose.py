@@ -184,3 +184,26 @@ def test_symptoms_are_data_with_the_text_people_read():
         "connections bypass it")
     assert connection_failed(VIP, "x: ECONNRESET").text() == (
         "connection to the VIP failed: x: ECONNRESET")
+
+
+def test_a_twin_validation_compares_findings_and_services_as_data():
+    from lab.scenarios.base import Change
+    from lab.scenarios.validate import Served, ServiceChange, TwinValidation
+
+    t = default_dr()
+    t.host("rs1").sysctls.update(IGN0)
+    before = Diagnosis("c", "k", t, services=[result(census=("director", "rs1"))],
+                       findings=explain(t, t.service, result(census=("director", "rs1"))))
+    after = Diagnosis("c", "k", t, services=[result()])
+    tv = TwinValidation(Change({"net.ipv4.conf.all.arp_ignore": "1"}, "realserver"),
+                        ["rs1"], before, after)
+    assert [f.name for f in tv.fixes] == ["rs-answers-arp"] and not tv.breaks and not tv.still
+    assert tv.services() == [ServiceChange("192.0.2.100:80/tcp",
+                                           Served(4, 4, ["director", "rs1"]),
+                                           Served(4, 4, ["director"]))]
+    data = tv.to_json()
+    assert data["services"] == [{"service": "192.0.2.100:80/tcp",
+                                 "before": {"ok": 4, "of": 4, "census": ["director", "rs1"]},
+                                 "after": {"ok": 4, "of": 4, "census": ["director"]}}]
+    assert data["fixes"][0]["name"] == "rs-answers-arp"
+    assert "connections 4/4 -> 4/4; ARP answered by director, rs1 -> director" in tv.text()
