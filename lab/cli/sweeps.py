@@ -59,8 +59,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(matrix.markdown(result) + "\n")
     if args.html:
         from lab.report.html import matrix_html
+        from lab.sweep.kmatrix import matrix_report
 
-        Path(args.html).write_text(matrix_html(data, _matrix_args(args)))
+        Path(args.html).write_text(matrix_html(matrix_report(data, _matrix_args(args))))
     changed: list[str] = []
     if baseline is not None:
         changed = matrix.diff(baseline, data)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from html import escape
-from typing import Any
 
 from lab.sweep.kmatrix import Report, Status
 
@@ -121,12 +120,8 @@ def kernels_html(report: Report, title: str | None = None) -> str:
     return "\n".join(out)
 
 
-def matrix_html(data: dict[str, Any], args: list[str]) -> str:
-    """A single ``drlab matrix`` run (its JSON) as HTML: one kernel column."""
-    from lab.sweep.kernels import Kernel
-    from lab.sweep.kmatrix import KernelRun, merge
-
-    run = KernelRun(Kernel("this kernel", None, data.get("kernel")), 1 if data["mismatches"]
-                    else 0, data["wall_seconds"], data, None, data.get("kernel"))
-    return kernels_html(merge("matrix", args, [run]),
-                        title=f"LVS-DR lab: matrix on kernel {data.get('kernel')}")
+def matrix_html(report: Report) -> str:
+    """A single ``drlab matrix`` run (:func:`lab.sweep.kmatrix.matrix_report`) as HTML:
+    one kernel column."""
+    return kernels_html(report, title=f"LVS-DR lab: matrix on kernel "
+                                      f"{report.kernels[0].release}")

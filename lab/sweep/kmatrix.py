@@ -516,6 +516,16 @@ def merge(what: What, args: list[str], runs: list[KernelRun]) -> Report:
                    topology_from_dict(top) if top is not None else None)
 
 
+def matrix_report(data: dict[str, Any], args: list[str]) -> Report:
+    """A single ``drlab matrix`` run (its JSON, run by ``args``) as a report with one
+    kernel column, the running one."""
+    from lab.sweep.kernels import Kernel
+
+    run = KernelRun(Kernel("this kernel", None, data.get("kernel")), 1 if data["mismatches"]
+                    else 0, data["wall_seconds"], data, None, data.get("kernel"))
+    return merge("matrix", args, [run])
+
+
 def _report(what: str, args: list[str], kernels_: list[KernelInfo],
             per: dict[str, dict[str, Cell]], topology: Topology | None,
             missing: list[str] | None = None) -> Report:

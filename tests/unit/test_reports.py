@@ -183,3 +183,14 @@ def test_a_report_is_data_and_its_json_comes_back_the_same():
 def test_every_status_is_bad_but_ok_and_not_run():
     S = kmatrix.Status
     assert {s for s in S if not s.bad} == {S.OK, S.NOT_RUN}
+
+
+def test_a_single_matrix_run_is_a_one_kernel_report():
+    from lab.report.html import matrix_html
+
+    data = dict(_runs()[0].data, mismatches=0, wall_seconds=3.0)
+    report = kmatrix.matrix_report(data, ["--arp-ignore 1"])
+    assert [k.name for k in report.kernels] == ["this kernel"] and report.failed == 0
+    assert [r.key for r in report.rows] == ["a", "b"]
+    page = matrix_html(report)
+    assert "LVS-DR lab: matrix on kernel 6.1.0" in page and "--arp-ignore 1" in page
