@@ -39,8 +39,9 @@ class KernelRun:
     kernel: Kernel
     exit_code: int
     seconds: float
-    data: dict[str, Any] | None
-    #: Why there is no data (the VM did not boot, the command crashed).
+    #: What the run gave, read (:func:`read_result`); None: nothing (see ``error``).
+    result: KernelResult | None
+    #: Why there is no result (the VM did not boot, the command crashed).
     error: str | None = None
     release: str | None = None
     #: The VM died under the command and was booted again.
@@ -200,10 +201,10 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
                 sys.stderr.write(f"  [{kernel.name}] {line}")
             rc = p.wait()
         seconds = time.monotonic() - t0
-        data, error = None, None
+        result, error = None, None
         try:
-            data = (suite_result(out / "junit.xml") if what == "suite"
-                    else json.loads((out / "result.json").read_text()))
+            result = read_result(what, suite_result(out / "junit.xml") if what == "suite"
+                                 else json.loads((out / "result.json").read_text()))
         except (OSError, ValueError, ET.ParseError):
             error = (f"no result (exit {rc}, " + ("the VM failed" if rc == 125 else
                                                    "see the log") + f": {log})")
@@ -213,7 +214,7 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
             release = None
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return KernelRun(kernel, rc, seconds, data, error, release or kernel.release)
+    return KernelRun(kernel, rc, seconds, result, error, release or kernel.release)
 
 
 def suite_result(junit: Path) -> dict[str, Any]:
@@ -506,14 +507,31 @@ ROWS = {"matrix": _matrix_rows, "scenario": _scenario_rows, "suite": _suite_rows
         "diagnose": _diagnose_rows}
 
 
+@dataclass
+class KernelResult:
+    """One kernel's result, read: a cell per row, and the topology it ran (if it says)."""
+
+    cells: dict[str, Cell]
+    topology: Topology | None = None
+
+
+def read_result(what: What, data: Any) -> KernelResult:
+    """A kernel's result file as data: the child's JSON (the JUnit XML's tests, for the
+    suite), read where it is read. One that is not what ``what`` writes is a ValueError."""
+    try:
+        top = data.get("topology")
+        return KernelResult(ROWS[what](data), topology_from_dict(top) if top else None)
+    except (KeyError, TypeError, AttributeError, LabError) as e:
+        raise ValueError(f"not a {what} result ({type(e).__name__}: {e})") from None
+
+
 def merge(what: What, args: list[str], runs: list[KernelRun]) -> Report:
     """One report: ``rows[i].kernels[kernel name]`` = status, summary, evidence."""
-    per = {r.kernel.name: (ROWS[what](r.data) if r.data else {}) for r in runs}
-    top = next((r.data["topology"] for r in runs if r.data and r.data.get("topology")), None)
+    per = {r.kernel.name: (r.result.cells if r.result else {}) for r in runs}
+    topology = next((r.result.topology for r in runs if r.result and r.result.topology), None)
     kernels_ = [KernelInfo(r.kernel.name, str(r.kernel.image or ""), r.release, r.exit_code,
                            round(r.seconds, 1), r.error, r.retried) for r in runs]
-    return _report(what, args, kernels_, per,
-                   topology_from_dict(top) if top is not None else None)
+    return _report(what, args, kernels_, per, topology)
 
 
 def matrix_report(data: dict[str, Any], args: list[str]) -> Report:
@@ -522,7 +540,8 @@ def matrix_report(data: dict[str, Any], args: list[str]) -> Report:
     from lab.sweep.kernels import Kernel
 
     run = KernelRun(Kernel("this kernel", None, data.get("kernel")), 1 if data["mismatches"]
-                    else 0, data["wall_seconds"], data, None, data.get("kernel"))
+                    else 0, data["wall_seconds"], read_result("matrix", data), None,
+                    data.get("kernel"))
     return merge("matrix", args, [run])
 
 

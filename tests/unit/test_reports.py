@@ -31,8 +31,8 @@ def _runs():
     d2 = {"kernel": "6.12.0", "cells": [_cell("a", good, good),
                                          _cell("b", dict(good, poisons=True), good,
                                                ["tell 192.0.2.100 <script>"])]}
-    return [kmatrix.KernelRun(k1, 0, 10.0, d1, None, "6.1.0"),
-            kmatrix.KernelRun(k2, 1, 12.0, d2, None, "6.12.0")]
+    return [kmatrix.KernelRun(k1, 0, 10.0, kmatrix.read_result("matrix", d1), None, "6.1.0"),
+            kmatrix.KernelRun(k2, 1, 12.0, kmatrix.read_result("matrix", d2), None, "6.12.0")]
 
 
 def test_merge_one_row_per_cell_one_column_per_kernel():
@@ -144,8 +144,11 @@ def test_kernels_run_diagnose_one_row_per_service_and_finding():
     k1 = kernels.Kernel("bookworm", None, "6.1.0")
     k2 = kernels.Kernel("trixie", None, "6.12.0")
     report = kmatrix.merge("diagnose", ["cluster.toml"], [
-        kmatrix.KernelRun(k1, 0, 10.0, _diagnosis(None), None, "6.1.0"),
-        kmatrix.KernelRun(k2, 1, 12.0, _diagnosis("web3.example.net"), None, "6.12.0")])
+        kmatrix.KernelRun(k1, 0, 10.0, kmatrix.read_result("diagnose", _diagnosis(None)), None,
+                          "6.1.0"),
+        kmatrix.KernelRun(k2, 1, 12.0, kmatrix.read_result("diagnose",
+                                                           _diagnosis("web3.example.net")),
+                          None, "6.12.0")])
     rows = {r.key: r for r in report.rows}
     svc = rows["service 192.0.2.100:80/tcp"]
     assert svc.differs and svc.kernels["bookworm"].status is kmatrix.Status.OK
@@ -188,9 +191,18 @@ def test_every_status_is_bad_but_ok_and_not_run():
 def test_a_single_matrix_run_is_a_one_kernel_report():
     from lab.report.html import matrix_html
 
-    data = dict(_runs()[0].data, mismatches=0, wall_seconds=3.0)
+    good = {"answers_arp": False, "poisons": False}
+    data = {"kernel": "6.1.0", "cells": [_cell("a", good, good), _cell("b", good, good)],
+            "mismatches": 0, "wall_seconds": 3.0}
     report = kmatrix.matrix_report(data, ["--arp-ignore 1"])
     assert [k.name for k in report.kernels] == ["this kernel"] and report.failed == 0
     assert [r.key for r in report.rows] == ["a", "b"]
     page = matrix_html(report)
     assert "LVS-DR lab: matrix on kernel 6.1.0" in page and "--arp-ignore 1" in page
+
+
+def test_a_result_file_of_another_kind_is_no_result():
+    with pytest.raises(ValueError, match="not a matrix result"):
+        kmatrix.read_result("matrix", {"scenarios": []})
+    with pytest.raises(ValueError, match="not a diagnose result"):
+        kmatrix.read_result("diagnose", ["not", "a", "dict"])
