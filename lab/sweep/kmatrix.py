@@ -161,7 +161,7 @@ def run_on(kernel: Kernel, what: What, args: list[str], log: Path,
     failing command is never retried."""
     run = _run_once(kernel, what, args, log, verbose=False, shard=shard)
     attempt = 1
-    while (run.data is None and run.exit_code == 125 and not kernel.is_host
+    while (run.result is None and run.exit_code == 125 and not kernel.is_host
            and attempt <= VM_RETRIES):
         earlier = log.with_suffix(f".attempt-{attempt}.log")
         log.rename(earlier)
