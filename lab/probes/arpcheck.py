@@ -54,7 +54,7 @@ class Observation:
     poisons: bool
     evidence: list[str] = field(default_factory=list)
 
-    def as_prediction_fields(self) -> tuple:
+    def as_prediction_fields(self) -> tuple[bool, str | None, bool, bool]:
         return (self.answers_arp, self.announce_sender, self.dr_works, self.poisons)
 
 
@@ -110,7 +110,8 @@ def measure(lab: Lab, rs: str = "rs1", client: str = "client", timeout: float = 
             return None
 
         try:
-            result = wait_for(outcome, timeout, f"{rs} to drop or answer the SYN")
+            result = (wait_for(outcome, timeout, f"{rs} to drop or answer the SYN")
+                      or SynOutcome.NO_REACTION)  # never None: wait_for returns a true value
             said = result.value
         except Timeout as e:
             result, said = SynOutcome.NO_REACTION, f"{SynOutcome.NO_REACTION.value} ({e})"

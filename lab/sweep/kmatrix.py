@@ -318,25 +318,25 @@ class Row:
     #: It fails on some kernel.
     bad: bool
 
-    def _first(self, attr: str) -> Any:
-        return next((getattr(c, attr) for c in self.kernels.values()
-                     if c and getattr(c, attr)), None)
+    def _cells(self) -> list[Cell]:
+        return [c for c in self.kernels.values() if c is not None]
 
+    # what the kernels' cells say about the row itself: the first that says it
     @property
     def note(self) -> str | None:
-        return self._first("note")
+        return next((c.note for c in self._cells() if c.note), None)
 
     @property
     def predicted(self) -> str | None:
-        return self._first("predicted")
+        return next((c.predicted for c in self._cells() if c.predicted), None)
 
     @property
     def topologies(self) -> dict[str, Topology] | None:
-        return self._first("topologies")
+        return next((c.topologies for c in self._cells() if c.topologies), None)
 
     @property
     def finding(self) -> FindingKey | None:
-        return self._first("finding")
+        return next((c.finding for c in self._cells() if c.finding), None)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "note": self.note,
