@@ -98,7 +98,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     if args.html:
         from lab.report.diagnosis import html
 
-        Path(args.html).write_text(html(data))
+        Path(args.html).write_text(html(d))
         progress(f"HTML report: {args.html}")
     print(json.dumps(data, indent=1) if args.json else d.text())
     return 0 if d.ok else 1

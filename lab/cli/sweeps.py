@@ -6,9 +6,12 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import UsageError
+
+if TYPE_CHECKING:
+    from lab.sweep import kmatrix
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -56,8 +59,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(matrix.markdown(result) + "\n")
     if args.html:
         from lab.report.html import matrix_html
+        from lab.sweep.kmatrix import matrix_report
 
-        Path(args.html).write_text(matrix_html(data, _matrix_args(args)))
+        Path(args.html).write_text(matrix_html(matrix_report(data, _matrix_args(args))))
     changed: list[str] = []
     if baseline is not None:
         changed = matrix.diff(baseline, data)
@@ -78,7 +82,7 @@ def cmd_kernels_run(args: argparse.Namespace) -> int:
     report = kmatrix.run_kernels(args.kernel or ["host", "bookworm"], args.what,
                                  list(args.args), Path(args.logs) if args.logs else None,
                                  args.offline, progress, args.jobs, shard)
-    return _show(report, args, f"; logs in {report['logs']}"
+    return _show(report, args, f"; logs in {report.logs}"
                  + (f" (shard {shard[0]}/{shard[1]}: `drlab kernels merge` joins the shards)"
                     if shard else ""))
 
@@ -97,7 +101,7 @@ def cmd_kernels_merge(args: argparse.Namespace) -> int:
     return _show(report, args, f"; {len(reports)} shard report(s) merged")
 
 
-def _show(report: dict[str, Any], args: argparse.Namespace, tail: str) -> int:
+def _show(report: kmatrix.Report, args: argparse.Namespace, tail: str) -> int:
     """Print a kernel report (table, the bad rows' evidence, a summary), write --json and
     --html; exit 1 if a row fails on some kernel, a kernel gave no result, or a shard or
     a cell is missing."""
@@ -106,19 +110,19 @@ def _show(report: dict[str, Any], args: argparse.Namespace, tail: str) -> int:
     print(kmatrix.table(report))
     for block in kmatrix.details(report):
         print("\n" + block)
-    for m in report.get("missing") or []:
+    for m in report.missing:
         print(f"MISSING: {m}")
-    print("\n" + "; ".join(f"{k['name']} {k['release']}: {k['seconds']:.0f}s"
-                           for k in report["kernels"])
-          + f"; {report['failed']} failing rows or runs" + tail)
+    print("\n" + "; ".join(f"{k.name} {k.release}: {k.seconds:.0f}s"
+                           for k in report.kernels)
+          + f"; {report.failed} failing rows or runs" + tail)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=1))
     if args.html:
         from lab.report import html as htmlreport
 
         Path(args.html).write_text(htmlreport.kernels_html(report))
         print(f"HTML report: {args.html}")
-    return 1 if report["failed"] else 0
+    return 1 if report.failed else 0
 
 
 def cmd_kernels_fetch(args: argparse.Namespace) -> int:

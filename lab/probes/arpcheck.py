@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from enum import Enum
 
 from lab.builder import Lab
 from lab.probes.arp import census, flush_neighbours
@@ -30,6 +31,21 @@ from lab.wire.packet import packet_socket
 NUD_REACHABLE = 0x02
 
 
+class SynOutcome(Enum):
+    """What the real server did with the director's DR SYN (the counter that moved)."""
+
+    NOT_LOCAL = "dropped: VIP not local"  # Ip.InAddrErrors
+    RP_FILTER = "dropped by rp_filter"  # TcpExt.IPReversePathFilter
+    ANSWERED = "answered"  # Tcp.OutSegs
+    NO_REACTION = "no reaction"
+
+
+#: The counter that moves for each reaction, in the order they are checked.
+_COUNTERS = (("Ip.InAddrErrors", SynOutcome.NOT_LOCAL),
+             ("TcpExt.IPReversePathFilter", SynOutcome.RP_FILTER),
+             ("Tcp.OutSegs", SynOutcome.ANSWERED))
+
+
 @dataclass
 class Observation:
     answers_arp: bool
@@ -38,7 +54,7 @@ class Observation:
     poisons: bool
     evidence: list[str] = field(default_factory=list)
 
-    def as_prediction_fields(self) -> tuple:
+    def as_prediction_fields(self) -> tuple[bool, str | None, bool, bool]:
         return (self.answers_arp, self.announce_sender, self.dr_works, self.poisons)
 
 
@@ -86,24 +102,24 @@ def measure(lab: Lab, rs: str = "rs1", client: str = "client", timeout: float = 
         finally:
             close_soon(inj)
 
-        def outcome() -> str | None:
+        def outcome() -> SynOutcome | None:
             now = counters(lab, rs)
-            for key, what in (("Ip.InAddrErrors", "dropped: VIP not local"),
-                              ("TcpExt.IPReversePathFilter", "dropped by rp_filter"),
-                              ("Tcp.OutSegs", "answered")):
+            for key, what in _COUNTERS:
                 if now.get(key, 0) > before.get(key, 0):
                     return what
             return None
 
         try:
-            result = wait_for(outcome, timeout, f"{rs} to drop or answer the SYN")
+            result = (wait_for(outcome, timeout, f"{rs} to drop or answer the SYN")
+                      or SynOutcome.NO_REACTION)  # never None: wait_for returns a true value
+            said = result.value
         except Timeout as e:
-            result = f"no reaction ({e})"
-        ev.append(f"{rs}: SYN {cip}:{sport} -> {vip}:{port} {result}")
+            result, said = SynOutcome.NO_REACTION, f"{SynOutcome.NO_REACTION.value} ({e})"
+        ev.append(f"{rs}: SYN {cip}:{sport} -> {vip}:{port} {said}")
         rcap.poll()
         requests = [a for f in rcap.frames if f.outgoing and (a := parse_arp(f.data))
                     and a.op == 1 and a.pdst == cip]
-        if result == "answered" and requests:
+        if result is SynOutcome.ANSWERED and requests:
             # the reply waits for the client's ARP answer: let it arrive
             def synack() -> bool:
                 ccap.poll()

@@ -12,9 +12,10 @@
   announces "tell VIP" moves it to itself);
 * how the connections spread over the real servers.
 
-Every problem becomes one line in :attr:`CheckResult.symptoms`, naming the
-hosts (``rs1 answers who-has 192.0.2.100``); the lab is healthy when there is
-none. Nothing here is predicted: every line comes from packets, the kernel's
+Every problem becomes one :class:`Symptom` in :attr:`CheckResult.symptoms`: its
+:class:`SymptomKind` and the hosts, VIP and detail as fields (``.text()`` says it
+for people: ``rs1 answers who-has 192.0.2.100``); the lab is healthy when there is
+none. Nothing here is predicted: every symptom comes from packets, the kernel's
 neighbour table or IPVS counters.
 """
 
@@ -22,11 +23,78 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from lab.builder import Lab
 from lab.probes import arp, ndp, path
 from lab.probes.census import Census
+
+
+class SymptomKind(Enum):
+    """What kind of problem a measurement showed (its value names it in JSON)."""
+
+    #: A host other than the director answered who-has VIP (``host``).
+    ANSWERS_ARP = "answers-arp"
+    #: The director (``host``) did not answer who-has VIP.
+    DIRECTOR_SILENT = "director-silent"
+    #: Not exactly one director holds the VIP (``hosts``: those that do).
+    HOLDERS = "holders"
+    #: A connection through the VIP did not complete (``detail``: the client's error).
+    CONNECTION_FAILED = "connection-failed"
+    #: The DR path proof found a hop doing the wrong thing (``detail``: what, from
+    #: :attr:`lab.probes.path.PathProof.problems`).
+    PATH = "path"
+    #: The first hop's (``hop``) neighbour entry for the VIP points to ``host``, not
+    #: the director.
+    ENTRY_MOVED = "entry-moved"
+
+
+@dataclass(frozen=True)
+class Symptom:
+    """One measured problem, as data; :meth:`text` for people."""
+
+    kind: SymptomKind
+    vip: str
+    host: str | None = None
+    hosts: tuple[str, ...] = ()
+    hop: str | None = None
+    detail: str = ""
+
+    def text(self) -> str:
+        k = self.kind
+        if k is SymptomKind.ANSWERS_ARP:
+            return f"{self.host} answers who-has {self.vip}"
+        if k is SymptomKind.DIRECTOR_SILENT:
+            return f"the director {self.host} does not answer who-has {self.vip}"
+        if k is SymptomKind.HOLDERS:
+            return (f"{len(self.hosts)} directors hold {self.vip}"
+                    + (f": {', '.join(self.hosts)}" if self.hosts else ""))
+        if k is SymptomKind.CONNECTION_FAILED:
+            return f"connection to the VIP failed: {self.detail}"
+        if k is SymptomKind.ENTRY_MOVED:
+            return (f"{self.hop}'s neighbour entry for {self.vip} points to "
+                    f"{self.host}, not the director: connections bypass it")
+        return self.detail
+
+    __str__ = text
+
+
+def answers_arp(host: str, vip: str) -> Symptom:
+    return Symptom(SymptomKind.ANSWERS_ARP, vip, host=host)
+
+
+def connection_failed(vip: str, error: str) -> Symptom:
+    return Symptom(SymptomKind.CONNECTION_FAILED, vip, detail=error)
+
+
+def proof_symptoms(proof: path.PathProof, vip: str) -> list[Symptom]:
+    """A path proof's problems as symptoms: its failed connections, then what the
+    hops did wrong (:attr:`~lab.probes.path.PathProof.problems` lists the failed
+    connections first)."""
+    return ([connection_failed(vip, e) for e in proof.failed]
+            + [Symptom(SymptomKind.PATH, vip, detail=p)
+               for p in proof.problems[len(proof.failed):]])
 
 
 @dataclass
@@ -44,18 +112,17 @@ class CheckResult:
     holders: list[str] | None = None
 
     @property
-    def symptoms(self) -> list[str]:
-        out = [f"{h} answers who-has {self.vip}"
-               for h in sorted(self.census.hosts - {self.director})]
+    def symptoms(self) -> list[Symptom]:
+        vip = self.vip
+        out = [answers_arp(h, vip) for h in sorted(self.census.hosts - {self.director})]
         if self.director not in self.census.hosts:
-            out.append(f"the director {self.director} does not answer who-has {self.vip}")
+            out.append(Symptom(SymptomKind.DIRECTOR_SILENT, vip, host=self.director))
         if self.holders is not None and len(self.holders) != 1:
-            out.append(f"{len(self.holders)} directors hold {self.vip}"
-                       + (f": {', '.join(self.holders)}" if self.holders else ""))
-        out += self.proof.problems
+            out.append(Symptom(SymptomKind.HOLDERS, vip, hosts=tuple(self.holders)))
+        out += proof_symptoms(self.proof, vip)
         if self.vip_entry not in (None, self.director):
-            out.append(f"{self.hop}'s neighbour entry for {self.vip} points to "
-                       f"{self.vip_entry}, not the director: connections bypass it")
+            out.append(Symptom(SymptomKind.ENTRY_MOVED, vip, host=self.vip_entry,
+                               hop=self.hop))
         return out
 
     @property
@@ -67,11 +134,11 @@ class CheckResult:
                  f"{self.hop}'s neighbour entry for {self.vip}: {self.vip_entry or 'none'}",
                  "distribution: " + (", ".join(f"{k} {v}" for k, v in
                                                sorted(self.distribution.items())) or "none")]
-        lines += ["OK"] if self.ok else [f"FAILED: {s}" for s in self.symptoms]
+        lines += ["OK"] if self.ok else [f"FAILED: {s.text()}" for s in self.symptoms]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        return {"lab": self.lab, "ok": self.ok, "symptoms": self.symptoms,
+        return {"lab": self.lab, "ok": self.ok, "symptoms": [s.text() for s in self.symptoms],
                 "census": sorted(self.census.hosts), "vip_entry": self.vip_entry,
                 "distribution": self.distribution, "problems": self.proof.problems,
                 "ladder": self.proof.ladder()}

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import time
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lab.errors import TopologyError
-from lab.model import Host, Topology, topology_from_dict
+from lab.model import Address, Host, Topology
 from lab.report.diagram import BAD, OK, Badge, captions, svg
+
+if TYPE_CHECKING:
+    from lab.scenarios.diagnose import Diagnosis, Finding
 
 PREDICTED = "#e8590c"
 PREDICTION = "prediction \u2014 not measured in the twin"
@@ -70,8 +72,8 @@ class _Names:
     """Findings name hosts by their collected name (label, else the lab name); the
     measurements (census, spread) by lab name. Both map to the lab name here."""
 
-    def __init__(self, t: Topology | None) -> None:
-        hosts = t.hosts if t is not None else []
+    def __init__(self, t: Topology) -> None:
+        hosts = t.hosts
         self.shown = {h.name: h.shown for h in hosts}
         self.by_shown: dict[str, str] = {}
         for h in hosts:
@@ -90,7 +92,7 @@ def _placements(h: Host, vip: str) -> list[str]:
     """Where ``h`` holds ``vip``: ``lo /32``, ``dummy0 (dummy) /32``, ``eth0 (LAN lan) /24``."""
     out = []
 
-    def one(where: str, a: Any) -> str:
+    def one(where: str, a: Address) -> str:
         return f"{where} /{a.prefixlen}" + ("" if a.scope == "global" else f" scope {a.scope}")
 
     out += [one("lo", a) for a in h.lo if a.ip == vip]
@@ -100,9 +102,9 @@ def _placements(h: Host, vip: str) -> list[str]:
     return out
 
 
-def _header(data: dict[str, Any], findings: list[dict[str, Any]]) -> list[str]:
-    cluster = data.get("cluster", "?")
-    predicted = sum(1 for f in findings if not f.get("measured", True))
+def _header(d: Diagnosis) -> list[str]:
+    findings = d.findings
+    predicted = sum(1 for f in findings if not f.measured)
     if findings:
         verdict = (f'<span id="verdict" class="verdict bad">{len(findings)} finding'
                    + ("s" if len(findings) != 1 else "") + "</span>"
@@ -110,74 +112,74 @@ def _header(data: dict[str, Any], findings: list[dict[str, Any]]) -> list[str]:
                       "predicted)</small>" if predicted else ""))
     else:
         verdict = '<span id="verdict" class="verdict ok">OK</span> <small>no finding</small>'
-    return [f"<h1>Diagnosis of cluster {_e(cluster)} {verdict}</h1>",
-            f'<p class="meta">Twin measured on kernel <code>{_e(data.get("kernel", "?"))}</code>'
-            f"; {len(data.get('services', []))} service(s); generated "
+    return [f"<h1>Diagnosis of cluster {_e(d.cluster)} {verdict}</h1>",
+            f'<p class="meta">Twin measured on kernel <code>{_e(d.kernel)}</code>'
+            f"; {len(d.services)} service(s); generated "
             f"{_e(time.strftime('%Y-%m-%d %H:%M:%S %Z'))} by <code>drlab diagnose</code>.</p>"]
 
 
-def _finding(n: int, f: dict[str, Any]) -> str:
-    measured = f.get("measured", True)
+def _finding(n: int, f: Finding) -> str:
+    measured = f.measured
     cls = "finding" + ("" if measured else " predicted")
     pred = "" if measured else f' <span class="pred">{_e(PREDICTION)}</span>'
-    hosts = ", ".join(_e(h) for h in f.get("hosts", []))
-    evidence = "".join(f"<li><code>{_e(e)}</code></li>" for e in f.get("evidence", []))
-    return (f'<article class="{cls}" id="finding-{n}" data-finding="{_e(f.get("name", ""))}">'
-            f'<h3><span class="num">{n}</span>{_e(f.get("name", "?"))}{pred}</h3><dl>'
+    hosts = ", ".join(_e(h) for h in f.hosts)
+    evidence = "".join(f"<li><code>{_e(e)}</code></li>" for e in f.evidence)
+    return (f'<article class="{cls}" id="finding-{n}" data-finding="{_e(f.name)}">'
+            f'<h3><span class="num">{n}</span>{_e(f.name)}{pred}</h3><dl>'
             f"<dt>hosts</dt><dd>{hosts or '-'}</dd>"
-            f"<dt>service</dt><dd><code>{_e(f.get('service', ''))}</code></dd>"
-            f"<dt>symptom</dt><dd>{_e(f.get('symptom', ''))}</dd>"
+            f"<dt>service</dt><dd><code>{_e(f.service)}</code></dd>"
+            f"<dt>symptom</dt><dd>{_e(f.symptom)}</dd>"
             f"<dt>evidence</dt><dd><ul>{evidence or '<li>-</li>'}</ul></dd>"
-            f"<dt>fix</dt><dd>{_e(f.get('fix', ''))}</dd></dl></article>")
+            f"<dt>fix</dt><dd>{_e(f.fix)}</dd></dl></article>")
 
 
-def _marks(findings: list[dict[str, Any]], names: _Names) -> dict[str, list[str | Badge]]:
+def _marks(findings: list[Finding], names: _Names) -> dict[str, list[str | Badge]]:
     marks: dict[str, list[str | Badge]] = {}
     for n, f in enumerate(findings, 1):
-        measured = f.get("measured", True)
-        for shown in f.get("hosts", []):
+        measured = f.measured
+        for shown in f.hosts:
             lab = names.host(shown)
             if lab is None:
                 continue
-            tip = f"{n}: {f.get('name', '')}" + ("" if measured else f" ({PREDICTION})")
+            tip = f"{n}: {f.name}" + ("" if measured else f" ({PREDICTION})")
             marks.setdefault(lab, []).append(Badge(str(n), BAD if measured else PREDICTED, tip))
     return marks
 
 
-def _services(data: dict[str, Any], t: Topology | None, names: _Names) -> list[str]:
-    rows = data.get("services", [])
+def _services(d: Diagnosis, names: _Names) -> list[str]:
+    rows = d.services
     if not rows:
         return ["<p>No service was measured.</p>"]
     out = ['<table id="services"><thead><tr><th>service</th><th>director</th>'
            "<th>who answered ARP for the VIP (census)</th><th>connections ok/total</th>"
            "<th>spread over real servers</th><th>client's VIP entry after</th>"
            "<th>symptoms</th></tr></thead><tbody>"]
-    by_key = {s.key: s for s in t.services} if t is not None else {}
+    by_key = {s.key: s for s in d.topology.services}
     for s in rows:
-        director = s.get("director", "")
-        census = s.get("census", [])
+        director = s.director
+        census = s.census
         census_ok = list(census) == [director]
-        total = s.get("connections", 0)
-        good = total - len(s.get("failed", []))
-        dist = dict(s.get("distribution", {}))
-        svc = by_key.get(s.get("service", ""))
+        total = s.connections
+        good = total - len(s.failed)
+        dist = dict(s.distribution)
+        svc = by_key.get(s.service)
         members = [r.host for r in svc.real_servers] if svc else []
         spread = [(m, dist.pop(m, 0)) for m in members] + sorted(dist.items())
         spread_html = "<br>".join(f"{_e(names.show(h))}: {c}" for h, c in spread) or "-"
-        entry = s.get("vip_entry")
+        entry = s.vip_entry
         entry_ok = entry in (None, director)
-        symptoms = "".join(f"<li>{_e(x)}</li>" for x in s.get("symptoms", []))
+        symptoms = "".join(f"<li>{_e(x.text())}</li>" for x in s.symptoms)
         symptoms = f"<ul>{symptoms}</ul>" if symptoms else ""
-        ladder = s.get("ladder") or ""
+        ladder = s.ladder
         if ladder:
             symptoms += (f"<details><summary>path proof</summary><pre>{_e(ladder)}</pre>"
                          "</details>")
-        failed = s.get("failed", [])
+        failed = s.failed
         if failed:
             symptoms += ("<details><summary>failed connections</summary><pre>"
                          + _e("\n".join(failed)) + "</pre></details>")
         out.append(
-            f'<tr><td class="name"><code>{_e(s.get("service", ""))}</code></td>'
+            f'<tr><td class="name"><code>{_e(s.service)}</code></td>'
             f'<td class="name">{_e(names.show(director))}</td>'
             f'<td class="{"ok" if census_ok else "bad"}">'
             + (", ".join(_e(names.show(c)) for c in census) or "nobody") + "</td>"
@@ -221,35 +223,27 @@ def _hosts(t: Topology, marks: dict[str, list[str | Badge]]) -> list[str]:
     return out
 
 
-def html(data: dict[str, Any]) -> str:
-    """A diagnosis (:meth:`lab.scenarios.diagnose.Diagnosis.to_json`) as one HTML page."""
-    findings = list(data.get("findings", []))
-    t: Topology | None = None
-    problem = ""
-    try:
-        t = topology_from_dict(data.get("topology", {}))
-    except TopologyError as e:
-        problem = str(e)
+def html(d: Diagnosis) -> str:
+    """A diagnosis (:func:`lab.scenarios.diagnose.diagnose`) as one HTML page."""
+    findings = d.findings
+    t = d.topology
     names = _Names(t)
     marks = _marks(findings, names)
-    title = f"drlab diagnose: {data.get('cluster', '?')}"
+    title = f"drlab diagnose: {d.cluster}"
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"]
-    out += _header(data, findings)
+    out += _header(d)
     out.append('<div class="twin"><figure>')
-    if t is not None:
-        out.append(svg(t, marks=marks, stacked=True, caption=False))
-        out.append(
-            "<figcaption>" + "".join(f"<p>{_e(c)}</p>" for c in captions(t))
-            + '<p class="legend">'
-            f'<span><i class="dot" style="background:{BAD}"></i>finding (measured)</span>'
-            f'<span><i class="dot" style="background:{PREDICTED}"></i>finding (prediction)'
-            "</span>"
-            f'<span><i class="dot" style="background:{OK}"></i>nothing found</span>'
-            '<span style="color:#c92a2a;font-weight:bold">VIP</span> where a host holds it; '
-            "a stack of cards is a folded host.</p></figcaption>")
-    else:
-        out.append(f"<p>The topology could not be drawn: <code>{_e(problem)}</code></p>")
+    out.append(svg(t, marks=marks, stacked=True, caption=False))
+    out.append(
+        "<figcaption>" + "".join(f"<p>{_e(c)}</p>" for c in captions(t))
+        + '<p class="legend">'
+        f'<span><i class="dot" style="background:{BAD}"></i>finding (measured)</span>'
+        f'<span><i class="dot" style="background:{PREDICTED}"></i>finding (prediction)'
+        "</span>"
+        f'<span><i class="dot" style="background:{OK}"></i>nothing found</span>'
+        '<span style="color:#c92a2a;font-weight:bold">VIP</span> where a host holds it; '
+        "a stack of cards is a folded host.</p></figcaption>")
     out.append('</figure><section class="findings" id="findings"><h2>Findings</h2>')
     if findings:
         out += [_finding(n, f) for n, f in enumerate(findings, 1)]
@@ -257,13 +251,11 @@ def html(data: dict[str, Any]) -> str:
         out.append('<p class="none">No finding: the twin behaves as LVS-DR should.</p>')
     out.append("</section></div>")
     out.append("<h2>Services</h2>")
-    out += _services(data, t, names)
-    if t is not None:
-        out.append("<h2>Hosts and where they hold each VIP</h2>")
-        out += _hosts(t, marks)
-    notes = data.get("notes", [])
-    if notes:
+    out += _services(d, names)
+    out.append("<h2>Hosts and where they hold each VIP</h2>")
+    out += _hosts(t, marks)
+    if d.notes:
         out.append('<h2>Notes</h2><ul id="notes">'
-                   + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+                   + "".join(f"<li>{_e(n)}</li>" for n in d.notes) + "</ul>")
     out.append("</body></html>")
     return "\n".join(out)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from html import escape
-from typing import Any
+
+from lab.sweep.kmatrix import Report, Status
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#212529}
@@ -25,10 +26,10 @@ details summary{cursor:pointer}
 .meta{color:#495057}.tag{font-weight:bold}
 """
 
-_CLASS = {"ok": "ok", "not run": "skip"}
+_CLASS = {Status.OK: "ok", Status.NOT_RUN: "skip"}
 
 
-def _status_class(status: str) -> str:
+def _status_class(status: Status) -> str:
     return _CLASS.get(status, "bad")
 
 
@@ -40,27 +41,25 @@ def _command(what: str, args: list[str]) -> str:
     return f"drlab {what} " + " ".join(args)
 
 
-def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
+def kernels_html(report: Report, title: str | None = None) -> str:
     """A merged report (:func:`lab.sweep.kmatrix.merge`) as one HTML page."""
-    from lab.model.loader import topology_from_dict
-
-    what = report["what"]
-    kernels = report["kernels"]
+    what = report.what
+    kernels = report.kernels
     title = title or (f"LVS-DR lab: {what} on {len(kernels)} kernel"
                       + ("s" if len(kernels) != 1 else ""))
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
            f"<h1>{escape(title)}</h1>",
            f'<p class="meta">Generated {time.strftime("%Y-%m-%d %H:%M:%S %Z")} by drlab; '
-           f"command on each kernel: <code>{escape(_command(what, report['args']))}</code></p>"]
-    bad = sum(r["bad"] for r in report["rows"])
-    differs = sum(r["differs"] for r in report["rows"])
-    missing = report.get("missing") or []
-    out.append(f'<p id="verdict" class="tag">{len(report["rows"])} rows; {bad} failing on some '
+           f"command on each kernel: <code>{escape(_command(what, report.args))}</code></p>"]
+    bad = sum(r.bad for r in report.rows)
+    differs = sum(r.differs for r in report.rows)
+    missing = report.missing
+    out.append(f'<p id="verdict" class="tag">{len(report.rows)} rows; {bad} failing on some '
                f"kernel; {differs} differing across kernels"
                + (f"; {len(missing)} missing" if missing else "") + ".</p>")
-    if report.get("merged"):
-        out.append(f'<p class="meta">Merged from {report["merged"]} shard reports '
+    if report.merged:
+        out.append(f'<p class="meta">Merged from {report.merged} shard reports '
                    "(<code>drlab kernels merge</code>).</p>")
     if missing:
         out.append('<ul id="missing">' + "".join(f"<li>missing: {escape(m)}</li>"
@@ -68,65 +67,61 @@ def kernels_html(report: dict[str, Any], title: str | None = None) -> str:
     out.append('<h2>Kernels</h2><table id="kernels"><tr><th>kernel</th><th>release</th>'
                "<th>image</th><th>wall time</th><th>exit</th><th>problem</th></tr>")
     for k in kernels:
-        out.append(f"<tr><td>{escape(k['name'])}</td><td>{escape(str(k['release']))}</td>"
-                   f"<td><code>{escape(k['image'] or 'running kernel')}</code></td>"
-                   f"<td>{k['seconds']:.0f} s</td><td>{k['exit_code']}</td>"
-                   f"<td>{escape(k['error'] or '')}"
-                   + (" (the VM died and was booted again)" if k.get("retried") else "")
+        out.append(f"<tr><td>{escape(k.name)}</td><td>{escape(str(k.release))}</td>"
+                   f"<td><code>{escape(k.image or 'running kernel')}</code></td>"
+                   f"<td>{k.seconds:.0f} s</td><td>{k.exit_code}</td>"
+                   f"<td>{escape(k.error or '')}"
+                   + (" (the VM died and was booted again)" if k.retried else "")
                    + "</td></tr>")
     out.append("</table>")
-    if report.get("topology"):
+    if report.topology is not None:
         from lab.report.diagram import svg
 
         out.append("<h2>Topology</h2>")
-        out.append(svg(topology_from_dict(report["topology"])))
+        out.append(svg(report.topology))
         if what == "matrix":
             out.append('<p class="meta">Drawn for the first cell; every cell changes the '
                        "settings its label names.</p>")
     out.append("<h2>Results</h2>")
-    has_pred = any(r.get("predicted") for r in report["rows"])
+    has_pred = any(r.predicted for r in report.rows)
     out.append('<table id="results"><thead><tr><th>' + {"matrix": "cell", "scenario": "scenario",
                                                           "suite": "test"}.get(what, "row")
                + "</th>" + ("<th>predicted</th>" if has_pred else "")
-               + "".join(f"<th>{escape(k['name'])}<br><small>{escape(str(k['release']))}"
+               + "".join(f"<th>{escape(k.name)}<br><small>{escape(str(k.release))}"
                          "</small></th>" for k in kernels)
                + "<th>across kernels</th></tr></thead><tbody>")
-    for r in report["rows"]:
-        cls = ' class="differs"' if r["differs"] else ""
-        note = f'<br><small>{escape(r["note"])}</small>' if r.get("note") else ""
-        if r.get("topologies"):  # a scenario row: each variant's own lab, drawn
+    for r in report.rows:
+        cls = ' class="differs"' if r.differs else ""
+        note = f"<br><small>{escape(r.note)}</small>" if r.note else ""
+        if r.topologies:  # a scenario row: each variant's own lab, drawn
             from lab.report.diagram import svg
 
             note += "".join(
                 f'<details class="topology"><summary>{escape(v)} lab</summary>'
-                f"{svg(topology_from_dict(d))}</details>" for v, d in r["topologies"].items())
-        cells = [f'<td class="key"><code>{escape(r["key"])}</code>{note}</td>']
+                f"{svg(t)}</details>" for v, t in r.topologies.items())
+        cells = [f'<td class="key"><code>{escape(r.key)}</code>{note}</td>']
         if has_pred:
-            cells.append(f"<td><small>{escape(r.get('predicted') or '')}</small></td>")
+            cells.append(f"<td><small>{escape(r.predicted or '')}</small></td>")
         for k in kernels:
-            c = r["kernels"].get(k["name"])
+            c = r.kernels.get(k.name)
             if c is None:
                 cells.append('<td class="skip">-</td>')
                 continue
-            ev = "\n".join(c["evidence"])
-            body = (f'<span class="tag">{escape(c["status"])}</span><br>'
-                    f"<small>{escape(c['summary'])}</small>")
+            ev = "\n".join(c.evidence)
+            body = (f'<span class="tag">{escape(c.status.value)}</span><br>'
+                    f"<small>{escape(c.summary)}</small>")
             if ev:
                 body += (f"<details><summary>evidence</summary><pre>{escape(ev)}</pre>"
                          "</details>")
-            cells.append(f'<td class="{_status_class(c["status"])}">{body}</td>')
-        cells.append(f"<td>{'differs' if r['differs'] else 'same'}</td>")
+            cells.append(f'<td class="{_status_class(c.status)}">{body}</td>')
+        cells.append(f"<td>{'differs' if r.differs else 'same'}</td>")
         out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     out.append("</tbody></table></body></html>")
     return "\n".join(out)
 
 
-def matrix_html(data: dict[str, Any], args: list[str]) -> str:
-    """A single ``drlab matrix`` run (its JSON) as HTML: one kernel column."""
-    from lab.sweep.kernels import Kernel
-    from lab.sweep.kmatrix import KernelRun, merge
-
-    run = KernelRun(Kernel("this kernel", None, data.get("kernel")), 1 if data["mismatches"]
-                    else 0, data["wall_seconds"], data, None, data.get("kernel"))
-    return kernels_html(merge("matrix", args, [run]),
-                        title=f"LVS-DR lab: matrix on kernel {data.get('kernel')}")
+def matrix_html(report: Report) -> str:
+    """A single ``drlab matrix`` run (:func:`lab.sweep.kmatrix.matrix_report`) as HTML:
+    one kernel column."""
+    return kernels_html(report, title=f"LVS-DR lab: matrix on kernel "
+                                      f"{report.kernels[0].release}")

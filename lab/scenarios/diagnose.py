@@ -12,6 +12,11 @@ the scenario, the hosts by their collected names, the symptom, the evidence and
 the catalogue's fix. A measured symptom no scenario explains is reported as
 ``unexplained``, never dropped.
 
+Symptoms are :class:`lab.probes.check.Symptom` data from the probe to here, and
+matched by their kind, not their text. Every scenario diagnose names is looked up
+in the catalogue when this module is imported (:func:`scenario`), so a misspelt
+name fails there, not as a finding without a fix.
+
 Some failures need a stimulus the twin does not run (a real server deleted, a
 client reusing ports, a failover): those findings come from the configuration
 alone and say so (``measured`` false, "prediction").
@@ -19,6 +24,7 @@ alone and say so (``measured`` false, "prediction").
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import platform
 from collections.abc import Callable
@@ -30,13 +36,54 @@ from lab.builder.sysctl import PINNED_CONF
 from lab.errors import LabError
 from lab.model import Host, Topology, VirtualService, topology_to_dict
 from lab.model.keepalived import parse as parse_keepalived
-from lab.scenarios.base import REGISTRY
+from lab.probes.check import Symptom, SymptomKind, connection_failed
+from lab.probes.check import answers_arp as arp_symptom
+from lab.scenarios.base import Scenario
+from lab.scenarios.catalogue import REGISTRY
 from lab.util import Progress
+
+
+def scenario(name: str) -> Scenario:
+    """The catalogue's scenario ``name``. The references below call it when the module
+    is imported: a name the catalogue lacks raises there."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise LookupError(f"diagnose names {name!r}, which is no scenario of the "
+                          "catalogue") from None
+
+
+# every scenario a finding of diagnose can name
+VIP_ON_LAN = scenario("vip-on-lan-interface")
+IPV6_VIP_ON_LAN = scenario("ipv6-vip-on-lan-interface")
+NOARP_DUMMY = scenario("noarp-dummy-vip")
+WIDE_PREFIX_ON_LO = scenario("vip-wide-prefix-on-lo")
+SYSCTLS_ON_LO_ONLY = scenario("sysctls-on-lo-only")
+ARP_IGNORE_3_SCOPE = scenario("arp-ignore-3-scope")
+RS_ANSWERS_ARP = scenario("rs-answers-arp")
+STALE_VIP = scenario("stale-vip-on-lo")
+ANNOUNCE_POISONING = scenario("arp-announce-poisoning")
+DIRECTOR_VIP_PRIMARY = scenario("director-vip-primary")
+RS_NOT_ON_LINK = scenario("rs-not-on-link")
+MISSING_VIP = scenario("missing-vip-on-rs")
+HEALTHCHECK_RIP_ONLY = scenario("healthcheck-on-rip-only")
+VRRP_STRICT = scenario("vrrp-strict-drops-vip")
+RP_FILTER_MULTIHOMED = scenario("rp-filter-multihomed")
+GATEWAY_IS_DIRECTOR = scenario("rs-gateway-is-director")
+CONN_REUSE_STALL = scenario("conn-reuse-stall")
+#: All of them (a unit test holds them to the registry).
+NAMED = (VIP_ON_LAN, IPV6_VIP_ON_LAN, NOARP_DUMMY, WIDE_PREFIX_ON_LO, SYSCTLS_ON_LO_ONLY,
+         ARP_IGNORE_3_SCOPE, RS_ANSWERS_ARP, STALE_VIP, ANNOUNCE_POISONING,
+         DIRECTOR_VIP_PRIMARY, RS_NOT_ON_LINK, MISSING_VIP, HEALTHCHECK_RIP_ONLY, VRRP_STRICT,
+         RP_FILTER_MULTIHOMED, GATEWAY_IS_DIRECTOR, CONN_REUSE_STALL)
+#: The name of a finding no scenario explains.
+UNEXPLAINED = "unexplained"
 
 
 @dataclass
 class Finding:
-    name: str
+    #: The catalogue's scenario that explains it; None: none does (``unexplained``).
+    scenario: Scenario | None
     hosts: list[str]
     service: str
     symptom: str
@@ -44,6 +91,10 @@ class Finding:
     fix: str
     #: False: only the configuration says so (a prediction), the twin did not show it.
     measured: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name if self.scenario else UNEXPLAINED
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "hosts": self.hosts, "service": self.service,
@@ -62,18 +113,19 @@ class ServiceResult:
     failed: list[str]
     distribution: dict[str, int]
     vip_entry: str | None
-    symptoms: list[str]
+    symptoms: list[Symptom]
     ladder: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "symptoms": [s.text() for s in self.symptoms]}
 
 
 @dataclass
 class Diagnosis:
     cluster: str
     kernel: str
-    topology: dict[str, Any]
+    #: The cluster's topology as it was given (the twin's model).
+    topology: Topology
     services: list[ServiceResult] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -86,7 +138,7 @@ class Diagnosis:
         return {"ok": self.ok, "cluster": self.cluster, "kernel": self.kernel,
                 "findings": [f.to_json() for f in self.findings],
                 "services": [s.to_json() for s in self.services], "notes": self.notes,
-                "topology": self.topology}
+                "topology": topology_to_dict(self.topology)}
 
     def text(self) -> str:
         lines = [f"twin of {self.cluster} on kernel {self.kernel}: "
@@ -143,30 +195,28 @@ def _lan(t: Topology, host: str) -> str:
         return t.host(host).interfaces[0].name if t.host(host).interfaces else "lo"
 
 
-def _finding(name: str, t: Topology, hosts: list[str], svc: VirtualService,
+def _finding(s: Scenario, t: Topology, hosts: list[str], svc: VirtualService,
              evidence: list[str], measured: bool = True, symptom: str | None = None) -> Finding:
-    s = REGISTRY.get(name)
-    return Finding(name, [t.host(h).shown for h in hosts], svc.key,
-                   symptom or (s.symptom if s else ""), evidence,
-                   s.fix if s else "see the evidence", measured)
+    return Finding(s, [t.host(h).shown for h in hosts], svc.key, symptom or s.symptom,
+                   evidence, s.fix, measured)
 
 
-def answers_arp(t: Topology, svc: VirtualService, h: Host) -> str:
+def answers_arp(t: Topology, svc: VirtualService, h: Host) -> Scenario:
     """Which catalogue scenario explains ``h`` (not the director) answering who-has VIP."""
     place = vip_place(t, h, svc.vip)
     dev = _lan(t, h.name)
     full = 32 if svc.family == 4 else 128
     if place is not None and place[0] == "lan":
-        return "ipv6-vip-on-lan-interface" if svc.family == 6 else "vip-on-lan-interface"
+        return IPV6_VIP_ON_LAN if svc.family == 6 else VIP_ON_LAN
     if place is not None and place[0] == "dummy" and effective(h, dev, "arp_ignore") == 0:
-        return "noarp-dummy-vip"
+        return NOARP_DUMMY
     if place is not None and place[0] == "lo" and place[1] != full:
-        return "vip-wide-prefix-on-lo"
+        return WIDE_PREFIX_ON_LO
     if effective(h, dev, "arp_ignore") == 0 and conf(h, "lo", "arp_ignore") >= 1:
-        return "sysctls-on-lo-only"
+        return SYSCTLS_ON_LO_ONLY
     if effective(h, dev, "arp_ignore") == 3 and place is not None and place[2] != "host":
-        return "arp-ignore-3-scope"
-    return "rs-answers-arp"
+        return ARP_IGNORE_3_SCOPE
+    return RS_ANSWERS_ARP
 
 
 def _shares_segment(t: Topology, a: str, b: str) -> bool:
@@ -205,15 +255,16 @@ def _measure(lab: Lab, svc: VirtualService, connections: int,
     hop = path.first_hop(lab)
     census = (ndp.ndp_census(lab, asker=hop) if svc.family == 6
               else arp.census(lab, asker=hop, iface=t.lan_iface(hop)))
-    failed, dist = [], {}
+    failed: list[str] = []
+    dist: dict[str, int] = {}
     for _ in range(connections):
         try:
             rep = client.connect(lab, protocol="udp", timeout=1.5)
             dist[rep.server] = dist.get(rep.server, 0) + 1
         except client.ConnectError as e:
             failed.append(str(e))
-    symptoms = [f"{h} answers who-has {svc.vip}" for h in sorted(census.hosts - {svc.director})]
-    symptoms += [f"connection FAILED: {f}" for f in failed]
+    symptoms = [arp_symptom(h, svc.vip) for h in sorted(census.hosts - {svc.director})]
+    symptoms += [connection_failed(svc.vip, f) for f in failed]
     return ServiceResult(svc.key, svc.director, sorted(census.hosts), connections, failed,
                          dist, None, symptoms, "path proof: TCP services only")
 
@@ -221,7 +272,7 @@ def _measure(lab: Lab, svc: VirtualService, connections: int,
 def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Finding]:
     """The measured symptoms of one service, matched to catalogue scenarios."""
     out: list[Finding] = []
-    explained: set[str] = set()
+    explained: set[Symptom] = set()
     director = res.director
     rss = {r.host: r for r in svc.real_servers}
     # who answers who-has VIP besides the director
@@ -231,7 +282,7 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
             continue
         h = t.host(name)
         # a host holding the VIP without serving it answers as a stale holder
-        why = answers_arp(t, svc, h) if name in rss else "stale-vip-on-lo"
+        why = answers_arp(t, svc, h) if name in rss else STALE_VIP
         dev = _lan(t, name)
         place = vip_place(t, h, svc.vip)
         f = _finding(why, t, [name], svc, [
@@ -243,9 +294,9 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
             + ([] if name in rss else [f"{h.shown} is no real server of {svc.key}"]))
         out.append(f)
         arp_finding[name] = f
-        explained.add(f"{name} answers who-has {svc.vip}")
+        explained.add(arp_symptom(name, svc.vip))
     if director not in res.census:
-        explained.add(f"the director {director} does not answer who-has {svc.vip}")
+        explained.add(Symptom(SymptomKind.DIRECTOR_SILENT, svc.vip, host=director))
     # the first hop's VIP entry moved away from the director
     entry = res.vip_entry
     if entry not in (None, director) and entry in arp_finding:
@@ -264,7 +315,7 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
         dev = _lan(t, h.name)
         # announce written on lo only: the same mistake as an ARP answer on lo only
         lo_only = conf(h, "lo", "arp_announce") >= 1 and effective(h, dev, "arp_announce") == 0
-        out.append(_finding("sysctls-on-lo-only" if lo_only else "arp-announce-poisoning",
+        out.append(_finding(SYSCTLS_ON_LO_ONLY if lo_only else ANNOUNCE_POISONING,
                             t, [h.name], svc, [
             f"after the connections the client's neighbour entry for {svc.vip} points to "
             f"{h.shown}, not the director",
@@ -273,14 +324,15 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
         # bypassing the director, later connections break the path proof: that is it
         explained |= set(res.symptoms)
     # failed connections: who could not have served them
-    failures = [s for s in res.symptoms if s not in explained and "answers who-has" not in s]
+    failures = [s for s in res.symptoms
+                if s not in explained and s.kind is not SymptomKind.ANSWERS_ARP]
 
     full = 32 if svc.family == 4 else 128
     if failures:
         causes = 0
         if _vip_primary(t, director, svc.vip):
             causes += 1
-            out.append(_finding("director-vip-primary", t, [director], svc, [
+            out.append(_finding(DIRECTOR_VIP_PRIMARY, t, [director], svc, [
                 f"{len(res.failed)} of {res.connections} connections failed",
                 f"{t.host(director).shown} has the VIP {svc.vip} first on its LAN interface, "
                 "with a prefix covering its own address: the VIP is its primary address"]))
@@ -288,25 +340,25 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
             h = t.host(name)
             if not _shares_segment(t, name, director):
                 causes += 1
-                out.append(_finding("rs-not-on-link", t, [name], svc, [
+                out.append(_finding(RS_NOT_ON_LINK, t, [name], svc, [
                     f"{len(res.failed)} of {res.connections} connections failed",
                     f"{h.shown} shares no segment with the director {t.host(director).shown}"]))
             elif (place := vip_place(t, h, svc.vip)) is not None and place[0] == "lo" \
                     and place[1] != full:
                 causes += 1
-                out.append(_finding("vip-wide-prefix-on-lo", t, [name], svc, [
+                out.append(_finding(WIDE_PREFIX_ON_LO, t, [name], svc, [
                     f"{len(res.failed)} of {res.connections} connections failed",
                     f"{h.shown} holds {svc.vip}/{place[1]} on lo: every address of that "
                     "prefix is local to it, the client's included"]))
             elif place is None:
                 causes += 1
-                out.append(_finding("missing-vip-on-rs", t, [name], svc, [
+                out.append(_finding(MISSING_VIP, t, [name], svc, [
                     f"{len(res.failed)} of {res.connections} connections failed",
                     f"{h.shown} holds no {svc.vip} (not on lo, a dummy or an interface): it "
                     "drops what the director forwards"]))
             elif r.listen in ("rip", "none") and r.weight > 0:
                 causes += 1
-                out.append(_finding("healthcheck-on-rip-only", t, [name], svc, [
+                out.append(_finding(HEALTHCHECK_RIP_ONLY, t, [name], svc, [
                     f"{len(res.failed)} of {res.connections} connections failed: "
                     + "; ".join(res.failed[:2]),
                     f"{h.shown}'s service listens "
@@ -317,7 +369,7 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
         strict = [d for d, text in t.keepalived.items() if _strict_without_accept(text)]
         if causes == 0 and strict:
             causes += 1
-            out.append(_finding("vrrp-strict-drops-vip", t, strict, svc, [
+            out.append(_finding(VRRP_STRICT, t, strict, svc, [
                 f"{len(res.failed)} of {res.connections} connections failed",
                 f"keepalived.conf of {', '.join(t.host(d).shown for d in strict)}: vrrp_strict "
                 "without accept: keepalived drops what is sent to the VIP"]))
@@ -333,9 +385,10 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
                     "for the VIP: later packets of a connection can reach one that has no "
                     "state for it")
         if causes == 0:
-            out.append(Finding("unexplained", [t.host(director).shown], svc.key,
+            out.append(Finding(None, [t.host(director).shown], svc.key,
                                "a measured symptom no catalogue scenario explains",
-                               failures or res.failed, "read the evidence and the path ladder"))
+                               [s.text() for s in failures] or res.failed,
+                               "read the evidence and the path ladder"))
         explained |= set(failures)
     return out
 
@@ -363,7 +416,7 @@ def _stale_vips(lab: Lab, t: Topology, progress: Callable[[str], None]) -> list[
                 what = str(e)
             if what is None:
                 continue
-            out.append(_finding("stale-vip-on-lo", t, [h.name], svc, [
+            out.append(_finding(STALE_VIP, t, [h.name], svc, [
                 f"{h.shown} holds {svc.vip} on {place[0]} but is not a real server of {svc.key}",
                 f"connecting from {h.shown} to {svc.vip}:{svc.port}: {what}"]))
     return out
@@ -377,13 +430,13 @@ def predictions(t: Topology) -> list[Finding]:
             h = t.host(r.host)
             if len(h.interfaces) > 1 and any(effective(h, i.name, "rp_filter") == 1
                                              for i in h.interfaces):
-                out.append(_finding("rp-filter-multihomed", t, [h.name], svc, [
+                out.append(_finding(RP_FILTER_MULTIHOMED, t, [h.name], svc, [
                     f"{h.shown} has {len(h.interfaces)} interfaces with strict rp_filter=1: "
                     "requests from clients it routes back through another interface are "
                     "dropped (the twin's client is on the LAN, which does not show it)"],
                     measured=False))
             if (gw := _gateway_is_director(t, svc, h)) is not None:
-                out.append(_finding("rs-gateway-is-director", t, [h.name], svc, [
+                out.append(_finding(GATEWAY_IS_DIRECTOR, t, [h.name], svc, [
                     f"{h.shown}'s default route goes via {gw}, an address of the director "
                     f"{t.host(svc.director).shown}, which holds the VIP {svc.vip}: replies "
                     "from the VIP to clients beyond the LAN arrive there with a local source "
@@ -395,7 +448,7 @@ def predictions(t: Topology) -> list[Finding]:
               for k, v in (("conntrack", "0"), ("conn_reuse_mode", "1"))}
         if vs["conntrack"] == "1" and vs["conn_reuse_mode"] == "1":
             svc = next(s for s in t.services if s.director == d)
-            out.append(_finding("conn-reuse-stall", t, [d], svc, [
+            out.append(_finding(CONN_REUSE_STALL, t, [d], svc, [
                 f"{h.shown}: net.ipv4.vs.conntrack=1 with conn_reuse_mode=1: a client "
                 "reconnecting from a port whose connection just ended has its first SYN "
                 "dropped and waits about 1 s (measured on 6.1 and 6.12 by `drlab scenario "
@@ -472,7 +525,7 @@ def diagnose(topology: Topology, *, connections: int | None = None,
 
     progress = progress or Progress()
     chosen = select(topology, services)
-    diag = Diagnosis(topology.name, platform.release(), topology_to_dict(topology))
+    diag = Diagnosis(topology.name, platform.release(), copy.deepcopy(topology))
     progress(f"diagnose: building the twin of {topology.name} ({len(topology.hosts)} hosts, "
              f"{len(topology.services)} services) ...")
     progress.start(f"diagnose {topology.name}", 1 + len(chosen))

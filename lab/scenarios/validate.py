@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError, UsageError
 from lab.model import Topology, check_sysctl, default_dr
@@ -18,6 +18,9 @@ from lab.model.predict import masked_by_interface
 from lab.scenarios.base import ROLE_ALIASES, Change, Scenario, run, run_changed
 from lab.scenarios.catalogue import REGISTRY
 from lab.util import Progress
+
+if TYPE_CHECKING:  # diagnose is imported when a twin is validated (it loads the probes)
+    from lab.scenarios.diagnose import Diagnosis, Finding, ServiceResult
 
 
 def parse_change(items: list[str], host: str, topology: Topology | None = None) -> Change:
@@ -90,7 +93,7 @@ def validate(change: Change, names: list[str] | None, runnable: Callable[[Scenar
     for name in todo:
         s = REGISTRY[name]
         progress(f"validate: {name} ...")
-        row = {}
+        row: dict[str, tuple[bool | None, bool | None]] = {}
         for variant in ("broken", "fixed"):
             try:
                 row[variant] = (run(s, variant).symptom, run_changed(s, variant, change).symptom)
@@ -113,53 +116,76 @@ def validate(change: Change, names: list[str] | None, runnable: Callable[[Scenar
 # -- on the twin of the operator's own cluster ---------------------------------------
 
 
+@dataclass(frozen=True)
+class Served:
+    """One service in one twin: connections that worked, of how many, who answered ARP."""
+
+    ok: int
+    of: int
+    census: list[str]
+
+    @classmethod
+    def of_result(cls, s: ServiceResult) -> Served:
+        return cls(s.connections - len(s.failed), s.connections, s.census)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "of": self.of, "census": self.census}
+
+
+@dataclass(frozen=True)
+class ServiceChange:
+    """A service before the change and after it (None: not measured after)."""
+
+    service: str
+    before: Served
+    after: Served | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service": self.service, "before": self.before.to_json(),
+                "after": self.after.to_json() if self.after else None}
+
+
 @dataclass
 class TwinValidation:
     """A change measured on a cluster's twin: its diagnosis before and after."""
 
     change: Change
     hosts: list[str]
-    before: Any
-    after: Any
+    before: Diagnosis
+    after: Diagnosis
 
     @staticmethod
-    def _keys(d: Any) -> dict[tuple[str, str, tuple[str, ...]], Any]:
+    def _keys(d: Diagnosis) -> dict[tuple[str, str, tuple[str, ...]], Finding]:
         return {(f.service, f.name, tuple(f.hosts)): f for f in d.findings}
 
     @property
-    def breaks(self) -> list[Any]:
+    def breaks(self) -> list[Finding]:
         b = self._keys(self.before)
         return [f for k, f in self._keys(self.after).items() if k not in b]
 
     @property
-    def fixes(self) -> list[Any]:
+    def fixes(self) -> list[Finding]:
         a = self._keys(self.after)
         return [f for k, f in self._keys(self.before).items() if k not in a]
 
     @property
-    def still(self) -> list[Any]:
+    def still(self) -> list[Finding]:
         a = self._keys(self.after)
         return [f for k, f in self._keys(self.before).items() if k in a]
 
-    def services(self) -> list[dict[str, Any]]:
+    def services(self) -> list[ServiceChange]:
         """Per service: connections that worked and who answered ARP, before and after."""
         after = {s.service: s for s in self.after.services}
-        out = []
-        for s in self.before.services:
-            n = after.get(s.service)
-            out.append({"service": s.service,
-                        "before": {"ok": s.connections - len(s.failed), "of": s.connections,
-                                   "census": s.census},
-                        "after": {"ok": n.connections - len(n.failed), "of": n.connections,
-                                  "census": n.census} if n else None})
-        return out
+        return [ServiceChange(s.service, Served.of_result(s),
+                              Served.of_result(n) if (n := after.get(s.service)) else None)
+                for s in self.before.services]
 
     def to_json(self) -> dict[str, Any]:
         return {"change": self.change.sysctls, "hosts": self.hosts,
                 "breaks": [f.to_json() for f in self.breaks],
                 "fixes": [f.to_json() for f in self.fixes],
                 "unchanged": [f.to_json() for f in self.still],
-                "services": self.services(),
+                "services": [s.to_json() for s in self.services()],
                 "before": self.before.to_json(), "after": self.after.to_json()}
 
     def text(self) -> str:
@@ -168,10 +194,10 @@ class TwinValidation:
                  f"(measured on the twin of {self.before.cluster}, kernel "
                  f"{self.before.kernel})"]
         for s in self.services():
-            b, a = s["before"], s["after"]
-            lines.append(f"  {s['service']}: connections {b['ok']}/{b['of']} -> "
-                         + (f"{a['ok']}/{a['of']}; ARP answered by {', '.join(b['census'])}"
-                            f" -> {', '.join(a['census'])}" if a else "not measured"))
+            b, a = s.before, s.after
+            lines.append(f"  {s.service}: connections {b.ok}/{b.of} -> "
+                         + (f"{a.ok}/{a.of}; ARP answered by {', '.join(b.census)}"
+                            f" -> {', '.join(a.census)}" if a else "not measured"))
         for label, fs in (("breaks", self.breaks), ("fixes", self.fixes),
                           ("unchanged", self.still)):
             lines.append(f"  {label} ({len(fs)}): " + ("; ".join(

@@ -19,11 +19,13 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from lab.errors import UsageError
+from lab.errors import LabError, UsageError
+from lab.model import Topology, topology_from_dict, topology_to_dict
 from lab.sweep import kernels
 from lab.sweep.kernels import Kernel
 from lab.util import Progress
@@ -37,8 +39,9 @@ class KernelRun:
     kernel: Kernel
     exit_code: int
     seconds: float
-    data: dict[str, Any] | None
-    #: Why there is no data (the VM did not boot, the command crashed).
+    #: What the run gave, read (:func:`read_result`); None: nothing (see ``error``).
+    result: KernelResult | None
+    #: Why there is no result (the VM did not boot, the command crashed).
     error: str | None = None
     release: str | None = None
     #: The VM died under the command and was booted again.
@@ -87,7 +90,7 @@ def kernel_shards(n_kernels: int, what: What,
 def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None,
                 offline: bool = False,
                 progress: Progress | None = None,
-                jobs: int = 1, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+                jobs: int = 1, shard: tuple[int, int] | None = None) -> Report:
     """Resolve each kernel name, run ``what`` on each (``jobs`` kernels at once, each
     in its own VM; logs in ``logs``) and merge the runs into one report
     (:func:`merge`), in the order the kernels were named. With ``shard`` (I, N)
@@ -130,9 +133,9 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
     finally:
         progress.finish()
     report = merge(what, args, runs)
-    report["kernel_names"] = [k.name for k in resolved]
-    report["logs"] = str(logs)
-    report["shard"] = list(shard) if shard else None
+    report.kernel_names = [k.name for k in resolved]
+    report.logs = str(logs)
+    report.shard = shard
     return report
 
 
@@ -158,7 +161,7 @@ def run_on(kernel: Kernel, what: What, args: list[str], log: Path,
     failing command is never retried."""
     run = _run_once(kernel, what, args, log, verbose=False, shard=shard)
     attempt = 1
-    while (run.data is None and run.exit_code == 125 and not kernel.is_host
+    while (run.result is None and run.exit_code == 125 and not kernel.is_host
            and attempt <= VM_RETRIES):
         earlier = log.with_suffix(f".attempt-{attempt}.log")
         log.rename(earlier)
@@ -198,10 +201,10 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
                 sys.stderr.write(f"  [{kernel.name}] {line}")
             rc = p.wait()
         seconds = time.monotonic() - t0
-        data, error = None, None
+        result, error = None, None
         try:
-            data = (suite_result(out / "junit.xml") if what == "suite"
-                    else json.loads((out / "result.json").read_text()))
+            result = read_result(what, suite_result(out / "junit.xml") if what == "suite"
+                                 else json.loads((out / "result.json").read_text()))
         except (OSError, ValueError, ET.ParseError):
             error = (f"no result (exit {rc}, " + ("the VM failed" if rc == 125 else
                                                    "see the log") + f": {log})")
@@ -211,7 +214,7 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
             release = None
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return KernelRun(kernel, rc, seconds, data, error, release or kernel.release)
+    return KernelRun(kernel, rc, seconds, result, error, release or kernel.release)
 
 
 def suite_result(junit: Path) -> dict[str, Any]:
@@ -229,9 +232,211 @@ def suite_result(junit: Path) -> dict[str, Any]:
     return {"tests": tests}
 
 
-# -- merging: one row per cell/scenario/test, one column per kernel ---------------
+# -- the report: one row per cell/scenario/test, one column per kernel --------------
 
-def _matrix_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+
+class Status(Enum):
+    """A cell's status: one set for every kind of run (its value is the JSON's word)."""
+
+    OK = "ok"
+    NOT_RUN = "not run"
+    ERROR = "error"
+    MISMATCH = "mismatch"
+    FAILED = "failed"
+    NOT_REPRODUCED = "not reproduced"
+    #: diagnose: a service the twin showed symptoms for
+    PROBLEMS = "problems"
+    #: diagnose: a finding measured in the twin
+    FINDING = "finding"
+    #: diagnose: a finding from the configuration alone
+    PREDICTED = "predicted"
+
+    @property
+    def bad(self) -> bool:
+        """The row fails on that kernel."""
+        return self not in (Status.OK, Status.NOT_RUN)
+
+
+@dataclass(frozen=True)
+class FindingKey:
+    """What a diagnose finding's row is about (``.ci/run`` looks rows up by it)."""
+
+    name: str
+    hosts: tuple[str, ...]
+    service: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "hosts": list(self.hosts), "service": self.service}
+
+
+@dataclass
+class Cell:
+    """One row on one kernel."""
+
+    status: Status
+    summary: str
+    evidence: list[str] = field(default_factory=list)
+    #: The row's place in an unsharded run (shards' rows are put back in that order).
+    order: int | None = None
+    #: Shown under the row's key (a scenario's symptom, a finding's fix).
+    note: str | None = None
+    #: matrix: what the model predicts for the cell.
+    predicted: str | None = None
+    #: scenario: each variant's lab.
+    topologies: dict[str, Topology] | None = None
+    finding: FindingKey | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status.value, "summary": self.summary,
+                               "evidence": self.evidence}
+        for k in ("order", "note", "predicted"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        if self.topologies is not None:
+            out["topologies"] = {v: topology_to_dict(t) for v, t in self.topologies.items()}
+        if self.finding is not None:
+            out["finding"] = self.finding.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Cell:
+        f = d.get("finding")
+        tops = d.get("topologies")
+        return cls(Status(d["status"]), str(d["summary"]), [str(e) for e in d["evidence"]],
+                   d.get("order"), d.get("note"), d.get("predicted"),
+                   {v: topology_from_dict(t) for v, t in tops.items()} if tops else None,
+                   FindingKey(f["name"], tuple(f["hosts"]), f["service"]) if f else None)
+
+
+@dataclass
+class Row:
+    key: str
+    #: Each kernel's cell (None: the kernel has no such row).
+    kernels: dict[str, Cell | None]
+    #: The row's outcome differs across kernels.
+    differs: bool
+    #: It fails on some kernel.
+    bad: bool
+
+    def _cells(self) -> list[Cell]:
+        return [c for c in self.kernels.values() if c is not None]
+
+    # what the kernels' cells say about the row itself: the first that says it
+    @property
+    def note(self) -> str | None:
+        return next((c.note for c in self._cells() if c.note), None)
+
+    @property
+    def predicted(self) -> str | None:
+        return next((c.predicted for c in self._cells() if c.predicted), None)
+
+    @property
+    def topologies(self) -> dict[str, Topology] | None:
+        return next((c.topologies for c in self._cells() if c.topologies), None)
+
+    @property
+    def finding(self) -> FindingKey | None:
+        return next((c.finding for c in self._cells() if c.finding), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "note": self.note,
+                "kernels": {k: c.to_json() if c else None for k, c in self.kernels.items()},
+                "predicted": self.predicted,
+                "topologies": ({v: topology_to_dict(t) for v, t in self.topologies.items()}
+                               if self.topologies else None),
+                "finding": self.finding.to_json() if self.finding else None,
+                "differs": self.differs, "bad": self.bad}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Row:
+        return cls(d["key"], {k: Cell.from_json(c) if c is not None else None
+                              for k, c in d["kernels"].items()}, d["differs"], d["bad"])
+
+
+@dataclass
+class KernelInfo:
+    """One kernel's run, as the report shows it."""
+
+    name: str
+    image: str
+    release: str | None
+    exit_code: int
+    seconds: float
+    error: str | None
+    retried: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> KernelInfo:
+        return cls(d["name"], d.get("image") or "", d.get("release"), int(d["exit_code"]),
+                   float(d["seconds"]), d.get("error"), bool(d.get("retried")))
+
+
+@dataclass
+class Report:
+    """A kernel run's report (:func:`merge`); JSON only at the edge (:meth:`to_json`)."""
+
+    what: str
+    args: list[str]
+    kernels: list[KernelInfo]
+    rows: list[Row]
+    topology: Topology | None = None
+    #: Shards not given and cells no shard has (:func:`merge_reports`).
+    missing: list[str] = field(default_factory=list)
+    #: The kernels as named (their order).
+    kernel_names: list[str] | None = None
+    logs: str | None = None
+    shard: tuple[int, int] | None = None
+    #: How many shard reports were merged into this one.
+    merged: int | None = None
+
+    @property
+    def failed(self) -> int:
+        """Rows failing on some kernel, kernels without a result and missing parts."""
+        return (sum(r.bad for r in self.rows) + sum(k.error is not None for k in self.kernels)
+                + len(self.missing))
+
+    def row(self, key: str) -> Row | None:
+        return next((r for r in self.rows if r.key == key), None)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "what": self.what, "args": self.args,
+            "kernels": [k.to_json() for k in self.kernels],
+            "rows": [r.to_json() for r in self.rows],
+            "topology": topology_to_dict(self.topology) if self.topology else None,
+            "missing": self.missing, "failed": self.failed,
+            "kernel_names": self.kernel_names,
+            "shard": list(self.shard) if self.shard else None}
+        if self.logs is not None:
+            out["logs"] = self.logs
+        if self.merged is not None:
+            out["merged"] = self.merged
+        return out
+
+    @classmethod
+    def from_json(cls, d: Any, name: str = "the report") -> Report:
+        """A report's JSON (``--json``) back as data; anything else is a usage error."""
+        if not isinstance(d, dict) or "rows" not in d or "kernels" not in d:
+            raise UsageError(f"{name} is not a `drlab kernels run` report")
+        try:
+            shard = d.get("shard")
+            return cls(d["what"], list(d["args"]),
+                       [KernelInfo.from_json(k) for k in d["kernels"]],
+                       [Row.from_json(r) for r in d["rows"]],
+                       topology_from_dict(d["topology"]) if d.get("topology") else None,
+                       list(d.get("missing") or []), d.get("kernel_names"), d.get("logs"),
+                       (int(shard[0]), int(shard[1])) if shard else None, d.get("merged"))
+        except (KeyError, TypeError, ValueError, IndexError, LabError) as e:
+            raise UsageError(f"{name} is not a `drlab kernels run` report "
+                             f"({type(e).__name__}: {e})") from None
+
+
+# -- the rows of each kind of run, from its JSON result ------------------------------
+
+def _matrix_rows(data: dict[str, Any]) -> dict[str, Cell]:
     from lab.sweep.matrix import FIELDS, fmt
 
     rows = {}
@@ -242,191 +447,208 @@ def _matrix_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
                    else (c.get("error") or "no observation"))
         if obs and c.get("skipped"):
             summary += f" ({c.get('error')})"
-        status = ("ok" if c["match"] else "not run" if c.get("skipped") else
-                  "error" if c.get("error") else "mismatch")
-        rows[c["label"]] = {"status": status, "summary": summary, "order": c.get("index"),
-                            "evidence": c.get("evidence") or [],
-                            "predicted": " ".join(f"{k}={fmt(v)}"
-                                                  for k, v in c["predicted"].items())}
+        status = (Status.OK if c["match"] else Status.NOT_RUN if c.get("skipped") else
+                  Status.ERROR if c.get("error") else Status.MISMATCH)
+        rows[c["label"]] = Cell(status, summary, c.get("evidence") or [], c.get("index"),
+                                predicted=" ".join(f"{k}={fmt(v)}"
+                                                   for k, v in c["predicted"].items()))
     return rows
 
 
-def _scenario_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _scenario_rows(data: dict[str, Any]) -> dict[str, Cell]:
     rows = {}
     for s in data["scenarios"]:
         if not s["ran"]:
-            rows[s["name"]] = {"status": "error" if s.get("error") else "not run",
-                               "summary": s["why"], "evidence": [], "order": s.get("index")}
+            rows[s["name"]] = Cell(Status.ERROR if s.get("error") else Status.NOT_RUN,
+                                   s["why"], [], s.get("index"))
             continue
         b, f = s["broken"], s["fixed"]
         summary = (f"broken {'SYMPTOM' if b['symptom'] else 'healthy'}, "
                    f"fixed {'SYMPTOM' if f['symptom'] else 'healthy'}")
-        rows[s["name"]] = {"status": "ok" if s["reproduced"] else "not reproduced",
-                           "summary": summary, "note": s.get("symptom"),
-                           "order": s.get("index"),
-                           "topologies": s.get("topologies"),
-                           "evidence": [f"broken: {e}" for e in b["evidence"]]
-                           + [f"fixed: {e}" for e in f["evidence"]]}
+        tops = s.get("topologies")
+        rows[s["name"]] = Cell(
+            Status.OK if s["reproduced"] else Status.NOT_REPRODUCED, summary,
+            [f"broken: {e}" for e in b["evidence"]] + [f"fixed: {e}" for e in f["evidence"]],
+            s.get("index"), note=s.get("symptom"),
+            topologies={v: topology_from_dict(t) for v, t in tops.items()} if tops else None)
     return rows
 
 
-def _suite_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {t["name"]: {"status": {"passed": "ok", "skipped": "not run"}.get(t["status"],
-                                                                            t["status"]),
-                        "summary": t["status"] + (f": {t['message']}" if t["message"] else ""),
-                        "evidence": [t["message"]] if t["message"] else []}
+#: JUnit's outcomes as statuses.
+_JUNIT = {"passed": Status.OK, "skipped": Status.NOT_RUN, "failed": Status.FAILED,
+          "error": Status.ERROR}
+
+
+def _suite_rows(data: dict[str, Any]) -> dict[str, Cell]:
+    return {t["name"]: Cell(_JUNIT[t["status"]],
+                            t["status"] + (f": {t['message']}" if t["message"] else ""),
+                            [t["message"]] if t["message"] else [])
             for t in data["tests"]}
 
 
-def _diagnose_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _diagnose_rows(data: dict[str, Any]) -> dict[str, Cell]:
     """One row per service (what the twin did) and one per finding."""
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, Cell] = {}
     for s in data["services"]:
         ok = s["connections"] - len(s["failed"])
-        rows[f"service {s['service']}"] = {
-            "status": "ok" if not s["symptoms"] else "problems",
-            "summary": f"{ok}/{s['connections']} connections; ARP from "
-                       f"{', '.join(s['census']) or 'nobody'}",
-            "evidence": s["symptoms"]}
+        rows[f"service {s['service']}"] = Cell(
+            Status.OK if not s["symptoms"] else Status.PROBLEMS,
+            f"{ok}/{s['connections']} connections; ARP from "
+            f"{', '.join(s['census']) or 'nobody'}", list(s["symptoms"]))
     for f in data["findings"]:
-        rows[f"{f['name']} on {', '.join(f['hosts'])} [{f['service']}]"] = {
-            "status": "finding" if f["measured"] else "predicted",
-            "summary": f["symptom"], "note": f["fix"], "evidence": f["evidence"]}
+        rows[f"{f['name']} on {', '.join(f['hosts'])} [{f['service']}]"] = Cell(
+            Status.FINDING if f["measured"] else Status.PREDICTED, f["symptom"],
+            list(f["evidence"]), note=f["fix"],
+            finding=FindingKey(f["name"], tuple(f["hosts"]), f["service"]))
     return rows
 
 
 ROWS = {"matrix": _matrix_rows, "scenario": _scenario_rows, "suite": _suite_rows,
         "diagnose": _diagnose_rows}
-BAD = {"mismatch", "error", "failed", "not reproduced", "finding", "problems", "predicted"}
 
 
-def merge(what: What, args: list[str], runs: list[KernelRun]) -> dict[str, Any]:
-    """One report: ``rows[i]["kernels"][kernel name]`` = status, summary, evidence."""
-    per = {r.kernel.name: (ROWS[what](r.data) if r.data else {}) for r in runs}
-    topology = next((r.data.get("topology") for r in runs if r.data and r.data.get("topology")),
-                    None)
-    kernels_ = [{"name": r.kernel.name, "image": str(r.kernel.image or ""),
-                 "release": r.release, "exit_code": r.exit_code,
-                 "seconds": round(r.seconds, 1), "error": r.error,
-                 "retried": r.retried} for r in runs]
+@dataclass
+class KernelResult:
+    """One kernel's result, read: a cell per row, and the topology it ran (if it says)."""
+
+    cells: dict[str, Cell]
+    topology: Topology | None = None
+
+
+def read_result(what: What, data: Any) -> KernelResult:
+    """A kernel's result file as data: the child's JSON (the JUnit XML's tests, for the
+    suite), read where it is read. One that is not what ``what`` writes is a ValueError."""
+    try:
+        top = data.get("topology")
+        return KernelResult(ROWS[what](data), topology_from_dict(top) if top else None)
+    except (KeyError, TypeError, AttributeError, LabError) as e:
+        raise ValueError(f"not a {what} result ({type(e).__name__}: {e})") from None
+
+
+def merge(what: What, args: list[str], runs: list[KernelRun]) -> Report:
+    """One report: ``rows[i].kernels[kernel name]`` = status, summary, evidence."""
+    per = {r.kernel.name: (r.result.cells if r.result else {}) for r in runs}
+    topology = next((r.result.topology for r in runs if r.result and r.result.topology), None)
+    kernels_ = [KernelInfo(r.kernel.name, str(r.kernel.image or ""), r.release, r.exit_code,
+                           round(r.seconds, 1), r.error, r.retried) for r in runs]
     return _report(what, args, kernels_, per, topology)
 
 
-def _report(what: str, args: list[str], kernels_: list[dict[str, Any]],
-            per: dict[str, dict[str, dict[str, Any]]], topology: Any,
-            missing: list[str] | None = None) -> dict[str, Any]:
+def matrix_report(data: dict[str, Any], args: list[str]) -> Report:
+    """A single ``drlab matrix`` run (its JSON, run by ``args``) as a report with one
+    kernel column, the running one."""
+    from lab.sweep.kernels import Kernel
+
+    run = KernelRun(Kernel("this kernel", None, data.get("kernel")), 1 if data["mismatches"]
+                    else 0, data["wall_seconds"], read_result("matrix", data), None,
+                    data.get("kernel"))
+    return merge("matrix", args, [run])
+
+
+def _report(what: str, args: list[str], kernels_: list[KernelInfo],
+            per: dict[str, dict[str, Cell]], topology: Topology | None,
+            missing: list[str] | None = None) -> Report:
     """The report from each kernel's rows (``per[kernel][key]`` = cell)."""
     keys: list[str] = []
     for rows in per.values():
         keys += [k for k in rows if k not in keys]
-    orders = {k: min((rows[k]["order"] for rows in per.values()
-                      if k in rows and rows[k].get("order") is not None), default=None)
+    orders = {k: min((o for rows in per.values() if k in rows
+                      and (o := rows[k].order) is not None), default=None)
               for k in keys}
     if keys and all(o is not None for o in orders.values()):
-        keys.sort(key=lambda k: orders[k])  # a shard's rows back in the unsharded order
+        keys.sort(key=lambda k: orders[k] or 0)  # a shard's rows back in the unsharded order
     out_rows = []
     for key in keys:
         cells = {name: rows.get(key) for name, rows in per.items()}
-        ran = [c["summary"] for c in cells.values() if c and c["status"] != "not run"]
+        ran = [c.summary for c in cells.values() if c and c.status is not Status.NOT_RUN]
         if what == "diagnose":  # a finding on one kernel and none on another: it differs
             ran += ["absent" for name, c in cells.items() if c is None and per[name]]
-        predicted = next((c["predicted"] for c in cells.values() if c and "predicted" in c),
-                         None)
-        note = next((c["note"] for c in cells.values() if c and c.get("note")), None)
-        topologies = next((c["topologies"] for c in cells.values()
-                           if c and c.get("topologies")), None)
-        out_rows.append({"key": key, "note": note, "kernels": cells, "predicted": predicted,
-                         "topologies": topologies,
-                         "differs": len(set(ran)) > 1,
-                         "bad": any(c and c["status"] in BAD for c in cells.values())})
-    return {"what": what, "args": args, "kernels": kernels_,
-            "rows": out_rows, "topology": topology, "missing": missing or [],
-            "failed": sum(r["bad"] for r in out_rows)
-            + sum(k["error"] is not None for k in kernels_) + len(missing or [])}
+        out_rows.append(Row(key, cells, differs=len(set(ran)) > 1,
+                            bad=any(c and c.status.bad for c in cells.values())))
+    return Report(what, args, kernels_, out_rows, topology, missing or [])
 
 
-def merge_reports(reports: list[dict[str, Any]],
-                  names: list[str] | None = None) -> dict[str, Any]:
+def merge_reports(data: list[Any], names: list[str] | None = None) -> Report:
     """Join the JSON reports of ``kernels run --shard I/N`` (I = 1..N) into the report
     one unsharded run gives; ``missing`` names each shard not given and each cell no
     shard has (``names``: the files, for messages). Reports of different runs (what,
     arguments, kernels, N) are a usage error."""
-    names = names or [f"report {n + 1}" for n in range(len(reports))]
-    if not reports:
+    names = names or [f"report {n + 1}" for n in range(len(data))]
+    if not data:
         raise UsageError("kernels merge: give the shards' --json reports")
+    reports = [Report.from_json(d, f"kernels merge: {name}")
+               for d, name in zip(data, names, strict=True)]
     first = reports[0]
     for r, name in zip(reports, names, strict=True):
-        if not isinstance(r, dict) or "rows" not in r or "kernels" not in r:
-            raise UsageError(f"kernels merge: {name} is not a `drlab kernels run` report")
-        for field in ("what", "args", "kernel_names"):
-            if r.get(field) != first.get(field):
-                raise UsageError(f"kernels merge: {name} is another run ({field} "
-                                 f"{r.get(field)!r}, not {first.get(field)!r})")
-        if (r.get("shard") or [1, 1])[1] != (first.get("shard") or [1, 1])[1]:
-            raise UsageError(f"kernels merge: {name} is shard {r.get('shard')}, of another N")
-    n = (first.get("shard") or [1, 1])[1]
-    given = [(r.get("shard") or [1, 1])[0] for r in reports]
+        for attr in ("what", "args", "kernel_names"):
+            if getattr(r, attr) != getattr(first, attr):
+                raise UsageError(f"kernels merge: {name} is another run ({attr} "
+                                 f"{getattr(r, attr)!r}, not {getattr(first, attr)!r})")
+        if (r.shard or (1, 1))[1] != (first.shard or (1, 1))[1]:
+            raise UsageError(f"kernels merge: {name} is shard {list(r.shard or [])}, "
+                             "of another N")
+    n = (first.shard or (1, 1))[1]
+    given = [(r.shard or (1, 1))[0] for r in reports]
     dup = sorted({i for i in given if given.count(i) > 1})
     if dup:
         raise UsageError(f"kernels merge: shard {dup[0]}/{n} given twice")
     missing = [f"shard {i}/{n} (not given)" for i in range(1, n + 1) if i not in given]
-    order = first.get("kernel_names") or [k["name"] for k in first["kernels"]]
-    kinfo: dict[str, dict[str, Any]] = {}
-    per: dict[str, dict[str, dict[str, Any]]] = {}
+    order = first.kernel_names or [k.name for k in first.kernels]
+    kinfo: dict[str, KernelInfo] = {}
+    per: dict[str, dict[str, Cell]] = {}
     for r in reports:
-        for k in r["kernels"]:
-            had = kinfo.get(k["name"])
+        for k in r.kernels:
+            had = kinfo.get(k.name)
             if had is None:
-                kinfo[k["name"]] = dict(k)
-                per[k["name"]] = {}
+                kinfo[k.name] = replace(k)
+                per[k.name] = {}
                 continue
-            had["seconds"] = round(had["seconds"] + k["seconds"], 1)
-            had["exit_code"] = max(had["exit_code"], k["exit_code"])
-            had["error"] = "; ".join(e for e in (had["error"], k["error"]) if e) or None
-            had["retried"] = had.get("retried") or k.get("retried")
-            had["release"] = had["release"] or k["release"]
-        for row in r["rows"]:
-            for kname, cell in row["kernels"].items():
+            had.seconds = round(had.seconds + k.seconds, 1)
+            had.exit_code = max(had.exit_code, k.exit_code)
+            had.error = "; ".join(e for e in (had.error, k.error) if e) or None
+            had.retried = had.retried or k.retried
+            had.release = had.release or k.release
+        for row in r.rows:
+            for kname, cell in row.kernels.items():
                 if cell is not None:
-                    per[kname][row["key"]] = cell
+                    per[kname][row.key] = cell
     kernels_ = [kinfo[k] for k in order if k in kinfo]
     per = {k: per[k] for k in order if k in per}
-    if first.get("what") != "diagnose":  # every kernel has every cell in one run
+    if first.what != "diagnose":  # every kernel has every cell in one run
         keys = {key for rows in per.values() for key in rows}
         missing += [f"{key} on {k}" for k in per for key in sorted(keys - set(per[k]))]
-    topology = next((r.get("topology") for r in reports if r.get("topology")), None)
-    out = _report(first["what"], first["args"], kernels_, per, topology, missing)
-    out["kernel_names"] = order
-    out["shard"] = None
-    out["merged"] = len(reports)
+    topology = next((r.topology for r in reports if r.topology), None)
+    out = _report(first.what, first.args, kernels_, per, topology, missing)
+    out.kernel_names = order
+    out.merged = len(reports)
     return out
 
 
-def table(report: dict[str, Any]) -> str:
+def table(report: Report) -> str:
     from lab.util import table as tab
 
-    names = [k["name"] for k in report["kernels"]]
+    names = [k.name for k in report.kernels]
     rows = []
-    for r in report["rows"]:
-        rows.append([r["key"]] + [(c["status"] if c else "-") for c in
-                                  (r["kernels"][n] for n in names)]
-                    + ["DIFFERS" if r["differs"] else ""])
-    header = ["", *(f"{k['name']} ({k['release']})" for k in report["kernels"]), "across"]
+    for r in report.rows:
+        rows.append([r.key] + [(c.status.value if c else "-") for c in
+                               (r.kernels[n] for n in names)]
+                    + ["DIFFERS" if r.differs else ""])
+    header = ["", *(f"{k.name} ({k.release})" for k in report.kernels), "across"]
     return tab(rows, header)
 
 
-def details(report: dict[str, Any]) -> list[str]:
+def details(report: Report) -> list[str]:
     """Every row that is bad on some kernel or differs across kernels, with evidence."""
     out = []
-    for r in report["rows"]:
-        if not (r["bad"] or r["differs"]):
+    for r in report.rows:
+        if not (r.bad or r.differs):
             continue
-        lines = [f"{r['key']}:" + (f" predicted {r['predicted']}" if r["predicted"] else "")]
-        for name, c in r["kernels"].items():
+        lines = [f"{r.key}:" + (f" predicted {r.predicted}" if r.predicted else "")]
+        for name, c in r.kernels.items():
             if c is None:
                 lines.append(f"  {name}: not in this run")
                 continue
-            lines.append(f"  {name}: {c['status']}: {c['summary']}")
-            lines += [f"      {e}" for e in c["evidence"]]
+            lines.append(f"  {name}: {c.status.value}: {c.summary}")
+            lines += [f"      {e}" for e in c.evidence]
         out.append("\n".join(lines))
     return out

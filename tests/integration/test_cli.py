@@ -178,9 +178,9 @@ def test_scenario_run_reproduces_an_arp_scenario(tmp_path):
     from lab.sweep import kmatrix
     from lab.sweep.kernels import Kernel
 
-    report = kmatrix.merge("scenario", [], [kmatrix.KernelRun(Kernel("k", None, "1"), 0, 1.0,
-                                                              data)])
-    assert [r["status"] for r in (x["kernels"]["k"] for x in report["rows"])] == ["ok", "ok"]
+    report = kmatrix.merge("scenario", [], [kmatrix.KernelRun(
+        Kernel("k", None, "1"), 0, 1.0, kmatrix.read_result("scenario", data))])
+    assert [x.kernels["k"].status.value for x in report.rows] == ["ok", "ok"]
     page = kernels_html(report)
     assert "still answer ARP for the VIP" in page  # symptom under the name
     # each scenario row draws its broken and its fixed lab

@@ -7,19 +7,26 @@ import pytest
 
 from lab.model import Address, Interface, Route, default_dr
 from lab.model.defaults import to_ipv6, v6
+from lab.probes.check import Symptom, SymptomKind, connection_failed
+from lab.probes.check import answers_arp as arp_symptom
 from lab.scenarios import REGISTRY
 from lab.scenarios.diagnose import (
+    NAMED,
     Diagnosis,
     ServiceResult,
     answers_arp,
     explain,
     predictions,
+    scenario,
     unique,
 )
 
+VIP = "192.0.2.100"
+
 
 def result(census=("director",), failed=(), symptoms=(), entry="director", rs=("rs1", "rs2")):
-    return ServiceResult("192.0.2.100:80/tcp", "director", list(census), 4, list(failed),
+    failed = [f.detail for f in failed]  # the client's errors, as the probe records them
+    return ServiceResult("192.0.2.100:80/tcp", "director", list(census), 4, failed,
                          {r: 2 for r in rs}, entry, list(symptoms))
 
 
@@ -42,7 +49,7 @@ IGN0 = {"net.ipv4.conf.all.arp_ignore": "0", "net.ipv4.conf.eth0.arp_ignore": "0
 def test_an_arp_answer_is_explained_by_what_the_host_is(edit, name):
     t = default_dr()
     edit(t.host("rs1"))
-    assert answers_arp(t, t.service, t.host("rs1")) == name
+    assert answers_arp(t, t.service, t.host("rs1")) is REGISTRY[name]
     [f] = explain(t, t.service, result(census=("director", "rs1")))
     assert (f.name, f.hosts, f.measured) == (name, ["rs1"], True)
     assert f.fix == REGISTRY[name].fix
@@ -52,7 +59,8 @@ def test_a_moved_vip_entry_is_poisoning_unless_the_host_answered_arp():
     t = default_dr()
     t.host("rs2").sysctls.update({"net.ipv4.conf.all.arp_announce": "0",
                                   "net.ipv4.conf.eth0.arp_announce": "0"})
-    bypass = ["rs2 192.0.2.10:5: no request to the director's MAC"]
+    bypass = [Symptom(SymptomKind.PATH, VIP, detail="rs2 192.0.2.10:5: no request to the "
+                      "director's MAC")]
     [f] = explain(t, t.service, result(entry="rs2", symptoms=bypass))
     assert f.name == "arp-announce-poisoning" and f.hosts == ["rs2"]
     t.host("rs2").sysctls.update(IGN0)
@@ -63,16 +71,17 @@ def test_a_moved_vip_entry_is_poisoning_unless_the_host_answered_arp():
 
 def test_failed_connections_name_the_real_server_that_cannot_serve():
     t = default_dr(rs_without_vip=("rs2",))
-    fails = ["connection to the VIP failed: client -> 192.0.2.100:80: no answer"]
+    fails = [connection_failed(VIP, "client -> 192.0.2.100:80: no answer")]
     [f] = explain(t, t.service, result(failed=fails[:1], symptoms=fails))
     assert (f.name, f.hosts) == ("missing-vip-on-rs", ["rs2"])
 
 
 def test_a_failure_nothing_explains_is_reported_not_dropped():
     t = default_dr()
-    fails = ["connection to the VIP failed: client -> 192.0.2.100:80: ECONNRESET"]
+    fails = [connection_failed(VIP, "client -> 192.0.2.100:80: ECONNRESET")]
     [f] = explain(t, t.service, result(failed=fails[:1], symptoms=fails))
-    assert f.name == "unexplained" and f.evidence == fails
+    assert f.name == "unexplained" and f.evidence == [
+        "connection to the VIP failed: client -> 192.0.2.100:80: ECONNRESET"]
 
 
 def test_a_non_member_answering_is_a_stale_holder():
@@ -90,7 +99,7 @@ def test_a_prediction_is_labelled_and_unique_merges_evidence():
     rs1.sysctls["net.ipv4.conf.all.rp_filter"] = "1"
     [p] = predictions(t)
     assert (p.name, p.measured) == ("rp-filter-multihomed", False)
-    d = Diagnosis("c", "k", {}, findings=unique([p, predictions(t)[0]]))
+    d = Diagnosis("c", "k", t, findings=unique([p, predictions(t)[0]]))
     assert len(d.findings) == 1 and not d.ok
     assert "prediction: not measured in the twin" in d.text()
 
@@ -102,7 +111,7 @@ def test_an_ipv6_vip_on_the_lan_interface_is_its_own_scenario():
     rs1.interfaces[0].addresses.append(Address("192.0.2.100/32"))
     t = to_ipv6(t)
     assert t.service.vip == v6("192.0.2.100")
-    assert answers_arp(t, t.service, t.host("rs1")) == "ipv6-vip-on-lan-interface"
+    assert answers_arp(t, t.service, t.host("rs1")).name == "ipv6-vip-on-lan-interface"
     [f] = explain(t, t.service, result(census=("director", "rs1")))
     assert f.fix == REGISTRY["ipv6-vip-on-lan-interface"].fix
 
@@ -131,9 +140,9 @@ def test_a_real_server_routing_via_the_director_is_predicted_unless_it_accepts_l
 def test_failures_while_several_hosts_answer_for_the_vip_go_with_that_finding():
     t = default_dr()
     t.host("rs1").sysctls.update(IGN0)
-    fails = ["connection to the VIP failed: client -> 192.0.2.100:80: ECONNRESET"]
+    fails = [connection_failed(VIP, "client -> 192.0.2.100:80: ECONNRESET")]
     [f] = explain(t, t.service, result(census=("director", "rs1"), failed=fails[:1],
-                                       symptoms=["rs1 answers who-has 192.0.2.100", *fails],
+                                       symptoms=[arp_symptom("rs1", VIP), *fails],
                                        entry=None))
     assert f.name == "rs-answers-arp" and "ECONNRESET" in f.evidence[-1]
     # a cause of its own still comes first (rs2 lacks the VIP)
@@ -152,3 +161,49 @@ def test_ipvs_keeping_conntrack_with_port_reuse_checks_is_a_predicted_stall():
     assert (p.name, p.hosts, p.measured) == ("conn-reuse-stall", ["director"], False)
     t.host("director").sysctls["net.ipv4.vs.conn_reuse_mode"] = "0"
     assert predictions(t) == []
+
+
+def test_diagnose_names_only_catalogue_scenarios_and_a_misspelt_one_raises():
+    """Every scenario a finding can name is the registry's own object (looked up when
+    diagnose is imported), and a name the catalogue lacks raises at that lookup."""
+    assert len({s.name for s in NAMED}) == len(NAMED)
+    assert all(REGISTRY[s.name] is s for s in NAMED)
+    with pytest.raises(LookupError, match="rs-answers-apr"):
+        scenario("rs-answers-apr")
+
+
+def test_symptoms_are_data_with_the_text_people_read():
+    assert arp_symptom("rs1", VIP).text() == "rs1 answers who-has 192.0.2.100"
+    assert Symptom(SymptomKind.DIRECTOR_SILENT, VIP, host="director").text() == (
+        "the director director does not answer who-has 192.0.2.100")
+    assert Symptom(SymptomKind.HOLDERS, VIP, hosts=("d1", "d2")).text() == (
+        "2 directors hold 192.0.2.100: d1, d2")
+    assert Symptom(SymptomKind.HOLDERS, VIP).text() == "0 directors hold 192.0.2.100"
+    assert Symptom(SymptomKind.ENTRY_MOVED, VIP, host="rs2", hop="client").text() == (
+        "client's neighbour entry for 192.0.2.100 points to rs2, not the director: "
+        "connections bypass it")
+    assert connection_failed(VIP, "x: ECONNRESET").text() == (
+        "connection to the VIP failed: x: ECONNRESET")
+
+
+def test_a_twin_validation_compares_findings_and_services_as_data():
+    from lab.scenarios.base import Change
+    from lab.scenarios.validate import Served, ServiceChange, TwinValidation
+
+    t = default_dr()
+    t.host("rs1").sysctls.update(IGN0)
+    before = Diagnosis("c", "k", t, services=[result(census=("director", "rs1"))],
+                       findings=explain(t, t.service, result(census=("director", "rs1"))))
+    after = Diagnosis("c", "k", t, services=[result()])
+    tv = TwinValidation(Change({"net.ipv4.conf.all.arp_ignore": "1"}, "realserver"),
+                        ["rs1"], before, after)
+    assert [f.name for f in tv.fixes] == ["rs-answers-arp"] and not tv.breaks and not tv.still
+    assert tv.services() == [ServiceChange("192.0.2.100:80/tcp",
+                                           Served(4, 4, ["director", "rs1"]),
+                                           Served(4, 4, ["director"]))]
+    data = tv.to_json()
+    assert data["services"] == [{"service": "192.0.2.100:80/tcp",
+                                 "before": {"ok": 4, "of": 4, "census": ["director", "rs1"]},
+                                 "after": {"ok": 4, "of": 4, "census": ["director"]}}]
+    assert data["fixes"][0]["name"] == "rs-answers-arp"
+    assert "connections 4/4 -> 4/4; ARP answered by director, rs1 -> director" in tv.text()

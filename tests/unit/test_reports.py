@@ -31,20 +31,20 @@ def _runs():
     d2 = {"kernel": "6.12.0", "cells": [_cell("a", good, good),
                                          _cell("b", dict(good, poisons=True), good,
                                                ["tell 192.0.2.100 <script>"])]}
-    return [kmatrix.KernelRun(k1, 0, 10.0, d1, None, "6.1.0"),
-            kmatrix.KernelRun(k2, 1, 12.0, d2, None, "6.12.0")]
+    return [kmatrix.KernelRun(k1, 0, 10.0, kmatrix.read_result("matrix", d1), None, "6.1.0"),
+            kmatrix.KernelRun(k2, 1, 12.0, kmatrix.read_result("matrix", d2), None, "6.12.0")]
 
 
 def test_merge_one_row_per_cell_one_column_per_kernel():
     report = kmatrix.merge("matrix", ["--arp-ignore", "1"], _runs())
-    assert [r["key"] for r in report["rows"]] == ["a", "b"]
-    a, b = report["rows"]
-    assert not a["differs"] and not a["bad"]
-    assert b["differs"] and b["bad"]
-    assert b["kernels"]["bookworm"]["status"] == "ok"
-    assert b["kernels"]["trixie"]["status"] == "mismatch"
-    assert "poisons=yes" in b["kernels"]["trixie"]["summary"]
-    assert report["failed"] == 1
+    assert [r.key for r in report.rows] == ["a", "b"]
+    a, b = report.rows
+    assert not a.differs and not a.bad
+    assert b.differs and b.bad
+    assert b.kernels["bookworm"].status is kmatrix.Status.OK
+    assert b.kernels["trixie"].status is kmatrix.Status.MISMATCH
+    assert "poisons=yes" in b.kernels["trixie"].summary
+    assert report.failed == 1
     text = "\n".join(kmatrix.details(report))
     assert "b:" in text and "trixie: mismatch" in text and "tell 192.0.2.100" in text
     assert "a:" not in text
@@ -55,8 +55,8 @@ def test_a_kernel_without_result_fails_the_report():
     runs = _runs()
     runs[1] = kmatrix.KernelRun(runs[1].kernel, 125, 3.0, None, "no result (exit 125)")
     report = kmatrix.merge("matrix", [], runs)
-    assert report["failed"] == 1
-    assert all(r["kernels"]["trixie"] is None for r in report["rows"])
+    assert report.failed == 1
+    assert all(r.kernels["trixie"] is None for r in report.rows)
 
 
 def test_suite_rows_from_junit(tmp_path):
@@ -66,8 +66,8 @@ def test_suite_rows_from_junit(tmp_path):
                      '<testcase classname="t" name="sk"><skipped message="no IPVS"/></testcase>'
                      "</testsuite></testsuites>")
     rows = kmatrix.ROWS["suite"](kmatrix.suite_result(junit))
-    assert {k: v["status"] for k, v in rows.items()} == {"t::ok": "ok", "t::bad": "failed",
-                                                        "t::sk": "not run"}
+    assert {k: v.status.value for k, v in rows.items()} == {
+        "t::ok": "ok", "t::bad": "failed", "t::sk": "not run"}
 
 
 def test_diagram_draws_every_host_and_segment():
@@ -144,15 +144,65 @@ def test_kernels_run_diagnose_one_row_per_service_and_finding():
     k1 = kernels.Kernel("bookworm", None, "6.1.0")
     k2 = kernels.Kernel("trixie", None, "6.12.0")
     report = kmatrix.merge("diagnose", ["cluster.toml"], [
-        kmatrix.KernelRun(k1, 0, 10.0, _diagnosis(None), None, "6.1.0"),
-        kmatrix.KernelRun(k2, 1, 12.0, _diagnosis("web3.example.net"), None, "6.12.0")])
-    rows = {r["key"]: r for r in report["rows"]}
+        kmatrix.KernelRun(k1, 0, 10.0, kmatrix.read_result("diagnose", _diagnosis(None)), None,
+                          "6.1.0"),
+        kmatrix.KernelRun(k2, 1, 12.0, kmatrix.read_result("diagnose",
+                                                           _diagnosis("web3.example.net")),
+                          None, "6.12.0")])
+    rows = {r.key: r for r in report.rows}
     svc = rows["service 192.0.2.100:80/tcp"]
-    assert svc["differs"] and svc["kernels"]["bookworm"]["status"] == "ok"
-    assert svc["kernels"]["trixie"]["status"] == "problems"
+    assert svc.differs and svc.kernels["bookworm"].status is kmatrix.Status.OK
+    assert svc.kernels["trixie"].status is kmatrix.Status.PROBLEMS
     f = rows["sysctls-on-lo-only on web3.example.net [192.0.2.100:80/tcp]"]
-    assert f["kernels"]["bookworm"] is None and f["kernels"]["trixie"]["status"] == "finding"
-    assert f["differs"]
-    assert report["failed"] == 2
+    assert f.kernels["bookworm"] is None
+    assert f.kernels["trixie"].status is kmatrix.Status.FINDING
+    assert f.differs
+    assert f.finding == kmatrix.FindingKey("sysctls-on-lo-only", ("web3.example.net",),
+                                           "192.0.2.100:80/tcp")
+    assert report.failed == 2
     page = kernels_html(report)
     assert "sysctls-on-lo-only on web3.example.net" in page and "e &lt;b&gt;" in page
+
+
+def test_a_report_is_data_and_its_json_comes_back_the_same():
+    """The report's JSON (what --json writes, CI and `kernels merge` read) keeps its
+    shape and parses back into the same report."""
+    report = kmatrix.merge("matrix", ["--arp-ignore", "1"], _runs())
+    data = report.to_json()
+    assert set(data) >= {"what", "args", "kernels", "rows", "topology", "missing", "failed"}
+    b = data["rows"][1]
+    assert (b["key"], b["differs"], b["bad"]) == ("b", True, True)
+    assert b["kernels"]["trixie"]["status"] == "mismatch" and "predicted" in b
+    assert data["failed"] == 1 and data["kernels"][0]["name"] == "bookworm"
+    back = kmatrix.Report.from_json(data)
+    assert back.to_json() == data and back.topology == report.topology
+    with pytest.raises(UsageError, match="not a `drlab kernels run` report"):
+        kmatrix.Report.from_json({"rows": [{"key": "a"}], "kernels": []})
+    bad = dict(data, rows=[dict(b, kernels={"k": dict(b["kernels"]["trixie"], status="meh")})])
+    with pytest.raises(UsageError, match="not a `drlab kernels run` report"):
+        kmatrix.Report.from_json(bad)
+
+
+def test_every_status_is_bad_but_ok_and_not_run():
+    S = kmatrix.Status
+    assert {s for s in S if not s.bad} == {S.OK, S.NOT_RUN}
+
+
+def test_a_single_matrix_run_is_a_one_kernel_report():
+    from lab.report.html import matrix_html
+
+    good = {"answers_arp": False, "poisons": False}
+    data = {"kernel": "6.1.0", "cells": [_cell("a", good, good), _cell("b", good, good)],
+            "mismatches": 0, "wall_seconds": 3.0}
+    report = kmatrix.matrix_report(data, ["--arp-ignore 1"])
+    assert [k.name for k in report.kernels] == ["this kernel"] and report.failed == 0
+    assert [r.key for r in report.rows] == ["a", "b"]
+    page = matrix_html(report)
+    assert "LVS-DR lab: matrix on kernel 6.1.0" in page and "--arp-ignore 1" in page
+
+
+def test_a_result_file_of_another_kind_is_no_result():
+    with pytest.raises(ValueError, match="not a matrix result"):
+        kmatrix.read_result("matrix", {"scenarios": []})
+    with pytest.raises(ValueError, match="not a diagnose result"):
+        kmatrix.read_result("diagnose", ["not", "a", "dict"])
