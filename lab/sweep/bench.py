@@ -172,7 +172,7 @@ def run_lab_verified(rs: int) -> None:
 def run_shell_verified(rs: int) -> None:
     ops = _ops(rs, f"v{os.getpid()}")
     up, down = shell_script(ops, True)
-    vip = default_dr(rs=rs).service.vip  # type: ignore[union-attr]
+    vip = default_dr(rs=rs).main_service.vip
     ns = {h["name"]: h["ns"] for h in ops["hosts"]}
     servers = [n for n in ns if n.startswith("rs")]
     check = "\n".join(

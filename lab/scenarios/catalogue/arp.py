@@ -61,7 +61,7 @@ def _only(lab: Lab, rs: str) -> None:
 
 
 def _poisoning(lab: Lab, variant: Variant) -> Outcome:
-    vip = lab.topology.service.vip  # type: ignore[union-attr]
+    vip = lab.topology.main_service.vip
     ev = []
     symptom = False
     for rs in ("rs1", "rs2"):  # one at a time: a poisoned client would never reach the other
@@ -175,7 +175,7 @@ def _director_vip_primary(vip_first: bool) -> Topology:
 
 
 def _director_arps(lab: Lab, variant: Variant) -> Outcome:
-    vip = lab.topology.service.vip  # type: ignore[union-attr]
+    vip = lab.topology.main_service.vip
     failed = 0
     with Capture(lab, "director") as cap:
         for _ in range(2):
