@@ -38,7 +38,7 @@ class Observation:
     poisons: bool
     evidence: list[str] = field(default_factory=list)
 
-    def as_prediction_fields(self) -> tuple:
+    def as_prediction_fields(self) -> tuple[bool, str | None, bool, bool]:
         return (self.answers_arp, self.announce_sender, self.dr_works, self.poisons)
 
 
