@@ -272,7 +272,7 @@ def run(configs: list[CellConfig], jobs: int = 4, progress: Progress | None = No
 
     def one(c: CellConfig) -> Cell:
         cell = _run_cell(c, have_ipvs)
-        progress.step(c.label)
+        progress.step(c.label())
         return cell
 
     progress.start("matrix", len(configs))
