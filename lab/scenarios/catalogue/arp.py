@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lab.builder import Lab
 from lab.model import Address, Topology, default_dr
-from lab.model.predict import RsConfig, topology_for
+from lab.model.predict import RsConfig, Scope, topology_for
 from lab.probes import arp
 from lab.probes.arpcheck import measure
 from lab.probes.capture import Capture
@@ -144,10 +144,10 @@ register(Scenario(
 ))
 
 
-def _ignore3(scope: str) -> Topology:
+def _ignore3(scope: Scope) -> Topology:
     t = default_dr(rs=1, rs_sysctls={"net.ipv4.conf.all.arp_ignore": "3",
                                      "net.ipv4.conf.eth0.arp_ignore": "3"})
-    t.host("rs1").lo = [Address("192.0.2.100/32", scope)]  # type: ignore[arg-type]
+    t.host("rs1").lo = [Address("192.0.2.100/32", scope)]
     return t
 
 
