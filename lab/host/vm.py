@@ -236,19 +236,20 @@ def _wait_ready(p: subprocess.Popen) -> None:
     :data:`KEPT_CONSOLE`)."""
     console, notes = VM_DIR / "console.log", VM_DIR / "progress"
     t0 = time.monotonic()
-    last = [t0, (-1, -1)]  # when it last made progress, and what it had shown then
+    since, shown = t0, (-1, -1)  # when it last made progress, and what it had shown then
 
     def up() -> bool:
+        nonlocal since, shown
         if p.poll() is not None:
             raise PreflightError(f"the VM ended before it was ready (exit {p.returncode}): "
                                  f"{_tail(console)} (its console is kept in {KEPT_CONSOLE})")
         if (VM_DIR / "ready").exists():
             return True
         now, seen = time.monotonic(), (_size(console), _size(notes))
-        if seen != last[1]:
-            last[:] = [now, seen]
+        if seen != shown:
+            since, shown = now, seen
         stall = scaled(WARM_STALL if seen[1] > 0 else BOOT_STALL)
-        if now - last[0] > stall:
+        if now - since > stall:
             where = (f"the server's last note: {_tail(notes, 1)}" if seen[1] > 0
                      else "its server never started")
             raise PreflightError(
@@ -363,9 +364,11 @@ def _end(owners: list[Owner]) -> list[int]:
             if proc_start_time(pid) == start:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
+        def ended(left: dict[int, int] = procs) -> bool:
+            return not any(alive(p, t) for p, t in left.items())
+
         with contextlib.suppress(Timeout):
-            wait_for(lambda left=procs: not any(alive(p, t) for p, t in left.items()), 3,
-                     "the VM's processes to end")
+            wait_for(ended, 3, "the VM's processes to end")
         procs = {p: t for p, t in procs.items() if alive(p, t)}
         if not procs:
             break

@@ -205,7 +205,8 @@ def _measure(lab: Lab, svc: VirtualService, connections: int,
     hop = path.first_hop(lab)
     census = (ndp.ndp_census(lab, asker=hop) if svc.family == 6
               else arp.census(lab, asker=hop, iface=t.lan_iface(hop)))
-    failed, dist = [], {}
+    failed: list[str] = []
+    dist: dict[str, int] = {}
     for _ in range(connections):
         try:
             rep = client.connect(lab, protocol="udp", timeout=1.5)

@@ -90,7 +90,7 @@ def validate(change: Change, names: list[str] | None, runnable: Callable[[Scenar
     for name in todo:
         s = REGISTRY[name]
         progress(f"validate: {name} ...")
-        row = {}
+        row: dict[str, tuple[bool | None, bool | None]] = {}
         for variant in ("broken", "fixed"):
             try:
                 row[variant] = (run(s, variant).symptom, run_changed(s, variant, change).symptom)

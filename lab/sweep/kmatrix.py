@@ -323,8 +323,8 @@ def _report(what: str, args: list[str], kernels_: list[dict[str, Any]],
                       if k in rows and rows[k].get("order") is not None), default=None)
               for k in keys}
     if keys and all(o is not None for o in orders.values()):
-        keys.sort(key=lambda k: orders[k])  # a shard's rows back in the unsharded order
-    out_rows = []
+        keys.sort(key=lambda k: orders[k] or 0)  # a shard's rows back in the unsharded order
+    out_rows: list[dict[str, Any]] = []
     for key in keys:
         cells = {name: rows.get(key) for name, rows in per.items()}
         ran = [c["summary"] for c in cells.values() if c and c["status"] != "not run"]
