@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from lab.builder import netns as lab_netns
 from lab.builder.sysctl import plan
@@ -44,7 +45,7 @@ from lab.host.preflight import ipvs_available
 from lab.model import Topology, default_dr
 
 
-def _ops(rs: int, tag: str) -> dict:
+def _ops(rs: int, tag: str) -> dict[str, Any]:
     """The operations of the default DR network, as plain data all variants share."""
     t = default_dr(rs=rs)
     hosts = []
@@ -124,7 +125,7 @@ def run_floor(rs: int, with_ipvs: bool) -> None:
 
 
 # -- shell: one process per operation ------------------------------------------------
-def shell_script(ops: dict, with_ipvs: bool) -> tuple[str, str]:
+def shell_script(ops: dict[str, Any], with_ipvs: bool) -> tuple[str, str]:
     up, down = [], []
     sw = ops["switch"]
     up += [f"ip netns add {sw}", f"ip -n {sw} link add br0 type bridge",

@@ -366,7 +366,8 @@ def diff(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 def load_result(path: str | Path) -> dict[str, Any]:
     try:
-        return json.loads(Path(path).read_text())
+        result: dict[str, Any] = json.loads(Path(path).read_text())
+        return result
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except ValueError as e:

@@ -71,3 +71,26 @@ def test_the_ignore_rule_tells_good_from_bad():
     assert _bad("# type: ignore  # no code")
     assert _ignores('x = "# type: ignore"\ny = 1  # type: ignore[misc]\n') == [
         (2, "# type: ignore[misc]")]
+
+
+def _strict_patterns() -> list[str]:
+    import tomllib
+
+    conf = tomllib.loads((LAB.parent / "pyproject.toml").read_text())["tool"]["mypy"]
+    [strict] = [o for o in conf["overrides"] if o.get("disallow_untyped_defs")]
+    return strict["module"]
+
+
+def _matches(module: str, pattern: str) -> bool:
+    # mypy's rule: "a.*" names a and every module below it
+    return module == pattern or (pattern.endswith(".*") and (
+        module == pattern[:-2] or module.startswith(pattern[:-1])))
+
+
+def test_mypy_is_strict_on_the_lower_layers_and_every_module_of_lab():
+    patterns = _strict_patterns()
+    assert {"lab.model.*", "lab.builder.*", "lab.wire.*", "lab.probes.*",
+            "lab.roles.*"} <= set(patterns)
+    modules = [".".join(p.relative_to(LAB.parent).with_suffix("").parts).removesuffix(
+        ".__init__") for p in LAB.rglob("*.py")]
+    assert [m for m in modules if not any(_matches(m, p) for p in patterns)] == []
