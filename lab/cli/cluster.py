@@ -30,7 +30,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from lab.model.files import shown
 
     imp = import_cluster(args.dir, roles=parse_roles(args.role), anonymize=args.anonymize,
-                         fold=not args.no_fold, name=args.name)
+                         fold=not args.no_fold, name=args.name,
+                         allow_scripts=args.allow_scripts)
     t = topology_from_dict(imp.topology)
     # anonymized: not even the collected directories' names (hostnames, usually)
     head = "# drlab import --anonymize" if args.anonymize else "# drlab import " + " ".join(
@@ -47,17 +48,36 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_cluster(target: str, roles: dict[str, str] | None = None) -> Any:
-    """A topology file, or a directory of collected hosts (imported on the fly)."""
+def load_cluster(target: str, roles: dict[str, str] | None = None,
+                 allow_scripts: bool = False) -> Any:
+    """A topology file, or a directory of collected hosts (imported on the fly). What
+    their keepalived configs would run is removed (said on stderr, by file:line)
+    unless ``allow_scripts``."""
     from lab.model import load_topology, topology_from_dict
 
     p = Path(target)
+    notes: list[str] = []
     if p.is_dir():
         from lab.model.collected import import_cluster
 
-        imp = import_cluster([p], roles=roles or {})
-        return topology_from_dict(imp.topology)
-    return load_topology(p)
+        imp = import_cluster([p], roles=roles or {}, allow_scripts=allow_scripts)
+        t = topology_from_dict(imp.topology)
+        t.allow_scripts = allow_scripts
+        notes = [s.note() for s in imp.stripped]
+    else:
+        t = load_topology(p, allow_scripts=allow_scripts, notes=notes)
+    for n in notes:
+        print(f"drlab: {n}", file=sys.stderr)
+    return t
+
+
+def add_allow_scripts(p: argparse.ArgumentParser) -> None:
+    """``--allow-scripts``: the opt-in to run a handed-in keepalived.conf's programs."""
+    p.add_argument("--allow-scripts", action="store_true",
+                   help="run the programs the keepalived configs name (notify, "
+                   "vrrp_script, MISC_CHECK ...) as keepalived would, under "
+                   "enable_script_security as a user without privileges unless a line names "
+                   "its own; by default they are removed, each said by file:line")
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -66,7 +86,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from lab.host import preflight
     from lab.scenarios.diagnose import diagnose, select
 
-    t = load_cluster(args.target, parse_roles(args.role))
+    t = load_cluster(args.target, parse_roles(args.role), args.allow_scripts)
     select(t, args.service)
     if args.connections is not None and args.connections < 1:
         raise UsageError("--connections must be at least 1")
@@ -97,6 +117,7 @@ def add_parsers(sub: Any) -> None:
     im.add_argument("--no-fold", action="store_true",
                     help="keep every real server (default: identical ones fold into two)")
     im.add_argument("--name", default="cluster", help="the topology's name")
+    add_allow_scripts(im)
     im.set_defaults(func=cmd_import)
 
     dg = sub.add_parser("diagnose", help="build the cluster's twin, run every check, name "
@@ -111,4 +132,5 @@ def add_parsers(sub: Any) -> None:
                     help="connections per service (default: two per real server, at least 4)")
     dg.add_argument("--role", action="append", metavar="NAME=ROLE",
                     help="with a collected directory: override an inferred role")
+    add_allow_scripts(dg)
     dg.set_defaults(func=cmd_diagnose)

@@ -11,6 +11,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+from lab.cli.cluster import add_allow_scripts
 from lab.errors import PreflightError, TopologyError, UsageError
 
 if TYPE_CHECKING:
@@ -36,7 +37,11 @@ def _topology(args: argparse.Namespace) -> Any:
     from lab.model import default_dr, load_topology
 
     if getattr(args, "topology", None):
-        return load_topology(args.topology)
+        notes: list[str] = []
+        t = load_topology(args.topology, allow_scripts=args.allow_scripts, notes=notes)
+        for n in notes:  # what its keepalived configs would have run
+            print(f"drlab: {n}", file=sys.stderr)
+        return t
     if args.rs < 1:
         raise TopologyError("--rs must be at least 1")
     return default_dr(rs=args.rs, scheduler=args.scheduler).validate()
@@ -256,6 +261,7 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
     d.add_argument("--topology", metavar="FILE", help="a TOML topology file instead")
     d.add_argument("--connections", type=int, default=6, help="requests to send (default 6)")
+    add_allow_scripts(d)
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("cleanup", help="reap namespaces and processes left by dead runs")
@@ -268,6 +274,7 @@ def add_parsers(sub: Any) -> None:
     u.add_argument("--name", help="lab name (default: random); namespaces are drl-NAME-HOST")
     u.add_argument("--topology", metavar="FILE", help="a TOML topology file")
     u.add_argument("--rs", type=int, default=2, help="real servers in the default topology")
+    add_allow_scripts(u)
     u.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
     u.add_argument("--scenario", metavar="NAME", help="build a scenario's variant instead: "
                    "the whole DR lab of it (IPVS table, services)")

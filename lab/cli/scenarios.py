@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from lab.cli.cluster import add_allow_scripts
 from lab.errors import UsageError
 
 
@@ -99,7 +100,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if args.scenario:
             raise UsageError("--scenario and --topology: the catalogue or your cluster, "
                              "not both")
-        t = load_cluster(args.topology)
+        t = load_cluster(args.topology, allow_scripts=args.allow_scripts)
         change = parse_change(args.sysctl, args.host, t)
         preflight.require_ipvs()
         tv = validate_twin(t, change, progress)
@@ -146,6 +147,7 @@ def add_parsers(sub: Any) -> None:
                     help="measure on the twin of your cluster (cluster.toml from drlab "
                     "import, or a collected directory) instead of the catalogue")
     va.add_argument("--json", action="store_true", help="with --topology: print JSON")
+    add_allow_scripts(va)
     va.add_argument("--scenario", action="append", metavar="NAME",
                     help="only these scenarios (repeatable; default: all)")
     va.set_defaults(func=cmd_validate)

@@ -7,10 +7,13 @@ zones than /24s) or 2001:db8:N::/48: addresses in one subnet stay in one subnet,
 addresses in different subnets stay apart, a VIP inside a LAN stays inside it
 and a VIP outside every LAN stays outside (addresses in no subnet share a block
 of their own). Prefix lengths and host numbers are kept where they fit (a /24
-keeps its host numbers, a /64 its interface ids); a wider subnet shrinks to
-its block, with its host numbers renumbered in order if they do not fit.
+keeps its host numbers, a /64 its short interface ids such as ``::10``); a
+wider subnet shrinks to its block, with its host numbers renumbered in order if
+they do not fit. IPv6 interface ids of 33 bits or more (EUI-64 ones carry the
+interface's MAC, random ones name the host) are renumbered in order.
 :func:`anonymize_topology` applies this to TOML-shaped topology data, including
-the keepalived.conf texts in it.
+the keepalived.conf texts in it, and renames interfaces (``bond0.3107`` ->
+``eth0``), keepalived's instance and group names, its secrets and check URLs.
 """
 
 from __future__ import annotations
@@ -226,6 +229,15 @@ class AddressMap:
                 what = "subnet" if subnet else "route destination"
                 self.notes.append(f"--anonymize: a /{z.prefixlen} {what} becomes {block} "
                                   f"(the prefix shrank to /{bp}{how})")
+        if block.version == 6:  # an interface id that names its host or its MAC
+            long = [ip for ip in ips if offs[ip] % (1 << 64) >= 1 << 32]
+            short = {o for ip, o in offs.items() if ip not in long}
+            k = 0xA00
+            for ip in long:
+                while k in short:
+                    k += 1
+                offs[ip] = offs[ip] - offs[ip] % (1 << 64) + k
+                k += 1
         for ip, off in offs.items():
             self.map[ip] = block.network_address + off
             self.block_prefix[ip] = bp
@@ -268,10 +280,71 @@ class AddressMap:
         return LITERAL.sub(sub, text)
 
 
-def scrub_keepalived(text: str, director: str, hostnames: dict[str, str]) -> str:
+#: keepalived statements whose next word names a thing of the cluster's own: the new
+#: name's prefix (a number is added).
+_NAMED = {"vrrp_instance": "VI_", "vrrp_sync_group": "VG_", "virtual_server_group": "VSG_",
+          "track_process": "TP_", "vrrp_track_process": "TP_", "bfd_instance": "BFD_",
+          "vrrp_script": "CHK_", "track_file": "TF_", "vrrp_track_file": "TF_"}
+#: keepalived statements whose next word is a value of the cluster's own: the new
+#: value's pattern (``{}`` takes a number).
+_VALUES = {"auth_pass": "pass{}", "path": "/check{}", "virtualhost": "host{}.example.org",
+           "helo_name": "host{}.example.org", "smtp_helo_name": "host{}.example.org",
+           "digest": "{:032x}", "password": "secret{}", "virtual_router_id": "{}",
+           "id": "{}",  # lvs_sync_daemon's sync id
+           "process_name": "keepalived", "vrrp_process_name": "keepalived_vrrp",
+           "checker_process_name": "keepalived_ipvs", "bfd_process_name": "keepalived_bfd",
+           "process": "process{}"}
+_IFACE_AFTER = ("interface", "dev", "lvs_sync_daemon", "use_vmac", "label", "garp_interface")
+_TOKEN = re.compile(r'"[^"]*"|[{}]|[^\s{}"]+')
+_MAC = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}(?![\w:])")
+
+
+class Renames:
+    """Consistent new names for what a keepalived.conf pair (and the notes) names:
+    interfaces (given), instances, groups, secrets, check URLs."""
+
+    def __init__(self, ifnames: dict[str, str]) -> None:
+        self.ifnames = dict(ifnames)
+        self.values: dict[tuple[str, str], str] = {}
+        self.counts: dict[str, int] = {}
+
+    def value(self, kind: str, old: str, pattern: str) -> str:
+        key = (kind, old)
+        if key not in self.values:
+            n = self.counts[kind + pattern] = self.counts.get(kind + pattern, 0) + 1
+            if kind in ("virtual_router_id", "id"):
+                n += 50   # VRIDs and sync ids 51, 52, ... (as the lab's own pair)
+            self.values[key] = pattern.format(n)
+        return self.values[key]
+
+    def interface(self, word: str) -> str:
+        """An interface name, or a ``NAME:label`` (the label part renumbered)."""
+        name, colon, label = word.partition(":")
+        if name in self.ifnames:
+            return self.ifnames[name] + (colon + self.value("label", label, "{}")
+                                         if colon else "")
+        return word
+
+    def names_in(self, text: str) -> str:
+        """``text`` with every interface and keepalived name replaced, in one pass."""
+        table = {k: v for (kind, k), v in self.values.items() if kind == "name"}
+        table |= self.ifnames
+        table |= {k.replace(".", "/"): v for k, v in self.ifnames.items() if "." in k}
+        if not table:
+            return text
+        pat = re.compile(r"(?<![\w-])(" + "|".join(
+            re.escape(k) for k in sorted(table, key=len, reverse=True)) + r")(?![\w-])")
+        return pat.sub(lambda m: table[m.group(1)], text)
+
+
+def scrub_keepalived(text: str, director: str, hostnames: dict[str, str],
+                     renames: Renames | None = None) -> str:
     """A keepalived.conf without what names its cluster: comments dropped, router_id
     set to the director's lab name, collected host names replaced, e-mail addresses
-    and an SMTP server name made generic (addresses are :class:`AddressMap`'s job)."""
+    made generic, an SMTP server name loopback, MACs zeroed, and with ``renames``: the
+    interfaces, instance/group/script names, ``auth_pass``, check URLs, virtual hosts,
+    digests and VRIDs mapped consistently (addresses are :class:`AddressMap`'s job)."""
+    r = renames or Renames({})
     lines = []
     for raw in text.splitlines():
         line = re.sub(r"(^|\s)[#!].*$", "", raw).rstrip()
@@ -279,12 +352,38 @@ def scrub_keepalived(text: str, director: str, hostnames: dict[str, str]) -> str
             continue
         line = re.sub(r"^(\s*router_id\s+)\S+", rf"\g<1>{director}", line)
         line = re.sub(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "root@example.org", line)
+        line = _MAC.sub("02:00:00:00:00:00", line)
         m = re.match(r"^(\s*smtp_server\s+)(\S+)(.*)$", line)
-        if m and not literals(m.group(2)):
-            line = f"{m.group(1)}smtp.example.org{m.group(3)}"
-        lines.append(line)
+        if m and not literals(m.group(2)):  # a name keepalived -t resolves: an address
+            line = f"{m.group(1)}127.0.0.1{m.group(3)}"
+        lines.append(_scrub_words(line, r))
     out = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
-    return rename_hosts(out, hostnames)
+    return r.names_in(rename_hosts(out, hostnames))
+
+
+def _scrub_words(line: str, r: Renames) -> str:
+    """One line with the words after :data:`_NAMED`, :data:`_VALUES` and interface
+    keywords replaced (its spacing inside the line made single)."""
+    words = _TOKEN.findall(line)
+    if not words:
+        return line
+    out = []
+    prev = ""
+    for n, w in enumerate(words):
+        bare = w.strip('"')
+        if w in "{}":
+            pass
+        elif prev in _NAMED:
+            w = r.value("name", bare, _NAMED[prev] + "{}")
+        elif prev == "group" and n >= 2 and words[n - 2] == "virtual_server":
+            w = r.value("name", bare, "VSG_{}")
+        elif prev in _VALUES:
+            w = r.value(prev, bare, _VALUES[prev])
+        elif prev in _IFACE_AFTER or w.partition(":")[0] in r.ifnames:
+            w = r.interface(bare)
+        out.append(w)
+        prev = bare
+    return line[:len(line) - len(line.lstrip())] + " ".join(out)
 
 
 def rename_hosts(text: str, hostnames: dict[str, str]) -> str:
@@ -303,15 +402,32 @@ def rename_hosts(text: str, hostnames: dict[str, str]) -> str:
     return out
 
 
+def interface_names(names: list[str], dummies: set[str] | None = None) -> dict[str, str]:
+    """New names for collected interface names, in order: ``eth0, eth1 ...`` (and
+    ``dummy0 ...`` for those in ``dummies``); ``lo`` stays."""
+    out: dict[str, str] = {}
+    for name in names:
+        if name != "lo" and name not in out:
+            prefix = "dummy" if name in (dummies or set()) else "eth"
+            out[name] = f"{prefix}{sum(v.startswith(prefix) for v in out.values())}"
+    return out
+
+
 def anonymize_topology(data: dict[str, Any], hostnames: dict[str, str],
-                       notes: list[str] | tuple[str, ...] = ()
+                       notes: list[str] | tuple[str, ...] = (),
+                       ifnames: dict[str, str] | None = None
                        ) -> tuple[dict[str, Any], list[str]]:
-    """``data`` (TOML-shaped) with every address mapped into the documentation ranges
-    and the keepalived.conf texts scrubbed; ``hostnames`` maps each collected host name
-    to its new one (host names and labels in ``data`` are the caller's job). Returns
-    the new data and ``notes`` rewritten the same way, followed by its own."""
-    texts = {k: scrub_keepalived(v, k, hostnames) for k, v in data.get("keepalived", {}).items()}
-    renamed = [rename_hosts(n, hostnames) for n in notes]
+    """``data`` (TOML-shaped) with every address mapped into the documentation ranges,
+    interfaces renamed by ``ifnames`` (collected name -> new, every host's) and the
+    keepalived.conf texts scrubbed; ``hostnames`` maps each collected host name to its
+    new one (host names and labels in ``data`` are the caller's job). Returns the new
+    data and ``notes`` rewritten the same way, followed by its own."""
+    ren = Renames(ifnames or {})
+    texts = {k: scrub_keepalived(v, k, hostnames, ren)
+             for k, v in data.get("keepalived", {}).items()}
+    texts = {k: ren.names_in(v) for k, v in texts.items()}  # names defined in the other file
+    renamed = [ren.names_in(_MAC.sub("02:00:00:00:00:00", rename_hosts(n, hostnames)))
+               for n in notes]
     m = AddressMap()
     hosts: dict[str, Any] = data["hosts"]
 
@@ -339,18 +455,29 @@ def anonymize_topology(data: dict[str, Any], hostnames: dict[str, str],
     def addr(a: Any) -> Any:
         return m.cidr(a) if isinstance(a, str) else dict(a, cidr=m.cidr(a["cidr"]))
 
+    def sysctl(key: str) -> str:
+        parts = key.split(".")
+        if len(parts) > 4 and parts[2] == "conf":
+            parts[3] = ren.ifnames.get(parts[3].replace("/", "."), parts[3])
+        return ".".join(parts)
+
     new_hosts = {}
     for name, h in hosts.items():
         h = dict(h)
+        own = h.get("role") != "client"   # the lab's client has the lab's names
         if "interfaces" in h:
-            h["interfaces"] = [dict(i, addresses=[addr(a) for a in i["addresses"]])
-                               for i in h["interfaces"]]
+            h["interfaces"] = [dict(i, addresses=[addr(a) for a in i["addresses"]],
+                                    name=ren.ifnames.get(i["name"], i["name"]) if own
+                                    else i["name"]) for i in h["interfaces"]]
+        if "sysctls" in h and own:
+            h["sysctls"] = {sysctl(k): v for k, v in h["sysctls"].items()}
         if "lo" in h:
             h["lo"] = [addr(a) for a in h["lo"]]
         if "routes" in h:
             h["routes"] = [{k: (m.network(v) if k == "dst" else
-                                str(m.ip(ipaddress.ip_address(v))) if k == "via" else v)
-                            for k, v in r.items()} for r in h["routes"]]
+                                str(m.ip(ipaddress.ip_address(v))) if k == "via" else
+                                ren.ifnames.get(v, v) if k == "dev" and own else v)
+                            for k, v in route.items()} for route in h["routes"]]
         new_hosts[name] = h
     out = dict(data, hosts=new_hosts)
     if "services" in data:
@@ -361,6 +488,7 @@ def anonymize_topology(data: dict[str, Any], hostnames: dict[str, str],
     out_notes = [m.text(n) for n in renamed] + [
         *m.notes, f"--anonymize: {len(m.map)} addresses mapped into the documentation "
              "ranges (subnets kept apart, host numbers kept where they fit); hosts named by "
-             "role" + ("; keepalived.conf comments and e-mail addresses removed"
-                       if texts else "")]
+             "role, interfaces by order" + (
+                 "; keepalived.conf comments, e-mail addresses, secrets and check URLs "
+                 "replaced, its instances and groups renamed" if texts else "")]
     return out, out_notes

@@ -28,15 +28,22 @@ import json
 import os
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lab.errors import TopologyError
 from lab.model import files
-from lab.model.anonymize import anonymize_topology
+from lab.model.anonymize import anonymize_topology, interface_names
 from lab.model.files import shown
-from lab.model.keepalived import KaConfig, Node, parse_tree, strip_real_servers
+from lab.model.keepalived import (
+    KaConfig,
+    Node,
+    Stripped,
+    parse_tree,
+    strip_real_servers,
+    strip_scripts,
+)
 from lab.model.keepalived import parse as parse_keepalived
 from lab.model.topology import ANY_ADDRESS, SCHEDULERS, in_doc_range, net_in_doc_range
 
@@ -69,6 +76,9 @@ class Imported:
     notes: list[str]
     #: Lab host name -> collected host name.
     names: dict[str, str]
+    #: What was removed from the keepalived.conf files (it would run a program or
+    #: touch the lab's machine); each is in :attr:`notes` too.
+    stripped: list[Stripped] = field(default_factory=list)
 
 
 # -- reading one host ----------------------------------------------------------------
@@ -696,18 +706,26 @@ def _kept_addr(a: Addr) -> bool:
 
 def import_cluster(dirs: list[str | Path], *, roles: dict[str, str] | None = None,
                    anonymize: bool = False, fold: bool = True,
-                   name: str = "cluster") -> Imported:
-    """Read collected host directories and build the lab's twin of the cluster."""
-    return _Importer(dirs, roles or {}, anonymize, fold, name).run()
+                   name: str = "cluster", allow_scripts: bool = False) -> Imported:
+    """Read collected host directories and build the lab's twin of the cluster. What
+    in a keepalived.conf would run a program or touch the lab's machine is removed,
+    with a note naming ``file:line``, unless ``allow_scripts``; ``anonymize`` removes
+    it always (script paths name the cluster)."""
+    if anonymize and allow_scripts:
+        raise TopologyError("--anonymize removes every script (their paths name the "
+                            "cluster): not with --allow-scripts")
+    return _Importer(dirs, roles or {}, anonymize, fold, name, allow_scripts).run()
 
 
 class _Importer:
     def __init__(self, dirs: list[str | Path], roles: dict[str, str], anonymize: bool,
-                 fold: bool, name: str):
+                 fold: bool, name: str, allow_scripts: bool = False):
         self.dirs, self.role_args, self.anon, self.fold, self.name = (
             dirs, roles, anonymize, fold, name)
+        self.allow_scripts = allow_scripts
         self.notes: list[str] = []
         self.noted: set[str] = set()    # the notes, for a lookup that is not a scan
+        self.stripped: list[Stripped] = []
         self.left: list[Collected] = []
         self.vips: set[IP] = set()
 
@@ -720,6 +738,10 @@ class _Importer:
     # -- the steps -----------------------------------------------------------------
     def run(self) -> Imported:
         collected = read_hosts(self.dirs)
+        if self.anon:  # not the directories' paths: the host names are renamed later
+            for c in collected:
+                if c.keepalived is not None:
+                    c.keepalived.source = f"{c.name}/keepalived.conf"
         seen: dict[str, Path] = {}
         for c in collected:
             if c.name in seen:
@@ -777,6 +799,9 @@ class _Importer:
             self._routes(h)
             self._sysctls(h)
         kernels = sorted({h.c.kernel for h in hosts if h.c.kernel})
+        if self.anon:  # a build string names its maker: the release only
+            kernels = sorted({m.group(0) for k in kernels
+                              if (m := re.search(r"\d+\.\d+(?:\.\d+)?", k))})
         if kernels:
             self.note(f"collected kernels: {', '.join(kernels)}; the twin runs this "
                       "machine's kernel")
@@ -786,6 +811,10 @@ class _Importer:
                 if s.startswith("keepalived.conf:") and ("-k none" in s or "not found" in s) \
                         or h.role == "realserver" and s.startswith("ipvsadm-save.txt:"):
                     continue
+                if self.anon:  # its paths and names are the cluster's: the file only
+                    f = s.split(":", 1)[0]
+                    s = (f if f in HOST_FILES else "a file") + " (details left out by " \
+                        "--anonymize)"
                 self.note(f"{h.c.name}: collect skipped: {s}")
         all_hosts = hosts
         if self.fold:
@@ -807,7 +836,15 @@ class _Importer:
             twin_ips = {str(a.addr) for h in hosts for a in h.all_addrs()}
             data["keepalived"] = {}
             for n, cfg in ka.items():
-                text, gone = strip_real_servers(cfg.text, twin_ips)
+                text = cfg.text
+                if not self.allow_scripts:  # first: its lines are the file's
+                    text, found = strip_scripts(text, cfg.source)
+                    if self.anon:  # the scripts' names are the cluster's
+                        found = [replace(f, names=()) for f in found]
+                    self.stripped += found
+                    for f in found:
+                        self.note(f.note())
+                text, gone = strip_real_servers(text, twin_ips)
                 if gone:
                     self.note(f"{cfg.source}: the twin runs it without the real_server "
                               f"blocks of {_span(gone)} (folded or not collected), so "
@@ -820,7 +857,7 @@ class _Importer:
         if waive:
             data = {"name": data["name"], "waive": waive,
                     **{k: v for k, v in data.items() if k != "name"}}
-        return Imported(data, self.notes, names)
+        return Imported(data, self.notes, names, self.stripped)
 
     # -- roles ---------------------------------------------------------------------
     def _roles(self, collected: list[Collected], labnames: dict[str, str]) -> dict[str, str]:
@@ -1526,7 +1563,10 @@ class _Importer:
                 r["host"] = lab_to_new[r["host"]]
         if "keepalived" in data:
             data["keepalived"] = {lab_to_new[k]: v for k, v in data["keepalived"].items()}
-        data, self.notes = anonymize_topology(data, new, self.notes)
+        ifnames = interface_names([ln.name for c in collected for ln in c.links],
+                                  {ln.name for c in collected for ln in c.links
+                                   if ln.kind == "dummy"})
+        data, self.notes = anonymize_topology(data, new, self.notes, ifnames)
         return data, {lab_to_new[ln]: cn for ln, cn in names.items()}
 
 

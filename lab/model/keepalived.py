@@ -5,8 +5,9 @@
 ``real_server`` entries) with line numbers, keeping the text itself: a lab
 runs the operator's file as it is. :func:`topology_from_files` turns one file
 per director into a lab around them; :func:`keepalived_dr` is the lab's own
-MASTER/BACKUP pair. Pure: nothing here runs keepalived (``keepalived -t``
-is :func:`lab.roles.keepalived.config_test`).
+MASTER/BACKUP pair. :func:`strip_scripts` takes out of a config someone handed in
+whatever would run a program or touch the lab's machine. Pure: nothing here runs
+keepalived (``keepalived -t`` is :func:`lab.roles.keepalived.config_test`).
 """
 
 from __future__ import annotations
@@ -260,7 +261,7 @@ def render_pair(t: Topology, masters: tuple[str, str], *, sync: bool = True,
         # only to the address owner (priority 255): both start BACKUP then, the
         # priority still elects the first
         state = "MASTER" if n == 0 and preempt and not strict else "BACKUP"
-        g = [f"    router_id {host}", "    enable_script_security", "    script_user root"]
+        g = [f"    router_id {host}"]
         if strict:
             g.append("    vrrp_strict")
             if accept:  # VRRPv2 (RFC 3768) forbids accept mode: keepalived resets it
@@ -457,7 +458,10 @@ def topology_from_files(texts: list[tuple[str, str]]) -> tuple[Topology, list[st
     addrs = [ipaddress.ip_address(vip), *rips]
     waive = frozenset({ANY_ADDRESS}) if not all(in_doc_range(a) for a in addrs) \
         or not in_doc_range(client_ip) else frozenset()
-    t = Topology("keepalived-files", hosts, [Segment("lan")], [svc], waive, keepalived)
+    # the user's own files, named on the command line: their scripts run as keepalived
+    # would run them (as a script_user without privileges: lab.roles.keepalived)
+    t = Topology("keepalived-files", hosts, [Segment("lan")], [svc], waive, keepalived,
+                 allow_scripts=True)
     return t.validate(), derived
 
 
@@ -503,3 +507,259 @@ def strip_real_servers(text: str, keep: set[str]) -> tuple[str, list[str]]:
         removed.append(ip)
     out.append(text[pos:])
     return "".join(out), removed
+
+
+# -- what runs a program or touches the host: untrusted text ------------------------
+
+#: Statements that run a program (keepalived.conf(5), 2.2.7), and what the twin loses
+#: without them.
+SCRIPT_LINES: dict[str, str] = {
+    **{k: "no action when the VRRP instance or group changes state" for k in (
+        "notify", "notify_master", "notify_backup", "notify_fault", "notify_stop",
+        "notify_deleted", "notify_master_rx_lower_pri")},
+    "notify_up": "no action when the health check finds the real server up",
+    "notify_down": "no action when the health check finds the real server down",
+    "quorum_up": "no action when the virtual server gains its quorum",
+    "quorum_down": "no action when the virtual server loses its quorum",
+    "script": "the check script does not run",
+    "misc_path": "the MISC_CHECK program does not run",
+    "startup_script": "nothing runs when keepalived starts (rules or marks it would set)",
+    "shutdown_script": "nothing runs when keepalived stops",
+    "notify_fifo_script": "no reader of the notify FIFO runs",
+    "vrrp_notify_fifo_script": "no reader of the VRRP notify FIFO runs",
+    "lvs_notify_fifo_script": "no reader of the health-check notify FIFO runs",
+}
+#: Statements that read or write files, or reach outside the director's namespace, on
+#: the lab's machine, and what the twin loses without them.
+HOST_LINES: dict[str, str] = {
+    **{k: "the twin reads no other file: what the included file holds is missing"
+       for k in ("include", "includer", "includem", "includew", "includeb", "includea",
+                 "include_check")},
+    **{k: "no notify FIFO (it would be created on the lab's machine)"
+       for k in ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")},
+    **{k: "nothing is written outside the lab's own directory"
+       for k in ("tmp_config_directory", "config_save_dir", "reload_file", "reload_time_file",
+                 "reload_check_config", "use_pid_dir", "instance", "file", "init_file")},
+    **{k: "keepalived runs in the twin director's own namespace"
+       for k in ("net_namespace", "net_namespace_ipvs", "namespace_with_ipsets")},
+    **{k: "the twin reads no key or certificate file (SSL_GET uses a generated context)"
+       for k in ("ca", "certificate", "key")},
+    "snmp_socket": "no SNMP agent connection", "enable_dbus": "no D-Bus service",
+    "dbus_service_name": "no D-Bus service",
+}
+#: Blocks dropped whole, and what the twin loses without them.
+BLOCKS: dict[str, str] = {
+    "vrrp_script": "the check script does not run, so it never changes a priority or "
+                   "puts an instance in FAULT",
+    "track_script": "the twin tracks no script: it will not lower this priority (or go "
+                    "FAULT) when a script fails",
+    "MISC_CHECK": "no MISC_CHECK: the twin keeps the real server in the table whatever "
+                  "the program would say",
+    "track_file": "the twin tracks no file: it will not change this priority by a file's "
+                  "value",
+    "vrrp_track_file": "the twin tracks no file: it will not change a priority by a file's "
+                       "value",
+    "FILE_CHECK": "no FILE_CHECK: the real server's weight does not follow a file",
+    "SSL": "the twin reads no key or certificate file (SSL_GET uses a generated context)",
+}
+_ALLOW = "--allow-scripts keeps it"
+#: keepalived's read buffer (lib/parser.h MAXBUF): fgets() cuts longer lines.
+_MAXBUF = 1024
+
+
+@dataclass(frozen=True)
+class Stripped:
+    """A statement of an untrusted keepalived.conf that the twin does not run."""
+
+    source: str
+    line: int
+    keyword: str
+    loses: str
+    #: What a removed block named (a track_script's scripts and weights).
+    names: tuple[str, ...] = ()
+
+    def note(self) -> str:
+        what = self.keyword + (f" ({', '.join(self.names)})" if self.names else "")
+        return f"{self.source}:{self.line}: {what} removed: {self.loses} ({_ALLOW})"
+
+
+def _decomment(raw: str) -> str:
+    """A line as keepalived's parser reads it (lib/parser.c decomment()): ``!`` and ``#``
+    outside double quotes start a comment, a backslash escapes them."""
+    out, quote, i = [], False, 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == '"':
+            quote = not quote
+        elif ch == "\\" and i + 1 < len(raw):
+            if not quote and raw[i + 1] in "#!":
+                out.append(raw[i + 1])
+                i += 2
+                continue
+            out.append(raw[i:i + 2])
+            i += 2
+            continue
+        elif not quote and ch in "#!":
+            break
+        out.append(ch)
+        i += 1
+    return "".join(out).strip()
+
+
+def _pieces(line: str) -> list[str]:
+    """A decommented line cut at braces outside quotes: statements and ``{``/``}``, as
+    keepalived reads them (each piece between braces is a statement of its own)."""
+    out, cur, quote = [], [], False
+    for ch in line:
+        if ch == '"':
+            quote = not quote
+        if not quote and ch in "{}":
+            out += ["".join(cur), ch]
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return [p.strip() for p in out if p.strip()]
+
+
+def _keyword(piece: str) -> str:
+    """A statement's first word as keepalived's alloc_strvec_r() cuts it: a quoted
+    string without its quotes, else up to white space or a quote
+    (``notify_master"/x"`` is ``notify_master``)."""
+    rest = piece.lstrip(" \t\f\n\r\v")
+    if rest.startswith('"'):
+        return rest[1:].split('"', 1)[0]
+    return re.split(r'[ \t\f\n\r\v"]', rest, maxsplit=1)[0]
+
+
+def _danger(key: str, piece: str) -> tuple[str, str] | None:
+    """(keyword, what the twin loses) when ``piece`` runs a program or touches the host."""
+    low = {k.lower(): (k, v) for d in (SCRIPT_LINES, HOST_LINES) for k, v in d.items()}
+    k = key.lower()
+    if k == "notify_deleted" and len(piece.split()) < 2:
+        return None  # without a script it only changes what other notifies are told
+    return low.get(k)
+
+
+def strip_scripts(text: str, source: str = "keepalived.conf") -> tuple[str, list[Stripped]]:
+    """``text`` without what would run a program or touch the lab's machine as root
+    (notify scripts, vrrp_script/track_script, MISC_CHECK, startup/shutdown scripts,
+    FIFOs, include, files, other namespaces; see :data:`SCRIPT_LINES`, :data:`HOST_LINES`,
+    :data:`BLOCKS`); returns the new text and what was removed, by line.
+
+    Lines are read as keepalived reads them (comments, quotes, braces, ``@id``
+    conditionals); parameter definitions (``$NAME=``) and ``~SEQ``/``~LST`` are removed
+    too, since substitution could assemble any statement. Keywords match in any case.
+    Untouched lines keep their text; a changed line keeps its other statements."""
+    blocks = {k.lower(): (k, v) for k, v in BLOCKS.items()}
+    out: list[str] = []
+    found: list[Stripped] = []
+    skip = 0                    # depth inside a removed block
+    inside: list[str] = []      # the removed block's statements (track_script names them)
+    pending: tuple[str, str] | None = None  # a removed block keyword awaiting its '{'
+    in_def = False              # inside a multi-line $NAME= definition
+    for n, raw in enumerate(text.split("\n"), 1):
+        if len(raw.encode(errors="surrogateescape")) >= _MAXBUF - 1:
+            # keepalived reads 1023 bytes at a time: the rest would be a line of its own
+            found.append(Stripped(source, n, "a line over 1022 bytes", "keepalived would "
+                                  "read it as several statements; the twin has none of it"))
+            continue
+        line = _decomment(raw)
+        if in_def:
+            in_def = line.endswith("\\")
+            continue
+        if line.startswith("@"):  # conditional: assume it applies
+            parts = line.split(None, 1)
+            line = parts[1] if len(parts) > 1 else ""
+        if line.startswith("$") or line.startswith("~"):
+            what = "parameter definition" if line.startswith("$") else line[:4]
+            found.append(Stripped(source, n, what, "the twin does not expand parameters "
+                                  "in a config it was handed"))
+            in_def = line.startswith("$") and line.endswith("\\")
+            continue
+        kept: list[str] = []
+        changed = False
+        for piece in _pieces(line):
+            if pending is not None and piece != "{":
+                pending = None
+            if skip:
+                skip += {"{": 1, "}": -1}.get(piece, 0)
+                changed = True
+                if piece not in "{}":
+                    inside.append(piece)
+                elif skip == 0 and inside and found[-1].keyword == "track_script":
+                    f = found[-1]
+                    found[-1] = Stripped(f.source, f.line, f.keyword, f.loses, tuple(inside))
+                continue
+            if piece == "{" and pending is not None:
+                skip, pending, changed, inside = 1, None, True, []
+                continue
+            if piece in "{}":
+                kept.append(piece)
+                continue
+            key = _keyword(piece)
+            if key.lower() in blocks:
+                k, loses = blocks[key.lower()]
+                found.append(Stripped(source, n, k, loses))
+                pending, changed = (k, loses), True
+                continue
+            d = _danger(key, piece)
+            if d is not None:
+                found.append(Stripped(source, n, d[0], d[1]))
+                changed = True
+                continue
+            kept.append(piece)
+        if not changed:
+            out.append(raw)
+        elif kept:
+            indent = raw[:len(raw) - len(raw.lstrip())]
+            out.append(indent + " ".join(kept))
+    return "\n".join(out), found
+
+
+def script_user(text: str) -> str | None:
+    """The user a config names in ``script_user`` (the last one), if any."""
+    user = None
+    for raw in text.split("\n"):
+        line = _decomment(raw)
+        if line.startswith("@"):
+            parts = line.split(None, 1)
+            line = parts[1] if len(parts) > 1 else ""
+        for piece in _pieces(line):
+            w = piece.replace('"', "").split()
+            if len(w) >= 2 and w[0] == "script_user":
+                user = w[1]
+    return user
+
+
+def secure_global_defs(text: str, user: str, group: str | None = None) -> str:
+    """``text`` running its scripts as keepalived would with ``enable_script_security``
+    and ``script_user USER``: every ``script_user`` and ``enable_script_security``
+    statement of ``text`` is replaced by the lab's pair at the top of the first
+    ``global_defs`` (a new block when there is none)."""
+    lines = []
+    for raw in text.split("\n"):
+        line = _decomment(raw)
+        if line.startswith("@"):
+            parts = line.split(None, 1)
+            line = parts[1] if len(parts) > 1 else ""
+        pieces = _pieces(line)
+        drop = [p for p in pieces if _keyword(p) in ("script_user", "enable_script_security")]
+        if drop:
+            kept = [p for p in pieces if p not in drop]
+            indent = raw[:len(raw) - len(raw.lstrip())]
+            if kept:
+                lines.append(indent + " ".join(kept))
+            continue
+        lines.append(raw)
+    ours = ["    # drlab: scripts run as a user without privileges, from root-only paths",
+            "    enable_script_security", f"    script_user {user}" + (f" {group}" if group
+                                                                       else "")]
+    for k, raw in enumerate(lines):
+        m = re.match(r"^\s*global_defs\s*\{(.*)$", raw)
+        if m:
+            rest = m.group(1).strip()
+            head = ["global_defs {", *ours]
+            return "\n".join([*lines[:k], *head, *(["    " + rest] if rest else []),
+                              *lines[k + 1:]])
+    return "\n".join(["global_defs {", *ours, "}", *lines])

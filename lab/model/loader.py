@@ -52,8 +52,12 @@ from lab.model.topology import (
 )
 
 
-def load_topology(path: str | Path) -> Topology:
-    """Read and validate a TOML topology file."""
+def load_topology(path: str | Path, *, allow_scripts: bool = False,
+                  notes: list[str] | None = None) -> Topology:
+    """Read and validate a TOML topology file. Its keepalived configs were handed in:
+    what in them would run a program or touch the lab's machine is removed (each
+    removal appended to ``notes``, naming ``FILE [keepalived.HOST]:LINE``) unless
+    ``allow_scripts`` (the user's opt-in, ``--allow-scripts``)."""
     p = Path(path)
     # the file the user names (a link to it is followed), but a regular file of at
     # most 16 MiB: a FIFO does not hang the read
@@ -71,7 +75,20 @@ def load_topology(path: str | Path) -> Topology:
     except ValueError as e:    # an integer of more than 4300 digits
         raise TopologyError(shown(f"{p}: not valid TOML: {str(e).split(':')[0]}")) from None
     data.setdefault("name", p.stem)
-    return topology_from_dict(data)
+    return _untrusted(topology_from_dict(data), str(p), allow_scripts, notes)
+
+
+def _untrusted(t: Topology, source: str, allow_scripts: bool,
+               notes: list[str] | None) -> Topology:
+    from lab.model.keepalived import strip_scripts
+
+    t.allow_scripts = allow_scripts
+    if not allow_scripts:
+        for host, conf in t.keepalived.items():
+            t.keepalived[host], found = strip_scripts(conf, f"{source} [keepalived.{host}]")
+            if notes is not None:
+                notes += [f.note() for f in found]
+    return t
 
 
 def topology_from_dict(data: Any) -> Topology:

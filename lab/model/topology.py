@@ -202,6 +202,11 @@ class Topology:
     #: Director host -> the keepalived.conf it runs (VRRP holds the VIP, keepalived
     #: loads IPVS). Empty: the lab configures the director itself.
     keepalived: dict[str, str] = field(default_factory=dict)
+    #: The keepalived configs may run programs (notify, vrrp_script, MISC_CHECK ...).
+    #: Never read from a file: set by who loads it (``--keepalived FILE`` names the
+    #: user's own files; ``--allow-scripts`` opts in for a topology or collected
+    #: directory). Without it the role refuses a config that would run one.
+    allow_scripts: bool = False
 
     # -- lookups --------------------------------------------------------
     @property

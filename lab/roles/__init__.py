@@ -21,6 +21,8 @@ def up(topology: Topology, *, name: str | None = None, persistent: bool = False,
     from lab.roles import director, keepalived, realserver
 
     managed = bool(topology.keepalived)
+    if managed:
+        keepalived.refuse_scripts(topology)  # before anything is built
     lab = Lab(topology, name=name, persistent=persistent, pin_sysctls=pin_sysctls).build()
     try:
         if on_built is not None:

@@ -15,11 +15,21 @@ adds to every ``vrrp_instance``: it appends ``<time> INSTANCE <name> <STATE>
 <priority>`` to ``<host>.vrrp`` in the lab directory. What the lab *observes*
 (who holds the VIP, who answers ARP for it, what IPVS does) comes from the
 kernel, through the probes.
+
+Scripts: a config always runs with ``enable_script_security`` and a ``script_user``
+without privileges (``nobody``, or the file's own non-root one); only the lab's
+reporter, written by root into the root-only lab directory, names ``root`` as its
+user. A config that came with a topology or a collected directory runs no
+program at all unless the topology was loaded with ``allow_scripts`` (the
+``--allow-scripts`` opt-in; a file named with ``--keepalived FILE`` is the user's
+own): :func:`start` refuses one that still carries a script
+(:func:`lab.model.keepalived.strip_scripts` says which).
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -30,6 +40,14 @@ from pathlib import Path
 
 from lab.builder import Lab, netns, ownership
 from lab.errors import LabError, PreflightError, TopologyError
+from lab.model import Topology
+from lab.model.keepalived import (
+    Node,
+    parse_tree,
+    script_user,
+    secure_global_defs,
+    strip_scripts,
+)
 from lab.util import Timeout, scaled, wait_for
 
 _INSTANCE = re.compile(r"^(\s*vrrp_instance\s+\S+\s*\{)", re.M)
@@ -43,7 +61,23 @@ def binary() -> str:
     return path
 
 
-_IFACES = re.compile(r"^\s*(?:interface|lvs_sync_daemon)\s+(\S+)|\bdev\s+(\S+)", re.M)
+def _interfaces(text: str) -> set[str]:
+    """The interface names a config uses: ``interface``, ``lvs_sync_daemon``, ``dev X``
+    and the entries of ``track_interface`` blocks."""
+    out: set[str] = set()
+
+    def walk(nodes: list[Node], parent: str) -> None:
+        for n in nodes:
+            w = n.words
+            if parent == "track_interface" and w:
+                out.add(w[0])
+            elif n.key in ("interface", "lvs_sync_daemon") and len(w) > 1:
+                out.add(w[1])
+            out.update(w[k + 1] for k, x in enumerate(w[:-1]) if x == "dev")
+            walk(n.block or [], n.key)
+
+    walk(parse_tree(text), "")
+    return {x for x in out if re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", x)}
 
 
 def config_test(path: str | Path, source: str | None = None) -> None:
@@ -54,7 +88,7 @@ def config_test(path: str | Path, source: str | None = None) -> None:
     namespace (``unshare --net``) holding a veth of each name the file uses, so the
     host's interfaces are neither needed nor touched."""
     text = Path(path).read_text(errors="replace")
-    names = sorted({a or b for a, b in _IFACES.findall(text)} - {"lo"})
+    names = sorted(_interfaces(text) - {"lo"})
     script = ('ip link set lo up; n=0; for i in "$@"; do n=$((n+1)); '
               'ip link add "$i" type veth peer name "drlabchk$n" || exit 99; done; '
               f'exec {shlex.quote(binary())} -t -f {shlex.quote(str(path))}')
@@ -68,8 +102,44 @@ def config_test(path: str | Path, source: str | None = None) -> None:
 
 
 def with_notify(conf: str, script: Path) -> str:
-    """``conf`` with a ``notify`` line (the lab's state reporter) in every vrrp_instance."""
-    return _INSTANCE.sub(lambda m: f'{m.group(1)}\n    notify "{script}"', conf)
+    """``conf`` with a ``notify`` line (the lab's state reporter, run as root: it is
+    root's own file in a root-only directory) in every vrrp_instance."""
+    return _INSTANCE.sub(lambda m: f'{m.group(1)}\n    notify "{script}" root', conf)
+
+
+#: The user scripts run as when a config names none (or names root).
+SCRIPT_USER = "nobody"
+
+
+def run_as(conf: str) -> str:
+    """The ``script_user`` for ``conf``: its own when that is not root (uid 0), else
+    :data:`SCRIPT_USER`."""
+    user = script_user(conf)
+    if user is not None:
+        try:
+            uid = pwd.getpwnam(user).pw_uid
+        except KeyError:
+            uid = int(user) if user.isdecimal() else None
+        if uid not in (None, 0):
+            return user
+    return SCRIPT_USER
+
+
+def refuse_scripts(t: Topology) -> None:
+    """TopologyError when a keepalived config of ``t`` would run a program (or touch
+    the lab's machine) and ``t`` was not loaded with ``allow_scripts``: configs that
+    came with a topology file or a collected directory run no one's commands as root
+    unless the user opted in."""
+    if t.allow_scripts:
+        return
+    for host, conf in t.keepalived.items():
+        _, found = strip_scripts(conf, f"keepalived.{host}")
+        if found:
+            f = found[0]
+            raise TopologyError(f"keepalived.{host}:{f.line}: {f.keyword} would run on the "
+                                "lab's machine as root and came with the topology: refused "
+                                "(drlab strips such lines when it loads a topology; "
+                                "--allow-scripts runs them)")
 
 
 @dataclass(frozen=True)
@@ -107,9 +177,11 @@ def start(lab: Lab, host: str, timeout: float = 10.0) -> int:
     conf = lab.topology.keepalived.get(host)
     if conf is None:
         raise LabError(f"lab {lab.id}: no keepalived config for {host!r}")
+    refuse_scripts(lab.topology)
     p = paths(lab, host)
     script = _notify_script(lab)
-    p.conf.write_text(with_notify(conf, Path(f"{script} {host}")))
+    p.conf.write_text(with_notify(secure_global_defs(conf, run_as(conf)),
+                                  Path(f"{script} {host}")))
     for f in (p.pid, p.vrrp_pid, p.checkers_pid):
         f.unlink(missing_ok=True)
     log = open(p.log, "ab")

@@ -486,7 +486,7 @@ def test_anonymize_keeps_relations_and_leaks_nothing(tmp_path):
         assert name not in text.lower(), name
     ka = anon.topology["keepalived"]["director1"]
     assert "router_id director1" in ka and "persistence_granularity 255.255.255.0" in ka
-    assert "root@example.org" in ka and "smtp.example.org" in ka
+    assert "root@example.org" in ka and "smtp_server 127.0.0.1" in ka
 
 
 def test_anonymize_splits_the_ranges_when_subnets_do_not_fit():
@@ -643,3 +643,99 @@ def test_literals_in_text():
     assert [(str(ip), p) for ip, p in literals(text)] == [
         ("10.30.0.100", None), ("2001:db8::1", None), ("fd00::1", 64), ("1.2.3.4", 24),
         ("::ffff:a00:1", None), ("2001:db8::5", None), ("10.0.0.1", None)]
+
+
+# -- scripts in a handed-in keepalived.conf ---------------------------------------------
+
+SCRIPTS = """vrrp_script chk_haproxy {
+    script "/usr/local/bin/check-haproxy --token s3cr3t"
+    weight -30
+}
+"""
+
+
+def scripted_cluster(root: Path) -> Path:
+    cluster(root, mon=False)
+    for me in ("lvs-a", "lvs-b"):
+        p = root / me / "keepalived.conf"
+        text = SCRIPTS + p.read_text().replace(
+            "    priority", '    notify_master "/usr/local/bin/failover.sh master"\n'
+            "    track_script {\n        chk_haproxy\n    }\n    priority")
+        p.write_text(text)
+    return root
+
+
+def test_import_strips_scripts_and_names_each_by_file_and_line(tmp_path):
+    root = scripted_cluster(tmp_path / "c")
+    imp = import_cluster([root])
+    for text in imp.topology["keepalived"].values():
+        assert "failover.sh" not in text and "check-haproxy" not in text
+        assert "track_script" not in text and "vrrp_script" not in text
+        assert "priority" in text and "virtual_ipaddress" in text
+    src = root / "lvs-a" / "keepalived.conf"
+    lines = src.read_text().splitlines()
+    n_notify = next(k for k, x in enumerate(lines, 1) if "notify_master" in x)
+    assert f"{src}:{n_notify}: notify_master removed: no action when the VRRP instance or " \
+           "group changes state (--allow-scripts keeps it)" in imp.notes
+    assert f"{src}:1: vrrp_script removed" in "\n".join(imp.notes)
+    assert [(s.source, s.line, s.keyword) for s in imp.stripped][:3] == [
+        (str(src), 1, "vrrp_script"), (str(src), n_notify, "notify_master"),
+        (str(src), n_notify + 1, "track_script")]
+    # the output runs no script either: not in the TOML, not in its comments
+    out = to_toml(imp.topology)
+    assert "failover.sh" not in out and "check-haproxy" not in out
+    # opted in: the file as it is
+    mine = import_cluster([root], allow_scripts=True)
+    assert all("failover.sh" in t and "check-haproxy" in t
+               for t in mine.topology["keepalived"].values())
+    assert mine.stripped == [] and not any("removed" in n for n in mine.notes)
+    with pytest.raises(TopologyError, match="--anonymize removes every script"):
+        import_cluster([root], anonymize=True, allow_scripts=True)
+
+
+def test_a_topology_file_runs_no_script_unless_allowed(tmp_path):
+    from lab.model import load_topology
+    from lab.roles import up
+
+    data = import_cluster([scripted_cluster(tmp_path / "c")], allow_scripts=True).topology
+    path = tmp_path / "cluster.toml"
+    path.write_text(to_toml(data))  # an old cluster.toml, written before scripts were stripped
+    notes: list[str] = []
+    t = load_topology(path, notes=notes)
+    assert not t.allow_scripts
+    assert all("failover.sh" not in c and "check-haproxy" not in c for c in t.keepalived.values())
+    toml_lines = t.keepalived["lvsa"]  # (the stripped text)
+    assert "priority 150" in toml_lines
+    assert any(n.startswith(f"{path} [keepalived.lvsa]:") and "notify_master removed" in n
+               for n in notes)
+    assert len(notes) == 6  # vrrp_script, notify_master, track_script on each director
+    t = load_topology(path, allow_scripts=True)
+    assert t.allow_scripts and "failover.sh" in t.keepalived["lvsa"]
+    # a file cannot opt itself in
+    with pytest.raises(TopologyError, match="unknown key allow_scripts"):
+        topology_from_dict({**data, "allow_scripts": True})
+    # defence in depth: a topology that bypassed the loader is refused before anything is
+    # built (no root needed to see it: nothing runs)
+    raw = topology_from_dict(data)
+    with pytest.raises(TopologyError, match=r"keepalived\.lvsa:1: vrrp_script would run on "
+                                            r"the lab's machine as root"):
+        up(raw)
+
+
+def test_cli_import_strips_by_default_and_allow_scripts_opts_in(tmp_path, capsys):
+    from lab.cli import main
+
+    root = scripted_cluster(tmp_path / "c")
+    out = tmp_path / "cluster.toml"
+    assert main(["import", str(root), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "failover.sh" not in out.read_text()
+    assert f"drlab import: {root / 'lvs-a' / 'keepalived.conf'}:" in err and \
+        "notify_master removed" in err
+    assert main(["import", str(root), "-o", str(out), "--allow-scripts"]) == 0
+    assert "failover.sh" in out.read_text() and "removed" not in capsys.readouterr().err
+    assert main(["import", str(root), "-o", str(tmp_path / "x.toml"), "--anonymize",
+                 "--allow-scripts"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--anonymize removes every script" in err
+    assert not (tmp_path / "x.toml").exists()

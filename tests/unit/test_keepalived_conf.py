@@ -6,10 +6,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lab.errors import TopologyError
 from lab.model import topology_from_dict, topology_to_dict
-from lab.model.keepalived import keepalived_dr, parse, parse_tree, topology_from_files
+from lab.model.keepalived import (
+    keepalived_dr,
+    parse,
+    parse_tree,
+    script_user,
+    secure_global_defs,
+    strip_scripts,
+    topology_from_files,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "keepalived"
 FILES = [(str(EXAMPLES / n), (EXAMPLES / n).read_text()) for n in ("master.conf", "backup.conf")]
@@ -103,3 +113,144 @@ def test_example_files_pass_keepalived_t(tmp_path):
     for _src, text in FILES:
         p = keepalived_t(tmp_path, text)
         assert p.returncode == 0, p.stderr
+
+
+# -- scripts: a config someone handed in runs no one's commands ------------------------
+
+HOSTILE = """global_defs {
+    router_id lb1
+    startup_script /usr/local/sbin/marks up
+    @lb1 script_user root
+    notify_fifo /etc/motd
+    vrrp_notify_fifo_script "/bin/sh -c id"
+    net_namespace other
+}
+$CMD=notify_master
+$LONG=a \\
+   b
+~SEQ(i, 1, 3)
+include /etc/keepalived/conf.d/*.conf
+vrrp_script chk_haproxy {
+    script "/usr/bin/killall -0 haproxy"
+    interval 2 { nested }
+    weight -20
+}
+vrrp_track_file tf { file /etc/passwd
+    init_file 0 overwrite }
+vrrp_instance VI_1 { NOTIFY_MASTER /x ; priority 100 }
+vrrp_instance VI_2 {
+    state MASTER   # notify_master "/in/a/comment"
+    track_script
+    {
+        chk_haproxy weight -20
+    }
+    notify "/usr/local/bin/vrrp-notify.sh" root
+    notify_deleted
+    notify_backup"/glued/to/its/keyword"
+    "notify_fault" /quoted/keyword
+    auth_pass "a#b"
+    virtual_ipaddress {
+        192.0.2.100/32 dev eth0
+    }
+}
+virtual_server 192.0.2.100 80 {
+    lb_kind DR
+    quorum_down "/bin/page-oncall"
+    real_server 192.0.2.101 80 {
+        MISC_CHECK { misc_path "/usr/bin/curl -f http://x/" }
+        notify_up /usr/local/bin/rs-up
+        notify_down /usr/local/bin/rs-down
+    }
+}
+SSL {
+    key /etc/ssl/private/host.key
+}
+"""
+
+
+def test_strip_scripts_removes_whatever_would_run_a_program_or_touch_the_host():
+    text, found = strip_scripts(HOSTILE, "lb1/keepalived.conf")
+    by_line = {(f.line, f.keyword) for f in found}
+    assert by_line == {
+        (3, "startup_script"), (5, "notify_fifo"), (6, "vrrp_notify_fifo_script"),
+        (7, "net_namespace"), (9, "parameter definition"), (10, "parameter definition"),
+        (12, "~SEQ"), (13, "include"), (14, "vrrp_script"), (19, "vrrp_track_file"),
+        (21, "notify_master"), (24, "track_script"), (28, "notify"), (30, "notify_backup"),
+        (31, "notify_fault"), (39, "quorum_down"), (41, "MISC_CHECK"), (42, "notify_up"),
+        (43, "notify_down"), (46, "SSL")}
+    for word in ("startup_script", "notify_up", "misc_path", "killall", "curl", "/etc/passwd",
+                 "include", "notify_master /x", "vrrp-notify", "page-oncall", "host.key",
+                 "net_namespace", "$cmd", "~seq", "fifo", "init_file", "   b", "/x", "/glued",
+                 "/quoted"):
+        assert word not in text.lower(), word
+    # what is left still parses, keeps its other statements and its braces
+    tree = parse_tree(text)
+    [vi2] = [n for n in tree if n.words == ["vrrp_instance", "VI_2"]]
+    assert [n.key for n in vi2.block] == ["state", "notify_deleted", "auth_pass",
+                                          "virtual_ipaddress"]
+    assert "state MASTER   # notify_master" in text  # an untouched line keeps its text
+    [vs] = [n for n in tree if n.key == "virtual_server"]
+    assert [n.key for n in vs.first("real_server").block or []] == []
+    notes = [f.note() for f in found]
+    assert ("lb1/keepalived.conf:24: track_script (chk_haproxy weight -20) removed: the twin "
+            "tracks no script: it will not lower this priority (or go FAULT) when a script "
+            "fails (--allow-scripts keeps it)") in notes
+    assert all("--allow-scripts keeps it" in n and "\n" not in n for n in notes)
+    assert strip_scripts(text)[1] == []  # nothing left to find
+    clean = FILES[0][1]
+    assert strip_scripts(clean) == (clean, [])  # a config without them is untouched
+
+
+def test_a_line_keepalived_would_cut_in_two_is_removed(tmp_path):
+    # fgets() in keepalived's parser reads 1023 bytes: the rest is a statement of its own
+    long = "    auth_pass " + "x" * (1023 - 14) + "notify_master /tmp/evil"
+    text = f"vrrp_instance V {{\n{long}\n    priority 100\n}}\n"
+    out, found = strip_scripts(text, "f.conf")
+    assert [(f.line, f.keyword) for f in found] == [(2, "a line over 1022 bytes")]
+    assert "evil" not in out and "priority 100" in out
+    ok = "    auth_pass " + "x" * 900
+    assert strip_scripts(ok)[1] == []
+
+
+def test_a_users_file_runs_its_scripts_as_a_user_without_privileges(tmp_path):
+    from lab.roles.keepalived import run_as, with_notify
+
+    assert script_user(FILES[0][1]) == "root" and run_as(FILES[0][1]) == "nobody"
+    assert run_as("global_defs {\n script_user daemon\n}\n") == "daemon"
+    assert run_as("global_defs {\n script_user 0\n}\n") == "nobody"
+    conf = with_notify(secure_global_defs(FILES[0][1], "nobody"), Path("/run/x/notify d"))
+    tree = parse_tree(conf)
+    g = [n for n in tree if n.key == "global_defs"]
+    assert len(g) == 1 and [n.words for n in g[0].all("script_user")] == [["script_user",
+                                                                             "nobody"]]
+    assert g[0].first("enable_script_security") is not None
+    # only the lab's own reporter runs as root
+    [vi] = [n for n in tree if n.key == "vrrp_instance"]
+    assert vi.first("notify").words == ["notify", "/run/x/notify d", "root"]
+    p = keepalived_t(tmp_path, conf)
+    assert p.returncode == 0, p.stderr
+    # no global_defs at all: one is added; an @-conditional script_user root goes too
+    bare = secure_global_defs("@lb1 script_user root\nvrrp_instance V {\n}\n", "nobody")
+    assert bare.startswith("global_defs {") and "script_user root" not in bare
+
+
+def test_the_labs_own_pair_runs_no_script_as_root():
+    for conf in keepalived_dr().keepalived.values():
+        assert "script_user root" not in conf and strip_scripts(conf)[1] == []
+
+
+_WORDS = st.sampled_from(
+    ["notify", "notify_master", "NOTIFY_UP", "script", "misc_path", "vrrp_script", "MISC_CHECK",
+     "track_script", "include", "startup_script", "@lb1", "@^lb1", "$X=", "$X", "~SEQ(i,1,2)",
+     "vrrp_instance", "VI_1", "priority", "100", "{", "}", '"', "#", "!", "\\", "\\#", " ",
+     "\t", "\n", "/bin/x", "root", "track_file", "file", "SSL", "key", "net_namespace",
+     "notify_fifo", "quorum_up", "real_server", "virtual_server", "global_defs", "a"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_WORDS, max_size=40).map("".join) | st.text(max_size=200))
+def test_nothing_dangerous_survives_stripping(text):
+    """Whatever the text: no exception, and what is left holds nothing to strip (so
+    keepalived would run nothing of it: the role's refusal uses the same reading)."""
+    out, _found = strip_scripts(text, "f.conf")
+    assert strip_scripts(out, "f.conf")[1] == []
