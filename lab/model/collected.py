@@ -842,8 +842,8 @@ class _Importer:
                     if self.anon:  # the scripts' names are the cluster's
                         found = [replace(f, names=()) for f in found]
                     self.stripped += found
-                    for f in found:
-                        self.note(f.note())
+                    for sf in found:
+                        self.note(sf.note())
                 text, gone = strip_real_servers(text, twin_ips)
                 if gone:
                     self.note(f"{cfg.source}: the twin runs it without the real_server "

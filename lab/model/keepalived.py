@@ -609,7 +609,9 @@ def _decomment(raw: str) -> str:
 def _pieces(line: str) -> list[str]:
     """A decommented line cut at braces outside quotes: statements and ``{``/``}``, as
     keepalived reads them (each piece between braces is a statement of its own)."""
-    out, cur, quote = [], [], False
+    out: list[str] = []
+    cur: list[str] = []
+    quote = False
     for ch in line:
         if ch == '"':
             quote = not quote
