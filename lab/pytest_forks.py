@@ -68,7 +68,8 @@ def _read(fd: int, n: int) -> bytes:
 
 def _recv(fd: int) -> tuple[Any, ...]:
     (n,) = _HEAD.unpack(_read(fd, _HEAD.size))
-    return pickle.loads(_read(fd, n))
+    message: tuple[Any, ...] = pickle.loads(_read(fd, n))
+    return message
 
 
 def _warning(w: warnings.WarningMessage) -> tuple[Any, ...]:

@@ -36,12 +36,20 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from lab.errors import PreflightError
+
+if TYPE_CHECKING:  # the plugin loads with pytest: the lab's modules only when used
+    from pluggy import Result
+
+    from lab.builder import Lab
+    from lab.model import Topology
+    from lab.probes.recorder import Recorder
 
 _IPVS_FIXTURES = {"dr_lab", "drlab_ipvs", "keepalived_lab"}
 CAPTURE_MODES = ("on-failure", "always", "never")
@@ -254,20 +262,19 @@ def drlab_ipvs(drlab_root: None, request: pytest.FixtureRequest) -> None:
     _need_ipvs(request.config)
 
 
-_LABS = pytest.StashKey[list]()
-_RECORDER = pytest.StashKey[Any]()
+_LABS: pytest.StashKey[list[Lab]] = pytest.StashKey()
+_RECORDER: pytest.StashKey[Recorder] = pytest.StashKey()
 
 
-def _artifacts_dir(item: pytest.Item) -> Any:
-    from pathlib import Path
-
+def _artifacts_dir(item: pytest.Item) -> Path:
     base = item.config.getoption("--drlab-artifacts") or Path(item.config.rootpath, "artifacts")
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.nodeid)[-120:]
     return Path(base, safe)
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     rep = outcome.get_result()
     labs = item.stash.get(_LABS, [])
@@ -305,14 +312,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     rep.sections.append(("drlab artifacts", "\n".join(lines)))
 
 
+class LabFactory(Protocol):
+    """What the ``lab_factory`` fixture gives: annotate a test's argument with it
+    (``def test_x(lab_factory: LabFactory)``) and an editor completes its calls."""
+
+    def __call__(self, topology: Topology, roles: bool = True, *, services: bool = True,
+                 ipvs: bool = True, name: str | None = None, pin_sysctls: bool = True
+                 ) -> Lab: ...
+
+
 @pytest.fixture
-def lab_factory(drlab_root: None, request: pytest.FixtureRequest
-                ) -> Iterator[Callable[..., Any]]:
+def lab_factory(drlab_root: None, request: pytest.FixtureRequest) -> Iterator[LabFactory]:
     """``make(topology, roles=True, **kw) -> Lab``: build labs torn down after the test.
 
-    With ``roles=True`` the IPVS service is loaded and identity services are
-    started (needs IPVS when the topology has a service); ``roles=False``
-    builds namespaces, links, addresses, routes and sysctls only.
+    With ``roles=True`` the IPVS service is loaded (``ipvs``) and identity services
+    are started (``services``; needs IPVS when the topology has a service);
+    ``roles=False`` builds namespaces, links, addresses, routes and sysctls only.
+    ``name`` and ``pin_sysctls`` are :class:`lab.builder.Lab`'s.
 
     Unless ``--drlab-capture=never``, every interface of every lab is recorded
     from the moment it is built (before its IPVS service is loaded) until the
@@ -324,8 +340,8 @@ def lab_factory(drlab_root: None, request: pytest.FixtureRequest
     request.node.stash[_LABS] = labs
     capture = request.config.getoption("--drlab-capture") != "never"
 
-    def make(topology: Any, roles: bool = True, **kw: Any) -> Lab:
-        services = kw.pop("services", True)
+    def make(topology: Topology, roles: bool = True, *, services: bool = True,
+             ipvs: bool = True, name: str | None = None, pin_sysctls: bool = True) -> Lab:
         with_roles = roles and topology.service is not None
         if with_roles:
             _need_ipvs(request.config)
@@ -341,8 +357,9 @@ def lab_factory(drlab_root: None, request: pytest.FixtureRequest
         if with_roles:
             from lab.roles import up
 
-            return up(topology, services=services, on_built=built, **kw)
-        lab = Lab(topology, **kw).build()
+            return up(topology, services=services, ipvs=ipvs, name=name,
+                      pin_sysctls=pin_sysctls, on_built=built)
+        lab = Lab(topology, name=name, pin_sysctls=pin_sysctls).build()
         built(lab)
         return lab
 
@@ -357,7 +374,7 @@ def lab_factory(drlab_root: None, request: pytest.FixtureRequest
 
 
 @pytest.fixture
-def drlab_netns(lab_factory: Callable[..., Any]) -> str:
+def drlab_netns(lab_factory: LabFactory) -> str:
     """One bare, owned network namespace (only ``lo``); returns its name."""
     from lab.model import Host, Topology
 
@@ -377,7 +394,7 @@ def _topology_kwargs(request: pytest.FixtureRequest, marker: str) -> dict[str, A
 
 
 @pytest.fixture
-def dr_topology(request: pytest.FixtureRequest) -> Any:
+def dr_topology(request: pytest.FixtureRequest) -> Topology:
     """The default DR topology; kwargs from ``@pytest.mark.drlab(...)`` or indirect params."""
     from lab.model import default_dr
 
@@ -385,19 +402,17 @@ def dr_topology(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def dr_lab(drlab_ipvs: None, lab_factory: Callable[..., Any], dr_topology: Any) -> Any:
+def dr_lab(drlab_ipvs: None, lab_factory: LabFactory, dr_topology: Topology) -> Lab:
     """A running DR lab: director with the IPVS service, real servers serving."""
     return lab_factory(dr_topology)
 
 
 @pytest.fixture
-def keepalived_topology(request: pytest.FixtureRequest) -> Any:
+def keepalived_topology(request: pytest.FixtureRequest) -> Topology:
     """The default keepalived lab (two directors under VRRP, keepalived's virtual_server,
     health checks, connection sync); kwargs for
     :func:`lab.model.keepalived.keepalived_dr` from ``@pytest.mark.keepalived(...)`` or
     indirect params; ``files=[PATH, ...]`` builds the lab from keepalived.conf files."""
-    from pathlib import Path
-
     from lab.model.keepalived import keepalived_dr, topology_from_files
 
     kw = _topology_kwargs(request, "keepalived")
@@ -409,8 +424,8 @@ def keepalived_topology(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def keepalived_lab(drlab_ipvs: None, lab_factory: Callable[..., Any],
-                   keepalived_topology: Any, request: pytest.FixtureRequest) -> Any:
+def keepalived_lab(drlab_ipvs: None, lab_factory: LabFactory,
+                   keepalived_topology: Topology, request: pytest.FixtureRequest) -> Lab:
     """A running keepalived DR lab: keepalived on every director, one of them holding
     the VIP (measured: its interface has it), real servers serving."""
     from lab.probes import vrrp

@@ -26,7 +26,7 @@ class Timeout(AssertionError):
     """A polled condition did not become true before its deadline."""
 
 
-def wait_for(cond: Callable[[], T], timeout: float = 5.0, what: str = "condition",
+def wait_for(cond: Callable[[], T | None], timeout: float = 5.0, what: str = "condition",
              interval: float = 0.002, max_interval: float = 0.05) -> T:
     """Poll ``cond`` until it returns a truthy value and return that value.
 

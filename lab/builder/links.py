@@ -136,7 +136,9 @@ def _ifreq(name: str, fmt: str = "", *values: int) -> bytes:
 
 def index(sock: socket.socket, name: str) -> int:
     """The index of interface ``name`` in the namespace of ``sock`` (any socket there)."""
-    return struct.unpack_from("i", fcntl.ioctl(sock.fileno(), SIOCGIFINDEX, _ifreq(name)), 16)[0]
+    req = fcntl.ioctl(sock.fileno(), SIOCGIFINDEX, _ifreq(name))
+    ifindex: int = struct.unpack_from("i", req, 16)[0]
+    return ifindex
 
 
 def set_up(sock: socket.socket, name: str, mtu: int | None = None) -> None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from lab.builder import netns
 
@@ -58,7 +59,7 @@ class Record:
     topology: str = ""
     created: float = field(default_factory=time.time)
     #: The topology as plain data, so ``drlab status/check/down`` can attach later.
-    topology_data: dict | None = None
+    topology_data: dict[str, Any] | None = None
     #: Files and directories the lab made (configs, logs, pid files), removed with it.
     files: list[str] = field(default_factory=list)
 
@@ -88,7 +89,7 @@ class Record:
 
 
 def new_record(lab: str, namespaces: list[str], topology: str = "",
-               persistent: bool = False, topology_data: dict | None = None) -> Record:
+               persistent: bool = False, topology_data: dict[str, Any] | None = None) -> Record:
     pid = os.getpid()
     rec = Record(lab, pid, proc_start_time(pid), list(namespaces), [], persistent, topology,
                  topology_data=topology_data)

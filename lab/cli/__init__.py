@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from lab.errors import LabError
 from lab.util import Progress, Timeout
@@ -27,7 +28,7 @@ from lab.util import Progress, Timeout
 class _Parser(argparse.ArgumentParser):
     """argparse with the README's promise: bad usage is one line on stderr, exit 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (try --help)\n")
         sys.exit(2)
 

@@ -9,10 +9,13 @@ import os
 import platform
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.cli.cluster import add_allow_scripts
 from lab.errors import PreflightError, TopologyError, UsageError
+
+if TYPE_CHECKING:
+    from lab.scenarios.base import Variant
 
 #: `drlab up --name` (namespaces are drl-NAME-HOST).
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
@@ -119,7 +122,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     progress("building ...")
     if scenario is not None:
-        variant = "broken" if args.broken else "fixed"
+        variant: Variant = "broken" if args.broken else "fixed"
         lab = scenarios.start(scenario, variant, name=args.name, persistent=True, whole=True)
     else:
         lab = up(topology, name=args.name, persistent=True)

@@ -22,7 +22,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from lab.sweep import matrix
     from lab.util import sharded
 
-    spec: dict = {}
+    spec: dict[str, Any] = {}
     if args.spec:
         spec.update(matrix.load_spec(args.spec))
     for axis in matrix.ALL_AXES:

@@ -47,6 +47,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from lab.builder.ownership import RUN_DIR, alive, proc_start_time
 from lab.errors import LabError, PreflightError, UsageError
@@ -229,26 +230,27 @@ def _size(path: Path) -> int:
         return -1
 
 
-def _wait_ready(p: subprocess.Popen) -> None:
+def _wait_ready(p: subprocess.Popen[bytes]) -> None:
     """Wait until the server says it is ready, as long as the boot makes progress
     (:data:`BOOT_STALL`, :data:`WARM_STALL`, :data:`START_BOUND`); else
     :class:`PreflightError` with the console's last lines (kept in
     :data:`KEPT_CONSOLE`)."""
     console, notes = VM_DIR / "console.log", VM_DIR / "progress"
     t0 = time.monotonic()
-    last = [t0, (-1, -1)]  # when it last made progress, and what it had shown then
+    since, shown = t0, (-1, -1)  # when it last made progress, and what it had shown then
 
     def up() -> bool:
+        nonlocal since, shown
         if p.poll() is not None:
             raise PreflightError(f"the VM ended before it was ready (exit {p.returncode}): "
                                  f"{_tail(console)} (its console is kept in {KEPT_CONSOLE})")
         if (VM_DIR / "ready").exists():
             return True
         now, seen = time.monotonic(), (_size(console), _size(notes))
-        if seen != last[1]:
-            last[:] = [now, seen]
+        if seen != shown:
+            since, shown = now, seen
         stall = scaled(WARM_STALL if seen[1] > 0 else BOOT_STALL)
-        if now - last[0] > stall:
+        if now - since > stall:
             where = (f"the server's last note: {_tail(notes, 1)}" if seen[1] > 0
                      else "its server never started")
             raise PreflightError(
@@ -363,9 +365,11 @@ def _end(owners: list[Owner]) -> list[int]:
             if proc_start_time(pid) == start:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
+        def ended(left: dict[int, int] = procs) -> bool:
+            return not any(alive(p, t) for p, t in left.items())
+
         with contextlib.suppress(Timeout):
-            wait_for(lambda left=procs: not any(alive(p, t) for p, t in left.items()), 3,
-                     "the VM's processes to end")
+            wait_for(ended, 3, "the VM's processes to end")
         procs = {p: t for p, t in procs.items() if alive(p, t)}
         if not procs:
             break
@@ -525,7 +529,7 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
 
 def submit(d: Path, argv: list[str], *, env: dict[str, str] | None = None,
            cwd: str | None = None, module: str | None = None, stdin: bool = False,
-           tty: dict | None = None) -> str:
+           tty: dict[str, Any] | None = None) -> str:
     """Hand the server serving ``d`` one command (``drlab ARGV``, or ``python -m MODULE
     ARGV``) with ``env`` added to its environment; return the command's id."""
     rid = f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"
@@ -609,7 +613,7 @@ def _stream(rid: str, stdin: bool, vm: VmRecord | None) -> int:
             _touch(out / f"{rid}.cancel")
 
 
-def _open_read(path: Path) -> contextlib.AbstractContextManager:
+def _open_read(path: Path) -> BinaryIO:
     """``path`` open for reading (binary), never through a link."""
     return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
 
@@ -682,7 +686,7 @@ def serve(d: Path, run: Callable[[list[str]], int],
 _RID = re.compile(r"[0-9]+\.[0-9]+-[0-9a-f]{8}")
 
 
-def _request(path: Path) -> dict | None:
+def _request(path: Path) -> dict[str, Any] | None:
     """The request in ``path`` if it can be trusted: a regular file (not a link, opened
     without following one) of this user (root) with one link, holding a JSON object
     whose id is the file's name and whose argv is a list of strings. Anything else is
@@ -715,7 +719,7 @@ def _request(path: Path) -> dict | None:
     return None
 
 
-def _spawn(d: Path, req: dict, run: Callable[[list[str]], int]) -> tuple[int, int | None]:
+def _spawn(d: Path, req: dict[str, Any], run: Callable[[list[str]], int]) -> tuple[int, int | None]:
     """Fork the request's child (and, for piped input, its feeder): (pid, feeder pid)."""
     rid = req["id"]
     if req.get("tty"):
@@ -754,7 +758,7 @@ def _spawn(d: Path, req: dict, run: Callable[[list[str]], int]) -> tuple[int, in
         os._exit(1)
 
 
-def _run_request(req: dict, run: Callable[[list[str]], int]) -> None:
+def _run_request(req: dict[str, Any], run: Callable[[list[str]], int]) -> None:
     """In the forked child, with its stdio in place: run the command and exit with its
     code."""
     rc = 1
@@ -792,7 +796,7 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def _relay_tty(d: Path, req: dict, run: Callable[[list[str]], int]) -> None:
+def _relay_tty(d: Path, req: dict[str, Any], run: Callable[[list[str]], int]) -> None:
     """The command on a pty of its own (``req["tty"]``): copy the pty's output to
     ``out/<id>.out``, the host's keys from ``out/<id>.in`` to the pty, a new window
     size from ``out/<id>.winsz`` to the pty (the foreground job gets SIGWINCH); exit

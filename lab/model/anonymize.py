@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from lab.errors import TopologyError
+from lab.model.topology import subnet_of
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -114,13 +116,12 @@ class AddressMap:
             self._build(version)
 
     @staticmethod
-    def _maximal(nets: list[IPNet], within: list[IPNet] = ()) -> list[IPNet]:  # type: ignore
+    def _maximal(nets: list[IPNet], within: Sequence[IPNet] = ()) -> list[IPNet]:
         out: list[IPNet] = []
         for n in nets:
-            if any(n.subnet_of(w) for w in [*within, *out] if w.version == n.version):  # type: ignore
+            if any(subnet_of(n, w) for w in [*within, *out]):
                 continue
-            wider = [m for m in nets if m.version == n.version and m != n
-                     and n.subnet_of(m)]  # type: ignore[arg-type]
+            wider = [m for m in nets if m != n and subnet_of(n, m)]
             top = max(wider, key=lambda m: m.num_addresses) if wider else n
             if top not in out:
                 out.append(top)
@@ -189,7 +190,7 @@ class AddressMap:
     @staticmethod
     def _allocate(want: dict[int, int]) -> dict[int, IPNet] | None:
         """Buddy allocation, largest first (it packs power-of-two blocks perfectly)."""
-        free: list[IPNet] = list(V4_DOCS)
+        free: list[ipaddress.IPv4Network] = list(V4_DOCS)
         out: dict[int, IPNet] = {}
         for k in sorted(want, key=lambda k: (want[k], k)):
             cand = [b for b in free if b.prefixlen <= want[k]]

@@ -45,7 +45,7 @@ from lab.model.keepalived import (
     strip_scripts,
 )
 from lab.model.keepalived import parse as parse_keepalived
-from lab.model.topology import ANY_ADDRESS, DOC_RANGES, SCHEDULERS, in_doc_range
+from lab.model.topology import ANY_ADDRESS, SCHEDULERS, in_doc_range, net_in_doc_range
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -842,8 +842,8 @@ class _Importer:
                     if self.anon:  # the scripts' names are the cluster's
                         found = [replace(f, names=()) for f in found]
                     self.stripped += found
-                    for f in found:
-                        self.note(f.note())
+                    for sf in found:
+                        self.note(sf.note())
                 text, gone = strip_real_servers(text, twin_ips)
                 if gone:
                     self.note(f"{cfg.source}: the twin runs it without the real_server "
@@ -1037,7 +1037,7 @@ class _Importer:
             for a in h.all_addrs():
                 if a.addr not in self.vips:
                     owner.setdefault(a.addr, h)
-        left = {}
+        left: dict[IP, str] = {}
         for c in self.left:
             for ip in c.addresses():
                 left.setdefault(ip, c.name)
@@ -1052,8 +1052,8 @@ class _Importer:
                     self.note(f"real server {r.ip} of {s.shown} forwards by {kind}: this lab "
                               "is DR only: left out")
                     continue
-                h = owner.get(r.ip)
-                if h is None:
+                rh = owner.get(r.ip)
+                if rh is None:
                     if r.ip in left:
                         self.note(f"real server {r.ip} of {s.shown} is {left[r.ip]}, which is "
                                   "left out (see above)")
@@ -1061,15 +1061,15 @@ class _Importer:
                         self.note(f"real server {r.ip} of {s.shown} was not collected: "
                                   "left out")
                     continue
-                if h.name in in_rss:
-                    self.note(f"{s.shown}: {h.c.name} is listed twice; the twin keeps it once")
+                if rh.name in in_rss:
+                    self.note(f"{s.shown}: {rh.c.name} is listed twice; the twin keeps it once")
                     continue
                 if s.fwmark is None and r.port != s.port:
                     self.note(f"real server {r.ip}:{r.port} of {s.shown}: DR does not map "
                               f"ports, it receives port {s.port}")
-                rss.append({"host": h.name, "weight": r.weight,
-                            "listen": self._listen_mode(h, s)})
-                in_rss.add(h.name)
+                rss.append({"host": rh.name, "weight": r.weight,
+                            "listen": self._listen_mode(rh, s)})
+                in_rss.add(rh.name)
             if not rss:
                 self.note(f"{s.shown} on {d}: no collected DR real server: left out")
                 continue
@@ -1180,9 +1180,9 @@ class _Importer:
         # wider first), each joins the innermost one still open around it (n log n;
         # the pairwise check was quadratic in the number of subnets)
         open_: list[IPNet] = []
-        for net in sorted(nets, key=lambda x: (x.version, x.network_address, x.prefixlen)):
+        for net in sorted(nets, key=lambda x: (x.version, int(x.network_address), x.prefixlen)):
             while open_ and (open_[-1].version != net.version
-                             or open_[-1].broadcast_address < net.network_address):
+                             or int(open_[-1].broadcast_address) < int(net.network_address)):
                 open_.pop()
             if open_:
                 parent[find(nets[net])] = find(nets[open_[-1]])
@@ -1454,10 +1454,10 @@ class _Importer:
                   f"segment of {owner.c.name}'s {lan.name})"
                   + (f", with {', '.join(r['dst'] for r in routes)} routed on the LAN as a "
                      "router would" if routes else ""))
-        for s in svcs:
-            d = by[s["director"]]
+        for sd in svcs:
+            d = by[sd["director"]]
             if lan.segment not in {i.segment for i in d.veths()}:
-                self.note(f"{s['vip']}:{s['port']}/{s['protocol']} is on {d.c.name}, which is "
+                self.note(f"{sd['vip']}:{sd['port']}/{sd['protocol']} is on {d.c.name}, which is "
                           f"not on the client's segment {lan.segment}")
         out: dict[str, Any] = {"role": "client", "label": "(lab client)", "interfaces": [
             {"name": "eth0", "segment": lan.segment, "addresses": [str(a) for a in addrs]}]}
@@ -1516,8 +1516,7 @@ class _Importer:
             for r in h.get("routes", []):
                 if r["dst"] != "default":
                     net = ipaddress.ip_network(r["dst"])
-                    outside |= not any(net.subnet_of(d) for d in DOC_RANGES  # type: ignore
-                                       if d.version == net.version)
+                    outside |= not net_in_doc_range(net)
                 if "via" in r:
                     outside |= not in_doc_range(ipaddress.ip_address(r["via"]))
         for vip in vips:
@@ -1549,14 +1548,14 @@ class _Importer:
                 new[c.name] = f"host{k}"
         lab_to_new = {labnames[c]: n for c, n in new.items()}
         hostsd = {}
-        for hn, h in data["hosts"].items():
+        for hn, hd in data["hosts"].items():
             if hn == CLIENT:
-                hostsd[hn] = h
+                hostsd[hn] = hd
                 continue
-            h = dict(h, label=lab_to_new[hn])
-            if "represents" in h:
-                h["represents"] = [new[x] for x in h["represents"]]
-            hostsd[lab_to_new[hn]] = h
+            hd = dict(hd, label=lab_to_new[hn])
+            if "represents" in hd:
+                hd["represents"] = [new[x] for x in hd["represents"]]
+            hostsd[lab_to_new[hn]] = hd
         data = dict(data, hosts=hostsd)
         for s in data.get("services", []):
             s["director"] = lab_to_new[s["director"]]

@@ -18,6 +18,7 @@ from lab.model.topology import (
     Address,
     Host,
     Interface,
+    Protocol,
     RealServer,
     Route,
     Segment,
@@ -51,7 +52,7 @@ def default_dr(
     *,
     scheduler: str = "rr",
     port: int = PORT,
-    protocol: str = "tcp",
+    protocol: Protocol = "tcp",
     weights: Mapping[str, int] | None = None,
     persistence: int | None = None,
     behind_router: bool = False,
@@ -132,7 +133,7 @@ def default_dr(
 
         raise TopologyError(f"host_sysctls names unknown hosts: {', '.join(sorted(host_sysctls))}")
 
-    svc = VirtualService(VIP, port, "director", rss, protocol=protocol,  # type: ignore[arg-type]
+    svc = VirtualService(VIP, port, "director", rss, protocol=protocol,
                          scheduler=scheduler, persistence=persistence, fwmark=fwmark,
                          extra_ports=list(extra_ports))
     topo_name = name or ("dr-router" if behind_router else "dr")

@@ -400,9 +400,9 @@ def topology_from_files(texts: list[tuple[str, str]]) -> tuple[Topology, list[st
     derived.append(f"LAN {net} around the real servers {', '.join(map(str, rips))}")
     taken = {*rips, ipaddress.ip_address(vip)}
     own = [c.instances[0].unicast_src for c in cfgs]
-    for ip in own:
-        if ip:
-            taken.add(ipaddress.ip_address(ip))
+    for src in own:
+        if src:
+            taken.add(ipaddress.ip_address(src))
 
     def free() -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         for cand in (net.network_address + k for k in range(2, min(net.num_addresses - 1,
@@ -450,7 +450,7 @@ def topology_from_files(texts: list[tuple[str, str]]) -> tuple[Topology, list[st
         derived.append(f"{rs_name} at {r.ip} (weight {r.weight}"
                        + (f", {r.check}" if r.check else ", no health check") + ")")
     svc = VirtualService(vip, first.port or 80, "director", rss,
-                         protocol=first.protocol,  # type: ignore[arg-type]
+                         protocol=first.protocol,  # type: ignore[arg-type]  # tcp/udp: checked above
                          scheduler=scheduler, persistence=first.persistence,
                          fwmark=first.fwmark)
     derived.append(f"service {vip}:{svc.port}/{svc.protocol} {scheduler}"
@@ -609,7 +609,9 @@ def _decomment(raw: str) -> str:
 def _pieces(line: str) -> list[str]:
     """A decommented line cut at braces outside quotes: statements and ``{``/``}``, as
     keepalived reads them (each piece between braces is a statement of its own)."""
-    out, cur, quote = [], [], False
+    out: list[str] = []
+    cur: list[str] = []
+    quote = False
     for ch in line:
         if ch == '"':
             quote = not quote

@@ -33,6 +33,7 @@ Format (every key is checked; unknown keys are errors)::
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,8 @@ def _article(n: str) -> str:
         n, n)
 
 
-def _keys(d: dict, what: str, allowed: set[str], required: set[str] = frozenset()) -> None:
+def _keys(d: dict[str, Any], what: str, allowed: Set[str], required: Set[str] = frozenset()
+          ) -> None:
     extra = sorted(set(d) - allowed)
     if extra:
         raise _Bad(f"{what}: unknown key{'s' if len(extra) > 1 else ''} {', '.join(extra)} "
@@ -173,7 +175,8 @@ def _host(name: str, v: Any) -> Host:
     d = _need(v, w, dict)
     _keys(d, w, {"role", "interfaces", "lo", "routes", "sysctls", "label", "represents"},
           {"role"})
-    ifaces, dummies = [], []
+    ifaces: list[Interface] = []
+    dummies: list[Interface] = []
     for n, iv in enumerate(_need(d.get("interfaces", []), f"{w}.interfaces", list)):
         iw = f"{w}.interfaces[{n}]"
         idict = _need(iv, iw, dict)
@@ -191,7 +194,7 @@ def _host(name: str, v: Any) -> Host:
             [_address(a, f"{iw}.addresses[{k}]")
              for k, a in enumerate(_need(idict.get("addresses", []), f"{iw}.addresses", list))],
             _need(idict["mtu"], f"{iw}.mtu", int) if "mtu" in idict else None,
-            kind,  # type: ignore[arg-type]
+            kind,
         ))
     routes = []
     for n, rv in enumerate(_need(d.get("routes", []), f"{w}.routes", list)):
@@ -206,7 +209,7 @@ def _host(name: str, v: Any) -> Host:
         sysctls[k] = str(_need(sv, f"{w}.sysctls.{k}", (int, str)))
     return Host(
         name,
-        _need(d["role"], f"{w}.role", str),  # type: ignore[arg-type]
+        _need(d["role"], f"{w}.role", str),
         ifaces,
         [_address(a, f"{w}.lo[{k}]") for k, a in enumerate(_need(d.get("lo", []), f"{w}.lo",
                                                                    list))],
@@ -240,7 +243,7 @@ def _service(v: Any, w: str) -> VirtualService:
         port=_need(d["port"], f"{w}.port", int),
         director=_need(d["director"], f"{w}.director", str),
         real_servers=rss,
-        protocol=_need(d.get("protocol", "tcp"), f"{w}.protocol", str),  # type: ignore[arg-type]
+        protocol=_need(d.get("protocol", "tcp"), f"{w}.protocol", str),
         scheduler=_need(d.get("scheduler", "rr"), f"{w}.scheduler", str),
         persistence=_need(d["persistence"], f"{w}.persistence", int)
         if "persistence" in d else None,

@@ -33,6 +33,10 @@ from lab.model.topology import Host, Topology
 
 Place = Literal["lo32", "lo-wide", "lan", "absent"]
 KnobOn = Literal["all", "lan", "lo"]
+Scope = Literal["global", "host"]
+PLACES: tuple[Place, ...] = ("lo32", "lo-wide", "lan", "absent")
+KNOBS_ON: tuple[KnobOn, ...] = ("all", "lan", "lo")
+SCOPES: tuple[Scope, ...] = ("global", "host")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class RsConfig:
     #: Where both knobs are written (the other places keep 0).
     knob_on: KnobOn = "all"
     vip_place: Place = "lo32"
-    scope: Literal["global", "host"] = "global"
+    scope: Scope = "global"
     #: VIP inside the LAN prefix (192.0.2.100) or outside it (203.0.113.100).
     vip_in_lan: bool = True
     rp_filter: int = 0
@@ -118,6 +122,7 @@ def predict(cfg: RsConfig) -> Prediction:
     # the director must resolve the RIP (arp_ignore 8 hides it) and the server
     # must accept the VIP and be able to reach the client
     dr_works = has_vip and ignore != 8 and not lan_swallowed
+    sender: Literal["vip", "rip"] | None
     if not dr_works:
         sender = None
     elif announce == 0:
@@ -136,9 +141,9 @@ def matrix() -> list[RsConfig]:
     then rp_filter 0/1/2."""
     base = RsConfig()
     cases = [replace(base, arp_ignore=i, arp_announce=a, knob_on=k)
-             for i, a, k in itertools.product((0, 1, 2, 3, 8), (0, 1, 2), ("all", "lan", "lo"))]
+             for i, a, k in itertools.product((0, 1, 2, 3, 8), (0, 1, 2), KNOBS_ON)]
     for place, scope, inside, (i, a) in itertools.product(
-            ("lo32", "lo-wide", "lan", "absent"), ("global", "host"), (True, False),
+            PLACES, SCOPES, (True, False),
             ((1, 2), (0, 0), (3, 1))):
         c = replace(base, vip_place=place, scope=scope, vip_in_lan=inside, arp_ignore=i,
                     arp_announce=a)
@@ -214,7 +219,7 @@ def topology_for(cfg: RsConfig) -> Topology:
 
     vip = VIP if cfg.vip_in_lan else VIP_OUTSIDE_LAN
     t = default_dr(rs=1, name=f"arp-{cfg.label()}")
-    t.service.vip = vip  # type: ignore[union-attr]
+    t.main_service.vip = vip
     t.host("director").interfaces[0].addresses[1] = Address(f"{vip}/32")
     rs = t.host("rs1")
     rs.sysctls = rs_sysctls(cfg)

@@ -18,6 +18,7 @@ from lab.errors import TopologyError
 Role = Literal["client", "router", "director", "realserver"]
 ROLES: tuple[str, ...] = ("client", "router", "director", "realserver")
 Protocol = Literal["tcp", "udp"]
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The only address ranges a lab may use (RFC 5737 and RFC 3849).
 DOC_RANGES = tuple(
@@ -37,6 +38,17 @@ _CONF_RE = re.compile(r"^net\.(ipv4|ipv6)\.conf\.([^.]+)\.([A-Za-z0-9_]+)$")
 
 def in_doc_range(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return any(ip in net for net in DOC_RANGES)
+
+
+def subnet_of(net: IPNet, other: IPNet) -> bool:
+    """``net.subnet_of(other)`` for networks of either family: False across families
+    (where ``subnet_of`` raises TypeError)."""
+    return net.network_address in other and net.broadcast_address in other
+
+
+def net_in_doc_range(net: IPNet) -> bool:
+    """Whether all of ``net`` lies in one documentation range."""
+    return any(subnet_of(net, d) for d in DOC_RANGES)
 
 
 #: (a lab reads its addresses' parts thousands of times: parse each text once)
@@ -203,6 +215,13 @@ class Topology:
         return self.services[0] if self.services else None
 
     @property
+    def main_service(self) -> VirtualService:
+        """:attr:`service` where a lab must have one (a probe, a scenario): KeyError if not."""
+        if self.service is None:
+            raise KeyError(f"topology {self.name!r} has no virtual service")
+        return self.service
+
+    @property
     def vips(self) -> set[str]:
         return {s.vip for s in self.services}
 
@@ -223,9 +242,7 @@ class Topology:
 
     @property
     def director(self) -> Host:
-        if self.service is None:
-            raise KeyError(f"topology {self.name!r} has no virtual service")
-        return self.host(self.service.director)
+        return self.host(self.main_service.director)
 
     @property
     def real_servers(self) -> list[Host]:
@@ -384,8 +401,7 @@ def _validate(t: Topology) -> list[str]:
             try:
                 if r.dst != "default":
                     dnet = ipaddress.ip_network(r.dst, strict=True)
-                    if not anywhere and not any(dnet.subnet_of(n) for n in DOC_RANGES
-                                                if n.version == dnet.version):
+                    if not anywhere and not net_in_doc_range(dnet):
                         p.append(f"{rw}: destination outside the documentation ranges")
                 via = ipaddress.ip_address(r.via) if r.via else None
             except ValueError as e:
@@ -453,20 +469,21 @@ def _validate(t: Topology) -> list[str]:
                      "on an interface")
         if not svc.real_servers:
             p.append(f"{sw}: no real servers")
-        rs_names = [r.host for r in svc.real_servers]
+        rs_names = [rs.host for rs in svc.real_servers]
         for dup in sorted({n for n in rs_names if rs_names.count(n) > 1}):
             p.append(f"{sw}: real server {dup!r} listed twice")
-        for r in svc.real_servers:
-            h = byname.get(r.host)
-            if h is None:
-                p.append(f"{sw}: unknown real server host {r.host!r}")
-            elif h.role not in ("realserver", "director"):
-                p.append(f"{sw}: host {h.name!r} is a {h.role!r}, not a realserver")
-            if r.listen not in LISTEN:
-                p.append(f"{sw}: real server {r.host!r}: listen {r.listen!r} must be one of "
+        for rs in svc.real_servers:
+            rh = byname.get(rs.host)
+            if rh is None:
+                p.append(f"{sw}: unknown real server host {rs.host!r}")
+            elif rh.role not in ("realserver", "director"):
+                p.append(f"{sw}: host {rh.name!r} is a {rh.role!r}, not a realserver")
+            if rs.listen not in LISTEN:
+                p.append(f"{sw}: real server {rs.host!r}: listen {rs.listen!r} must be one of "
                          f"{', '.join(LISTEN)}")
-            if not (isinstance(r.weight, int) and 0 <= r.weight <= 65535):
-                p.append(f"{sw}: real server {r.host!r}: weight {r.weight!r} out of range 0..65535")
+            if not (isinstance(rs.weight, int) and 0 <= rs.weight <= 65535):
+                p.append(f"{sw}: real server {rs.host!r}: weight {rs.weight!r} out of range "
+                         "0..65535")
     return p
 
 

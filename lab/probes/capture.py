@@ -22,11 +22,15 @@ import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 from lab.builder import Lab
 from lab.util import close_soon
 from lab.wire.packet import Frame, packet_socket, recv_frame
+
+if TYPE_CHECKING:
+    from scapy.packet import Packet
 
 #: Captures started on each lab (saved as pcaps when a test fails).
 _STARTED: WeakKeyDictionary[Lab, list[Capture]] = WeakKeyDictionary()
@@ -72,7 +76,7 @@ class Capture:
             self._sock = None
         return self
 
-    def packets(self) -> list:
+    def packets(self) -> list[Packet]:
         return [f.packet() for f in self.frames]
 
     def write(self, path: str | Path) -> Path:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 from lab.builder import Lab
 from lab.builder import sysctl as sc
@@ -12,11 +13,14 @@ from lab.probes.capture import captures_of
 from lab.probes.path import last_proof
 from lab.probes.recorder import recording_of
 
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
 KNOBS = ("arp_ignore", "arp_announce", "rp_filter", "arp_filter", "forwarding",
          "accept_local")
 
 
-def _safe(fn, *a):  # type: ignore[no-untyped-def]
+def _safe(fn: Callable[[*Ts], T], *a: *Ts) -> T | str:
     try:
         return fn(*a)
     except Exception as e:  # a dump must never hide the original failure
@@ -64,9 +68,9 @@ def status(lab: Lab) -> dict[str, Any]:
     if lab.topology.keepalived:
         from lab.probes import vrrp
 
-        h = vrrp.holding(lab)
-        data["vrrp"] = {"holders": h.holders, "arp_answerers": h.arp_answerers,
-                        "ipvs": h.ipvs, "keepalived_says": h.keepalived}
+        hold = vrrp.holding(lab)
+        data["vrrp"] = {"holders": hold.holders, "arp_answerers": hold.arp_answerers,
+                        "ipvs": hold.ipvs, "keepalived_says": hold.keepalived}
     return data
 
 
@@ -80,8 +84,8 @@ def dump_state(lab: Lab) -> str:
         from lab.roles import keepalived
 
         lines.append("\n== VRRP (observed: VIP on an interface, ARP census; keepalived's word)")
-        h = _safe(vrrp.holding, lab)
-        lines += [f"  {x}" for x in h.lines()] if not isinstance(h, str) else [f"  {h}"]
+        hold = _safe(vrrp.holding, lab)
+        lines += [f"  {x}" for x in hold.lines()] if not isinstance(hold, str) else [f"  {hold}"]
         for d in lab.topology.keepalived:
             lines.append(f"  -- keepalived log, {d} (last lines)")
             lines += [f"  {x}" for x in keepalived.tail(lab, d, 8).splitlines()]

@@ -142,7 +142,8 @@ def prove(lab: Lab, connections: int = 2, client_host: str = "client",
     caps.update({rs: Capture(lab, rs, lab.topology.lan_iface(rs)) for rs in rs_names})
     for c in caps.values():
         c.start()
-    replies, failed = [], []
+    replies: list[client.Reply] = []
+    failed: list[str] = []
 
     def one(_: int) -> client.Reply | str:
         try:
@@ -153,7 +154,10 @@ def prove(lab: Lab, connections: int = 2, client_host: str = "client",
     try:  # side by side: a lab whose connections hang costs one timeout, not one each
         with ThreadPoolExecutor(max_workers=max(1, connections)) as pool:
             for r in pool.map(one, range(connections)):
-                (failed if isinstance(r, str) else replies).append(r)
+                if isinstance(r, str):
+                    failed.append(r)
+                else:
+                    replies.append(r)
     finally:
         for c in caps.values():
             c.stop()

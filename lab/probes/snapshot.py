@@ -30,7 +30,7 @@ def collect(lab: Lab, outdir: Path, hosts: list[str] | None = None,
     if not COLLECT.exists():
         raise LabError(f"{COLLECT} not found: collect runs from the repository")
     outdir.mkdir(parents=True, exist_ok=True)
-    procs: list[tuple[str, Path, subprocess.Popen]] = []
+    procs: list[tuple[str, Path, subprocess.Popen[str]]] = []
     try:
         for name in hosts or [h.name for h in lab.topology.hosts]:
             h = lab.topology.host(name)

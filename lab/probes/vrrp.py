@@ -32,7 +32,7 @@ def directors(lab: Lab) -> list[str]:
 
 def holders(lab: Lab) -> list[str]:
     """Directors whose LAN interface holds the VIP now (read from the kernel)."""
-    vip = lab.topology.service.vip  # type: ignore[union-attr]
+    vip = lab.topology.main_service.vip
     out = []
     for d in directors(lab):
         ipr = lab.ipr(d)
@@ -167,7 +167,7 @@ def failover(lab: Lab, fault: Fault = "link", sync_wait: bool = False) -> Failov
                              for c in director.read_connections(lab, o)),
                  10, "the backup to receive the synced connection")
         ev.append("the backup has the connection (sync)")
-    vip = lab.topology.service.vip  # type: ignore[union-attr]
+    vip = lab.topology.main_service.vip
     with Capture(lab, "client", lab.topology.lan_iface("client")) as cap:
         t0 = time.monotonic()
         fail(lab, old, fault)

@@ -51,8 +51,9 @@ def demo_report(lab: Lab, connections: int = 6) -> tuple[str, bool]:
     # IPVS folds its per-CPU counters into the totals it reports from the
     # estimator timer (every 2 s on recent kernels): poll until they settle.
     try:
-        stats = wait_for(lambda: (st := director.read_service(lab).stats).conns >= connections
-                         and st, timeout=6, what="IPVS counters to include the requests")
+        stats = wait_for(lambda: st if (st := director.read_service(lab).stats).conns
+                         >= connections else None,
+                         timeout=6, what="IPVS counters to include the requests")
     except Timeout:
         stats = director.read_service(lab).stats
     checks: list[tuple[bool, str]] = [

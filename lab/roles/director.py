@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import sh
 
@@ -88,9 +90,10 @@ def _rip(topology: Topology, host: str, family: int) -> str:
     raise LabError(f"real server {host!r} has no IPv{family} address on an interface")
 
 
-def _in_ns(lab: Lab, host: str) -> dict:
+def _in_ns(lab: Lab, host: str) -> Callable[[], None]:
+    """A child's preexec function: enter ``host``'s namespace."""
     ns = lab.ns(host)
-    return {"_preexec_fn": lambda: netns.enter_in_child(ns)}
+    return lambda: netns.enter_in_child(ns)
 
 
 def ipvsadm(lab: Lab, *args: str, stdin: str | None = None, restore: bool = False,
@@ -103,7 +106,7 @@ def ipvsadm(lab: Lab, *args: str, stdin: str | None = None, restore: bool = Fals
         args, stdin = ("-R", *args), "-C\n" + (stdin or "")
     try:
         out = sh.Command("ipvsadm")(*args, _in=stdin, _err_to_out=False,
-                                    **_in_ns(lab, host or lab.topology.director.name))
+                                    _preexec_fn=_in_ns(lab, host or lab.topology.director.name))
     except sh.ErrorReturnCode as e:
         err = e.stderr.decode(errors="replace").strip() or e.stdout.decode(errors="replace")
         raise LabError(f"ipvsadm {' '.join(args)} failed: {err}") from None
@@ -191,7 +194,7 @@ class ServiceState:
         raise KeyError(f"no real server {addr} in {self.vip}:{self.port}")
 
 
-def _stats(nla) -> Stats:  # type: ignore[no-untyped-def]
+def _stats(nla: Any) -> Stats:  # a pyroute2 netlink message (untyped)
     s = nla.get_attr("IPVS_SVC_ATTR_STATS64") or nla.get_attr("IPVS_DEST_ATTR_STATS64") or \
         nla.get_attr("IPVS_SVC_ATTR_STATS") or nla.get_attr("IPVS_DEST_ATTR_STATS")
     if s is None:

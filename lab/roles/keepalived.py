@@ -116,6 +116,7 @@ def run_as(conf: str) -> str:
     :data:`SCRIPT_USER`."""
     user = script_user(conf)
     if user is not None:
+        uid: int | None
         try:
             uid = pwd.getpwnam(user).pw_uid
         except KeyError:

@@ -42,7 +42,7 @@ IP_PKTINFO = 8
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
-def identity_line(name: str, peer: tuple, local: tuple) -> bytes:
+def identity_line(name: str, peer: tuple[object, ...], local: tuple[object, ...]) -> bytes:
     return f"{name} {peer[0]} {peer[1]} {local[0]} {local[1]}\n".encode()
 
 
@@ -56,10 +56,10 @@ def parse_identity(line: str) -> tuple[str, tuple[str, int], tuple[str, int]]:
 
 def _serve_tcp(sock: socket.socket, name: str) -> None:
     sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ)
+    sel.register(sock, selectors.EVENT_READ, sock)
     while True:
         for key, _ in sel.select():
-            s = key.fileobj
+            s: socket.socket = key.data  # each registered with itself as its data
             if s is sock:
                 conn, peer = sock.accept()
                 try:
@@ -67,17 +67,17 @@ def _serve_tcp(sock: socket.socket, name: str) -> None:
                 except OSError:
                     conn.close()
                     continue
-                sel.register(conn, selectors.EVENT_READ)
+                sel.register(conn, selectors.EVENT_READ, conn)
             else:
                 try:
-                    data = s.recv(65536)  # type: ignore[union-attr]
+                    data = s.recv(65536)
                     if data and data != BYE:
-                        s.sendall(data)  # type: ignore[union-attr]
+                        s.sendall(data)
                         continue
                 except OSError:
                     pass
                 sel.unregister(s)
-                s.close()  # type: ignore[union-attr]
+                s.close()
 
 
 def _serve_udp(sock: socket.socket, name: str, port: int) -> None:

@@ -7,8 +7,14 @@ holds the entries, one module per family (ARP, routing, IPVS, host);
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from lab.scenarios.base import Outcome, Scenario, Verdict, run, run_both, start
 from lab.scenarios.catalogue import REGISTRY
+
+if TYPE_CHECKING:
+    from re import Match
 
 
 def get(name: str) -> Scenario:
@@ -70,7 +76,7 @@ def sources(s: Scenario) -> list[str]:
 
 _KERNEL_TREE = "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git/tree/"
 #: How a source names what it cites, and the public address of that.
-_LINKS = [
+_LINKS: list[tuple[str, Callable[[Match[str]], str]]] = [
     (r"https://[^\s;]+", lambda m: m.group(0).rstrip(").,")),
     (r"\b([\w.-]+/[\w.-]+)#(\d+)", lambda m: f"https://github.com/{m[1]}/issues/{m[2]}"),
     (r"\bDocumentation/([\w/-]+)\.rst", lambda m: f"https://docs.kernel.org/{m[1]}.html"),
@@ -98,7 +104,7 @@ def links(s: Scenario) -> list[str]:
     return out
 
 
-def to_json(s: Scenario, seen: dict[str, list[dict]] | None = None) -> dict[str, object]:
+def to_json(s: Scenario, seen: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, object]:
     """One entry of ``drlab scenarios --json`` (``seen``: the record, read once by the
     caller; read here when not given)."""
     from lab.scenarios import observed

@@ -55,7 +55,7 @@ class Scenario:
     #: Changes the root namespace, so it only runs in a disposable VM (DRLAB_IN_VM=1).
     needs_vm: bool = False
     #: Context entered around building a variant (e.g. a root-namespace setting).
-    around: Callable[[Variant], AbstractContextManager] | None = None
+    around: Callable[[Variant], AbstractContextManager[None]] | None = None
     #: Where the failure is reported or explained (issue threads, docs).
     source: str = ""
     #: Why ``drlab check`` cannot see the symptom on a lab of the broken variant

@@ -29,9 +29,10 @@ Entry = dict[str, Any]
 
 def load(path: Path = RECORD) -> dict[str, list[Entry]]:
     try:
-        return json.loads(path.read_text())
+        record: dict[str, list[Entry]] = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
+    return record
 
 
 def from_report(report: dict[str, Any], date: str) -> dict[str, list[Entry]]:
@@ -76,7 +77,7 @@ def _release_key(release: str) -> list[int]:
 
 def label(e: Entry) -> str:
     """``6.1.0-56-amd64 (bookworm)``."""
-    return e["kernel"] + (f" ({e['suite']})" if e.get("suite") else "")
+    return str(e["kernel"]) + (f" ({e['suite']})" if e.get("suite") else "")
 
 
 def short(entries: list[Entry]) -> str:

@@ -32,7 +32,8 @@ def run_catalogue(chosen: list[tuple[int, Scenario]], everything: bool, have_ipv
 
     progress = progress or Progress()
     results: list[dict[str, Any]] = []
-    alone, together = [], []
+    alone: list[tuple[int, Scenario]] = []
+    together: list[tuple[int, Scenario]] = []
     for j, s in chosen:
         why = runnable(s, have_ipvs)
         if why and everything:

@@ -557,7 +557,7 @@ def _report(what: str, args: list[str], kernels_: list[KernelInfo],
               for k in keys}
     if keys and all(o is not None for o in orders.values()):
         keys.sort(key=lambda k: orders[k] or 0)  # a shard's rows back in the unsharded order
-    out_rows = []
+    out_rows: list[Row] = []
     for key in keys:
         cells = {name: rows.get(key) for name, rows in per.items()}
         ran = [c.summary for c in cells.values() if c and c.status is not Status.NOT_RUN]

@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from lab.errors import UsageError
 from lab.model.predict import (
+    KNOBS_ON,
+    PLACES,
+    SCOPES,
     VS_BEHAVIOURS,
     VS_KNOBS,
     RsConfig,
@@ -41,18 +44,18 @@ if TYPE_CHECKING:
 
 
 #: Real-server axes, their RsConfig field and the values allowed.
-AXES: dict[str, tuple[str, tuple]] = {
+AXES: dict[str, tuple[str, tuple[object, ...]]] = {
     "arp_ignore": ("arp_ignore", (0, 1, 2, 3, 8)),
     "arp_announce": ("arp_announce", (0, 1, 2)),
-    "knob_on": ("knob_on", ("all", "lan", "lo")),
-    "vip_place": ("vip_place", ("lo32", "lo-wide", "lan", "absent")),
-    "scope": ("scope", ("global", "host")),
+    "knob_on": ("knob_on", KNOBS_ON),
+    "vip_place": ("vip_place", PLACES),
+    "scope": ("scope", SCOPES),
     "vip_in_lan": ("vip_in_lan", (True, False)),
     "rp_filter": ("rp_filter", (0, 1, 2)),
 }
 FIELDS = ("answers_arp", "announce_sender", "dr_works", "poisons")
 #: The director's IPVS axes: net.ipv4.vs.<name>.
-VS_AXES: dict[str, tuple[str, tuple]] = {k: (k, v) for k, v in VS_KNOBS.items()}
+VS_AXES: dict[str, tuple[str, tuple[object, ...]]] = {k: (k, v) for k, v in VS_KNOBS.items()}
 ALL_AXES = {**AXES, **VS_AXES}
 SHORT = {"answers_arp": "answers ARP", "announce_sender": "announce", "dr_works": "DR works",
          "poisons": "poisons", "midstream_scheduled": "mid-stream ACK scheduled",
@@ -269,7 +272,7 @@ def run(configs: list[CellConfig], jobs: int = 4, progress: Progress | None = No
 
     def one(c: CellConfig) -> Cell:
         cell = _run_cell(c, have_ipvs)
-        progress.step(c.label)
+        progress.step(c.label())
         return cell
 
     progress.start("matrix", len(configs))
@@ -363,7 +366,8 @@ def diff(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 def load_result(path: str | Path) -> dict[str, Any]:
     try:
-        return json.loads(Path(path).read_text())
+        result: dict[str, Any] = json.loads(Path(path).read_text())
+        return result
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except ValueError as e:

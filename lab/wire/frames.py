@@ -136,14 +136,11 @@ def echo_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, ident: int,
     return mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + bytes(ip) + bytes(icmp)
 
 
-TCP_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10}
-
-
 def tcp_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, sport: int, dport: int,
               flags: str = "S", seq: int = 0, ack: int = 0) -> bytes:
     """An Ethernet/IPv4 TCP segment without options or payload, built by hand (scapy
     takes ~0.25 s of CPU per frame in the VM); checksums as the kernel checks them."""
-    bits = sum(TCP_FLAGS[f] for f in flags)
+    bits = sum(1 << TCP_FLAGS.index(f) for f in flags)
     tcp = bytearray(sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
                     + seq.to_bytes(4, "big") + ack.to_bytes(4, "big")
                     + bytes([5 << 4, bits]) + (8192).to_bytes(2, "big") + b"\0\0\0\0")

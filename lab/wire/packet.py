@@ -11,8 +11,12 @@ import errno
 import socket
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lab.builder import Lab, netns
+
+if TYPE_CHECKING:  # scapy is imported when a frame is decoded, not with this module
+    from scapy.packet import Packet
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -27,7 +31,7 @@ class Frame:
     data: bytes
     outgoing: bool
 
-    def packet(self):  # type: ignore[no-untyped-def]
+    def packet(self) -> Packet:
         """The frame decoded by scapy (Ether/...)."""
         import scapy.layers.inet  # noqa: F401  (binds IP/TCP/UDP/ICMP to Ether)
         import scapy.layers.inet6  # noqa: F401

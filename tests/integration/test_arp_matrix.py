@@ -28,3 +28,21 @@ def test_prediction_matches_kernel(lab_factory, cfg):
     diff = {k: f"predicted {want[k]!r}, observed {got[k]!r}" for k in want if want[k] != got[k]}
     assert not diff, (f"{cfg.label()}: " + "; ".join(f"{k}: {v}" for k, v in diff.items())
                       + "\n  evidence:\n    " + "\n    ".join(observed.evidence))
+
+
+def test_matrix_progress_names_each_cell():
+    # `drlab matrix` says which cell finished; it once said "<bound method CellConfig.label
+    # ...>" (the method, not its value: found by mypy)
+    import io
+
+    from lab.model.predict import RsConfig
+    from lab.sweep.matrix import CellConfig, run
+    from lab.util import Progress
+
+    out = io.StringIO()
+    cfg = CellConfig(rs=RsConfig())
+    [cell] = run([cfg], jobs=1, progress=Progress(enabled=True, interval=0, tty=False,
+                                                  stream=out))
+    assert cell.config == cfg
+    assert "1/1 done, " in out.getvalue() and f"({cfg.label()})" in out.getvalue()
+    assert "bound method" not in out.getvalue()

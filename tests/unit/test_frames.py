@@ -48,6 +48,15 @@ def test_decode_tcp_udp_ipv6():
     assert "tcp 192.0.2.10:40000 > 192.0.2.100:80 [SA]" in x.summary()
 
 
+def test_decode_names_every_tcp_flag_as_scapy_does():
+    # URG, ECE and CWR too (an ECN-setup SYN is "SEC"): decode once saw only the five
+    # flags tcp_frame builds, when a second TCP_FLAGS shadowed the first (found by mypy)
+    for flags in ("SEC", "FSRPAUEC", "U", "PAE", "SAE"):
+        x = decode(bytes(Ether(src=A, dst=B) / IP(src="192.0.2.1", dst="192.0.2.2")
+                         / TCP(sport=1, dport=2, flags=flags)))
+        assert x.flags == str(TCP(flags=flags).flags) == flags
+
+
 def test_tcp_frame_matches_scapy_checksums_included():
     raw = tcp_frame(A, B, "198.51.100.10", "192.0.2.100", 40000, 80, "S", seq=123456789)
     pkt = Ether(raw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lab.builder import Lab
 from lab.model import Address, Topology, default_dr
-from lab.model.predict import RsConfig, topology_for
+from lab.model.predict import RsConfig, Scope, topology_for
 from lab.probes import arp
 from lab.probes.arpcheck import measure
 from lab.probes.capture import Capture
@@ -61,7 +61,7 @@ def _only(lab: Lab, rs: str) -> None:
 
 
 def _poisoning(lab: Lab, variant: Variant) -> Outcome:
-    vip = lab.topology.service.vip  # type: ignore[union-attr]
+    vip = lab.topology.main_service.vip
     ev = []
     symptom = False
     for rs in ("rs1", "rs2"):  # one at a time: a poisoned client would never reach the other
@@ -144,10 +144,10 @@ register(Scenario(
 ))
 
 
-def _ignore3(scope: str) -> Topology:
+def _ignore3(scope: Scope) -> Topology:
     t = default_dr(rs=1, rs_sysctls={"net.ipv4.conf.all.arp_ignore": "3",
                                      "net.ipv4.conf.eth0.arp_ignore": "3"})
-    t.host("rs1").lo = [Address("192.0.2.100/32", scope)]  # type: ignore[arg-type]
+    t.host("rs1").lo = [Address("192.0.2.100/32", scope)]
     return t
 
 
@@ -175,7 +175,7 @@ def _director_vip_primary(vip_first: bool) -> Topology:
 
 
 def _director_arps(lab: Lab, variant: Variant) -> Outcome:
-    vip = lab.topology.service.vip  # type: ignore[union-attr]
+    vip = lab.topology.main_service.vip
     failed = 0
     with Capture(lab, "director") as cap:
         for _ in range(2):

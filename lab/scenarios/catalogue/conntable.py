@@ -40,6 +40,7 @@ import errno
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 from lab.builder import Lab, netns, sysctl
 from lab.model import default_dr
@@ -62,7 +63,7 @@ def _entries(lab: Lab, cport: int) -> list[director.Connection]:
     return [c for c in director.read_connections(lab) if c.cport == cport]
 
 
-def _watch(cond, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+def _watch(cond: Callable[[], object], seconds: float) -> bool:
     """Poll ``cond`` for ``seconds`` of real time (kernel timers do not run slow
     in the VM, so this window is not scaled); True as soon as it holds."""
     end = time.monotonic() + seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 from lab.builder import Lab
 from lab.model import default_dr
@@ -10,7 +11,7 @@ from lab.scenarios.base import Outcome, Scenario, Variant, register
 
 
 @contextlib.contextmanager
-def _host_rp_filter(variant: Variant):  # type: ignore[no-untyped-def]
+def _host_rp_filter(variant: Variant) -> Iterator[None]:
     """Set rp_filter=2 in the (disposable) root namespace while a variant is built,
     as systemd's 50-default.conf does on many hosts; restore it afterwards."""
     keys = ["/proc/sys/net/ipv4/conf/all/rp_filter", "/proc/sys/net/ipv4/conf/default/rp_filter"]

@@ -132,7 +132,7 @@ register(Scenario(
 
 # stale-vip-after-crash --------------------------------------------------------------
 def _crash(lab: Lab, variant: Variant) -> Outcome:
-    vip = lab.topology.service.vip  # type: ignore[union-attr]
+    vip = lab.topology.main_service.vip
     keepalived.stop(lab, "director", crash=True)  # SIGKILL to all: no cleanup
     wait_for(lambda: "director2" in vrrp.holders(lab), 20, "director2 to take the VIP")
     ev = ["keepalived on director killed (SIGKILL, no cleanup); director2 took the VIP"]

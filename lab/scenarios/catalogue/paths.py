@@ -36,6 +36,7 @@ from lab.probes.capture import capture
 from lab.roles import client
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 from lab.wire.frames import decode
+from lab.wire.packet import Frame
 
 LAN_ROUTER = "192.0.2.1"
 DIRECTOR = "192.0.2.2"
@@ -257,7 +258,7 @@ def _echo_big(lab: Lab) -> str:
     return f"{got} of {len(_PAYLOAD)} echoed bytes came back"
 
 
-def _icmp_too_big(frames: list, outgoing: bool | None = None) -> list[str]:
+def _icmp_too_big(frames: list[Frame], outgoing: bool | None = None) -> list[str]:
     out = []
     for f in frames:
         if outgoing is not None and f.outgoing != outgoing:

@@ -12,6 +12,7 @@ from lab.probes.counters import rising
 from lab.roles import client, director, realserver
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 from lab.util import Timeout, wait_for
+from lab.wire.packet import Frame
 
 
 def _missing_vip(lab: Lab, variant: Variant) -> Outcome:
@@ -217,7 +218,7 @@ def _mtu(lab: Lab, variant: Variant) -> Outcome:
         finally:
             s.close()
 
-        def icmp() -> list:
+        def icmp() -> list[Frame]:
             cap.poll()
             return [f for f in cap.frames if not f.outgoing and decode(f.data).proto == 1
                     and f.data[34] == 3 and f.data[35] == 4]

@@ -155,7 +155,8 @@ def _exchange(lab: Lab, datagrams: int) -> int:
         for _ in range(datagrams):
             s.send(b"who\n")
             s.recv(4096)
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
     finally:
         s.close()
 
