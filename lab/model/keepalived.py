@@ -606,6 +606,18 @@ def _decomment(raw: str) -> str:
     return "".join(out).strip()
 
 
+def _recomment(piece: str) -> str:
+    """``piece`` (decommented) written back so that keepalived reads it the same:
+    ``#`` and ``!`` outside double quotes escaped again, as :func:`_decomment` found
+    them (unescaped, they would start a comment and cut the statement short)."""
+    out, quote = [], False
+    for ch in piece:
+        if ch == '"':
+            quote = not quote
+        out.append("\\" + ch if not quote and ch in "#!" else ch)
+    return "".join(out)
+
+
 def _pieces(line: str) -> list[str]:
     """A decommented line cut at braces outside quotes: statements and ``{``/``}``, as
     keepalived reads them (each piece between braces is a statement of its own)."""
@@ -715,7 +727,7 @@ def strip_scripts(text: str, source: str = "keepalived.conf") -> tuple[str, list
             out.append(raw)
         elif kept:
             indent = raw[:len(raw) - len(raw.lstrip())]
-            out.append(indent + " ".join(kept))
+            out.append(indent + " ".join(_recomment(p) for p in kept))
     return "\n".join(out), found
 
 
