@@ -258,8 +258,8 @@ class _Importer:
                         or h.role == "realserver" and s.startswith("ipvsadm-save.txt:"):
                     continue
                 if self.anon:  # its paths and names are the cluster's: the file only
-                    f = s.split(":", 1)[0]
-                    s = (f if f in HOST_FILES else "a file") + " (details left out by " \
+                    fname = s.split(":", 1)[0]
+                    s = (fname if fname in HOST_FILES else "a file") + " (details left out by " \
                         "--anonymize)"
                 self.note(f"{h.c.name}: collect skipped: {s}")
         all_hosts = hosts
@@ -481,7 +481,7 @@ class _Importer:
             for a in h.all_addrs():
                 if a.addr not in self.vips:
                     owner.setdefault(a.addr, h)
-        left = {}
+        left: dict[IP, str] = {}
         for c in self.left:
             for ip in c.addresses():
                 left.setdefault(ip, c.name)
@@ -496,8 +496,8 @@ class _Importer:
                     self.note(f"real server {r.ip} of {s.shown} forwards by {kind}: this lab "
                               "is DR only: left out")
                     continue
-                h = owner.get(r.ip)
-                if h is None:
+                rs = owner.get(r.ip)
+                if rs is None:
                     if r.ip in left:
                         self.note(f"real server {r.ip} of {s.shown} is {left[r.ip]}, which is "
                                   "left out (see above)")
@@ -505,14 +505,14 @@ class _Importer:
                         self.note(f"real server {r.ip} of {s.shown} was not collected: "
                                   "left out")
                     continue
-                if h.name in in_rss:
-                    self.note(f"{s.shown}: {h.c.name} is listed twice; the twin keeps it once")
+                if rs.name in in_rss:
+                    self.note(f"{s.shown}: {rs.c.name} is listed twice; the twin keeps it once")
                     continue
                 if s.fwmark is None and r.port != s.port:
                     self.note(f"real server {r.ip}:{r.port} of {s.shown}: DR does not map "
                               f"ports, it receives port {s.port}")
-                rss.append(RealServer(h.name, r.weight, self._listen_mode(h, s)))
-                in_rss.add(h.name)
+                rss.append(RealServer(rs.name, r.weight, self._listen_mode(rs, s)))
+                in_rss.add(rs.name)
             if not rss:
                 self.note(f"{s.shown} on {d}: no collected DR real server: left out")
                 continue
@@ -551,6 +551,7 @@ class _Importer:
             if not any(a.scope == "global" or a.addr in vips for a in addrs):
                 continue
             only_vips = all(a.addr in vips for a in addrs)
+            kind: Literal["veth", "dummy"]
             if ln.kind == "dummy":
                 kind = "dummy"
             elif ln.noarp and only_vips:
@@ -617,9 +618,9 @@ class _Importer:
         # wider first), each joins the innermost one still open around it (n log n;
         # the pairwise check was quadratic in the number of subnets)
         open_: list[IPNet] = []
-        for net in sorted(nets, key=lambda x: (x.version, x.network_address, x.prefixlen)):
+        for net in sorted(nets, key=lambda x: (x.version, int(x.network_address), x.prefixlen)):
             while open_ and (open_[-1].version != net.version
-                             or open_[-1].broadcast_address < net.network_address):
+                             or int(open_[-1].broadcast_address) < int(net.network_address)):
                 open_.pop()
             if open_:
                 parent[find(nets[net])] = find(nets[open_[-1]])
@@ -891,10 +892,10 @@ class _Importer:
                   f"segment of {owner.c.name}'s {lan.name})"
                   + (f", with {', '.join(r.dst for r in routes)} routed on the LAN as a "
                      "router would" if routes else ""))
-        for s in svcs:
-            d = by[s.director]
+        for svc in svcs:
+            d = by[svc.director]
             if lan.segment not in {i.segment for i in d.veths()}:
-                self.note(f"{s.vip}:{s.port}/{s.protocol} is on {d.c.name}, which is "
+                self.note(f"{svc.vip}:{svc.port}/{svc.protocol} is on {d.c.name}, which is "
                           f"not on the client's segment {lan.segment}")
         return Host(CLIENT, "client",
                     [Interface("eth0", lan.segment, [Address(str(a)) for a in addrs])],
@@ -938,8 +939,9 @@ class _Importer:
             for r in h.routes:
                 if r.dst != "default":
                     net = ipaddress.ip_network(r.dst)
-                    outside |= not any(net.subnet_of(d) for d in DOC_RANGES  # type: ignore
-                                       if d.version == net.version)
+                    # (subnet_of's stubs want one version; the condition makes it one)
+                    outside |= not any(net.subnet_of(d)  # type: ignore[arg-type]
+                                       for d in DOC_RANGES if d.version == net.version)
                 if r.via is not None:
                     outside |= not in_doc_range(ipaddress.ip_address(r.via))
         for vip in vips:

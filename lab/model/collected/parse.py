@@ -25,6 +25,9 @@ from lab.model.collected.records import (
 from lab.model.files import shown
 from lab.model.topology import SCHEDULERS
 
+#: A JSON object as ``ip -j`` prints it: the input, before any field is checked.
+JsonObject = dict[str, Any]
+
 
 def bad(where: str, msg: str) -> TopologyError:
     return TopologyError(shown(f"{where}: {msg}"))
@@ -55,13 +58,13 @@ def _string(v: Any, where: str, what: str, pattern: re.Pattern[str] = _WORD) -> 
     return v
 
 
-def _opt(e: dict[str, Any], key: str, where: str,
+def _opt(e: JsonObject, key: str, where: str,
          pattern: re.Pattern[str] = _WORD) -> str | None:
     v = e.get(key)
     return None if v is None else _string(v, where, key, pattern)
 
 
-def _strings(e: dict[str, Any], key: str, where: str) -> list[str]:
+def _strings(e: JsonObject, key: str, where: str) -> list[str]:
     v = e.get(key)
     if v is None:
         return []
@@ -70,7 +73,7 @@ def _strings(e: dict[str, Any], key: str, where: str) -> list[str]:
     return v
 
 
-def _int(e: dict[str, Any], key: str, where: str, top: int) -> int | None:
+def _int(e: JsonObject, key: str, where: str, top: int) -> int | None:
     v = e.get(key)
     if v is None:
         return None
@@ -85,7 +88,7 @@ def _number(word: str, where: str, what: str, top: int = 2**32 - 1) -> int:
     return int(word)
 
 
-def parse_json(text: str, where: str) -> list[dict[str, Any]]:
+def parse_json(text: str, where: str) -> list[JsonObject]:
     """A list of JSON objects (what ``ip -j`` prints)."""
     try:
         data = json.loads(text)
@@ -107,11 +110,11 @@ def _scope(v: Any) -> Scope:
     return "host" if v == "host" else "link" if v == "link" else "global"
 
 
-def parse_links(addrs: list[dict[str, Any]], links: list[dict[str, Any]] | None,
+def parse_links(addrs: list[JsonObject], links: list[JsonObject] | None,
                 where: str = "ip-addr.json", lwhere: str = "ip-link.json") -> list[CollectedLink]:
     """The interfaces of ``ip -j addr show`` (``addrs``) with their kinds and flags from
     ``ip -j -d link show`` (``links``, when collected)."""
-    kinds: dict[str, dict[str, Any]] = {}
+    kinds: dict[str, JsonObject] = {}
     for n, e in enumerate(links or []):
         name = _opt(e, "ifname", f"{lwhere}: entry {n}", IFNAME)
         if name is not None:
@@ -158,7 +161,7 @@ def parse_links(addrs: list[dict[str, Any]], links: list[dict[str, Any]] | None,
     return out
 
 
-def parse_routes(entries: list[dict[str, Any]], where: str) -> list[CollectedRoute]:
+def parse_routes(entries: list[JsonObject], where: str) -> list[CollectedRoute]:
     """``ip -j route show`` entries, the fields the import reads checked for their
     types and for control characters (``dev`` is an interface name)."""
     out = []

@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from lab.errors import TopologyError
 from lab.model import files
 from lab.model.collected.parse import (
     HOSTNAME,
+    JsonObject,
     bad,
     clip,
     parse_ipvsadm,
@@ -56,7 +56,7 @@ class _HostDir:
     def where(self, name: str) -> str:
         return str(self.path / name)
 
-    def json(self, name: str) -> list[dict[str, Any]]:
+    def json(self, name: str) -> list[JsonObject]:
         return parse_json(self.read(name), self.where(name))
 
 
