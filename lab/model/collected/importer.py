@@ -126,17 +126,23 @@ class _KeptLink:
 
 @dataclass
 class _Kept:
-    """A collected host the twin keeps, while the import decides what of it to keep;
-    :meth:`_Importer.host` makes the model's :class:`Host` of it."""
+    """A collected host the twin keeps: its record (``c``), the model's host the twin
+    makes of it (``twin``: its name, role, label, routes, sysctls, the hosts it stands
+    for), and the links and ``lo`` addresses it keeps as collected, which the import
+    still computes with (:meth:`_Importer.host` makes them ``twin``'s at the end)."""
 
     c: CollectedHost
-    name: str
-    role: Role
+    twin: Host
     ifaces: list[_KeptLink] = field(default_factory=list)
     lo: list[CollectedAddress] = field(default_factory=list)
-    routes: list[Route] = field(default_factory=list)
-    sysctls: dict[str, str] = field(default_factory=dict)
-    represents: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.twin.name
+
+    @property
+    def role(self) -> Role:
+        return self.twin.role
 
     def veths(self) -> list[_KeptLink]:
         return [i for i in self.ifaces if i.kind == "veth"]
@@ -217,8 +223,9 @@ class _Importer:
         self._missing_files([c for c in collected if c.name in roles], roles)
         for c in left:
             self.note(self._left_out_note(c, by_rip))
-        hosts = [_Kept(c, labnames[c.name], "director") for c in directors] + [
-            _Kept(c, labnames[c.name], "realserver") for c in collected
+        hosts = [_Kept(c, Host(labnames[c.name], "director", label=c.name))
+                 for c in directors] + [
+            _Kept(c, Host(labnames[c.name], "realserver", label=c.name)) for c in collected
             if roles.get(c.name) == "realserver"]
         if not hosts:
             raise TopologyError("no director or real server among the collected hosts ("
@@ -734,9 +741,9 @@ class _Importer:
                 if not any(via in n for n in nets):
                     dropped.append(shown)
                     continue
-                h.routes.append(Route(dst, via=str(via)))
+                h.twin.routes.append(Route(dst, via=str(via)))
             elif r.dev is not None and r.dev in kept:
-                h.routes.append(Route(dst, dev=r.dev))
+                h.twin.routes.append(Route(dst, dev=r.dev))
             else:
                 dropped.append(shown)
                 continue
@@ -767,7 +774,7 @@ class _Importer:
                     self.note(f"{h.c.name}: {raw} = {clip(value)} is not a number: left out")
                     continue
                 out[key] = value
-        h.sysctls = out
+        h.twin.sysctls = out
 
     # -- folding -------------------------------------------------------------------
     def _signature(self, h: _Kept, entries: dict[str, list[tuple[int, int, str]]]
@@ -778,11 +785,11 @@ class _Importer:
 
         return (
             tuple(entries.get(h.name, [])),
-            tuple(sorted(h.sysctls.items())),
+            tuple(sorted(h.twin.sysctls.items())),
             tuple((i.name, i.kind, i.segment, i.mtu, tuple(sorted(map(shape, i.addrs))))
                   for i in h.ifaces),
             tuple(sorted(map(shape, h.lo))),
-            tuple((r.dst, r.via, r.dev) for r in h.routes),
+            tuple((r.dst, r.via, r.dev) for r in h.twin.routes),
         )
 
     def _fold(self, hosts: list[_Kept], svcs: list[VirtualService]) -> list[_Kept]:
@@ -802,8 +809,8 @@ class _Importer:
         for members in folded:
             keep, rest = members[:2], members[2:]
             half = (len(rest) + 1) // 2
-            keep[0].represents = [h.c.name for h in rest[:half]]
-            keep[1].represents = [h.c.name for h in rest[half:]]
+            keep[0].twin.represents = [h.c.name for h in rest[:half]]
+            keep[1].twin.represents = [h.c.name for h in rest[half:]]
             gone |= {h.name for h in rest}
             parts.append(f"{keep[0].c.name}, {keep[1].c.name} stand for {len(rest)} identical "
                          f"({_span([h.c.name for h in rest])})")
@@ -904,16 +911,17 @@ class _Importer:
     # -- output --------------------------------------------------------------------
     @staticmethod
     def host(h: _Kept) -> Host:
-        """The model's host for what the twin keeps of ``h`` (an MTU of 1500 unsaid)."""
+        """The model's host of ``h``, with the links and addresses kept (an MTU of 1500
+        unsaid)."""
         def iface(i: _KeptLink) -> Interface:
             return Interface(i.name, i.segment if i.kind == "veth" else "",
                              [a.address() for a in i.addrs],
                              i.mtu if i.mtu is not None and i.mtu != 1500 else None, i.kind)
 
-        return Host(h.name, h.role, [iface(i) for i in h.ifaces if i.kind == "veth"],
-                    [a.address() for a in h.lo], list(h.routes), dict(h.sysctls),
-                    [iface(i) for i in h.ifaces if i.kind == "dummy"], h.c.name,
-                    list(h.represents))
+        h.twin.interfaces = [iface(i) for i in h.ifaces if i.kind == "veth"]
+        h.twin.dummies = [iface(i) for i in h.ifaces if i.kind == "dummy"]
+        h.twin.lo = [a.address() for a in h.lo]
+        return h.twin
 
     def _waivers(self, t: Topology) -> list[str]:
         waive = set()

@@ -10,19 +10,8 @@ from pathlib import Path
 
 from lab.errors import TopologyError
 from lab.model import files
-from lab.model.collected.parse import (
-    HOSTNAME,
-    JsonObject,
-    bad,
-    clip,
-    parse_ipvsadm,
-    parse_json,
-    parse_keyvalues,
-    parse_links,
-    parse_listen,
-    parse_routes,
-    parse_sysctls,
-)
+from lab.model.collected import parse
+from lab.model.collected.parse import HOSTNAME, JsonObject, bad, clip
 from lab.model.collected.records import CollectedHost
 from lab.model.files import shown
 from lab.model.keepalived import parse as parse_keepalived
@@ -57,7 +46,7 @@ class _HostDir:
         return str(self.path / name)
 
     def json(self, name: str) -> list[JsonObject]:
-        return parse_json(self.read(name), self.where(name))
+        return parse.parse_json(self.read(name), self.where(name))
 
 
 def read_host(hdir: Path, dir_fd: int | None = None) -> CollectedHost:
@@ -77,9 +66,9 @@ def _read_host(d: _HostDir) -> CollectedHost:
         kinds = d.json("ip-link.json")
     else:
         missing.append("ip-link.json")
-    links = parse_links(d.json("ip-addr.json"), kinds, d.where("ip-addr.json"),
+    links = parse.parse_links(d.json("ip-addr.json"), kinds, d.where("ip-addr.json"),
                         d.where("ip-link.json"))
-    meta = parse_keyvalues(d.read("collect.txt")) if d.has("collect.txt") else {}
+    meta = parse.parse_keyvalues(d.read("collect.txt")) if d.has("collect.txt") else {}
     name = meta.get("hostname") or d.path.name
     if not HOSTNAME.fullmatch(name):
         raise bad(d.where("collect.txt") if meta.get("hostname") else str(d.path),
@@ -89,20 +78,20 @@ def _read_host(d: _HostDir) -> CollectedHost:
     for fname in ("ip-route.json", "ip6-route.json"):
         if d.has(fname):
             h.routes += [(d.where(fname), r)
-                         for r in parse_routes(d.json(fname), d.where(fname))]
+                         for r in parse.parse_routes(d.json(fname), d.where(fname))]
         elif fname == "ip-route.json":
             h.missing.append(fname)
     if d.has("sysctl.txt"):
-        h.sysctls = parse_sysctls(d.read("sysctl.txt"), d.where("sysctl.txt"))
+        h.sysctls = parse.parse_sysctls(d.read("sysctl.txt"), d.where("sysctl.txt"))
     else:
         h.missing.append("sysctl.txt")
     if d.has("ipvsadm-save.txt"):
-        h.ipvs = parse_ipvsadm(d.read("ipvsadm-save.txt"), d.where("ipvsadm-save.txt"))
+        h.ipvs = parse.parse_ipvsadm(d.read("ipvsadm-save.txt"), d.where("ipvsadm-save.txt"))
     if d.has("keepalived.conf"):
         h.keepalived = parse_keepalived(d.read("keepalived.conf"),
                                         shown(d.where("keepalived.conf")))
     if d.has("listen.txt"):
-        h.listen, unread = parse_listen(d.read("listen.txt"))
+        h.listen, unread = parse.parse_listen(d.read("listen.txt"))
         if unread:
             h.skipped.append(f"{unread} line(s) of listen.txt not understood")
     else:
