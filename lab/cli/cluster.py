@@ -25,18 +25,18 @@ def parse_roles(items: list[str] | None) -> dict[str, str]:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Collected hosts (scripts/collect) -> a topology file of the cluster's twin."""
-    from lab.model import topology_from_dict
-    from lab.model.collected import import_cluster, to_toml
+    from lab.model.collected import import_cluster
     from lab.model.files import shown
+    from lab.model.writer import dump
 
     imp = import_cluster(args.dir, roles=parse_roles(args.role), anonymize=args.anonymize,
                          fold=not args.no_fold, name=args.name,
                          allow_scripts=args.allow_scripts)
-    t = topology_from_dict(imp.topology)
+    t = imp.topology
     # anonymized: not even the collected directories' names (hostnames, usually)
     head = "# drlab import --anonymize" if args.anonymize else "# drlab import " + " ".join(
         map(shown, args.dir))
-    text = head + "\n" + "".join(f"# {n}\n" for n in imp.notes) + to_toml(imp.topology)
+    text = head + "\n" + "".join(f"# {n}\n" for n in imp.notes) + dump(t)
     if args.output == "-":
         sys.stdout.write(text)
     else:
@@ -53,7 +53,7 @@ def load_cluster(target: str, roles: dict[str, str] | None = None,
     """A topology file, or a directory of collected hosts (imported on the fly). What
     their keepalived configs would run is removed (said on stderr, by file:line)
     unless ``allow_scripts``."""
-    from lab.model import load_topology, topology_from_dict
+    from lab.model import load_topology
 
     p = Path(target)
     notes: list[str] = []
@@ -61,7 +61,7 @@ def load_cluster(target: str, roles: dict[str, str] | None = None,
         from lab.model.collected import import_cluster
 
         imp = import_cluster([p], roles=roles or {}, allow_scripts=allow_scripts)
-        t = topology_from_dict(imp.topology)
+        t = imp.topology
         t.allow_scripts = allow_scripts
         notes = [s.note() for s in imp.stripped]
     else:

@@ -91,13 +91,31 @@ def _untrusted(t: Topology, source: str, allow_scripts: bool,
     return t
 
 
-def topology_from_dict(data: Any) -> Topology:
-    """Build and validate a topology from plain data (as parsed from TOML)."""
+def topology_from_dict(data: Any, *, validate: bool = True) -> Topology:
+    """Build and validate a topology from plain data (as parsed from TOML); without
+    ``validate``, only its types and texts are checked (the caller validates it later)."""
     t = _parse(data)
+    return validated(t) if validate else t
+
+
+def validated(t: Topology) -> Topology:
+    """``t``, validated, its problems said as a file's are (names from the files, each
+    on one line)."""
     try:
         return t.validate()
-    except TopologyError as e:  # names from the file, said on one line
+    except TopologyError as e:
         raise TopologyError([shown(p) for p in e.problems]) from None
+
+
+def check_text(value: str, what: str, *, lines: bool = False) -> str:
+    """``value`` if a topology file could hold it: no character that is not printable
+    (``lines``: but newlines and tabs, as a config file's text has), as the loader
+    checks every string of a file; else :class:`TopologyError` naming ``what``."""
+    try:
+        _need(value, what, str, lines=lines)
+    except _Bad as e:
+        raise TopologyError(shown(str(e))) from None
+    return value
 
 
 class _Bad(Exception):
@@ -256,8 +274,11 @@ def _service(v: Any, w: str) -> VirtualService:
     )
 
 
-def topology_to_dict(t: Topology) -> dict[str, Any]:
-    """The inverse of :func:`topology_from_dict` (what a TOML file or a lab record holds)."""
+def topology_to_dict(t: Topology, *, full: bool = False) -> dict[str, Any]:
+    """The inverse of :func:`topology_from_dict` (what a TOML file or a lab record holds).
+    ``full``: the layout of a file people read and edit (:func:`lab.model.writer.dump`):
+    ``waive`` first after the name, the services a list even when there is one, and
+    every real server's ``listen`` said."""
 
     def addr(a: Address) -> Any:
         return a.cidr if a.scope == "global" else {"cidr": a.cidr, "scope": a.scope}
@@ -278,7 +299,7 @@ def topology_to_dict(t: Topology) -> dict[str, Any]:
             "vip": s.vip, "port": s.port, "protocol": s.protocol, "scheduler": s.scheduler,
             "director": s.director,
             "real_servers": [{"host": r.host, "weight": r.weight}
-                             | ({"listen": r.listen} if r.listen != "any" else {})
+                             | ({"listen": r.listen} if full or r.listen != "any" else {})
                              for r in s.real_servers]}
         for k in ("persistence", "persistence_netmask", "fwmark"):
             if getattr(s, k) is not None:
@@ -304,13 +325,15 @@ def topology_to_dict(t: Topology) -> dict[str, Any]:
         if h.sysctls:
             d["sysctls"] = dict(h.sysctls)
         hosts[h.name] = d
-    out: dict[str, Any] = {"name": t.name, "segments": [s.name for s in t.segments],
-                           "hosts": hosts}
-    if len(t.services) == 1:
+    out: dict[str, Any] = {"name": t.name}
+    if t.waive and full:
+        out["waive"] = sorted(t.waive)
+    out |= {"segments": [s.name for s in t.segments], "hosts": hosts}
+    if len(t.services) == 1 and not full:
         out["service"] = service(t.services[0])
     elif t.services:
         out["services"] = [service(s) for s in t.services]
-    if t.waive:
+    if t.waive and not full:
         out["waive"] = sorted(t.waive)
     if t.keepalived:
         out["keepalived"] = dict(t.keepalived)

@@ -24,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the timings as JSON")
     args = ap.parse_args(argv)
 
-    from lab.model import topology_from_dict
     from lab.model.collected import import_cluster
     from lab.model.keepalived import keepalived_dr
     from lab.probes import snapshot, vrrp
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         lab.teardown()
     t2 = time.monotonic()
     imp = import_cluster([out])
-    twin = topology_from_dict(imp.topology)
+    twin = imp.topology
     steps[f"import ({len(twin.hosts)} hosts in the twin)"] = time.monotonic() - t2
     t3 = time.monotonic()
     d = diagnose(twin)

@@ -81,7 +81,7 @@ def test_diagnose_and_validate_the_example(drlab_ipvs, tmp_path):
     from lab.scenarios.diagnose import diagnose
     from lab.scenarios.validate import validate_twin
 
-    t = topology_from_dict(import_cluster([EXAMPLE], name="example").topology)
+    t = import_cluster([EXAMPLE], name="example").topology
     d = diagnose(t)
     assert [(f.name, f.hosts, f.service, f.measured) for f in d.findings] == [
         ("sysctls-on-lo-only", ["web3.example.net"], "192.0.2.100:80/tcp", True)], d.text()

@@ -12,8 +12,8 @@ import pytest
 
 from lab.errors import TopologyError
 from lab.model import load_topology, topology_from_dict, topology_to_dict
-from lab.model.collected import to_toml
 from lab.model.keepalived import keepalived_dr
+from lab.model.writer import to_toml
 from lab.roles import keepalived
 
 pytestmark = pytest.mark.netns

@@ -58,7 +58,6 @@ def _round_trip(scenario, variant, tmp_path):
     ARP/rp_filter sysctls, services); return the check's result and the twin."""
     from twin_helpers import differences
 
-    from lab.model import topology_from_dict
     from lab.model.collected import import_cluster
     from lab.probes.check import check
     from lab.probes.snapshot import collect
@@ -72,7 +71,7 @@ def _round_trip(scenario, variant, tmp_path):
     finally:
         lab.teardown()
     imp = import_cluster([tmp_path / variant], fold=False)
-    twin = topology_from_dict(imp.topology)
+    twin = imp.topology
     assert differences(original, twin) == [], "\n".join(imp.notes)
     return result, twin
 

@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 
 from lab.errors import TopologyError
-from lab.model import topology_from_dict
+from lab.model import topology_from_dict, topology_to_dict
 from lab.model.anonymize import AddressMap, literals
-from lab.model.collected import import_cluster, lab_name, to_toml
+from lab.model.collected import Imported, import_cluster, lab_name
+from lab.model.writer import to_toml
+
+
+def toml_data(imp: Imported) -> dict:
+    """The twin as its file holds it (what drlab import writes)."""
+    return topology_to_dict(imp.topology, full=True)
+
 
 # -- a collected host, as scripts/collect writes it ------------------------------------
 
@@ -210,7 +217,7 @@ def imported(tmp_path):
 
 
 def test_cluster_is_a_valid_topology(imported):
-    d = imported.topology
+    d = toml_data(imported)
     assert tomllib.loads(to_toml(d)) == d
     t = topology_from_dict(d)
     assert [h.name for h in t.hosts] == ["client", "lvsa", "lvsb", "web01", "web02", "web03"]
@@ -230,7 +237,7 @@ def test_cluster_is_a_valid_topology(imported):
 
 
 def test_services_with_persistence_netmask_weights_and_listen(imported):
-    t = topology_from_dict(imported.topology)
+    t = topology_from_dict(toml_data(imported))
     assert [s.key for s in t.services] == ["192.0.2.100:80/tcp", "192.0.2.100:53/udp"]
     web, dns = t.services
     assert (web.scheduler, web.persistence, web.persistence_netmask) == ("wlc", 300,
@@ -248,7 +255,7 @@ def test_services_with_persistence_netmask_weights_and_listen(imported):
 
 
 def test_vip_placements_routes_and_sysctls(imported):
-    h = imported.topology["hosts"]
+    h = toml_data(imported)["hosts"]
     assert h["web01"]["lo"] == ["192.0.2.100/32"]
     assert h["web01"]["interfaces"] == [{"name": "eth0", "segment": "lan",
                                          "addresses": ["192.0.2.101/24"]}]
@@ -269,7 +276,7 @@ def test_vip_placements_routes_and_sysctls(imported):
 
 
 def test_keepalived_places_the_vip_and_travels_with_the_director(imported):
-    d = imported.topology
+    d = toml_data(imported)
     assert d["hosts"]["lvsa"]["interfaces"][0]["addresses"] == ["192.0.2.2/24"]
     assert set(d["keepalived"]) == {"lvsa", "lvsb"}
     assert "router_id lvs-a" in d["keepalived"]["lvsa"]
@@ -277,7 +284,7 @@ def test_keepalived_places_the_vip_and_travels_with_the_director(imported):
 
 
 def test_lab_client_at_a_free_address(imported):
-    c = imported.topology["hosts"]["client"]
+    c = toml_data(imported)["hosts"]["client"]
     assert c == {"role": "client", "label": "(lab client)", "interfaces": [
         {"name": "eth0", "segment": "lan", "addresses": ["192.0.2.254/24"]}]}
     assert any(n.startswith("lab client at 192.0.2.254/24 on lan") for n in imported.notes)
@@ -291,26 +298,26 @@ def test_client_routes_a_vip_outside_its_subnet(tmp_path):
                     " -g -w 1\n")
     write_host(root, "app1", [("eth0", None, ["192.0.2.11/24"])], lo=["198.51.100.7/32"])
     imp = import_cluster([root])
-    t = topology_from_dict(imp.topology)
+    t = topology_from_dict(toml_data(imp))
     assert t.host("client").routes[0].dst == "198.51.100.7/32"
     assert t.host("client").routes[0].dev == "eth0"
     # an interface holding only a VIP outside every subnet is a segment of its own
-    assert imp.topology["segments"] == ["lan", "lan2"]
+    assert toml_data(imp)["segments"] == ["lan", "lan2"]
 
 
 def test_left_out_host_and_role_override(tmp_path):
     root = cluster(tmp_path / "c")
     imp = import_cluster([root])
-    assert "mon01" not in imp.topology["hosts"]
+    assert "mon01" not in toml_data(imp)["hosts"]
     assert any(n.startswith("mon-01.prod is neither a director nor a real server")
                and "--role mon-01.prod=director or --role mon-01.prod=realserver" in n
                for n in imp.notes)
     imp2 = import_cluster([root], roles={"mon01": "realserver"})
-    t = topology_from_dict(imp2.topology)
+    t = topology_from_dict(toml_data(imp2))
     assert t.host("mon01").role == "realserver" and t.host("mon01").label == "mon-01.prod"
     # by collected name too; a director without an IPVS table is a director
     imp3 = import_cluster([root], roles={"mon-01.prod": "director", "web-03.prod": "director"})
-    t3 = topology_from_dict(imp3.topology)
+    t3 = topology_from_dict(toml_data(imp3))
     assert t3.host("mon01").role == "director" and t3.host("web03").role == "director"
     with pytest.raises(TopologyError, match=r"--role web-99=realserver: no collected host"):
         import_cluster([root], roles={"web-99": "realserver"})
@@ -321,7 +328,7 @@ def test_left_out_host_and_role_override(tmp_path):
 def test_each_host_dir_or_parent_dir(tmp_path):
     root = cluster(tmp_path / "c", mon=False)
     imp = import_cluster([root / "lvs-a", root / "web-01", root / "web-02"])
-    t = topology_from_dict(imp.topology)
+    t = topology_from_dict(toml_data(imp))
     assert [r.host for r in t.services[0].real_servers] == ["web01", "web02"]
     assert any("192.0.2.103 of 192.0.2.100:80/tcp was not collected" in n for n in imp.notes)
 
@@ -339,7 +346,7 @@ def test_a_bare_director_gets_the_vip_on_its_lan(tmp_path):
                ipvs=f"-A -t {VIP}:80 -s rr\n-a -t {VIP}:80 -r 192.0.2.11:80 -g -w 1\n")
     write_host(root, "app1", [("eth0", None, ["192.0.2.11/24"])], lo=[f"{VIP}/32"])
     imp = import_cluster([root])
-    t = topology_from_dict(imp.topology)
+    t = topology_from_dict(toml_data(imp))
     assert [a.cidr for a in t.host("lb1").interfaces[0].addresses] == ["192.0.2.2/24",
                                                                        f"{VIP}/32"]
     assert any("holds the VIP 192.0.2.100 on no interface" in n for n in imp.notes)
@@ -353,9 +360,9 @@ def test_fwmark_service_needs_keepalived_to_say_vip_and_port(tmp_path):
     with pytest.raises(TopologyError, match="no director or real server"):
         import_cluster([root / "app1"])
     imp = import_cluster([root], roles={"app1": "realserver"})
-    assert "services" not in imp.topology
+    assert "services" not in toml_data(imp)
     assert any("fwmark 7 on lb1: ipvsadm-save holds no VIP or ports" in n for n in imp.notes)
-    topology_from_dict(imp.topology)
+    topology_from_dict(toml_data(imp))
 
 
 # -- folding -------------------------------------------------------------------------
@@ -375,7 +382,7 @@ def big_cluster(root: Path, n: int = 20) -> Path:
 
 def test_fold_identical_real_servers(tmp_path):
     imp = import_cluster([big_cluster(tmp_path / "c", 21)])
-    t = topology_from_dict(imp.topology)
+    t = topology_from_dict(toml_data(imp))
     # web-21 has weight 3: a class of its own
     assert [r.host for r in t.service.real_servers] == ["web01", "web02", "web21"]
     assert t.host("web01").represents == [f"web-{k:02d}" for k in range(3, 12)]
@@ -386,7 +393,7 @@ def test_fold_identical_real_servers(tmp_path):
                            "web-01, web-02 stand for 18 identical (web-03 … web-20)")
     assert "in no service of the twin" in note
     full = import_cluster([tmp_path / "c"], fold=False)
-    assert len(topology_from_dict(full.topology).service.real_servers) == 21
+    assert len(topology_from_dict(toml_data(full)).service.real_servers) == 21
     assert not any("fold" in n for n in full.notes)
 
 
@@ -432,9 +439,9 @@ def test_anonymize_keeps_relations_and_leaks_nothing(tmp_path):
     root = private_cluster(tmp_path / "c")
     plain = import_cluster([root])
     anon = import_cluster([root], anonymize=True)
-    assert "any-address" in plain.topology["waive"]
-    assert "waive" not in anon.topology
-    t = topology_from_dict(anon.topology)
+    assert "any-address" in toml_data(plain)["waive"]
+    assert "waive" not in toml_data(anon)
+    t = topology_from_dict(toml_data(anon))
     assert [h.name for h in t.hosts] == ["client", "director1", "director2", "rs1", "rs2"]
     assert [h.label for h in t.hosts] == ["(lab client)", "director1", "director2", "rs1",
                                           "rs2"]
@@ -446,7 +453,7 @@ def test_anonymize_keeps_relations_and_leaks_nothing(tmp_path):
     fwd = {"client": "client"} | {k: back[v] for k, v in anon.names.items()}
     pairs = []
     for new_name, old_name in fwd.items():
-        old, new = _ifaddrs(plain.topology, old_name), _ifaddrs(anon.topology, new_name)
+        old, new = _ifaddrs(toml_data(plain), old_name), _ifaddrs(toml_data(anon), new_name)
         assert len(old) == len(new)
         pairs += list(zip(old, new, strict=True))
     for o, n in pairs:
@@ -460,7 +467,7 @@ def test_anonymize_keeps_relations_and_leaks_nothing(tmp_path):
         assert (o1.ip in o2.network) == (n1.ip in n2.network), (o1, o2, n1, n2)
         assert (o1.ip == o2.ip) == (n1.ip == n2.ip)
     vips = [(ipaddress.ip_address(s["vip"]), ipaddress.ip_address(a["vip"]))
-            for s, a in zip(plain.topology["services"], anon.topology["services"],
+            for s, a in zip(toml_data(plain)["services"], toml_data(anon)["services"],
                             strict=True)]
     lans = [(o.network, n.network) for o, n in pairs if o.network.prefixlen < 32]
     for ov, nv in vips:
@@ -471,7 +478,7 @@ def test_anonymize_keeps_relations_and_leaks_nothing(tmp_path):
     assert t.host("client").routes[0].dst == f"{t.services[1].vip}/32"
 
     # the CLI writes the notes into the file as comments: they leak nothing either
-    text = "".join(f"# {n}\n" for n in anon.notes) + to_toml(anon.topology)
+    text = "".join(f"# {n}\n" for n in anon.notes) + to_toml(toml_data(anon))
     assert any("left to keepalived" in n and "director1" in n for n in anon.notes)
     originals = set()
     for p in root.rglob("*"):
@@ -484,7 +491,7 @@ def test_anonymize_keeps_relations_and_leaks_nothing(tmp_path):
         assert not re.search(rf"(?<![\d.]){re.escape(ip)}(?![\d])", text), ip
     for name in ("lvs-a", "lvs-b", "web-01", "web-02", "corp.example", "ops@"):
         assert name not in text.lower(), name
-    ka = anon.topology["keepalived"]["director1"]
+    ka = toml_data(anon)["keepalived"]["director1"]
     assert "router_id director1" in ka and "persistence_granularity 255.255.255.0" in ka
     assert "root@example.org" in ka and "smtp_server 127.0.0.1" in ka
 
@@ -569,7 +576,7 @@ def test_missing_optional_files_are_notes(tmp_path):
     for f in ("listen.txt", "ip-link.json", "sysctl.txt"):
         (root / "web-01" / f).unlink()
     imp = import_cluster([root])
-    t = topology_from_dict(imp.topology)
+    t = topology_from_dict(toml_data(imp))
     assert {r.listen for r in t.service.real_servers} == {"any"}
     notes = "\n".join(imp.notes)
     assert "no listen.txt from web-01: their services count as listening on any address" in notes
@@ -579,7 +586,7 @@ def test_missing_optional_files_are_notes(tmp_path):
 # -- TOML ----------------------------------------------------------------------------
 
 def test_to_toml_round_trips(imported):
-    d = dict(imported.topology, keepalived={"a": "x {\n  y 'q' \"z\"\n}\n", "b": "it's'",
+    d = dict(toml_data(imported), keepalived={"a": "x {\n  y 'q' \"z\"\n}\n", "b": "it's'",
                                             "c": "tab\there\n'''\n"})
     text = to_toml(d)
     assert tomllib.loads(text) == d
@@ -603,7 +610,7 @@ def test_ipv6_fwmark_from_keepalived_and_options_not_reproduced(tmp_path):
                lo=[f"{VIP}/32", f"{v6vip}/128"],
                listen=listen_lines(("tcp", "[::]:80"), ("tcp", "192.0.2.11:8080")))
     imp = import_cluster([root])
-    t = topology_from_dict(imp.topology)
+    t = topology_from_dict(toml_data(imp))
     assert [s.key for s in t.services] == ["[2001:db8::100]:80/tcp", "fwmark 7 (192.0.2.100)"]
     assert [r.listen for s in t.services for r in s.real_servers] == ["any", "rip"]
     notes = "\n".join(imp.notes)
@@ -621,8 +628,8 @@ def test_a_large_cluster_is_quick(tmp_path):
     start = time.monotonic()
     imp = import_cluster([root])
     assert time.monotonic() - start < 10
-    assert len(topology_from_dict(imp.topology).service.real_servers) == 3
-    topology_from_dict(import_cluster([root], anonymize=True, fold=False).topology)
+    assert len(topology_from_dict(toml_data(imp)).service.real_servers) == 3
+    topology_from_dict(toml_data(import_cluster([root], anonymize=True, fold=False)))
 
 
 def test_keepalived_director_without_ipvsadm_save(tmp_path):
@@ -630,7 +637,7 @@ def test_keepalived_director_without_ipvsadm_save(tmp_path):
     for d in ("lvs-a", "lvs-b"):
         (root / d / "ipvsadm-save.txt").unlink()
     imp = import_cluster([root])
-    t = topology_from_dict(imp.topology)
+    t = topology_from_dict(toml_data(imp))
     [svc] = t.services
     assert (svc.key, svc.scheduler, svc.persistence, svc.persistence_netmask, svc.director) == (
         "192.0.2.100:80/tcp", "wlc", 300, "255.255.255.0", "lvsa")
@@ -668,7 +675,7 @@ def scripted_cluster(root: Path) -> Path:
 def test_import_strips_scripts_and_names_each_by_file_and_line(tmp_path):
     root = scripted_cluster(tmp_path / "c")
     imp = import_cluster([root])
-    for text in imp.topology["keepalived"].values():
+    for text in toml_data(imp)["keepalived"].values():
         assert "failover.sh" not in text and "check-haproxy" not in text
         assert "track_script" not in text and "vrrp_script" not in text
         assert "priority" in text and "virtual_ipaddress" in text
@@ -682,12 +689,12 @@ def test_import_strips_scripts_and_names_each_by_file_and_line(tmp_path):
         (str(src), 1, "vrrp_script"), (str(src), n_notify, "notify_master"),
         (str(src), n_notify + 1, "track_script")]
     # the output runs no script either: not in the TOML, not in its comments
-    out = to_toml(imp.topology)
+    out = to_toml(toml_data(imp))
     assert "failover.sh" not in out and "check-haproxy" not in out
     # opted in: the file as it is
     mine = import_cluster([root], allow_scripts=True)
     assert all("failover.sh" in t and "check-haproxy" in t
-               for t in mine.topology["keepalived"].values())
+               for t in toml_data(mine)["keepalived"].values())
     assert mine.stripped == [] and not any("removed" in n for n in mine.notes)
     with pytest.raises(TopologyError, match="--anonymize removes every script"):
         import_cluster([root], anonymize=True, allow_scripts=True)
@@ -697,7 +704,7 @@ def test_a_topology_file_runs_no_script_unless_allowed(tmp_path):
     from lab.model import load_topology
     from lab.roles import up
 
-    data = import_cluster([scripted_cluster(tmp_path / "c")], allow_scripts=True).topology
+    data = toml_data(import_cluster([scripted_cluster(tmp_path / "c")], allow_scripts=True))
     path = tmp_path / "cluster.toml"
     path.write_text(to_toml(data))  # an old cluster.toml, written before scripts were stripped
     notes: list[str] = []
