@@ -153,3 +153,59 @@ def test_an_interrupt_ends_the_vms_session_and_nothing_else(tmp_path):
         if theirs is not None:
             theirs.kill()
             theirs.wait()
+
+
+#: A virtme-ng whose guest "ran" CMD: it writes CMD's exit code ($FAKE_RC) and the
+#: guest's kernel log ($FAKE_DMESG) where vm-run's guest script would.
+FAKE_GUEST = """#!/bin/bash
+while [[ $# -gt 0 ]]; do
+  [[ $1 == --exec ]] && { g=${2#bash }; d=${g%/guest.sh}; }
+  shift
+done
+printf '%s' "$FAKE_DMESG" >"$d/dmesg"
+echo "$FAKE_RC" >"$d/rc"
+"""
+
+CLEAN_LOG = "[    0.000000] Linux version 6.1.0\n[    4.900216] 9p: Installing v9fs\n"
+WARNED_LOG = CLEAN_LOG + ("[   12.000001] WARNING: CPU: 1 PID: 77 at net/netfilter/ipvs/"
+                          "ip_vs_conn.c:99 ip_vs_conn_new+0x1/0x2 [ip_vs]\n"
+                          "[   12.000002] Call Trace:\n[   12.000003]  <TASK>\n"
+                          "[   12.000004] ---[ end trace 0000000000000000 ]---\n"
+                          "[   13.000000] eth0: link up\n")
+
+
+def _guest(tmp_path: Path, rc: int, log: str, *args: str,
+           **env: str) -> subprocess.CompletedProcess:
+    vng = tmp_path / "vng"
+    vng.write_text(FAKE_GUEST)
+    vng.chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k != "DRLAB_ALLOW_KERNEL_WARNINGS"}
+    env = {**base, "DRLAB_VNG": str(vng), "DRLAB_ACCEL": "tcg", "FAKE_RC": str(rc),
+           "FAKE_DMESG": log, **env}
+    return subprocess.run([str(REPO / "scripts/vm-run"), "--force-vm", "--kernel", _kernel(),
+                           *args, "--", "true"], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_a_kernel_warning_fails_a_clean_command_and_shows_its_excerpt(tmp_path):
+    """The guest's kernel log is a verdict: clean, CMD's code; a WARNING with CMD's
+    success, 124 and the excerpt (to the end of its trace); CMD's own failure wins;
+    --allow-kernel-warnings (or its variable) keeps CMD's code; --kernel-warnings
+    FILE gets the excerpt."""
+    p = _guest(tmp_path, 0, CLEAN_LOG)
+    assert p.returncode == 0 and "kernel warned" not in p.stderr, p.stderr
+    p = _guest(tmp_path, 0, WARNED_LOG)
+    assert p.returncode == 124, p.stderr
+    assert "vm-run: the kernel warned (1 in its log: warning):" in p.stderr
+    assert "  WARNING: CPU: 1 PID: 77 at net/netfilter/ipvs/ip_vs_conn.c:99" in p.stderr
+    assert "  ---[ end trace 0000000000000000 ]---" in p.stderr
+    assert "eth0: link up" not in p.stderr  # after its trace's end: not its excerpt
+    assert "CMD succeeded, but the kernel warned: exit 124" in p.stderr
+    assert _guest(tmp_path, 3, WARNED_LOG).returncode == 3
+    p = _guest(tmp_path, 0, WARNED_LOG, "--allow-kernel-warnings")
+    assert p.returncode == 0 and "kernel warnings allowed" in p.stderr, p.stderr
+    p = _guest(tmp_path, 0, WARNED_LOG, DRLAB_ALLOW_KERNEL_WARNINGS="1")
+    assert p.returncode == 0 and "the kernel warned" in p.stderr, p.stderr
+    kw = tmp_path / "kw"
+    p = _guest(tmp_path, 0, WARNED_LOG, "--kernel-warnings", str(kw))
+    assert p.returncode == 124 and "ip_vs_conn_new" in kw.read_text()
