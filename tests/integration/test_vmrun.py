@@ -209,3 +209,36 @@ def test_a_kernel_warning_fails_a_clean_command_and_shows_its_excerpt(tmp_path):
     kw = tmp_path / "kw"
     p = _guest(tmp_path, 0, WARNED_LOG, "--kernel-warnings", str(kw))
     assert p.returncode == 124 and "ip_vs_conn_new" in kw.read_text()
+
+
+def test_kernels_run_reports_a_kernel_that_warned_as_its_error(tmp_path):
+    """`kernels run`: a kernel whose log has a warning is that kernel's error, with the
+    excerpt; with DRLAB_ALLOW_KERNEL_WARNINGS=1 it is not."""
+    import json
+
+    kernel = _kernel()
+    if not (Path("/lib/modules") / Path(kernel).name.removeprefix("vmlinuz-")).is_dir():
+        pytest.skip(f"no modules for {kernel} (scripts/bootstrap --vm installs them)")
+    vng = tmp_path / "vng"
+    vng.write_text(FAKE_GUEST)
+    vng.chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k != "DRLAB_ALLOW_KERNEL_WARNINGS"}
+    env = {**base, "DRLAB_VNG": str(vng), "DRLAB_ACCEL": "tcg", "FAKE_RC": "0",
+           "FAKE_DMESG": WARNED_LOG}
+
+    def run(**more: str) -> dict:
+        out = tmp_path / "k.json"
+        out.unlink(missing_ok=True)
+        p = subprocess.run([sys.executable, "-m", "lab", "kernels", "run", "--kernel",
+                            f"warns={kernel}", "--json", str(out), "matrix",
+                            "--arp-ignore", "0"], capture_output=True, text=True,
+                           env={**env, **more}, timeout=120, cwd=REPO)
+        assert p.returncode == 1, p.stdout + p.stderr  # the fake guest gives no result
+        [k] = json.loads(out.read_text())["kernels"]
+        return k
+
+    k = run()
+    assert "the kernel warned (1 in its log: warning):" in k["error"], k
+    assert "ip_vs_conn_new" in k["error"] and "(exit 124)" in k["error"]
+    k = run(DRLAB_ALLOW_KERNEL_WARNINGS="1")
+    assert "kernel warned" not in k["error"] and "no result (exit 0" in k["error"], k
