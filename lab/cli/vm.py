@@ -50,9 +50,15 @@ def cmd_vm_serve(args: argparse.Namespace) -> int:
     from lab.host import vm
 
     vm.note(Path(args.dir), "the server runs")  # a sign of life for vm start, early
+    import os
+
     from lab.cli import main
 
-    return vm.serve(Path(args.dir), main, _warm)
+    # the guest's kernel log (DRLAB_KMSG: a stand-in, for tests on a host whose log
+    # is not the VM's); on a host without vm-run's guest, none
+    kmsg = os.environ.get("DRLAB_KMSG") or ("/dev/kmsg" if os.environ.get("DRLAB_IN_VM")
+                                            else None)
+    return vm.serve(Path(args.dir), main, _warm, kmsg)
 
 
 def _warm(note: Callable[[str], None]) -> None:

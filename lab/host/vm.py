@@ -133,6 +133,8 @@ class Status:
     release: str | None = None
     #: Why there is no running VM although a record or processes were found.
     stale: str | None = None
+    #: The kernel's warnings since the VM booted (its server's log of them), if any.
+    kernel_warnings: str | None = None
 
     def text(self) -> str:
         r = self.record
@@ -142,7 +144,9 @@ class Status:
         return (f"VM running: kernel {self.release or r.kernel} ({r.accel}), "
                 f"{r.memory} of memory, up {up:.0f} s, "
                 + ("ready" if self.ready else "still starting")
-                + f"; shared directory {r.dir}; booted by pid {r.pid}")
+                + f"; shared directory {r.dir}; booted by pid {r.pid}"
+                + (f"\nthe kernel warned since boot ({r.dir}/kernel-warnings):\n"
+                   + self.kernel_warnings.rstrip() if self.kernel_warnings else ""))
 
 
 def status() -> Status:
@@ -155,7 +159,11 @@ def status() -> Status:
         release: str | None = _read(VM_DIR / "ready").strip()
     except OSError:
         release = None
-    return Status(True, release is not None, r, release)
+    try:
+        warned: str | None = _read(VM_DIR / "kernel-warnings")
+    except OSError:
+        warned = None
+    return Status(True, release is not None, r, release, kernel_warnings=warned)
 
 
 def running() -> bool:
@@ -548,10 +556,10 @@ def result(d: Path, rid: str, timeout: float) -> tuple[int, bytes, bytes]:
             _touch(out / f"{rid}.cancel")
             raise TimeoutError(f"command {rid} took over {timeout:.0f}s")
         time.sleep(POLL)
-    got = [_read_bytes(out / f"{rid}.{x}") for x in ("rc", "out", "err")]
+    got = [_read_bytes(out / f"{rid}.{x}") for x in ("rc", "out", "err", "kwarn")]
     for p in out.glob(f"{rid}.*"):
         p.unlink(missing_ok=True)
-    return int(got[0].strip() or 1), got[1], got[2]
+    return int(got[0].strip() or 1), got[1], got[2] + got[3]
 
 
 def _winsize(fd: int) -> tuple[int, int]:
@@ -595,6 +603,11 @@ def _stream(rid: str, stdin: bool, vm: VmRecord | None) -> int:
                         sink.write(data)
                         sink.flush()
             if done:
+                warned = _read_bytes(out / f"{rid}.kwarn")
+                if warned:
+                    sys.stderr.buffer.write(b"".join(b"drlab: vm: " + x + b"\n"
+                                                     for x in warned.splitlines()))
+                    sys.stderr.flush()
                 rc = int(_read(rc_file).strip() or 1)
                 for p in out.glob(f"{rid}.*"):
                     p.unlink(missing_ok=True)
@@ -631,17 +644,59 @@ def _feed_stdin(path: Path) -> None:
 # -- the guest side: the server ---------------------------------------------------
 
 
+class _KernelLog:
+    """The guest's kernel log as the server watches it (``kmsg``: /dev/kmsg): warnings
+    (:mod:`lab.host.dmesg`) that appear are added to ``d/kernel-warnings`` (all since
+    boot, for ``vm status``) and held until the next command ends, whose result
+    reports them (``out/<id>.kwarn``)."""
+
+    def __init__(self, d: Path, kmsg: str | None) -> None:
+        self.d, self.kmsg, self.seq, self.pending = d, kmsg, -1, ""
+
+    def check(self) -> None:
+        if self.kmsg is None:
+            return
+        from lab.host import dmesg
+
+        try:
+            msgs, self.seq = dmesg.kmsg_records(self.seq, self.kmsg)
+        except OSError as e:
+            msgs = [f"drlab: cannot read {self.kmsg}: {e.strerror}"]
+            self.kmsg = None
+        text = dmesg.report(dmesg.scan(msgs))
+        if text:
+            self.pending += text + "\n"
+            with contextlib.suppress(OSError), os.fdopen(
+                    open_new(self.d / "kernel-warnings", append=True), "a") as f:
+                f.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+
+    def take(self) -> str:
+        self.check()
+        text, self.pending = self.pending, ""
+        return text
+
+
 def serve(d: Path, run: Callable[[list[str]], int],
-          warm: Callable[[Callable[[str], None]], None]) -> int:
+          warm: Callable[[Callable[[str], None]], None], kmsg: str | None = None) -> int:
     """The VM's one command: import everything (``warm``, which notes its progress
     with the function it is given), say ready, then run each request in a forked
-    child (``run(argv)``) until ``d/stop`` appears."""
+    child (``run(argv)``) until ``d/stop`` appears. With ``kmsg`` (the guest's
+    /dev/kmsg) the kernel's log is watched: a command that succeeded while the kernel
+    warned ends with 124 and the excerpt (:class:`_KernelLog`), unless its
+    environment has DRLAB_ALLOW_KERNEL_WARNINGS=1."""
     warm(lambda what: note(d, what))
     import platform
 
+    klog = _KernelLog(d, kmsg)
+    klog.check()  # the boot's: for vm status
+    klog.pending = ""
     write_atomic(d / "ready", platform.release())
-    children: dict[int, tuple[str, int | None]] = {}  # pid -> (id, stdin feeder pid)
+    children: dict[int, tuple[str, int | None, bool]] = {}  # pid -> (id, feeder, allowed)
+    ticks = 0
     while not (d / "stop").exists():
+        ticks += 1
+        if ticks % 50 == 0:
+            klog.check()
         for name in sorted(os.listdir(d / "req")):
             if not name.endswith(".json"):
                 continue
@@ -653,8 +708,9 @@ def serve(d: Path, run: Callable[[list[str]], int],
             if req is None:
                 continue
             pid, feeder = _spawn(d, req, run)
-            children[pid] = (req["id"], feeder)
-        for pid, (rid, feeder) in list(children.items()):
+            allow = str((req.get("env") or {}).get("DRLAB_ALLOW_KERNEL_WARNINGS", ""))
+            children[pid] = (req["id"], feeder, allow not in ("", "0"))
+        for pid, (rid, feeder, allow) in list(children.items()):
             cancel = d / "out" / f"{rid}.cancel"
             if cancel.exists():
                 cancel.unlink(missing_ok=True)
@@ -669,6 +725,15 @@ def serve(d: Path, run: Callable[[list[str]], int],
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(feeder, signal.SIGKILL)
                 os.waitpid(feeder, 0)
+            warned = klog.take()
+            if warned:
+                write_atomic(d / "out" / f"{rid}.kwarn", warned
+                             + ("kernel warnings allowed (DRLAB_ALLOW_KERNEL_WARNINGS)\n"
+                                if allow else
+                                "the command succeeded, but the kernel warned: exit 124\n"
+                                if rc == 0 else ""))
+                if rc == 0 and not allow:
+                    rc = 124
             write_atomic(d / "out" / f"{rid}.rc", str(rc))
             (d / "run" / f"{rid}.json").unlink(missing_ok=True)
             del children[pid]

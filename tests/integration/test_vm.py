@@ -84,6 +84,44 @@ def test_the_servers_protocol_on_this_host(tmp_path):
     assert p.returncode == 3 and "scripts/drlab vm start" in p.stderr
 
 
+def test_the_server_reports_the_kernels_new_warnings_after_each_command(tmp_path):
+    """The server watches the kernel's log (a stand-in file for /dev/kmsg here: one
+    record, read whole): a warning that appears while a command runs fails it (124, the
+    excerpt on stderr), once; a failing command keeps its code; the boot's warning and
+    every later one are in `vm status`; DRLAB_ALLOW_KERNEL_WARNINGS=1 keeps the code."""
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_text("4,1,0,-;WARNING: CPU: 0 PID: 1 at boot.c:1\n")
+    env = {**_env(tmp_path), "DRLAB_KMSG": str(kmsg)}
+    env.pop("DRLAB_ALLOW_KERNEL_WARNINGS", None)
+    server, d = _server(tmp_path, env)
+    try:
+        p = _drlab(env, "vm", "run", "--", "scenarios")
+        assert p.returncode == 0 and "kernel warned" not in p.stderr, p.stderr  # boot's
+        p = _drlab(env, "vm", "status")
+        assert "the kernel warned since boot" in p.stdout and "at boot.c:1" in p.stdout
+        kmsg.write_text("4,2,0,-;WARNING: drlab planted\n")
+        p = _drlab(env, "vm", "run", "--", "scenarios")
+        assert p.returncode == 124, p.stderr
+        assert "drlab: vm: the kernel warned (1 in its log: warning):" in p.stderr
+        assert "drlab: vm:   WARNING: drlab planted" in p.stderr
+        assert "the command succeeded, but the kernel warned: exit 124" in p.stderr
+        p = _drlab(env, "vm", "run", "--", "scenarios")  # reported once: not again
+        assert p.returncode == 0 and "kernel warned" not in p.stderr, p.stderr
+        kmsg.write_text("4,3,0,-;BUG: drlab planted\n")
+        p = _drlab(env, "vm", "run", "--", "scenario", "run", "no-such-thing")
+        assert p.returncode == 2 and "BUG: drlab planted" in p.stderr, p.stderr
+        kmsg.write_text("4,4,0,-;Oops: drlab planted\n")
+        p = _drlab({**env, "DRLAB_ALLOW_KERNEL_WARNINGS": "1"}, "vm", "run", "--",
+                   "scenarios")
+        assert p.returncode == 0 and "kernel warnings allowed" in p.stderr, p.stderr
+        p = _drlab(env, "vm", "status")
+        assert all(x in p.stdout for x in ("at boot.c:1", "WARNING: drlab planted",
+                                           "BUG: drlab planted", "Oops: drlab planted"))
+    finally:
+        (d / "stop").touch()
+        server.wait(timeout=30)
+
+
 def _on_a_terminal(env: dict[str, str], args: list[str],
                    keys: list[tuple[bytes, bytes | tuple[int, int]]],
                    size: tuple[int, int] = (33, 111), timeout: float = 120
