@@ -492,6 +492,25 @@ def reap_runs(grace: float = 60.0) -> list[str]:
 # -- the host side of a command ---------------------------------------------------
 
 
+def check_written(paths: list[tuple[str, str]], cwd: Path | None = None,
+                  shared: tuple[Path, ...] = (REPO,)) -> None:
+    """Refuse a command run in a VM (this one, or scripts/vm-run's one-shot) before it
+    runs, naming the option and path, if a file it would write (``paths``: (option,
+    path), relative ones from ``cwd``) is not under a directory the VM shares
+    read-write with the host (``shared``: the repository): the guest sees the rest of
+    the host's filesystem read-only with throw-away overlays, so the file would be
+    written into the VM and lost. Links are resolved as the guest would resolve them."""
+    roots = [Path(os.path.realpath(s)) for s in shared]
+    for flag, path in paths:
+        where = Path(os.path.realpath((cwd or Path.cwd()) / path))
+        if not any(where == r or r in where.parents for r in roots):
+            raise UsageError(
+                f"{flag} {path}: this command runs in a VM, which writes files through to "
+                f"this host only under {', '.join(map(str, roots))}; elsewhere ({where}) it "
+                "would be lost in the VM's throw-away overlay: give a path under "
+                + ("it" if len(roots) == 1 else "one of them"))
+
+
 def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) -> int:
     """Run ``drlab ARGV`` (or ``python -m MODULE ARGV``) in the VM's warm interpreter;
     stream its output; return its exit code.

@@ -73,6 +73,16 @@ def test_the_servers_protocol_on_this_host(tmp_path):
         assert (p.returncode, p.stderr) == (2, "drlab: error: no scenario 'no-such-thing'; "
                                                "see `drlab scenarios`\n")
         assert list((d / "out").iterdir()) == [] and list((d / "req").iterdir()) == []
+        # a file the VM would write outside the repository (into its throw-away /tmp) is
+        # refused before the command is handed over; one under the repository is not
+        p = _drlab(env, "vm", "run", "--", "diagnose", "c.toml", "--html", "/tmp/diag.html")
+        assert p.returncode == 2 and p.stderr.startswith(
+            "drlab: error: --html /tmp/diag.html: this command runs in a VM, which writes "
+            f"files through to this host only under {REPO}; "), p.stderr
+        assert p.stderr.count("\n") == 1 and list((d / "req").iterdir()) == []
+        p = _drlab(env, "vm", "run", "--", "scenario", "run", "no-such-thing", "--json",
+                   "v.json")
+        assert p.returncode == 2 and "no scenario 'no-such-thing'" in p.stderr, p.stderr
     finally:
         (d / "stop").touch()
         server.wait(timeout=30)

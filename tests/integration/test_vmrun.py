@@ -163,6 +163,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 printf '%s' "$FAKE_DMESG" >"$d/dmesg"
+[[ -n ${FAKE_LOG:-} ]] && cp "$d/guest.sh" "$FAKE_LOG"
 echo "$FAKE_RC" >"$d/rc"
 """
 
@@ -242,3 +243,55 @@ def test_kernels_run_reports_a_kernel_that_warned_as_its_error(tmp_path):
     assert "ip_vs_conn_new" in k["error"] and "(exit 124)" in k["error"]
     k = run(DRLAB_ALLOW_KERNEL_WARNINGS="1")
     assert "kernel warned" not in k["error"] and "no result (exit 0" in k["error"], k
+
+
+def test_a_real_vm_run_fails_on_a_planted_kernel_warning_and_passes_clean(tmp_path):
+    """Two real boots (no fake virtme-ng): a command that plants a WARNING in the
+    guest's /dev/kmsg and succeeds ends with 124 and the excerpt; `true` ends with 0
+    (the boot's own log under software emulation has nothing that fails a run)."""
+    kernel = _kernel()
+    if not (Path("/lib/modules") / Path(kernel).name.removeprefix("vmlinuz-")).is_dir():
+        pytest.skip(f"no modules for {kernel} (scripts/bootstrap --vm installs them)")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DRLAB_VNG", "DRLAB_ALLOW_KERNEL_WARNINGS")}
+
+    def run(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REPO / "scripts/vm-run"), "--force-vm", "--kernel", kernel,
+                               "--", *cmd], capture_output=True, text=True, env=env,
+                              timeout=600)
+
+    p = run("sh", "-c", "echo '<4>WARNING: drlab planted' >/dev/kmsg")
+    assert p.returncode == 124, p.stderr
+    assert "vm-run: the kernel warned (1 in its log: warning):" in p.stderr
+    assert "  WARNING: drlab planted" in p.stderr
+    p = run("true")
+    assert p.returncode == 0 and "kernel warned" not in p.stderr, p.stderr
+
+
+def test_scripts_drlab_refuses_a_file_a_one_shot_vm_would_lose(tmp_path):
+    """scripts/drlab on a kernel without IPVS, no VM running: a file outside the
+    repository (or a relative one from a directory outside it) is refused before a VM
+    boots (exit 2, one line); one under the repository is not, and the command runs in
+    the directory it was given from."""
+    if Path("/proc/net/ip_vs").exists():
+        pytest.skip("this kernel has IPVS: scripts/drlab boots no VM")
+    vng = tmp_path / "vng"
+    vng.write_text(FAKE_GUEST)
+    vng.chmod(0o755)
+    env = {**os.environ, "DRLAB_VNG": str(vng), "DRLAB_ACCEL": "tcg", "FAKE_RC": "0",
+           "FAKE_DMESG": CLEAN_LOG, "FAKE_LOG": str(tmp_path / "guest.sh"),
+           "DRLAB_RUN_DIR": str(tmp_path / "run")}
+
+    def drlab(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REPO / "scripts/drlab"), *args], capture_output=True,
+                              text=True, env=env, cwd=cwd, timeout=120)
+
+    for cwd, path in ((REPO, "/tmp/diag.html"), (tmp_path, "diag.html")):
+        p = drlab(cwd, "diagnose", "c.toml", "--html", path)
+        assert p.returncode == 2 and p.stderr.startswith(
+            f"drlab: error: --html {path}: this command runs in a VM, which writes files "
+            f"through to this host only under {REPO}; "), p.stderr
+        assert p.stderr.count("\n") == 1 and not (tmp_path / "guest.sh").exists()
+    p = drlab(REPO / "lab", "diagnose", "c.toml", "--html", "../diag.html")
+    assert p.returncode == 0, p.stderr  # the fake guest's "exit code"
+    assert f"cd {REPO / 'lab'} ||" in (tmp_path / "guest.sh").read_text()
