@@ -260,7 +260,13 @@ def test_a_real_vm_run_fails_on_a_planted_kernel_warning_and_passes_clean(tmp_pa
                                "--", *cmd], capture_output=True, text=True, env=env,
                               timeout=600)
 
-    p = run("sh", "-c", "echo '<4>WARNING: drlab planted' >/dev/kmsg")
+    # and the VM server's reader of /dev/kmsg (lab.host.dmesg.kmsg_records) finds it, once
+    check = ("from lab.host.dmesg import kmsg_records, scan\n"
+             "msgs, last = kmsg_records()\n"
+             "assert [f.line for f in scan(msgs)] == ['WARNING: drlab planted'], msgs\n"
+             "assert kmsg_records(last) == ([], last)\n")
+    p = run("sh", "-c", "echo '<4>WARNING: drlab planted' >/dev/kmsg && exec \"$0\" -c \"$1\"",
+            sys.executable, check)
     assert p.returncode == 124, p.stderr
     assert "vm-run: the kernel warned (1 in its log: warning):" in p.stderr
     assert "  WARNING: drlab planted" in p.stderr
