@@ -65,15 +65,9 @@ def cmd_vm_serve(args: argparse.Namespace) -> int:
     from lab.host import vm
 
     vm.note(Path(args.dir), "the server runs")  # a sign of life for vm start, early
-    import os
-
     from lab.cli import main
 
-    # the guest's kernel log (DRLAB_KMSG: a stand-in, for tests on a host whose log
-    # is not the VM's); on a host without vm-run's guest, none
-    kmsg = os.environ.get("DRLAB_KMSG") or ("/dev/kmsg" if os.environ.get("DRLAB_IN_VM")
-                                            else None)
-    return vm.serve(Path(args.dir), main, _warm, kmsg)
+    return vm.serve(Path(args.dir), main, _warm, args.kmsg)
 
 
 def _warm(note: Callable[[str], None]) -> None:
@@ -115,4 +109,6 @@ def add_parsers(sub: Any) -> None:
     cw.set_defaults(func=cmd_vm_check_written)
     se = vs.add_parser("serve", help="(in the VM) the server vm start runs")
     se.add_argument("dir")
+    se.add_argument("--kmsg", metavar="PATH", help="watch this kernel log (vm start: "
+                    "/dev/kmsg): a command that succeeded while it warned ends with 124")
     se.set_defaults(func=cmd_vm_serve)

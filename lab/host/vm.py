@@ -18,7 +18,10 @@ reads it (``drlab shell``), and writes ``out/<id>.rc`` when it ends. When the
 host's side is a terminal the command runs on a pty in the VM instead (output
 in ``.out``, a new window size in ``out/<id>.winsz``); a file
 ``out/<id>.cancel`` interrupts it (Ctrl-C on the host). ``stop`` ends the server
-and with it the VM.
+and with it the VM. The server started by ``vm start`` watches the guest's kernel
+log (``--kmsg /dev/kmsg``, :mod:`lab.host.dmesg`): a warning is reported with the
+next command that ends (``out/<id>.kwarn``; exit 124 if it succeeded) and kept in
+``kernel-warnings`` for ``vm status``.
 
 Ownership, as for labs (:mod:`lab.builder.ownership`): ``/run/drlab/vm.json`` is
 written before anything starts and names the process that boots the VM (pid and
@@ -204,7 +207,8 @@ def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
         env = {**os.environ, "DRLAB_TIMEOUT_SCALE": os.environ.get("DRLAB_TIMEOUT_SCALE", "10")}
         cmd = [str(vm_run), "--force-vm", "--memory", memory, "--accel", accel,
                "--share", str(VM_DIR), *(["--kernel", kernel] if kernel else []), "--",
-               sys.executable, "-m", "lab", "vm", "serve", str(VM_DIR)]
+               sys.executable, "-m", "lab", "vm", "serve", "--kmsg", "/dev/kmsg",
+               str(VM_DIR)]
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console,
                              stderr=subprocess.STDOUT, cwd=REPO, env=env,
                              start_new_session=True)

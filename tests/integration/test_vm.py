@@ -39,15 +39,16 @@ def _marked(vm_dir: Path) -> list[str]:
     return [x for x in p.stdout.splitlines() if "pgrep" not in x]
 
 
-def _server(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+def _server(tmp_path: Path, env: dict[str, str],
+            *more: str) -> tuple[subprocess.Popen, Path]:
     """The VM's server, run on this host, with a record naming it."""
     from lab.builder.ownership import proc_start_time
 
     d = tmp_path / "run" / "vm"
     for sub in ("req", "run", "out"):
         (d / sub).mkdir(parents=True, mode=0o700)
-    server = subprocess.Popen([sys.executable, "-m", "lab", "vm", "serve", str(d)], env=env,
-                              cwd=REPO)
+    server = subprocess.Popen([sys.executable, "-m", "lab", "vm", "serve", *more, str(d)],
+                              env=env, cwd=REPO)
     wait_for(lambda: (d / "ready").exists(), 60, "the server to be ready")
     (tmp_path / "run" / "vm.json").write_text(json.dumps({
         "pid": server.pid, "start_time": proc_start_time(server.pid), "kernel": "-",
@@ -101,9 +102,9 @@ def test_the_server_reports_the_kernels_new_warnings_after_each_command(tmp_path
     every later one are in `vm status`; DRLAB_ALLOW_KERNEL_WARNINGS=1 keeps the code."""
     kmsg = tmp_path / "kmsg"
     kmsg.write_text("4,1,0,-;WARNING: CPU: 0 PID: 1 at boot.c:1\n")
-    env = {**_env(tmp_path), "DRLAB_KMSG": str(kmsg)}
+    env = _env(tmp_path)
     env.pop("DRLAB_ALLOW_KERNEL_WARNINGS", None)
-    server, d = _server(tmp_path, env)
+    server, d = _server(tmp_path, env, "--kmsg", str(kmsg))
     try:
         p = _drlab(env, "vm", "run", "--", "scenarios")
         assert p.returncode == 0 and "kernel warned" not in p.stderr, p.stderr  # boot's
