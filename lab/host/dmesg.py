@@ -23,7 +23,7 @@ import errno
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 #: What makes a kernel log line a warning: (kind, pattern on the message).
@@ -115,9 +115,11 @@ def report(findings: list[Finding]) -> str:
     return "\n".join([head, *("  " + x for f in findings for x in f.excerpt)])
 
 
-def allowed() -> bool:
-    """Whether kernel warnings are allowed (``DRLAB_ALLOW_KERNEL_WARNINGS=1``)."""
-    return os.environ.get("DRLAB_ALLOW_KERNEL_WARNINGS", "") not in ("", "0")
+def allowed(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``env`` (default: this process's environment) allows kernel warnings
+    (``DRLAB_ALLOW_KERNEL_WARNINGS=1``)."""
+    value = (os.environ if env is None else env).get("DRLAB_ALLOW_KERNEL_WARNINGS", "")
+    return str(value) not in ("", "0")
 
 
 def kmsg_records(after: int = -1, path: str = "/dev/kmsg") -> tuple[list[str], int]:

@@ -86,3 +86,5 @@ def test_allowed(monkeypatch):
     assert dmesg.allowed()
     monkeypatch.setenv("DRLAB_ALLOW_KERNEL_WARNINGS", "0")
     assert not dmesg.allowed()
+    assert dmesg.allowed({"DRLAB_ALLOW_KERNEL_WARNINGS": "1"})
+    assert not dmesg.allowed({})
