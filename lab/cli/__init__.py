@@ -11,7 +11,13 @@ the layer that owns the logic:
 
 Exit codes: 0 success; 1 a check failed (or a wait ran out); 2 bad input (usage, topology);
 3 the machine cannot run the lab (not root, no ipvsadm, no IPVS: see
-scripts/vm-run); 130 interrupted.
+scripts/vm-run); 124 (in a VM) the command succeeded but the kernel warned
+(lab.host.dmesg); 130 interrupted.
+
+Options that name a file the verb writes are marked (:func:`writes`): a command that
+runs in a VM (``scripts/drlab`` on a kernel without IPVS) is refused before it runs
+when such a file would land outside what the VM writes through to the host
+(:func:`written_paths`, :func:`lab.host.vm.check_written`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,28 @@ class _Parser(argparse.ArgumentParser):
 #: Progress lines on stderr (stdout carries the result): messages, and done/total
 #: with elapsed time and an estimate for the long verbs.
 progress = Progress(enabled=True)
+
+
+def writes(parser: argparse.ArgumentParser, *flags: str) -> None:
+    """Mark ``parser``'s options ``flags`` (long ones) as naming files it writes."""
+    had = parser.get_default("written") or ()
+    parser.set_defaults(written=(*had, *((f, f.lstrip("-").replace("-", "_"))
+                                         for f in flags)))
+
+
+def written_paths(argv: Sequence[str]) -> list[tuple[str, str]]:
+    """The files (or directories) ``drlab ARGV`` would write, as (option, path); none if
+    ARGV does not parse (the command itself then says why)."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            args = build_parser().parse_args(list(argv))
+        except SystemExit:
+            return []
+    return [(flag, value) for flag, dest in getattr(args, "written", ())
+            if isinstance(value := getattr(args, dest, None), str) and value not in ("", "-")]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab.cli import writes
 from lab.errors import UsageError
 
 
@@ -119,6 +120,7 @@ def add_parsers(sub: Any) -> None:
     im.add_argument("--name", default="cluster", help="the topology's name")
     add_allow_scripts(im)
     im.set_defaults(func=cmd_import)
+    writes(im, "--output")
 
     dg = sub.add_parser("diagnose", help="build the cluster's twin, run every check, name "
                         "each finding")
@@ -134,3 +136,4 @@ def add_parsers(sub: Any) -> None:
                     help="with a collected directory: override an inferred role")
     add_allow_scripts(dg)
     dg.set_defaults(func=cmd_diagnose)
+    writes(dg, "--json-file", "--html")

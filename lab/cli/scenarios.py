@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from lab.cli import writes
 from lab.cli.cluster import add_allow_scripts
 from lab.errors import UsageError
 
@@ -137,6 +138,7 @@ def add_parsers(sub: Any) -> None:
                      help="N scenarios side by side, in N worker processes (default 1); "
                           "those that change the root namespace run first, alone")
     srr.set_defaults(func=cmd_scenario_run)
+    writes(srr, "--json")
 
     va = sub.add_parser("validate", help="what a proposed sysctl change breaks or fixes")
     va.add_argument("--sysctl", action="append", required=True, metavar="KEY=VALUE",

@@ -184,6 +184,9 @@ def add_parsers(sub: Any) -> None:
     mx.add_argument("--baseline", metavar="FILE",
                     help="diff against a saved run; exit 1 if any cell changed")
     mx.set_defaults(func=cmd_matrix)
+    from lab.cli import writes
+
+    writes(mx, "--json", "--markdown", "--html", "--save")
 
 
 

@@ -37,12 +37,27 @@ def cmd_vm_stop(args: argparse.Namespace) -> int:
 
 def cmd_vm_run(args: argparse.Namespace) -> int:
     """The host end of a command in the VM (scripts/drlab calls it)."""
+    from lab.cli import written_paths
     from lab.host import vm
 
     argv = list(args.argv)
     if argv[:1] == ["--"]:
         argv = argv[1:]
+    vm.check_written(written_paths(argv))
     return vm.run_remote(argv, stdin=args.stdin)
+
+
+def cmd_vm_check_written(args: argparse.Namespace) -> int:
+    """(scripts/drlab, before a one-shot VM) refuse a command whose files the VM would
+    lose (exit 2, one line)."""
+    from lab.cli import written_paths
+    from lab.host import vm
+
+    argv = list(args.argv)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    vm.check_written(written_paths(argv))
+    return 0
 
 
 def cmd_vm_serve(args: argparse.Namespace) -> int:
@@ -52,7 +67,7 @@ def cmd_vm_serve(args: argparse.Namespace) -> int:
     vm.note(Path(args.dir), "the server runs")  # a sign of life for vm start, early
     from lab.cli import main
 
-    return vm.serve(Path(args.dir), main, _warm)
+    return vm.serve(Path(args.dir), main, _warm, args.kmsg)
 
 
 def _warm(note: Callable[[str], None]) -> None:
@@ -88,6 +103,12 @@ def add_parsers(sub: Any) -> None:
     rn.add_argument("--stdin", action="store_true", help="forward this terminal's input")
     rn.add_argument("argv", nargs=argparse.REMAINDER)
     rn.set_defaults(func=cmd_vm_run)
+    cw = vs.add_parser("check-written", help="(scripts/drlab) refuse `drlab ARGS` if a "
+                       "file it writes would be lost in a one-shot VM")
+    cw.add_argument("argv", nargs=argparse.REMAINDER)
+    cw.set_defaults(func=cmd_vm_check_written)
     se = vs.add_parser("serve", help="(in the VM) the server vm start runs")
     se.add_argument("dir")
+    se.add_argument("--kmsg", metavar="PATH", help="watch this kernel log (vm start: "
+                    "/dev/kmsg): a command that succeeded while it warned ends with 124")
     se.set_defaults(func=cmd_vm_serve)

@@ -18,7 +18,10 @@ reads it (``drlab shell``), and writes ``out/<id>.rc`` when it ends. When the
 host's side is a terminal the command runs on a pty in the VM instead (output
 in ``.out``, a new window size in ``out/<id>.winsz``); a file
 ``out/<id>.cancel`` interrupts it (Ctrl-C on the host). ``stop`` ends the server
-and with it the VM.
+and with it the VM. The server started by ``vm start`` watches the guest's kernel
+log (``--kmsg /dev/kmsg``, :mod:`lab.host.dmesg`): a warning is reported with the
+next command that ends (``out/<id>.kwarn``; exit 124 if it succeeded) and kept in
+``kernel-warnings`` for ``vm status``.
 
 Ownership, as for labs (:mod:`lab.builder.ownership`): ``/run/drlab/vm.json`` is
 written before anything starts and names the process that boots the VM (pid and
@@ -134,6 +137,8 @@ class Status:
     release: str | None = None
     #: Why there is no running VM although a record or processes were found.
     stale: str | None = None
+    #: The kernel's warnings since the VM booted (its server's log of them), if any.
+    kernel_warnings: str | None = None
 
     def text(self) -> str:
         r = self.record
@@ -143,7 +148,9 @@ class Status:
         return (f"VM running: kernel {self.release or r.kernel} ({r.accel}), "
                 f"{r.memory} of memory, up {up:.0f} s, "
                 + ("ready" if self.ready else "still starting")
-                + f"; shared directory {r.dir}; booted by pid {r.pid}")
+                + f"; shared directory {r.dir}; booted by pid {r.pid}"
+                + (f"\nthe kernel warned since boot ({r.dir}/kernel-warnings):\n"
+                   + self.kernel_warnings.rstrip() if self.kernel_warnings else ""))
 
 
 def status() -> Status:
@@ -156,7 +163,11 @@ def status() -> Status:
         release: str | None = _read(VM_DIR / "ready").strip()
     except OSError:
         release = None
-    return Status(True, release is not None, r, release)
+    try:
+        warned: str | None = _read(VM_DIR / "kernel-warnings")
+    except OSError:
+        warned = None
+    return Status(True, release is not None, r, release, kernel_warnings=warned)
 
 
 def running() -> bool:
@@ -197,7 +208,8 @@ def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
         env = {**os.environ, "DRLAB_TIMEOUT_SCALE": os.environ.get("DRLAB_TIMEOUT_SCALE", "10")}
         cmd = [str(vm_run), "--force-vm", "--memory", memory, "--accel", accel,
                "--share", str(VM_DIR), *(["--kernel", kernel] if kernel else []), "--",
-               sys.executable, "-m", "lab", "vm", "serve", str(VM_DIR)]
+               sys.executable, "-m", "lab", "vm", "serve", "--kmsg", "/dev/kmsg",
+               str(VM_DIR)]
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console,
                              stderr=subprocess.STDOUT, cwd=REPO, env=env,
                              start_new_session=True)
@@ -488,6 +500,25 @@ def reap_runs(grace: float = 60.0) -> list[str]:
 # -- the host side of a command ---------------------------------------------------
 
 
+def check_written(paths: list[tuple[str, str]], cwd: Path | None = None,
+                  shared: tuple[Path, ...] = (REPO,)) -> None:
+    """Refuse a command run in a VM (this one, or scripts/vm-run's one-shot) before it
+    runs, naming the option and path, if a file it would write (``paths``: (option,
+    path), relative ones from ``cwd``) is not under a directory the VM shares
+    read-write with the host (``shared``: the repository): the guest sees the rest of
+    the host's filesystem read-only with throw-away overlays, so the file would be
+    written into the VM and lost. Links are resolved as the guest would resolve them."""
+    roots = [Path(os.path.realpath(s)) for s in shared]
+    for flag, path in paths:
+        where = Path(os.path.realpath((cwd or Path.cwd()) / path))
+        if not any(where == r or r in where.parents for r in roots):
+            raise UsageError(
+                f"{flag} {path}: this command runs in a VM, which writes files through to "
+                f"this host only under {', '.join(map(str, roots))}; elsewhere ({where}) it "
+                "would be lost in the VM's throw-away overlay: give a path under "
+                + ("it" if len(roots) == 1 else "one of them"))
+
+
 def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) -> int:
     """Run ``drlab ARGV`` (or ``python -m MODULE ARGV``) in the VM's warm interpreter;
     stream its output; return its exit code.
@@ -552,10 +583,10 @@ def result(d: Path, rid: str, timeout: float) -> tuple[int, bytes, bytes]:
             _touch(out / f"{rid}.cancel")
             raise TimeoutError(f"command {rid} took over {timeout:.0f}s")
         time.sleep(POLL)
-    got = [_read_bytes(out / f"{rid}.{x}") for x in ("rc", "out", "err")]
+    got = [_read_bytes(out / f"{rid}.{x}") for x in ("rc", "out", "err", "kwarn")]
     for p in out.glob(f"{rid}.*"):
         p.unlink(missing_ok=True)
-    return int(got[0].strip() or 1), got[1], got[2]
+    return int(got[0].strip() or 1), got[1], got[2] + got[3]
 
 
 def _winsize(fd: int) -> tuple[int, int]:
@@ -599,6 +630,11 @@ def _stream(rid: str, stdin: bool, vm: VmRecord | None) -> int:
                         sink.write(data)
                         sink.flush()
             if done:
+                warned = _read_bytes(out / f"{rid}.kwarn")
+                if warned:
+                    sys.stderr.buffer.write(b"".join(b"drlab: vm: " + x + b"\n"
+                                                     for x in warned.splitlines()))
+                    sys.stderr.flush()
                 rc = int(_read(rc_file).strip() or 1)
                 for p in out.glob(f"{rid}.*"):
                     p.unlink(missing_ok=True)
@@ -635,17 +671,61 @@ def _feed_stdin(path: Path) -> None:
 # -- the guest side: the server ---------------------------------------------------
 
 
+class _KernelLog:
+    """The guest's kernel log as the server watches it (``kmsg``: /dev/kmsg): warnings
+    (:mod:`lab.host.dmesg`) that appear are added to ``d/kernel-warnings`` (all since
+    boot, for ``vm status``) and held until the next command ends, whose result
+    reports them (``out/<id>.kwarn``)."""
+
+    def __init__(self, d: Path, kmsg: str | None) -> None:
+        self.d, self.kmsg, self.seq, self.pending = d, kmsg, -1, ""
+
+    def check(self) -> None:
+        if self.kmsg is None:
+            return
+        from lab.host import dmesg
+
+        try:
+            msgs, self.seq = dmesg.kmsg_records(self.seq, self.kmsg)
+        except OSError as e:  # said on the VM's console, and not tried again
+            print(f"drlab vm serve: cannot read {self.kmsg}: {e.strerror}; its warnings "
+                  "are not watched", file=sys.stderr, flush=True)
+            self.kmsg = None
+            return
+        text = dmesg.report(dmesg.scan(msgs))
+        if text:
+            self.pending += text + "\n"
+            with contextlib.suppress(OSError), os.fdopen(
+                    open_new(self.d / "kernel-warnings", append=True), "a") as f:
+                f.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+
+    def take(self) -> str:
+        self.check()
+        text, self.pending = self.pending, ""
+        return text
+
+
 def serve(d: Path, run: Callable[[list[str]], int],
-          warm: Callable[[Callable[[str], None]], None]) -> int:
+          warm: Callable[[Callable[[str], None]], None], kmsg: str | None = None) -> int:
     """The VM's one command: import everything (``warm``, which notes its progress
     with the function it is given), say ready, then run each request in a forked
-    child (``run(argv)``) until ``d/stop`` appears."""
+    child (``run(argv)``) until ``d/stop`` appears. With ``kmsg`` (the guest's
+    /dev/kmsg) the kernel's log is watched: a command that succeeded while the kernel
+    warned ends with 124 and the excerpt (:class:`_KernelLog`), unless its
+    environment has DRLAB_ALLOW_KERNEL_WARNINGS=1."""
     warm(lambda what: note(d, what))
     import platform
 
+    klog = _KernelLog(d, kmsg)
+    klog.check()  # the boot's: for vm status
+    klog.pending = ""
     write_atomic(d / "ready", platform.release())
-    children: dict[int, tuple[str, int | None]] = {}  # pid -> (id, stdin feeder pid)
+    children: dict[int, tuple[str, int | None, bool]] = {}  # pid -> (id, feeder, allowed)
+    ticks = 0
     while not (d / "stop").exists():
+        ticks += 1
+        if ticks % 50 == 0:
+            klog.check()
         for name in sorted(os.listdir(d / "req")):
             if not name.endswith(".json"):
                 continue
@@ -657,8 +737,10 @@ def serve(d: Path, run: Callable[[list[str]], int],
             if req is None:
                 continue
             pid, feeder = _spawn(d, req, run)
-            children[pid] = (req["id"], feeder)
-        for pid, (rid, feeder) in list(children.items()):
+            from lab.host import dmesg
+
+            children[pid] = (req["id"], feeder, dmesg.allowed(req.get("env") or {}))
+        for pid, (rid, feeder, allow) in list(children.items()):
             cancel = d / "out" / f"{rid}.cancel"
             if cancel.exists():
                 cancel.unlink(missing_ok=True)
@@ -673,6 +755,15 @@ def serve(d: Path, run: Callable[[list[str]], int],
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(feeder, signal.SIGKILL)
                 os.waitpid(feeder, 0)
+            warned = klog.take()
+            if warned:
+                write_atomic(d / "out" / f"{rid}.kwarn", warned
+                             + ("kernel warnings allowed (DRLAB_ALLOW_KERNEL_WARNINGS)\n"
+                                if allow else
+                                "the command succeeded, but the kernel warned: exit 124\n"
+                                if rc == 0 else ""))
+                if rc == 0 and not allow:
+                    rc = 124
             write_atomic(d / "out" / f"{rid}.rc", str(rc))
             (d / "run" / f"{rid}.json").unlink(missing_ok=True)
             del children[pid]

@@ -11,6 +11,7 @@ column per kernel (:func:`merge`), printed, and written as JSON and HTML.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -187,6 +188,7 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
             raise UsageError(f"{vm_run} not found: run the kernel matrix from the repository")
         env.setdefault("DRLAB_TIMEOUT_SCALE", "10")
         cmd = [str(vm_run), "--force-vm", "--kernel", str(kernel.image), "--share", str(out),
+               "--kernel-warnings", str(out / "kernel-warnings"),
                *(["--verbose"] if verbose else []), "--", *cmd]
     t0 = time.monotonic()
     try:
@@ -208,6 +210,9 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
         except (OSError, ValueError, ET.ParseError):
             error = (f"no result (exit {rc}, " + ("the VM failed" if rc == 125 else
                                                    "see the log") + f": {log})")
+        with contextlib.suppress(OSError):  # vm-run's excerpt when the kernel warned
+            warned = (out / "kernel-warnings").read_text().strip()
+            error = "; ".join(e for e in (error, f"{warned} (exit {rc})") if e)
         try:
             release = (out / "release").read_text().strip()
         except OSError:

@@ -39,15 +39,16 @@ def _marked(vm_dir: Path) -> list[str]:
     return [x for x in p.stdout.splitlines() if "pgrep" not in x]
 
 
-def _server(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+def _server(tmp_path: Path, env: dict[str, str],
+            *more: str) -> tuple[subprocess.Popen, Path]:
     """The VM's server, run on this host, with a record naming it."""
     from lab.builder.ownership import proc_start_time
 
     d = tmp_path / "run" / "vm"
     for sub in ("req", "run", "out"):
         (d / sub).mkdir(parents=True, mode=0o700)
-    server = subprocess.Popen([sys.executable, "-m", "lab", "vm", "serve", str(d)], env=env,
-                              cwd=REPO)
+    server = subprocess.Popen([sys.executable, "-m", "lab", "vm", "serve", *more, str(d)],
+                              env=env, cwd=REPO)
     wait_for(lambda: (d / "ready").exists(), 60, "the server to be ready")
     (tmp_path / "run" / "vm.json").write_text(json.dumps({
         "pid": server.pid, "start_time": proc_start_time(server.pid), "kernel": "-",
@@ -73,6 +74,16 @@ def test_the_servers_protocol_on_this_host(tmp_path):
         assert (p.returncode, p.stderr) == (2, "drlab: error: no scenario 'no-such-thing'; "
                                                "see `drlab scenarios`\n")
         assert list((d / "out").iterdir()) == [] and list((d / "req").iterdir()) == []
+        # a file the VM would write outside the repository (into its throw-away /tmp) is
+        # refused before the command is handed over; one under the repository is not
+        p = _drlab(env, "vm", "run", "--", "diagnose", "c.toml", "--html", "/tmp/diag.html")
+        assert p.returncode == 2 and p.stderr.startswith(
+            "drlab: error: --html /tmp/diag.html: this command runs in a VM, which writes "
+            f"files through to this host only under {REPO}; "), p.stderr
+        assert p.stderr.count("\n") == 1 and list((d / "req").iterdir()) == []
+        p = _drlab(env, "vm", "run", "--", "scenario", "run", "no-such-thing", "--json",
+                   "v.json")
+        assert p.returncode == 2 and "no scenario 'no-such-thing'" in p.stderr, p.stderr
     finally:
         (d / "stop").touch()
         server.wait(timeout=30)
@@ -82,6 +93,44 @@ def test_the_servers_protocol_on_this_host(tmp_path):
     assert p.returncode == 1 and "no VM is running (the VM booted by pid" in p.stdout
     p = _drlab(env, "vm", "run", "--", "scenarios")
     assert p.returncode == 3 and "scripts/drlab vm start" in p.stderr
+
+
+def test_the_server_reports_the_kernels_new_warnings_after_each_command(tmp_path):
+    """The server watches the kernel's log (a stand-in file for /dev/kmsg here: one
+    record, read whole): a warning that appears while a command runs fails it (124, the
+    excerpt on stderr), once; a failing command keeps its code; the boot's warning and
+    every later one are in `vm status`; DRLAB_ALLOW_KERNEL_WARNINGS=1 keeps the code."""
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_text("4,1,0,-;WARNING: CPU: 0 PID: 1 at boot.c:1\n")
+    env = _env(tmp_path)
+    env.pop("DRLAB_ALLOW_KERNEL_WARNINGS", None)
+    server, d = _server(tmp_path, env, "--kmsg", str(kmsg))
+    try:
+        p = _drlab(env, "vm", "run", "--", "scenarios")
+        assert p.returncode == 0 and "kernel warned" not in p.stderr, p.stderr  # boot's
+        p = _drlab(env, "vm", "status")
+        assert "the kernel warned since boot" in p.stdout and "at boot.c:1" in p.stdout
+        kmsg.write_text("4,2,0,-;WARNING: drlab planted\n")
+        p = _drlab(env, "vm", "run", "--", "scenarios")
+        assert p.returncode == 124, p.stderr
+        assert "drlab: vm: the kernel warned (1 in its log: warning):" in p.stderr
+        assert "drlab: vm:   WARNING: drlab planted" in p.stderr
+        assert "the command succeeded, but the kernel warned: exit 124" in p.stderr
+        p = _drlab(env, "vm", "run", "--", "scenarios")  # reported once: not again
+        assert p.returncode == 0 and "kernel warned" not in p.stderr, p.stderr
+        kmsg.write_text("4,3,0,-;BUG: drlab planted\n")
+        p = _drlab(env, "vm", "run", "--", "scenario", "run", "no-such-thing")
+        assert p.returncode == 2 and "BUG: drlab planted" in p.stderr, p.stderr
+        kmsg.write_text("4,4,0,-;Oops: drlab planted\n")
+        p = _drlab({**env, "DRLAB_ALLOW_KERNEL_WARNINGS": "1"}, "vm", "run", "--",
+                   "scenarios")
+        assert p.returncode == 0 and "kernel warnings allowed" in p.stderr, p.stderr
+        p = _drlab(env, "vm", "status")
+        assert all(x in p.stdout for x in ("at boot.c:1", "WARNING: drlab planted",
+                                           "BUG: drlab planted", "Oops: drlab planted"))
+    finally:
+        (d / "stop").touch()
+        server.wait(timeout=30)
 
 
 def _on_a_terminal(env: dict[str, str], args: list[str],

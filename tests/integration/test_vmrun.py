@@ -153,3 +153,151 @@ def test_an_interrupt_ends_the_vms_session_and_nothing_else(tmp_path):
         if theirs is not None:
             theirs.kill()
             theirs.wait()
+
+
+#: A virtme-ng whose guest "ran" CMD: it writes CMD's exit code ($FAKE_RC) and the
+#: guest's kernel log ($FAKE_DMESG) where vm-run's guest script would.
+FAKE_GUEST = """#!/bin/bash
+while [[ $# -gt 0 ]]; do
+  [[ $1 == --exec ]] && { g=${2#bash }; d=${g%/guest.sh}; }
+  shift
+done
+printf '%s' "$FAKE_DMESG" >"$d/dmesg"
+[[ -n ${FAKE_LOG:-} ]] && cp "$d/guest.sh" "$FAKE_LOG"
+echo "$FAKE_RC" >"$d/rc"
+"""
+
+CLEAN_LOG = "[    0.000000] Linux version 6.1.0\n[    4.900216] 9p: Installing v9fs\n"
+WARNED_LOG = CLEAN_LOG + ("[   12.000001] WARNING: CPU: 1 PID: 77 at net/netfilter/ipvs/"
+                          "ip_vs_conn.c:99 ip_vs_conn_new+0x1/0x2 [ip_vs]\n"
+                          "[   12.000002] Call Trace:\n[   12.000003]  <TASK>\n"
+                          "[   12.000004] ---[ end trace 0000000000000000 ]---\n"
+                          "[   13.000000] eth0: link up\n")
+
+
+def _guest(tmp_path: Path, rc: int, log: str, *args: str,
+           **env: str) -> subprocess.CompletedProcess:
+    vng = tmp_path / "vng"
+    vng.write_text(FAKE_GUEST)
+    vng.chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k != "DRLAB_ALLOW_KERNEL_WARNINGS"}
+    env = {**base, "DRLAB_VNG": str(vng), "DRLAB_ACCEL": "tcg", "FAKE_RC": str(rc),
+           "FAKE_DMESG": log, **env}
+    return subprocess.run([str(REPO / "scripts/vm-run"), "--force-vm", "--kernel", _kernel(),
+                           *args, "--", "true"], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_a_kernel_warning_fails_a_clean_command_and_shows_its_excerpt(tmp_path):
+    """The guest's kernel log is a verdict: clean, CMD's code; a WARNING with CMD's
+    success, 124 and the excerpt (to the end of its trace); CMD's own failure wins;
+    --allow-kernel-warnings (or its variable) keeps CMD's code; --kernel-warnings
+    FILE gets the excerpt."""
+    p = _guest(tmp_path, 0, CLEAN_LOG)
+    assert p.returncode == 0 and "kernel warned" not in p.stderr, p.stderr
+    p = _guest(tmp_path, 0, WARNED_LOG)
+    assert p.returncode == 124, p.stderr
+    assert "vm-run: the kernel warned (1 in its log: warning):" in p.stderr
+    assert "  WARNING: CPU: 1 PID: 77 at net/netfilter/ipvs/ip_vs_conn.c:99" in p.stderr
+    assert "  ---[ end trace 0000000000000000 ]---" in p.stderr
+    assert "eth0: link up" not in p.stderr  # after its trace's end: not its excerpt
+    assert "CMD succeeded, but the kernel warned: exit 124" in p.stderr
+    assert _guest(tmp_path, 3, WARNED_LOG).returncode == 3
+    p = _guest(tmp_path, 0, WARNED_LOG, "--allow-kernel-warnings")
+    assert p.returncode == 0 and "kernel warnings allowed" in p.stderr, p.stderr
+    p = _guest(tmp_path, 0, WARNED_LOG, DRLAB_ALLOW_KERNEL_WARNINGS="1")
+    assert p.returncode == 0 and "the kernel warned" in p.stderr, p.stderr
+    kw = tmp_path / "kw"
+    p = _guest(tmp_path, 0, WARNED_LOG, "--kernel-warnings", str(kw))
+    assert p.returncode == 124 and "ip_vs_conn_new" in kw.read_text()
+
+
+def test_kernels_run_reports_a_kernel_that_warned_as_its_error(tmp_path):
+    """`kernels run`: a kernel whose log has a warning is that kernel's error, with the
+    excerpt; with DRLAB_ALLOW_KERNEL_WARNINGS=1 it is not."""
+    import json
+
+    kernel = _kernel()
+    if not (Path("/lib/modules") / Path(kernel).name.removeprefix("vmlinuz-")).is_dir():
+        pytest.skip(f"no modules for {kernel} (scripts/bootstrap --vm installs them)")
+    vng = tmp_path / "vng"
+    vng.write_text(FAKE_GUEST)
+    vng.chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k != "DRLAB_ALLOW_KERNEL_WARNINGS"}
+    env = {**base, "DRLAB_VNG": str(vng), "DRLAB_ACCEL": "tcg", "FAKE_RC": "0",
+           "FAKE_DMESG": WARNED_LOG}
+
+    def run(**more: str) -> dict:
+        out = tmp_path / "k.json"
+        out.unlink(missing_ok=True)
+        p = subprocess.run([sys.executable, "-m", "lab", "kernels", "run", "--kernel",
+                            f"warns={kernel}", "--json", str(out), "matrix",
+                            "--arp-ignore", "0"], capture_output=True, text=True,
+                           env={**env, **more}, timeout=120, cwd=REPO)
+        assert p.returncode == 1, p.stdout + p.stderr  # the fake guest gives no result
+        [k] = json.loads(out.read_text())["kernels"]
+        return k
+
+    k = run()
+    assert "the kernel warned (1 in its log: warning):" in k["error"], k
+    assert "ip_vs_conn_new" in k["error"] and "(exit 124)" in k["error"]
+    k = run(DRLAB_ALLOW_KERNEL_WARNINGS="1")
+    assert "kernel warned" not in k["error"] and "no result (exit 0" in k["error"], k
+
+
+def test_a_real_vm_run_fails_on_a_planted_kernel_warning_and_passes_clean(tmp_path):
+    """Two real boots (no fake virtme-ng): a command that plants a WARNING in the
+    guest's /dev/kmsg and succeeds ends with 124 and the excerpt; `true` ends with 0
+    (the boot's own log under software emulation has nothing that fails a run)."""
+    kernel = _kernel()
+    if not (Path("/lib/modules") / Path(kernel).name.removeprefix("vmlinuz-")).is_dir():
+        pytest.skip(f"no modules for {kernel} (scripts/bootstrap --vm installs them)")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DRLAB_VNG", "DRLAB_ALLOW_KERNEL_WARNINGS")}
+
+    def run(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REPO / "scripts/vm-run"), "--force-vm", "--kernel", kernel,
+                               "--", *cmd], capture_output=True, text=True, env=env,
+                              timeout=600)
+
+    # and the VM server's reader of /dev/kmsg (lab.host.dmesg.kmsg_records) finds it, once
+    check = ("from lab.host.dmesg import kmsg_records, scan\n"
+             "msgs, last = kmsg_records()\n"
+             "assert [f.line for f in scan(msgs)] == ['WARNING: drlab planted'], msgs\n"
+             "assert kmsg_records(last) == ([], last)\n")
+    p = run("sh", "-c", "echo '<4>WARNING: drlab planted' >/dev/kmsg && exec \"$0\" -c \"$1\"",
+            sys.executable, check)
+    assert p.returncode == 124, p.stderr
+    assert "vm-run: the kernel warned (1 in its log: warning):" in p.stderr
+    assert "  WARNING: drlab planted" in p.stderr
+    p = run("true")
+    assert p.returncode == 0 and "kernel warned" not in p.stderr, p.stderr
+
+
+def test_scripts_drlab_refuses_a_file_a_one_shot_vm_would_lose(tmp_path):
+    """scripts/drlab on a kernel without IPVS, no VM running: a file outside the
+    repository (or a relative one from a directory outside it) is refused before a VM
+    boots (exit 2, one line); one under the repository is not, and the command runs in
+    the directory it was given from."""
+    if Path("/proc/net/ip_vs").exists():
+        pytest.skip("this kernel has IPVS: scripts/drlab boots no VM")
+    vng = tmp_path / "vng"
+    vng.write_text(FAKE_GUEST)
+    vng.chmod(0o755)
+    env = {**os.environ, "DRLAB_VNG": str(vng), "DRLAB_ACCEL": "tcg", "FAKE_RC": "0",
+           "FAKE_DMESG": CLEAN_LOG, "FAKE_LOG": str(tmp_path / "guest.sh"),
+           "DRLAB_RUN_DIR": str(tmp_path / "run")}
+
+    def drlab(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REPO / "scripts/drlab"), *args], capture_output=True,
+                              text=True, env=env, cwd=cwd, timeout=120)
+
+    for cwd, path in ((REPO, "/tmp/diag.html"), (tmp_path, "diag.html")):
+        p = drlab(cwd, "diagnose", "c.toml", "--html", path)
+        assert p.returncode == 2 and p.stderr.startswith(
+            f"drlab: error: --html {path}: this command runs in a VM, which writes files "
+            f"through to this host only under {REPO}; "), p.stderr
+        assert p.stderr.count("\n") == 1 and not (tmp_path / "guest.sh").exists()
+    p = drlab(REPO / "lab", "diagnose", "c.toml", "--html", "../diag.html")
+    assert p.returncode == 0, p.stderr  # the fake guest's "exit code"
+    assert f"cd {REPO / 'lab'} ||" in (tmp_path / "guest.sh").read_text()
