@@ -197,7 +197,9 @@ def test_failing_test_leaves_one_pcap_per_interface(drlab_root, tmp_path):
     pk = {n.split("-", 1)[1]: rdpcap(str(files[n])) for n in names}
     t0, t1 = seen["fails"]["t0"], seen["fails"]["t1"]
     for where, pkts in pk.items():  # kernel timestamps, within the test
-        assert pkts and all(t0 <= float(x.time) <= t1 for x in pkts), where
+        outside = [f"{x.summary()} at t0{float(x.time) - t0:+.6f} s" for x in pkts
+                   if not t0 <= float(x.time) <= t1]
+        assert pkts and not outside, f"{where} (t1 = t0+{t1 - t0:.6f} s): {outside}"
     # the client's ARP for rs1 is on every interface of the segment (a broadcast)
     for where, pkts in pk.items():
         assert any(ARP in x and x[ARP].op == 1 and x[ARP].pdst == RS1 for x in pkts), where
