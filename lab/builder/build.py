@@ -14,7 +14,6 @@ import contextlib
 import ctypes
 import fcntl
 import os
-import re
 import secrets
 import signal
 import socket
@@ -30,7 +29,6 @@ from lab.builder import links, netns, ownership, sysctl
 from lab.errors import LabError, UsageError
 from lab.model import Topology, VirtualService
 
-_LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
 SCOPES = {"global": 0, "link": 253, "host": 254}
 IFF_NOARP = 0x80
 
@@ -85,9 +83,7 @@ class Lab:
     def __init__(self, topology: Topology, *, name: str | None = None,
                  persistent: bool = False, pin_sysctls: bool = True):
         self.topology = topology.validate()
-        self.id = name or secrets.token_hex(3)
-        if not _LAB_NAME_RE.match(self.id):
-            raise LabError(f"lab name {self.id!r} must match [a-z0-9][a-z0-9-]{{0,15}}")
+        self.id = ownership.check_name(secrets.token_hex(3) if name is None else name)
         self.persistent = persistent
         #: False builds a naive lab that writes only the topology's own sysctls
         #: (what hand-written labs do; the sysctl-inheritance scenario needs it).
@@ -146,7 +142,7 @@ class Lab:
         """The lab's own directory (``/run/drlab/labs/<lab>.d``) for configs, logs and
         pid files; recorded before it is made, removed with the lab."""
         assert self.record is not None
-        d = ownership.LABS_DIR / f"{self.id}.d"
+        d = ownership.lab_dir(self.id)
         if str(d) not in self.record.files:
             self.record.files.append(str(d))
             self.record.save()

@@ -13,8 +13,10 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -22,9 +24,37 @@ from pathlib import Path
 from typing import Any
 
 from lab.builder import netns
+from lab.errors import UsageError
 
 RUN_DIR = Path(os.environ.get("DRLAB_RUN_DIR", "/run/drlab"))
 LABS_DIR = RUN_DIR / "labs"
+
+#: A lab's name (its namespaces are drl-NAME-HOST). Checked with fullmatch: a
+#: pattern ending in ``$`` also accepts a trailing newline.
+LAB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,15}")
+LAB_NAME_RULE = "[a-z0-9][a-z0-9-]{0,15}"
+#: What follows drl-LAB- in a lab's namespace: a host, or sw-SEGMENT (the model's
+#: host and segment names, lab.model.topology).
+_NS_TAIL_RE = re.compile(r"(sw-)?[a-z][a-z0-9]{0,9}")
+#: A record is small (a topology as data); a bigger file is not one of ours.
+MAX_RECORD_BYTES = 16 << 20
+
+
+class RecordError(UsageError):
+    """A record that is not a lab's own: it names what another lab (or no lab) owns."""
+
+
+def check_name(lab: object) -> str:
+    """``lab`` if it is a lab name, else UsageError (one line; the name shown escaped)."""
+    if not isinstance(lab, str) or not LAB_NAME_RE.fullmatch(lab):
+        shown = repr(lab[:40]) if isinstance(lab, str) else type(lab).__name__
+        raise UsageError(f"lab name {shown} must match {LAB_NAME_RULE}")
+    return lab
+
+
+def lab_dir(lab: str) -> Path:
+    """The lab's own directory for configs, logs and pid files."""
+    return LABS_DIR / f"{check_name(lab)}.d"
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -65,7 +95,37 @@ class Record:
 
     @property
     def path(self) -> Path:
-        return LABS_DIR / f"{self.lab}.json"
+        return LABS_DIR / f"{check_name(self.lab)}.json"
+
+    def check(self) -> Record:
+        """This record, if everything it names is the lab's own: RecordError otherwise.
+
+        A record names namespaces and files to delete: only drl-LAB-HOST and
+        drl-LAB-sw-SEGMENT namespaces and the lab's own directory qualify.
+        """
+        lab = check_name(self.lab)
+        bad: list[str] = []
+        prefix = f"drl-{lab}-"
+        if not isinstance(self.namespaces, list) or not all(
+                isinstance(ns, str) and ns.startswith(prefix)
+                and _NS_TAIL_RE.fullmatch(ns[len(prefix):]) for ns in self.namespaces):
+            bad.append(f"namespaces not named {prefix}HOST")
+        own = str(lab_dir(lab))
+        if not isinstance(self.files, list) or not all(
+                isinstance(f, str) and f == own for f in self.files):
+            bad.append(f"files other than {own}")
+        if not isinstance(self.pids, list) or not all(
+                isinstance(p, list) and len(p) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in p)
+                for p in self.pids):
+            bad.append("pids that are not [pid, start time] pairs")
+        if not isinstance(self.owner_pid, int) or not (
+                self.owner_start is None or isinstance(self.owner_start, int)):
+            bad.append("an owner that is not a pid and start time")
+        if bad:
+            raise RecordError(f"refusing the record of lab {lab}: it names "
+                              + ", ".join(bad))
+        return self
 
     def owner_alive(self) -> bool:
         return self.persistent or alive(self.owner_pid, self.owner_start)
@@ -85,7 +145,27 @@ class Record:
 
     @classmethod
     def load(cls, p: Path) -> Record:
-        return cls(**json.loads(p.read_text()))
+        """The record at ``p`` (a lab's ``LABS_DIR/<lab>.json``), checked.
+
+        Opened without following a link; a regular file of this user's only.
+        RecordError when it is not a lab's own record; OSError, ValueError or
+        TypeError when it cannot be read as one.
+        """
+        if p.parent != LABS_DIR or p.suffix != ".json":
+            raise RecordError(f"refusing {p}: not a record in {LABS_DIR}")
+        lab = check_name(p.stem)
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                raise RecordError(f"refusing {p}: not a regular file of uid {os.geteuid()}")
+            data = json.loads(f.read(MAX_RECORD_BYTES + 1)[:MAX_RECORD_BYTES])
+        if not isinstance(data, dict):
+            raise TypeError(f"{p}: not a record")
+        rec = cls(**data)
+        if rec.lab != lab:
+            raise RecordError(f"refusing {p}: it is the record of another lab")
+        return rec.check()
 
 
 def new_record(lab: str, namespaces: list[str], topology: str = "",
@@ -98,11 +178,20 @@ def new_record(lab: str, namespaces: list[str], topology: str = "",
 
 
 def find(lab: str) -> Record | None:
-    p = LABS_DIR / f"{lab}.json"
+    """The record of lab ``lab``; None if there is none (or only a half-written one).
+
+    UsageError if ``lab`` is not a lab name, RecordError if its record names what
+    is not the lab's own: nothing is read or deleted for either.
+    """
+    p = LABS_DIR / f"{check_name(lab)}.json"
     try:
         return Record.load(p)
-    except (FileNotFoundError, ValueError, TypeError):
+    except FileNotFoundError:
         return None
+    except (ValueError, TypeError):
+        return None  # not a record (a half-written one never replaces its .tmp)
+    except OSError as e:  # (a link: O_NOFOLLOW)
+        raise RecordError(f"refusing {p}: {e.strerror}") from None
 
 
 def records() -> list[Record]:
@@ -110,8 +199,8 @@ def records() -> list[Record]:
     for p in sorted(LABS_DIR.glob("*.json")) if LABS_DIR.exists() else []:
         try:
             out.append(Record.load(p))
-        except (ValueError, TypeError, OSError):
-            continue  # a half-written record: its .tmp never replaced it
+        except (ValueError, TypeError, OSError, UsageError):
+            continue  # not a lab's record (a name that is no lab's, a foreign file)
     return out
 
 
@@ -126,8 +215,10 @@ def _lock() -> Iterator[None]:
 def destroy(rec: Record) -> list[str]:
     """Kill the record's processes, remove its namespaces and the record.
 
-    Returns what was removed (for reports). Safe to call twice.
+    Returns what was removed (for reports). Safe to call twice. RecordError, before
+    anything is touched, if the record names what is not the lab's own.
     """
+    rec.check()
     removed: list[str] = []
     for pid, start in rec.pids:
         if alive(pid, start):
@@ -156,12 +247,17 @@ def destroy(rec: Record) -> list[str]:
             removed.append(f"netns {ns}")
     for f in rec.files:
         p = Path(f)
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(f"files {p}")
-        elif p.exists():
-            p.unlink(missing_ok=True)
-            removed.append(f"file {p}")
+        try:
+            st = p.lstat()
+        except FileNotFoundError:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(p)
+                removed.append(f"files {p}")
+            else:  # (a link is removed, never followed)
+                p.unlink()
+                removed.append(f"file {p}")
     rec.delete()
     return removed
 

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import platform
-import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -17,15 +16,24 @@ from lab.errors import PreflightError, TopologyError, UsageError
 if TYPE_CHECKING:
     from lab.scenarios.base import Variant
 
-#: `drlab up --name` (namespaces are drl-NAME-HOST).
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
-
 #: Set by scripts/drlab when it runs a command in a VM that ends with the command.
 ONESHOT_ENV = "DRLAB_VM_ONESHOT"
 ONESHOT_HINT = ("a lab built in the one-shot VM of scripts/drlab is gone when the command "
                 "returns: for a lab that stays up run `scripts/drlab vm start` first (then "
                 "up/status/check/shell/down run in that VM); scripts/drlab demo and "
                 "scripts/drlab scenario run NAME work as they are")
+
+
+def _check_name(name: str | None, what: str = "lab name") -> None:
+    """A lab name given on the command line: checked (fullmatch) before anything is read,
+    made or deleted; one line and exit 2 otherwise."""
+    from lab.builder import ownership
+
+    if name is not None:
+        try:
+            ownership.check_name(name)
+        except UsageError as e:
+            raise UsageError(str(e).replace("lab name", what, 1)) from None
 
 
 def _refuse_in_oneshot_vm(verb: str) -> None:
@@ -100,8 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lab.scenarios import get
 
     _refuse_in_oneshot_vm("up")
-    if args.name is not None and not NAME_RE.match(args.name):
-        raise UsageError(f"--name {args.name!r} must match [a-z0-9][a-z0-9-]{{0,15}}")
+    _check_name(args.name, "--name")
     if args.scenario and not (args.broken or args.fixed):
         raise UsageError("--scenario needs --broken or --fixed")
     if (args.broken or args.fixed) and not args.scenario:
@@ -179,6 +186,7 @@ def _attach(name: str | None) -> Any:
     from lab.builder import Lab, ownership
     from lab.host import preflight
 
+    _check_name(name)
     preflight.require_root()
     if name is None:
         labs = [r.lab for r in ownership.records() if r.topology_data is not None]
@@ -193,6 +201,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from lab.probes import dump
 
     _refuse_in_oneshot_vm("status")
+    _check_name(args.name)
     with _attach(args.name) as lab:
         if args.json:
             print(json.dumps(dump.status(lab), indent=1))
@@ -206,6 +215,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from lab.probes.check import check
 
     _refuse_in_oneshot_vm("check")
+    _check_name(args.name)
     if args.connections < 1:
         raise UsageError("--connections must be at least 1")
     with _attach(args.name) as lab:
@@ -219,6 +229,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_shell(args: argparse.Namespace) -> int:
     """A shell inside one host of a running lab."""
     _refuse_in_oneshot_vm("shell")
+    _check_name(args.name)
     with _attach(args.name) as lab:
         if args.host not in lab.namespaces:
             raise UsageError(f"lab {lab.id} has no host {args.host!r} "
@@ -240,6 +251,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         raise UsageError("name a lab or --all, not both")
     if not args.all and not args.name:
         raise UsageError("name a lab, or --all")
+    _check_name(args.name)
     preflight.require_root()
     if args.all:
         recs = ownership.records()

@@ -326,7 +326,7 @@ def keepalived_dr(rs: int = 2, *, scheduler: str = "rr", weights: dict[str, int]
 # -- an operator's files -----------------------------------------------------------
 
 def _ifname_ok(name: str) -> bool:
-    return bool(re.match(r"^[A-Za-z0-9_.-]{1,15}$", name)) and name not in ("lo", "all",
+    return bool(re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", name)) and name not in ("lo", "all",
                                                                             "default")
 
 

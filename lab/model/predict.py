@@ -76,7 +76,7 @@ class Prediction:
 
 
 #: The real-server sysctls ``--sysctl`` may add to a matrix: the prediction knows them.
-EXTRA_KEYS = re.compile(r"^net\.ipv4\.conf\.(all|eth0|lo)\.(arp_ignore|arp_announce|rp_filter)$")
+EXTRA_KEYS = re.compile(r"net\.ipv4\.conf\.(all|eth0|lo)\.(arp_ignore|arp_announce|rp_filter)")
 
 
 def rs_sysctls(cfg: RsConfig) -> dict[str, str]:

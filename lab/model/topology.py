@@ -30,10 +30,10 @@ SCHEDULERS = (
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
 )
 IFNAMSIZ = 16  # including the trailing NUL: names have at most 15 characters
-_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_SYSCTL_RE = re.compile(r"^net\.(ipv4|ipv6|core)\.[A-Za-z0-9_.-]+$")
-_CONF_RE = re.compile(r"^net\.(ipv4|ipv6)\.conf\.([^.]+)\.([A-Za-z0-9_]+)$")
+_NAME_RE = re.compile(r"[a-z][a-z0-9]{0,9}")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_SYSCTL_RE = re.compile(r"net\.(ipv4|ipv6|core)\.[A-Za-z0-9_.-]+")
+_CONF_RE = re.compile(r"net\.(ipv4|ipv6)\.conf\.([^.]+)\.([A-Za-z0-9_]+)")
 
 
 def in_doc_range(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -321,7 +321,7 @@ def _validate(t: Topology) -> list[str]:
     for dup in sorted({n for n in seg_names if seg_names.count(n) > 1}):
         p.append(f"duplicate segment {dup!r}")
     for s in t.segments:
-        if not _NAME_RE.match(s.name):
+        if not _NAME_RE.fullmatch(s.name):
             p.append(f"segment name {s.name!r} must match [a-z][a-z0-9]{{0,9}}")
     host_names = [h.name for h in t.hosts]
     for dup in sorted({n for n in host_names if host_names.count(n) > 1}):
@@ -333,7 +333,7 @@ def _validate(t: Topology) -> list[str]:
     vips = t.vips
     for h in t.hosts:
         where = f"host {h.name!r}"
-        if not _NAME_RE.match(h.name):
+        if not _NAME_RE.fullmatch(h.name):
             p.append(f"{where}: name must match [a-z][a-z0-9]{{0,9}}")
         if h.role not in ROLES:
             p.append(f"{where}: unknown role {h.role!r} (one of {', '.join(ROLES)})")
@@ -346,7 +346,7 @@ def _validate(t: Topology) -> list[str]:
             if len(i.name) >= IFNAMSIZ:
                 p.append(f"{iw}: name is {len(i.name)} characters, "
                          f"over the kernel's limit of {IFNAMSIZ - 1}")
-            elif not _IFNAME_RE.match(i.name) or i.name in ("lo", "all", "default"):
+            elif not _IFNAME_RE.fullmatch(i.name) or i.name in ("lo", "all", "default"):
                 p.append(f"{iw}: invalid interface name")
             if i.segment not in seg_names:
                 p.append(f"{iw}: unknown segment {i.segment!r}")
@@ -378,7 +378,7 @@ def _validate(t: Topology) -> list[str]:
         dnames = [i.name for i in h.dummies]
         for i in h.dummies:
             iw = f"{where}: dummy {i.name!r}"
-            if len(i.name) >= IFNAMSIZ or not _IFNAME_RE.match(i.name) \
+            if len(i.name) >= IFNAMSIZ or not _IFNAME_RE.fullmatch(i.name) \
                     or i.name in ("lo", "all", "default") or i.name in ifnames \
                     or dnames.count(i.name) > 1:
                 p.append(f"{iw}: invalid or duplicate interface name")
@@ -510,10 +510,10 @@ def check_sysctl(key: str, value: object, ifnames: list[str] | None = None) -> s
     one of the host's interfaces. Values are integers (or space-separated
     integers, as some sysctls take).
     """
-    if not _SYSCTL_RE.match(key):
+    if not _SYSCTL_RE.fullmatch(key):
         return (f"sysctl {key!r}: only per-namespace net.ipv4.*, net.ipv6.* and "
                 "net.core.* keys can be set")
-    m = _CONF_RE.match(key)
+    m = _CONF_RE.fullmatch(key)
     if m and ifnames is not None:
         dev = m.group(2)
         if dev not in ("all", "default", "lo", *ifnames):

@@ -41,7 +41,7 @@ KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 MIRROR = os.environ.get("DRLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 #: root's cache of unpacked kernels
 ROOT_CACHE = Path("/var/cache/drlab/kernels")
-_SUITE = re.compile(r"^[a-z]+(-[a-z]+)?$")
+_SUITE = re.compile(r"[a-z]+(-[a-z]+)?")
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def _kernel(name: str, root: Path) -> Kernel:
 
 def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
     """Resolve, download and unpack ``suite``'s linux-image-amd64 (cached)."""
-    if not _SUITE.match(suite):
+    if not _SUITE.fullmatch(suite):
         raise UsageError(f"kernel {suite!r}: not a Debian suite name, 'host' or a path")
     if not Path(KEYRING).exists():
         raise LabError(f"{KEYRING} missing: install Debian's debian-archive-keyring")

@@ -163,7 +163,7 @@ def parse_extra(items: list[str]) -> tuple[tuple[str, str], ...]:
         key, sep, value = (x.strip() for x in item.partition("="))
         if not sep:
             raise UsageError(f"matrix --sysctl {item!r}: expected KEY=VALUE")
-        if not EXTRA_KEYS.match(key):
+        if not EXTRA_KEYS.fullmatch(key):
             raise UsageError(f"matrix --sysctl {key}: only net.ipv4.conf.{{all,eth0,lo}}."
                              "{arp_ignore,arp_announce,rp_filter} (the ones the prediction "
                              "knows); use drlab validate for others")

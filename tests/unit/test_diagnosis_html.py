@@ -200,7 +200,10 @@ def test_no_finding_is_ok():
 def test_diagnosis_renders_in_headless_chromium(tmp_path, chromium):
     page = tmp_path / "diagnosis.html"
     page.write_text(html(diagnosis()))
-    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    # (a profile of its own: headless Chromium fails without a writable one, as where
+    # root's home is read-only, e.g. scripts/vm-run's VM)
+    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'chromium'}"]
     dom = subprocess.run([*args, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     for name in ["sysctls-on-lo-only", "healthcheck-on-rip-only", "rp-filter-multihomed"]:

@@ -105,7 +105,10 @@ def test_html_report_renders_in_headless_chromium(tmp_path, chromium):
     html = page.read_text()
     assert "<script" not in html.replace("&lt;script", "")  # self-contained, escaped
     assert not re.search(r'(src|href)="(http|//)', html)
-    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    # (a profile of its own: headless Chromium fails without a writable one, as where
+    # root's home is read-only, e.g. scripts/vm-run's VM)
+    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'chromium'}"]
     dom = subprocess.run([*args, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     body = dom[dom.index('<table id="results">'):]
