@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from lab.errors import PreflightError
+from lab.util import SCALE_ERROR
 
 if TYPE_CHECKING:  # the plugin loads with pytest: the lab's modules only when used
     from pluggy import Result
@@ -92,6 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             "while it runs: under pytest-xdist or --drlab-forks no other "
                             "namespace test runs meanwhile")
     config.pluginmanager.register(_Session(config), "drlab-session")
+    if SCALE_ERROR is not None:
+        raise pytest.UsageError(SCALE_ERROR)
     forks = config.getoption("--drlab-forks")
     if forks < 0:
         raise pytest.UsageError(f"--drlab-forks {forks}: give a number of processes (0: none)")

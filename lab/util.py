@@ -17,9 +17,26 @@ from lab.errors import UnsafePathError
 
 T = TypeVar("T")
 
+
+
+def parse_scale(text: str | None) -> tuple[float, str | None]:
+    """``DRLAB_TIMEOUT_SCALE``'s value: (scale, None), or (1, why) when it is not a
+    positive finite number (unset or empty is 1). The CLI and the pytest plugin turn
+    ``why`` into their usage error, so that importing the lab never fails on it."""
+    if text is None or not text.strip():
+        return 1.0, None
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not (0 < v < float("inf")):
+        return 1.0, f"DRLAB_TIMEOUT_SCALE={text!r}: give a positive number (1: no scaling)"
+    return v, None
+
+
 #: Multiplies every deadline; set DRLAB_TIMEOUT_SCALE for slow machines
 #: (the VM runner sets it, since Python there runs about 10x slower).
-TIMEOUT_SCALE = float(os.environ.get("DRLAB_TIMEOUT_SCALE", "1"))
+TIMEOUT_SCALE, SCALE_ERROR = parse_scale(os.environ.get("DRLAB_TIMEOUT_SCALE"))
 
 
 class Timeout(AssertionError):

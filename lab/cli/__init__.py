@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from lab.errors import LabError
-from lab.util import Progress, Timeout
+from lab.util import SCALE_ERROR, Progress, Timeout
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if SCALE_ERROR is not None:
+        print(f"drlab: error: {SCALE_ERROR}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args))
     except LabError as e:
