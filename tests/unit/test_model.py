@@ -214,9 +214,10 @@ def test_docs_catalogue_is_generated_from_the_registry():
 
     from lab.scenarios import catalogue_markdown
 
-    readme = (Path(__file__).resolve().parents[2] / "docs" / "scenarios.md").read_text()
-    assert catalogue_markdown() in readme, (
-        "docs/scenarios.md's scenario table is stale: regenerate it with `drlab scenarios --markdown`")
+    page = (Path(__file__).resolve().parents[2] / "docs" / "scenarios.md").read_text()
+    assert catalogue_markdown() in page, (
+        "docs/scenarios.md's scenario table is stale: "
+        "regenerate it with `drlab scenarios --markdown`")
 
 
 def test_client_addresses_for_source_hashing():
