@@ -14,7 +14,7 @@ from lab.errors import UsageError
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    """List the scenario catalogue (``--markdown`` for the README table)."""
+    """List the scenario catalogue (``--markdown`` for the table in docs/scenarios.md)."""
     from lab.scenarios import REGISTRY, catalogue_markdown, to_json
 
     if args.record:

@@ -1,1 +1,2 @@
-"""Reports for people: text (drlab demo), self-contained HTML, topology drawings."""
+"""Reports for people: text (drlab demo), self-contained HTML, topology drawings,
+the diagnosis page."""

@@ -1,8 +1,11 @@
 """Scenarios: every known LVS-DR failure by name, broken and fixed side by side.
 
 ``base`` is the model (a scenario, its outcome, the verdict); ``catalogue/``
-holds the entries, one module per family (ARP, routing, IPVS, host);
-``validate`` measures what a proposed sysctl change does to each of them.
+holds the entries, one module per family (arp, routing, ipvs, conntable, host,
+keepalived, twodirectors, paths, neighbours: see :mod:`lab.scenarios.catalogue`);
+``observed`` records the kernels each reproduced on; ``validate`` measures what a
+proposed sysctl change does to each of them; ``diagnose`` matches a cluster
+twin's measured symptoms to them.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def check_note(s: Scenario) -> str:
 
 
 def catalogue_markdown() -> str:
-    """The README's catalogue table (``drlab scenarios --markdown``)."""
+    """The catalogue table of docs/scenarios.md (``drlab scenarios --markdown``)."""
     from lab.scenarios import observed
 
     seen = observed.load()

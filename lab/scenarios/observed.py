@@ -8,7 +8,7 @@ release a ``drlab kernels run ... scenario all`` report covered::
 
 It is written only from such a report (:func:`record`: ``drlab scenarios
 --record REPORT.json``), never by hand, so ``drlab scenarios --json`` and the
-README's table show what was measured, not what is hoped. A scenario a kernel did
+docs/scenarios.md's table show what was measured, not what is hoped. A scenario a kernel did
 not run (no IPVS on that kernel, VM-only) gets no entry for it.
 """
 

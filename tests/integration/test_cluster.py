@@ -75,7 +75,7 @@ def test_bad_collected_input_is_one_line_naming_the_file(tmp_path, breakage, whe
 
 @pytest.mark.ipvs
 def test_diagnose_and_validate_the_example(drlab_ipvs, tmp_path):
-    """The README's walk-through: one finding (web3's sysctls on lo only), measured;
+    """docs/cluster.md's walk-through: one finding (web3's sysctls on lo only), measured;
     the proposed fix on web3 fixes it and breaks nothing."""
     from lab.scenarios.base import Change
     from lab.scenarios.diagnose import diagnose

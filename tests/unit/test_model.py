@@ -209,14 +209,15 @@ def test_primary_ip_and_owner_lookup():
     assert t.owner_of("203.0.113.9") is None
 
 
-def test_readme_catalogue_is_generated_from_the_registry():
+def test_docs_catalogue_is_generated_from_the_registry():
     from pathlib import Path
 
     from lab.scenarios import catalogue_markdown
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert catalogue_markdown() in readme, (
-        "README's scenario table is stale: regenerate it with `drlab scenarios --markdown`")
+    page = (Path(__file__).resolve().parents[2] / "docs" / "scenarios.md").read_text()
+    assert catalogue_markdown() in page, (
+        "docs/scenarios.md's scenario table is stale: "
+        "regenerate it with `drlab scenarios --markdown`")
 
 
 def test_client_addresses_for_source_hashing():

@@ -10,8 +10,8 @@ the lab does), :mod:`.keepalived` (the control plane directors run under),
 :mod:`.twodirectors` (an active and a standby director: sync daemons,
 backup_only), :mod:`.paths` (where the packets of a DR connection go around
 the director: gateways, firewalls, ICMP) and :mod:`.neighbours` (ARP and NDP
-beyond the VIP: dummies, two NICs, IPv6). The README's catalogue
-table is generated from this registry (``drlab scenarios --markdown``), so it
+beyond the VIP: dummies, two NICs, IPv6). The catalogue table in
+docs/scenarios.md is generated from this registry (``drlab scenarios --markdown``), so it
 cannot drift.
 """
 
