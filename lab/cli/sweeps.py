@@ -136,12 +136,40 @@ def cmd_kernels_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_kernels_list(args: argparse.Namespace) -> int:
+    """The cache's kernels; with --available every build of the reachable suites."""
     from lab.sweep import kernels
 
+    if args.available:
+        return _list_available(args)
     found = kernels.cached()
     print(f"kernel cache {kernels.cache_dir()}: {len(found)} unpacked")
     for suite, d in found:
         print(f"  {suite:<20} {d.name}")
+    return 0
+
+
+def _list_available(args: argparse.Namespace) -> int:
+    from lab.sweep import kernels
+
+    builds = [b for b in kernels.available(refresh=not args.offline)
+              if args.flavour in (None, b.flavour)]
+    rows = [(b, kernels.is_cached(b), kernels.has_ipvs(b)) for b in builds]
+    if args.json:
+        print(json.dumps([{"release": b.release, "flavour": b.flavour, "suite": b.suite,
+                           "package": b.package, "version": b.version, "size": b.size,
+                           "layout": b.layout.value, "fetchable": b.fetchable,
+                           "unavailable": b.unavailable, "cached": c, "ipvs": ipvs}
+                          for b, c, ipvs in rows], indent=1))
+        return 0
+    print(f"{'uname -r':<28} {'suite':<18} {'version':<22} {'MB':>5}  cached  ipvs")
+    for b, c, ipvs in rows:
+        print(f"{b.release:<28} {b.suite:<18} {b.version:<22} {b.size / 1e6:>5.0f}  "
+              f"{'yes' if c else 'no':<6}  "
+              f"{'?' if ipvs is None else 'yes' if ipvs else 'NO':<4}"
+              + (f"  unavailable: {b.unavailable}" if b.unavailable else ""))
+    ok = sum(b.fetchable for b in builds)
+    print(f"{len(builds)} builds, {ok} fetchable, {sum(c for _, c, _ in rows)} cached "
+          "(ipvs: read from the unpacked modules; ? until fetched)")
     return 0
 
 
@@ -187,6 +215,8 @@ def add_parsers(sub: Any) -> None:
 
 
 
+    from lab.sweep.kernels import FLAVOURS, SUITES
+
     kn = sub.add_parser("kernels", help="run on several kernels (Debian's, yours) and compare")
     kns = kn.add_subparsers(dest="action", required=True, metavar="ACTION")
     knr = kns.add_parser("run", help="matrix, scenarios or the suite on each --kernel; "
@@ -217,8 +247,17 @@ def add_parsers(sub: Any) -> None:
     knm.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     knm.set_defaults(func=cmd_kernels_merge)
     knf = kns.add_parser("fetch", help="download and unpack Debian kernels into the cache")
-    knf.add_argument("suite", nargs="+", help="Debian suites: bookworm, trixie, ...")
+    knf.add_argument("suite", nargs="+", metavar="KERNEL",
+                     help="Debian suites (bookworm, trixie, ...) or builds by uname -r "
+                          "(6.12.96+deb13-amd64; newest, newest-7)")
     knf.add_argument("--offline", action="store_true", help="only report what is cached")
     knf.set_defaults(func=cmd_kernels_fetch)
-    knl = kns.add_parser("list", help="kernels in the cache")
+    knl = kns.add_parser("list", help="kernels in the cache (--available: every build "
+                         "Debian serves)")
+    knl.add_argument("--available", action="store_true",
+                     help="every kernel build of " + ", ".join(SUITES) + ", in version order")
+    knl.add_argument("--flavour", choices=FLAVOURS, help="only this flavour's builds")
+    knl.add_argument("--json", action="store_true", help="print the list as JSON")
+    knl.add_argument("--offline", action="store_true",
+                     help="the indexes of the last listing, without asking the mirrors")
     knl.set_defaults(func=cmd_kernels_list)
