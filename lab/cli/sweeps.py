@@ -81,7 +81,7 @@ def cmd_kernels_run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard) if args.shard else None
     report = kmatrix.run_kernels(args.kernel or ["host", "bookworm"], args.what,
                                  list(args.args), Path(args.logs) if args.logs else None,
-                                 args.offline, progress, args.jobs, shard)
+                                 args.offline, progress, args.jobs, shard, args.flavour)
     return _show(report, args, f"; logs in {report.logs}"
                  + (f" (shard {shard[0]}/{shard[1]}: `drlab kernels merge` joins the shards)"
                     if shard else ""))
@@ -216,14 +216,17 @@ def add_parsers(sub: Any) -> None:
 
 
     from lab.sweep.kernels import FLAVOURS, SUITES
+    from lab.sweep.kmatrix import VERBS
 
     kn = sub.add_parser("kernels", help="run on several kernels (Debian's, yours) and compare")
     kns = kn.add_subparsers(dest="action", required=True, metavar="ACTION")
     knr = kns.add_parser("run", help="matrix, scenarios or the suite on each --kernel; "
                          "one report with a column per kernel")
     knr.add_argument("--kernel", action="append", metavar="K",
-                     help="host, a Debian suite (bookworm, trixie, ...), a vmlinuz path or "
-                          "a kernel build tree; repeat (default: host and bookworm)")
+                     help="host, a Debian suite (bookworm, trixie, ...), a build by uname -r "
+                          "(6.12.96+deb13-amd64), newest, newest-7, all-available (every "
+                          "fetchable build of --flavour), a vmlinuz path or a kernel build "
+                          "tree; repeat (default: host and bookworm)")
     knr.add_argument("--json", metavar="FILE", help="write the merged report as JSON")
     knr.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     knr.add_argument("--logs", metavar="DIR", help="keep each kernel's output here")
@@ -235,10 +238,13 @@ def add_parsers(sub: Any) -> None:
     knr.add_argument("--shard", metavar="I/N", help="run only shard I of N of the "
                      "kernel-and-cell pairs (every Nth; diagnose: every Nth kernel); "
                      "`drlab kernels merge` joins the N --json reports")
-    knr.add_argument("what", choices=["matrix", "scenario", "suite", "diagnose"])
+    knr.add_argument("--flavour", choices=FLAVOURS, default="amd64",
+                     help="the flavour of --kernel all-available (default amd64)")
+    knr.add_argument("what", choices=VERBS)
     knr.add_argument("args", nargs=argparse.REMAINDER,
-                     help="arguments of `drlab matrix`, scenario names, pytest's, or "
-                          "`drlab diagnose`'s (the cluster)")
+                     help="arguments of `drlab matrix`, scenario names, pytest's, "
+                          "`drlab diagnose`'s (the cluster), or run's command (run as root "
+                          "in each kernel's VM; exit 0 good, 125 skip, else bad)")
     knr.set_defaults(func=cmd_kernels_run)
     knm = kns.add_parser("merge", help="join the --json reports of `kernels run --shard` "
                          "into one report")

@@ -30,7 +30,9 @@ from lab.sweep import kernels
 from lab.sweep.kernels import Kernel
 from lab.util import Progress
 
-What = Literal["matrix", "scenario", "suite", "diagnose"]
+What = Literal["matrix", "scenario", "suite", "diagnose", "run"]
+#: The verbs ``kernels run`` takes.
+VERBS: tuple[What, ...] = ("matrix", "scenario", "suite", "diagnose", "run")
 REPO = Path(__file__).resolve().parents[2]  # lab/sweep/kmatrix.py -> the checkout
 
 
@@ -69,7 +71,15 @@ def child_command(what: What, args: list[str], out: Path,
             raise UsageError("kernels run diagnose: give the cluster (cluster.toml or a "
                              "collected directory)")
         return [py, "-m", "lab", "diagnose", *args, "--json-file", str(out / "result.json")]
-    raise UsageError(f"kernels run: {what!r} is not one of matrix, scenario, suite, diagnose")
+    if what == "run":
+        if not args:
+            raise UsageError("kernels run run: give the command to run (as root, in each "
+                             "kernel's VM; its exit code is the verdict: 0 good, 125 skip, "
+                             "else bad)")
+        # the command's exit code, recorded as the run's result
+        return ["bash", "-c", '"$@"; rc=$?; printf \'{"exit": %d}\' "$rc" >"$0/result.json"; '
+                'exit "$rc"', str(out), *args]
+    raise UsageError(f"kernels run: {what!r} is not one of {', '.join(VERBS)}")
 
 
 def kernel_shards(n_kernels: int, what: What,
@@ -90,7 +100,8 @@ def kernel_shards(n_kernels: int, what: What,
 def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None,
                 offline: bool = False,
                 progress: Progress | None = None,
-                jobs: int = 1, shard: tuple[int, int] | None = None) -> Report:
+                jobs: int = 1, shard: tuple[int, int] | None = None,
+                flavour: str = "amd64") -> Report:
     """Resolve each kernel name, run ``what`` on each (``jobs`` kernels at once, each
     in its own VM; logs in ``logs``) and merge the runs into one report
     (:func:`merge`), in the order the kernels were named. With ``shard`` (I, N)
@@ -99,6 +110,10 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
     from concurrent.futures import ThreadPoolExecutor
 
     progress = progress or Progress()
+    if kernels.ALL_AVAILABLE in names:  # every fetchable build of the flavour, in order
+        every = [b.release for b in kernels.available(refresh=not offline)
+                 if b.fetchable and b.flavour == flavour]
+        names = [x for n in names for x in (every if n == kernels.ALL_AVAILABLE else [n])]
     if len(set(names)) != len(names):
         raise UsageError("kernels run: a kernel is named twice")
     if jobs < 1:
@@ -503,7 +518,14 @@ def _diagnose_rows(data: dict[str, Any]) -> dict[str, Cell]:
     return rows
 
 
-ROWS = {"matrix": _matrix_rows, "scenario": _scenario_rows, "suite": _suite_rows,
+def _run_rows(data: dict[str, Any]) -> dict[str, Cell]:
+    """``run CMD``: one row, the command's exit code by git bisect run's convention."""
+    rc = int(data["exit"])
+    status = Status.OK if rc == 0 else Status.NOT_RUN if rc == 125 else Status.FAILED
+    return {"command": Cell(status, f"exit {rc}" + (" (skip)" if rc == 125 else ""))}
+
+
+ROWS = {"matrix": _matrix_rows, "run": _run_rows, "scenario": _scenario_rows, "suite": _suite_rows,
         "diagnose": _diagnose_rows}
 
 
