@@ -1,0 +1,57 @@
+"""The bisect engine, with a fake verdict: the version predicate of #25's done-when."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lab.errors import LabError
+from lab.sweep.bisect import Verdict, bisect
+from lab.sweep.kernels import compare_versions
+
+# upstream versions as `uname -r` gives them (a made-up but Debian-shaped run)
+BUILDS = [f"6.12.{n}" for n in (90, 94, 95, 96, 100, 101, 105, 107, 111, 113, 115, 116, 117,
+                                118)] + [f"7.{m}.{p}" for m, p in ((2, 6), (2, 9), (3, 4))]
+
+
+def below(limit: str):
+    def judge(v: str) -> Verdict:  # good while the version is below the limit
+        return Verdict.GOOD if compare_versions(v, limit) < 0 else Verdict.BAD
+    return judge
+
+
+@pytest.mark.parametrize("limit", ["6.12.101", "6.12.91", "6.12.118", "7.3.4", "7.2.9"])
+def test_version_predicate_finds_the_adjacent_pair_in_log2_plus_2_boots(limit):
+    r = bisect(BUILDS, below(limit))
+    i = BUILDS.index(r.first_bad)
+    assert r.first_bad == min(b for b in BUILDS if compare_versions(b, limit) >= 0) \
+        or BUILDS[i] == r.first_bad
+    assert BUILDS[i - 1] == r.last_good
+    assert compare_versions(r.last_good, limit) < 0 <= compare_versions(r.first_bad, limit)
+    assert r.boots <= math.ceil(math.log2(len(BUILDS))) + 2
+
+
+def test_skipped_builds_are_passed_over_and_neighbours_tried():
+    broken = {"6.12.100", "6.12.101", "6.12.105"}
+
+    def judge(v: str) -> Verdict:
+        return Verdict.SKIP if v in broken else below("6.12.101")(v)
+
+    r = bisect(BUILDS, judge)
+    assert (r.last_good, r.first_bad) == ("6.12.96", "6.12.107")
+    assert r.skipped_between == ["6.12.100", "6.12.101", "6.12.105"]
+    assert {s.build for s in r.steps if s.verdict is Verdict.SKIP} <= broken
+
+
+def test_a_fix_is_found_with_the_good_build_newer():
+    def fixed(v: str) -> Verdict:  # broken before 6.12.111, fixed from it on
+        return Verdict.GOOD if compare_versions(v, "6.12.111") >= 0 else Verdict.BAD
+
+    r = bisect(list(reversed(BUILDS)), fixed)
+    assert (r.last_good, r.first_bad) == ("6.12.111", "6.12.107")
+
+
+def test_no_change_between_the_ends_is_an_error():
+    with pytest.raises(LabError, match="nothing changed"):
+        bisect(BUILDS, lambda v: Verdict.GOOD)
