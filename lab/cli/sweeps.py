@@ -173,6 +173,32 @@ def _list_available(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kernels_bisect(args: argparse.Namespace) -> int:
+    """Which Debian build changed the verdict of a kernels-run verb."""
+    import tempfile
+
+    from lab.cli import progress
+    from lab.sweep import bisect
+
+    rest = list(args.verb)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    if not rest:
+        raise UsageError("kernels bisect: give the verb after --: scenario NAME..., "
+                         "matrix ..., suite ..., diagnose DIR, run CMD...")
+    logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="drlab-bisect."))
+    r = bisect.bisect_kernels(args.good, args.bad, args.flavour, rest[0], rest[1:],
+                              args.offline, logs, progress)
+    b = r.bisection
+    print(f"last good: {b.last_good}\nfirst bad: {b.first_bad}\nboots: {b.boots} "
+          f"({len(r.builds)} builds, {r.seconds:.0f}s; logs in {logs})"
+          + (f"\nnot judged between them: {', '.join(b.skipped_between)}"
+             if b.skipped_between else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(r.to_json(), indent=1))
+    return 0
+
+
 def _matrix_args(args: argparse.Namespace) -> list[str]:
     """The axes of a matrix run as command-line flags (for reports)."""
     from lab.sweep import matrix
@@ -258,6 +284,21 @@ def add_parsers(sub: Any) -> None:
                           "(6.12.96+deb13-amd64; newest, newest-7)")
     knf.add_argument("--offline", action="store_true", help="only report what is cached")
     knf.set_defaults(func=cmd_kernels_fetch)
+    knb = kns.add_parser("bisect", help="which Debian build changed a verb's verdict "
+                         "(kernels run's verbs; the good kernel's verdict is the reference)")
+    knb.add_argument("--good", required=True, metavar="K", help="a build (uname -r) whose "
+                     "verdict is the reference")
+    knb.add_argument("--bad", required=True, metavar="K", help="a build whose verdict "
+                     "differs (older than --good: find a fix)")
+    knb.add_argument("--flavour", choices=FLAVOURS, default="amd64")
+    knb.add_argument("--json", metavar="FILE", help="write the steps and answer as JSON")
+    knb.add_argument("--logs", metavar="DIR", help="keep each build's output here")
+    knb.add_argument("--offline", action="store_true",
+                     help="the kernel index of the last listing, without asking the mirrors")
+    knb.add_argument("verb", nargs=argparse.REMAINDER,
+                     help="-- VERB ARGS...: scenario NAME..., matrix ..., suite ..., "
+                          "diagnose DIR, run CMD...")
+    knb.set_defaults(func=cmd_kernels_bisect)
     knl = kns.add_parser("list", help="kernels in the cache (--available: every build "
                          "Debian serves)")
     knl.add_argument("--available", action="store_true",

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Generic, TypeVar
 
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 
 T = TypeVar("T")
 
@@ -93,3 +94,76 @@ def bisect(builds: Sequence[T], judge: Callable[[T], Verdict],
         else:
             break  # every build between lo and hi is skipped
     return Bisection(builds[lo], builds[hi], steps, list(builds[lo + 1:hi]))
+
+
+# -- over Debian's builds, with a kernels-run verb as the verdict ------------------
+
+@dataclass
+class KernelBisection:
+    bisection: Bisection[str]
+    #: the range bisected (releases, from the good end to the bad one)
+    builds: list[str]
+    reference: str
+    seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        b = self.bisection
+        return {"last_good": b.last_good, "first_bad": b.first_bad, "boots": b.boots,
+                "builds": self.builds, "reference": self.reference,
+                "skipped_between": b.skipped_between, "seconds": round(self.seconds, 1),
+                "steps": [{"build": s.build, "verdict": s.verdict.value,
+                           "seconds": round(s.seconds, 1)} for s in b.steps]}
+
+
+def bisect_kernels(good: str, bad: str, flavour: str, what: str, args: list[str],
+                   offline: bool, logs: Path,
+                   say: Callable[[str], None]) -> KernelBisection:
+    """Bisect the fetchable ``flavour`` builds from ``good`` to ``bad`` (either order)
+    with ``kernels run``'s verb ``what`` as the verdict."""
+    from lab.sweep import kernels, kmatrix
+
+    if what not in kmatrix.VERBS:
+        raise UsageError(f"kernels bisect: {what!r} is not one of {', '.join(kmatrix.VERBS)}")
+    verb: kmatrix.What = what  # type: ignore[assignment]
+    kmatrix.child_command(verb, args, Path("."))  # bad arguments: before any fetch
+    every = [b for b in kernels.available(refresh=not offline)
+             if b.flavour == flavour and b.fetchable]
+    g, b = kernels.by_name(good, every, flavour), kernels.by_name(bad, every, flavour)
+    i, j = every.index(g), every.index(b)
+    span = every[i:j + 1] if i <= j else list(reversed(every[j:i + 1]))
+    by_release = {x.release: x for x in span}
+    say(f"bisect: {len(span)} {flavour} builds from {g.release} (good) to {b.release} "
+        f"(bad); at most {len(span).bit_length() + 2} boots")
+    logs.mkdir(parents=True, exist_ok=True)
+    reference: list[str] = []
+
+    def signature(run: kmatrix.KernelRun) -> str | None:
+        if run.result is None:
+            return None
+        cells = run.result.cells
+        if verb == "run":
+            st = cells["command"].status
+            return None if st is kmatrix.Status.NOT_RUN else st.value
+        return "; ".join(f"{k}={c.status.value}:{c.summary}" for k, c in sorted(cells.items()))
+
+    def judge(release: str) -> Verdict:
+        try:
+            k = kernels.fetch_build(by_release[release])
+        except LabError as e:
+            say(f"bisect: {release}: cannot fetch ({e}): skipped")
+            return Verdict.SKIP
+        run = kmatrix.run_on(k, verb, args, logs / f"{kmatrix.safe_name(release)}.log")
+        sig = signature(run)
+        if sig is None:
+            return Verdict.SKIP
+        if not reference:
+            reference.append(sig)
+        return Verdict.GOOD if sig == reference[0] else Verdict.BAD
+
+    def step(s: Step[str]) -> None:
+        say(f"bisect: {s.build}: {s.verdict.value} in {s.seconds:.0f}s")
+
+    t0 = time.monotonic()
+    result = bisect([x.release for x in span], judge, step)
+    return KernelBisection(result, [x.release for x in span], reference[0] if reference else "",
+                           time.monotonic() - t0)
