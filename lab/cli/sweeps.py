@@ -194,6 +194,18 @@ def cmd_kernels_bisect(args: argparse.Namespace) -> int:
           f"({len(r.builds)} builds, {r.seconds:.0f}s; logs in {logs})"
           + (f"\nnot judged between them: {', '.join(b.skipped_between)}"
              if b.skipped_between else ""))
+    for step in b.steps:
+        t = r.timings.get(step.build, {})
+        print(f"  {step.build:<28} {step.verdict.value:<5} {step.seconds:>5.0f}s"
+              + (f"  (fetch {t['fetch']}s, boot {t['boot']}s, run {t['run']}s)" if t else ""))
+    if r.suspects_note:
+        print(f"suspects: none ({r.suspects_note})")
+    else:
+        print(f"suspects ({len(r.suspects)}: changelog items between the two uploads naming "
+              "IPVS, netfilter, neighbour/ARP, IPv4/IPv6 routing or FIB):")
+        for x in r.suspects:
+            print(f"  {x.version}: {x.text}"
+                  + (f" [{', '.join(x.commits)}]" if x.commits else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(r.to_json(), indent=1))
     return 0

@@ -10,10 +10,13 @@ older bad one finds a fix rather than a regression.
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cmp_to_key
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -105,6 +108,13 @@ class KernelBisection:
     builds: list[str]
     reference: str
     seconds: float
+    #: the changelog items between the two uploads that may explain it
+    suspects: list[Suspect] = field(default_factory=list)
+    #: why there are no suspects (no changelog found), if so
+    suspects_note: str | None = None
+    #: per build tried: seconds to fetch, to boot (the guest's uptime when the
+    #: command started), and the whole run
+    timings: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         b = self.bisection
@@ -112,7 +122,11 @@ class KernelBisection:
                 "builds": self.builds, "reference": self.reference,
                 "skipped_between": b.skipped_between, "seconds": round(self.seconds, 1),
                 "steps": [{"build": s.build, "verdict": s.verdict.value,
-                           "seconds": round(s.seconds, 1)} for s in b.steps]}
+                           "seconds": round(s.seconds, 1), **self.timings.get(s.build, {})}
+                          for s in b.steps],
+                "suspects": [{"version": x.version, "text": x.text, "commits": list(x.commits)}
+                             for x in self.suspects],
+                "suspects_note": self.suspects_note}
 
 
 def bisect_kernels(good: str, bad: str, flavour: str, what: str, args: list[str],
@@ -133,9 +147,10 @@ def bisect_kernels(good: str, bad: str, flavour: str, what: str, args: list[str]
     span = every[i:j + 1] if i <= j else list(reversed(every[j:i + 1]))
     by_release = {x.release: x for x in span}
     say(f"bisect: {len(span)} {flavour} builds from {g.release} (good) to {b.release} "
-        f"(bad); at most {len(span).bit_length() + 2} boots")
+        f"(bad); at most {math.ceil(math.log2(max(len(span), 2))) + 2} boots")
     logs.mkdir(parents=True, exist_ok=True)
     reference: list[str] = []
+    timings: dict[str, dict[str, float | None]] = {}
 
     def signature(run: kmatrix.KernelRun) -> str | None:
         if run.result is None:
@@ -147,12 +162,16 @@ def bisect_kernels(good: str, bad: str, flavour: str, what: str, args: list[str]
         return "; ".join(f"{k}={c.status.value}:{c.summary}" for k, c in sorted(cells.items()))
 
     def judge(release: str) -> Verdict:
+        t0 = time.monotonic()
         try:
             k = kernels.fetch_build(by_release[release])
         except LabError as e:
             say(f"bisect: {release}: cannot fetch ({e}): skipped")
             return Verdict.SKIP
+        fetched = time.monotonic() - t0
         run = kmatrix.run_on(k, verb, args, logs / f"{kmatrix.safe_name(release)}.log")
+        timings[release] = {"fetch": round(fetched, 1), "run": round(run.seconds, 1),
+                            "boot": run.booted}
         sig = signature(run)
         if sig is None:
             return Verdict.SKIP
@@ -165,5 +184,87 @@ def bisect_kernels(good: str, bad: str, flavour: str, what: str, args: list[str]
 
     t0 = time.monotonic()
     result = bisect([x.release for x in span], judge, step)
-    return KernelBisection(result, [x.release for x in span], reference[0] if reference else "",
-                           time.monotonic() - t0)
+    out = KernelBisection(result, [x.release for x in span],
+                          reference[0] if reference else "", time.monotonic() - t0,
+                          timings=timings)
+    lo, hi = by_release[result.last_good], by_release[result.first_bad]
+    newer = hi if kernels.compare_versions(hi.version, lo.version) > 0 else lo
+    text = changelog_of(kernels.build_dir(newer) / "root") if kernels.is_cached(newer) else None
+    if text is None:
+        out.suspects_note = f"no changelog in {newer.release}'s unpacked packages"
+    else:
+        out.suspects = suspects(text, lo.version, hi.version)
+    return out
+
+
+# -- the suspects: changelog entries between the two uploads -------------------------
+
+#: What a changelog item must name to be a suspect: IPVS, netfilter, neighbour/ARP,
+#: IPv4/IPv6 routing or FIB.
+SUSPECT = re.compile(r"\b(ipvs|ip_vs\w*|netfilter|nf_\w+|nft_\w+|nf_tables|conntrack|"
+                     r"neigh\w*|arp|ndisc|ipv4|ipv6|route|routes|routing|fib\w*|"
+                     r"ip6?_route|rt6?_\w+)\b", re.I)
+_HEAD = re.compile(r"^(\S+) \(([^)]+)\) ")
+_COMMIT = re.compile(r"\b[0-9a-f]{12,40}\b")
+
+
+@dataclass(frozen=True)
+class Suspect:
+    #: the upload (package version) whose changelog entry has it
+    version: str
+    text: str
+    #: upstream commit ids the item names
+    commits: tuple[str, ...] = ()
+
+
+def changelog_items(text: str) -> list[tuple[str, str]]:
+    """(upload version, item) of every ``*``/``-`` item of a Debian changelog, each
+    item's continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    version = ""
+    for line in text.splitlines():
+        m = _HEAD.match(line)
+        if m:
+            # linux-signed-amd64's uploads are versioned <upstream>+<rev> for
+            # linux's <upstream>-<rev>
+            version = (m.group(2).replace("+", "-", 1) if m.group(1).startswith("linux-signed")
+                       else m.group(2))
+            continue
+        s = line.strip()
+        if not s or s.startswith("--") or s.startswith("["):
+            continue
+        if s[:2] in ("* ", "- "):
+            out.append((version, s[2:]))
+        elif out and out[-1][0] == version and line.startswith("      "):
+            out[-1] = (version, f"{out[-1][1]} {s}")
+    return out
+
+
+def suspects(changelog: str, good_version: str, bad_version: str) -> list[Suspect]:
+    """The items of the uploads after the older of the two versions up to the newer
+    one that touch IPVS, netfilter, neighbour/ARP, IPv4/IPv6 routing or FIB."""
+    from lab.sweep.kernels import compare_versions
+
+    lo, hi = sorted((good_version, bad_version), key=cmp_to_key(compare_versions))
+    return [Suspect(v, t, tuple(_COMMIT.findall(t))) for v, t in changelog_items(changelog)
+            if compare_versions(lo, v) < 0 <= compare_versions(hi, v) and SUSPECT.search(t)]
+
+
+def changelog_of(root: Path) -> str | None:
+    """The kernel's changelog in an unpacked build: the largest ``changelog.Debian.gz``
+    or ``changelog.gz`` of ``linux`` or ``linux-signed-*`` (whose entries carry
+    linux's)."""
+    import gzip
+
+    best: tuple[int, str] | None = None
+    for f in [*root.glob("usr/share/doc/*/changelog.Debian.gz"),
+              *root.glob("usr/share/doc/*/changelog.gz")]:
+        try:
+            if f.is_symlink():
+                continue
+            text = gzip.decompress(f.read_bytes()).decode("utf-8", "replace")
+        except (OSError, EOFError):
+            continue
+        if _HEAD.match(text) and text.startswith("linux") and (best is None or len(text) > best[0]):
+            best = (len(text), text)
+    return best[1] if best else None

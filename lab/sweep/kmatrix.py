@@ -48,6 +48,8 @@ class KernelRun:
     release: str | None = None
     #: The VM died under the command and was booted again.
     retried: bool = False
+    #: Seconds from the VM's kernel start to the command (its uptime then); None on host.
+    booted: float | None = None
 
 
 def child_command(what: What, args: list[str], out: Path,
@@ -194,7 +196,8 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
     os.chmod(out, 0o755)
     cmd = child_command(what, args, out, shard)
     # the release as the kernel itself reports it (a build tree's is not known before)
-    cmd = ["bash", "-c", 'uname -r >"$0/release" && exec "$@"', str(out), *cmd]
+    cmd = ["bash", "-c", 'uname -r >"$0/release" && cut -d" " -f1 /proc/uptime >"$0/uptime" '
+           '&& exec "$@"', str(out), *cmd]
     env = dict(os.environ)
     if not kernel.is_host:
         vm_run = REPO / "scripts" / "vm-run"
@@ -227,9 +230,14 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
             release = (out / "release").read_text().strip()
         except OSError:
             release = None
+        try:
+            booted = None if kernel.is_host else float((out / "uptime").read_text())
+        except (OSError, ValueError):
+            booted = None
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return KernelRun(kernel, rc, seconds, result, error, release or kernel.release)
+    return KernelRun(kernel, rc, seconds, result, error, release or kernel.release,
+                     booted=booted)
 
 
 def suite_result(junit: Path) -> dict[str, Any]:

@@ -55,3 +55,53 @@ def test_a_fix_is_found_with_the_good_build_newer():
 def test_no_change_between_the_ends_is_an_error():
     with pytest.raises(LabError, match="nothing changed"):
         bisect(BUILDS, lambda v: Verdict.GOOD)
+
+
+CHANGELOG = """\
+linux (7.9.3-1) unstable; urgency=medium
+
+  * New upstream stable update:
+    https://www.kernel.org/pub/linux/kernel/v7.x/ChangeLog-7.9.3
+    - ipvs: fix a made-up thing in the
+      connection table
+    - drm/foo: unrelated
+  * [amd64] netfilter: nf_tables: a cherry-pick (0123456789ab)
+
+ -- Someone <someone@example.org>  Mon, 01 Jan 2029 00:00:00 +0000
+
+linux (7.9.2-1) unstable; urgency=medium
+
+  * New upstream stable update:
+    - neighbour: a change in 7.9.2
+    - sound: unrelated
+
+ -- Someone <someone@example.org>  Mon, 01 Dec 2028 00:00:00 +0000
+
+linux (7.9.1-1) unstable; urgency=medium
+
+  * New upstream stable update:
+    - ipv4: fib: a change in 7.9.1, before the range
+"""
+
+
+def test_suspects_between_two_uploads_with_commit_ids():
+    from lab.sweep.bisect import suspects
+
+    got = suspects(CHANGELOG, "7.9.1-1", "7.9.3-1")
+    assert [(s.version, s.text, s.commits) for s in got] == [
+        ("7.9.3-1", "ipvs: fix a made-up thing in the connection table", ()),
+        ("7.9.3-1", "[amd64] netfilter: nf_tables: a cherry-pick (0123456789ab)",
+         ("0123456789ab",)),
+        ("7.9.2-1", "neighbour: a change in 7.9.2", ())]
+    # a fix (good newer than bad): the same uploads
+    assert suspects(CHANGELOG, "7.9.3-1", "7.9.1-1") == got
+
+
+def test_signed_package_uploads_map_to_linux_versions():
+    from lab.sweep.bisect import changelog_items
+
+    text = ("linux-signed-amd64 (6.12.90+1~bpo13+1) trixie; urgency=high\n\n"
+            "  * Sign kernel from linux 6.12.90-1~bpo13+1\n"
+            "    - ipvs: something\n")
+    v = "6.12.90-1~bpo13+1"
+    assert changelog_items(text) == [(v, f"Sign kernel from linux {v}"), (v, "ipvs: something")]
