@@ -103,3 +103,25 @@ def test_a_bad_shard_is_a_usage_error(text):
 
     with pytest.raises(UsageError, match="give I/N"):
         parse_shard(text)
+
+
+@pytest.mark.parametrize("rc, status", [(0, "ok"), (125, "not run"), (1, "failed"),
+                                        (3, "failed")])
+def test_run_verb_exit_code_is_the_verdict(rc, status):
+    from lab.sweep.kmatrix import read_result
+
+    cell = read_result("run", {"exit": rc}).cells["command"]
+    assert cell.status.value == status and cell.summary.startswith(f"exit {rc}")
+
+
+def test_run_verb_needs_a_command_and_records_its_exit(tmp_path):
+    import subprocess
+
+    from lab.errors import UsageError
+    from lab.sweep.kmatrix import child_command
+
+    with pytest.raises(UsageError, match="give the command"):
+        child_command("run", [], tmp_path)
+    cmd = child_command("run", ["sh", "-c", "exit 7"], tmp_path)
+    assert subprocess.run(cmd).returncode == 7
+    assert (tmp_path / "result.json").read_text() == '{"exit": 7}'
