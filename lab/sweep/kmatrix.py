@@ -84,17 +84,18 @@ def child_command(what: What, args: list[str], out: Path,
     raise UsageError(f"kernels run: {what!r} is not one of {', '.join(VERBS)}")
 
 
-def kernel_shards(n_kernels: int, what: What,
-                  shard: tuple[int, int]) -> list[tuple[int, int] | None | bool]:
+def kernel_shards(n_kernels: int, what: What, shard: tuple[int, int],
+                  whole: bool = False) -> list[tuple[int, int] | None | bool]:
     """What each kernel runs in shard ``(I, N)`` of the kernel-and-cell pairs.
 
     Cell ``j`` of kernel ``k`` belongs to shard ``(j + k) mod N + 1``, so kernel
     ``k`` runs its own shard ``((I - 1 - k) mod N) + 1`` of the cells, and the N
     shards cover every pair once, spread over the kernels. ``diagnose`` has no
-    cells to split: a kernel runs whole (True) in shard ``k mod N + 1``, else not
-    at all (False)."""
+    cells to split, and ``whole`` (``--kernel all-available``: each runner boots
+    only its share of the builds) does not: a kernel runs whole (True) in shard
+    ``k mod N + 1``, else not at all (False)."""
     i, n = shard
-    if what == "diagnose":
+    if what == "diagnose" or whole:
         return [k % n == i - 1 for k in range(n_kernels)]
     return [((i - 1 - k) % n + 1, n) for k in range(n_kernels)]
 
@@ -112,7 +113,8 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
     from concurrent.futures import ThreadPoolExecutor
 
     progress = progress or Progress()
-    if kernels.ALL_AVAILABLE in names:  # every fetchable build of the flavour, in order
+    whole = kernels.ALL_AVAILABLE in names
+    if whole:  # every fetchable build of the flavour, in order
         every = [b.release for b in kernels.available(refresh=not offline)
                  if b.fetchable and b.flavour == flavour]
         names = [x for n in names for x in (every if n == kernels.ALL_AVAILABLE else [n])]
@@ -123,12 +125,13 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
     if args[:1] == ["--"]:
         args = args[1:]
     child_command(what, args, Path("."))  # bad arguments: a usage error before any VM
-    resolved = [kernels.resolve(n, refresh=not offline) for n in names]
+    parts: list[tuple[int, int] | None | bool] = (
+        kernel_shards(len(names), what, shard, whole) if shard else [None] * len(names))
+    # only the kernels this shard runs are fetched
+    todo = [(kernels.resolve(n, refresh=not offline), p)
+            for n, p in zip(names, parts, strict=True) if p is not False]
     # made only now: bad input leaves nothing behind
     logs = logs or Path(tempfile.mkdtemp(prefix="drlab-kernels."))
-    parts: list[tuple[int, int] | None | bool] = (
-        kernel_shards(len(resolved), what, shard) if shard else [None] * len(resolved))
-    todo = [(k, p) for k, p in zip(resolved, parts, strict=True) if p is not False]
     logs.mkdir(parents=True, exist_ok=True)
 
     def one(kp: tuple[Kernel, tuple[int, int] | None | bool]) -> KernelRun:
@@ -150,7 +153,9 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
     finally:
         progress.finish()
     report = merge(what, args, runs)
-    report.kernel_names = [k.name for k in resolved]
+    # the names the kernels' columns have (LABEL of LABEL=PATH), this shard's or not
+    report.kernel_names = [lab if sep and lab and rest else n
+                           for n in names for lab, sep, rest in [n.partition("=")]]
     report.logs = str(logs)
     report.shard = shard
     return report
