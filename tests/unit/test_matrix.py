@@ -125,3 +125,26 @@ def test_run_verb_needs_a_command_and_records_its_exit(tmp_path):
     cmd = child_command("run", ["sh", "-c", "exit 7"], tmp_path)
     assert subprocess.run(cmd).returncode == 7
     assert (tmp_path / "result.json").read_text() == '{"exit": 7}'
+
+
+@pytest.mark.parametrize("kernels, n", [(5, 3), (45, 10), (2, 4)])
+def test_all_available_shards_whole_kernels(kernels, n):
+    """`--kernel all-available --shard I/N`: each build boots in one shard only."""
+    from lab.sweep.kmatrix import kernel_shards
+
+    runs = sorted(k for i in range(1, n + 1)
+                  for k, whole in enumerate(kernel_shards(kernels, "scenario", (i, n), True))
+                  if whole is True)
+    assert runs == list(range(kernels))
+
+
+def test_bisect_bad_input_is_one_line_exit_2():
+    import subprocess
+    import sys
+
+    for argv in (["--good", "6.1.0-48-amd64", "--bad", "7.3.4+deb13-amd64"],
+                 ["--good", "6.1.0-48-amd64", "--bad", "7.3.4+deb13-amd64", "--", "nope"]):
+        p = subprocess.run([sys.executable, "-m", "lab", "kernels", "bisect", *argv],
+                           capture_output=True, text=True)
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert "Traceback" not in p.stderr
