@@ -121,6 +121,13 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None) -> str:
     return p.stdout
 
 
+def unpacked_name(pkg: str, version: str) -> str:
+    """The cache directory of a package version: ``~`` (backports' and security
+    updates' versions) becomes ``_``, since virtme-ng refuses it in a path it
+    shares with the guest."""
+    return f"{pkg}_{version}".replace("~", "_")
+
+
 def _unpacked(suite_dir: Path) -> list[Path]:
     """Complete unpacked kernels of a suite, newest first (by package version dir)."""
     if not suite_dir.is_dir():
@@ -165,7 +172,7 @@ def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
             raise LabError(f"kernel {suite}: {e}; and nothing cached in {base}") from None
         _say(f"kernel {suite}: {e}; using the cached {cached[0].name}")
         return _kernel(suite, cached[0] / "root")
-    target = base / f"{pkg}_{ver.group(1)}"
+    target = base / unpacked_name(pkg, ver.group(1))
     if not (target / ".complete").exists():
         _say(f"kernel {suite}: fetching {pkg} {ver.group(1)} into {target}")
         _rmtree(target)
@@ -329,7 +336,7 @@ class Build:
 
     @property
     def dir_name(self) -> str:
-        return f"{self.package}_{self.version}"
+        return unpacked_name(self.package, self.version)
 
 
 def parse_packages(text: str) -> dict[str, dict[str, str]]:

@@ -126,3 +126,13 @@ def test_find_build_by_release_with_or_without_flavour():
     assert find_build("7.8.2+deb13", builds, "rt-amd64").flavour == "rt-amd64"
     with pytest.raises(UsageError, match="no such build"):
         find_build("7.9.2+deb13-amd64", builds)
+
+
+def test_cache_dir_names_have_no_tilde():
+    """virtme-ng refuses a shared path with '~' (backports' and security versions)."""
+    from lab.sweep.kernels import unpacked_name
+
+    b = builds_in("trixie-backports", parse_packages(NEW))[0]
+    assert "~" not in b.dir_name and b.dir_name.startswith(b.package + "_")
+    assert unpacked_name("linux-image-6.12.9+deb12-amd64", "6.12.9-1~deb12u1") == \
+        "linux-image-6.12.9+deb12-amd64_6.12.9-1_deb12u1"
