@@ -129,6 +129,13 @@ class KernelBisection:
                 "suspects_note": self.suspects_note}
 
 
+def line_of(release: str) -> str:
+    """The Debian release a build is made for: ``+deb13`` of ``6.12.96+deb13-amd64``
+    (also ``+deb13.1``), "" for one without (``6.1.0-48-amd64``)."""
+    m = re.search(r"\+deb\d+", release)
+    return m.group() if m else ""
+
+
 def bisect_kernels(good: str, bad: str, flavour: str, what: str, args: list[str],
                    offline: bool, logs: Path,
                    say: Callable[[str], None]) -> KernelBisection:
@@ -143,6 +150,10 @@ def bisect_kernels(good: str, bad: str, flavour: str, what: str, args: list[str]
     every = [b for b in kernels.available(refresh=not offline)
              if b.flavour == flavour and b.fetchable]
     g, b = kernels.by_name(good, every, flavour), kernels.by_name(bad, every, flavour)
+    # one line of builds: those of the ends' Debian release tags (+deb13...; none for
+    # 6.1.0-N), not the other releases' rebuilds of the same upstream versions
+    lines = {line_of(g.release), line_of(b.release)}
+    every = [x for x in every if line_of(x.release) in lines]
     i, j = every.index(g), every.index(b)
     span = every[i:j + 1] if i <= j else list(reversed(every[j:i + 1]))
     by_release = {x.release: x for x in span}

@@ -105,3 +105,11 @@ def test_signed_package_uploads_map_to_linux_versions():
             "    - ipvs: something\n")
     v = "6.12.90-1~bpo13+1"
     assert changelog_items(text) == [(v, f"Sign kernel from linux {v}"), (v, "ipvs: something")]
+
+
+def test_line_of_a_build():
+    from lab.sweep.bisect import line_of
+
+    assert line_of("6.12.96+deb13-amd64") == line_of("6.12.115+deb13.1-amd64") == "+deb13"
+    assert line_of("6.12.100+deb12-cloud-amd64") == "+deb12"
+    assert line_of("6.1.0-48-amd64") == ""
