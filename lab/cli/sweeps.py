@@ -208,6 +208,11 @@ def cmd_kernels_bisect(args: argparse.Namespace) -> int:
                   + (f" [{', '.join(x.commits)}]" if x.commits else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(r.to_json(), indent=1))
+    if args.html:
+        from lab.report.bisect_html import bisect_html
+
+        Path(args.html).write_text(bisect_html(r, rest))
+        print(f"HTML report: {args.html}")
     return 0
 
 
@@ -304,6 +309,7 @@ def add_parsers(sub: Any) -> None:
                      "differs (older than --good: find a fix)")
     knb.add_argument("--flavour", choices=FLAVOURS, default="amd64")
     knb.add_argument("--json", metavar="FILE", help="write the steps and answer as JSON")
+    knb.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
     knb.add_argument("--logs", metavar="DIR", help="keep each build's output here")
     knb.add_argument("--offline", action="store_true",
                      help="the kernel index of the last listing, without asking the mirrors")

@@ -113,3 +113,16 @@ def test_line_of_a_build():
     assert line_of("6.12.96+deb13-amd64") == line_of("6.12.115+deb13.1-amd64") == "+deb13"
     assert line_of("6.12.100+deb12-cloud-amd64") == "+deb12"
     assert line_of("6.1.0-48-amd64") == ""
+
+
+def test_bisect_page_has_answer_steps_and_suspects():
+    from lab.report.bisect_html import bisect_html
+    from lab.sweep.bisect import KernelBisection, Suspect
+
+    r = bisect(BUILDS, below("6.12.101"))
+    sus = [Suspect("6.12.101-1", "ipvs: <x>", ("0123456789ab",))]
+    k = KernelBisection(r, BUILDS, "ok", 12.0, sus,
+                        timings={r.steps[0].build: {"fetch": 1.5, "boot": 30.0, "run": 40.0}})
+    page = bisect_html(k, ["run", "true"])
+    assert "6.12.100" in page and "6.12.101" in page and "ipvs: &lt;x&gt;" in page
+    assert "0123456789ab" in page and page.count("<tr>") >= r.boots + 2 and "<script" not in page
