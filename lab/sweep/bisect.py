@@ -152,6 +152,8 @@ def bisect_kernels(good: str, bad: str, flavour: str, what: str, args: list[str]
     g, b = kernels.by_name(good, every, flavour), kernels.by_name(bad, every, flavour)
     # one line of builds: those of the ends' Debian release tags (+deb13...; none for
     # 6.1.0-N), not the other releases' rebuilds of the same upstream versions
+    if g == b:
+        raise UsageError(f"kernels bisect: --good and --bad are the same build ({g.release})")
     lines = {line_of(g.release), line_of(b.release)}
     every = [x for x in every if line_of(x.release) in lines]
     i, j = every.index(g), every.index(b)
