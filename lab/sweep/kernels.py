@@ -238,6 +238,10 @@ def split_layout(pkg: str, depends: str) -> list[str]:
     release = pkg.removeprefix("linux-image-")
     names = {re.split(r"[\s(]", d.strip(), maxsplit=1)[0]
              for alt in depends.split(",") for d in alt.split("|")}
+    if f"linux-binary-{release}" not in names:
+        # the image holds the kernel and its modules (6.18's also depends on a
+        # linux-base-X, which the image does not need to boot)
+        return []
     return [p for p in (f"linux-binary-{release}", f"linux-modules-{release}",
                          f"linux-base-{release}") if p in names]
 

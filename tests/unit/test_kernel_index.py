@@ -136,3 +136,12 @@ def test_cache_dir_names_have_no_tilde():
     assert "~" not in b.dir_name and b.dir_name.startswith(b.package + "_")
     assert unpacked_name("linux-image-6.12.9+deb12-amd64", "6.12.9-1~deb12u1") == \
         "linux-image-6.12.9+deb12-amd64_6.12.9-1_deb12u1"
+
+
+def test_an_image_depending_on_a_missing_linux_base_is_still_fetchable():
+    """6.18's image holds the kernel and modules but depends on linux-base-X, which
+    the index no longer lists: it is the image layout, fetchable."""
+    text = ("Package: linux-image-6.18.5+deb13-amd64\nVersion: 6.18.5-1~bpo13+1\n"
+            "Depends: kmod, linux-base-6.18.5+deb13-amd64 (= 6.18.5-1~bpo13+1)\nSize: 9\n")
+    (b,) = builds_in("trixie-backports", parse_packages(text))
+    assert b.layout is Layout.IMAGE and b.fetchable and b.size == 9
