@@ -216,7 +216,7 @@ def bisect_kernels(good: str, bad: str, flavour: str, what: str, args: list[str]
 #: IPv4/IPv6 routing or FIB.
 SUSPECT = re.compile(r"\b(ipvs|ip_vs\w*|netfilter|nf_\w+|nft_\w+|nf_tables|conntrack|"
                      r"neigh\w*|arp|ndisc|ipv4|ipv6|route|routes|routing|fib\w*|"
-                     r"ip6?_route|rt6?_\w+)\b", re.I)
+                     r"ip6?_route\w*|rt6_\w+)\b", re.I)
 _HEAD = re.compile(r"^(\S+) \(([^)]+)\) ")
 _COMMIT = re.compile(r"\b[0-9a-f]{12,40}\b")
 

@@ -65,6 +65,7 @@ linux (7.9.3-1) unstable; urgency=medium
     - ipvs: fix a made-up thing in the
       connection table
     - drm/foo: unrelated
+    - locking/rt: Fix something in rt_spin_unlock()
   * [amd64] netfilter: nf_tables: a cherry-pick (0123456789ab)
 
  -- Someone <someone@example.org>  Mon, 01 Jan 2029 00:00:00 +0000
