@@ -81,7 +81,7 @@ def cmd_kernels_run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard) if args.shard else None
     report = kmatrix.run_kernels(args.kernel or ["host", "bookworm"], args.what,
                                  list(args.args), Path(args.logs) if args.logs else None,
-                                 args.offline, progress, args.jobs, shard)
+                                 args.offline, progress, args.jobs, shard, args.flavour)
     return _show(report, args, f"; logs in {report.logs}"
                  + (f" (shard {shard[0]}/{shard[1]}: `drlab kernels merge` joins the shards)"
                     if shard else ""))
@@ -136,12 +136,83 @@ def cmd_kernels_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_kernels_list(args: argparse.Namespace) -> int:
+    """The cache's kernels; with --available every build of the reachable suites."""
     from lab.sweep import kernels
 
+    if args.available:
+        return _list_available(args)
     found = kernels.cached()
     print(f"kernel cache {kernels.cache_dir()}: {len(found)} unpacked")
     for suite, d in found:
         print(f"  {suite:<20} {d.name}")
+    return 0
+
+
+def _list_available(args: argparse.Namespace) -> int:
+    from lab.sweep import kernels
+
+    builds = [b for b in kernels.available(refresh=not args.offline)
+              if args.flavour in (None, b.flavour)]
+    rows = [(b, kernels.is_cached(b), kernels.has_ipvs(b)) for b in builds]
+    if args.json:
+        print(json.dumps([{"release": b.release, "flavour": b.flavour, "suite": b.suite,
+                           "package": b.package, "version": b.version, "size": b.size,
+                           "layout": b.layout.value, "fetchable": b.fetchable,
+                           "unavailable": b.unavailable, "cached": c, "ipvs": ipvs}
+                          for b, c, ipvs in rows], indent=1))
+        return 0
+    print(f"{'uname -r':<28} {'suite':<18} {'version':<22} {'MB':>5}  cached  ipvs")
+    for b, c, ipvs in rows:
+        print(f"{b.release:<28} {b.suite:<18} {b.version:<22} {b.size / 1e6:>5.0f}  "
+              f"{'yes' if c else 'no':<6}  "
+              f"{'?' if ipvs is None else 'yes' if ipvs else 'NO':<4}"
+              + (f"  unavailable: {b.unavailable}" if b.unavailable else ""))
+    ok = sum(b.fetchable for b in builds)
+    print(f"{len(builds)} builds, {ok} fetchable, {sum(c for _, c, _ in rows)} cached "
+          "(ipvs: read from the unpacked modules; ? until fetched)")
+    return 0
+
+
+def cmd_kernels_bisect(args: argparse.Namespace) -> int:
+    """Which Debian build changed the verdict of a kernels-run verb."""
+    import tempfile
+
+    from lab.cli import progress
+    from lab.sweep import bisect
+
+    rest = list(args.verb)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    if not rest:
+        raise UsageError("kernels bisect: give the verb after --: scenario NAME..., "
+                         "matrix ..., suite ..., diagnose DIR, run CMD...")
+    logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="drlab-bisect."))
+    r = bisect.bisect_kernels(args.good, args.bad, args.flavour, rest[0], rest[1:],
+                              args.offline, logs, progress)
+    b = r.bisection
+    print(f"last good: {b.last_good}\nfirst bad: {b.first_bad}\nboots: {b.boots} "
+          f"({len(r.builds)} builds, {r.seconds:.0f}s; logs in {logs})"
+          + (f"\nnot judged between them: {', '.join(b.skipped_between)}"
+             if b.skipped_between else ""))
+    for step in b.steps:
+        t = r.timings.get(step.build, {})
+        print(f"  {step.build:<28} {step.verdict.value:<5} {step.seconds:>5.0f}s"
+              + (f"  (fetch {t['fetch']}s, boot {t['boot']}s, run {t['run']}s)" if t else ""))
+    if r.suspects_note:
+        print(f"suspects: none ({r.suspects_note})")
+    else:
+        print(f"suspects ({len(r.suspects)}: changelog items between the two uploads naming "
+              "IPVS, netfilter, neighbour/ARP, IPv4/IPv6 routing or FIB):")
+        for x in r.suspects:
+            print(f"  {x.version}: {x.text}"
+                  + (f" [{', '.join(x.commits)}]" if x.commits else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(r.to_json(), indent=1))
+    if args.html:
+        from lab.report.bisect_html import bisect_html
+
+        Path(args.html).write_text(bisect_html(r, rest))
+        print(f"HTML report: {args.html}")
     return 0
 
 
@@ -190,13 +261,18 @@ def add_parsers(sub: Any) -> None:
 
 
 
+    from lab.sweep.kernels import FLAVOURS, SUITES
+    from lab.sweep.kmatrix import VERBS
+
     kn = sub.add_parser("kernels", help="run on several kernels (Debian's, yours) and compare")
     kns = kn.add_subparsers(dest="action", required=True, metavar="ACTION")
     knr = kns.add_parser("run", help="matrix, scenarios or the suite on each --kernel; "
                          "one report with a column per kernel")
     knr.add_argument("--kernel", action="append", metavar="K",
-                     help="host, a Debian suite (bookworm, trixie, ...), a vmlinuz path or "
-                          "a kernel build tree; repeat (default: host and bookworm)")
+                     help="host, a Debian suite (bookworm, trixie, ...), a build by uname -r "
+                          "(6.12.96+deb13-amd64), newest, newest-7, all-available (every "
+                          "fetchable build of --flavour), a vmlinuz path or a kernel build "
+                          "tree; repeat (default: host and bookworm)")
     knr.add_argument("--json", metavar="FILE", help="write the merged report as JSON")
     knr.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     knr.add_argument("--logs", metavar="DIR", help="keep each kernel's output here")
@@ -208,10 +284,13 @@ def add_parsers(sub: Any) -> None:
     knr.add_argument("--shard", metavar="I/N", help="run only shard I of N of the "
                      "kernel-and-cell pairs (every Nth; diagnose: every Nth kernel); "
                      "`drlab kernels merge` joins the N --json reports")
-    knr.add_argument("what", choices=["matrix", "scenario", "suite", "diagnose"])
+    knr.add_argument("--flavour", choices=FLAVOURS, default="amd64",
+                     help="the flavour of --kernel all-available (default amd64)")
+    knr.add_argument("what", choices=VERBS)
     knr.add_argument("args", nargs=argparse.REMAINDER,
-                     help="arguments of `drlab matrix`, scenario names, pytest's, or "
-                          "`drlab diagnose`'s (the cluster)")
+                     help="arguments of `drlab matrix`, scenario names, pytest's, "
+                          "`drlab diagnose`'s (the cluster), or run's command (run as root "
+                          "in each kernel's VM; exit 0 good, 125 skip, else bad)")
     knr.set_defaults(func=cmd_kernels_run)
     knm = kns.add_parser("merge", help="join the --json reports of `kernels run --shard` "
                          "into one report")
@@ -220,8 +299,33 @@ def add_parsers(sub: Any) -> None:
     knm.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     knm.set_defaults(func=cmd_kernels_merge)
     knf = kns.add_parser("fetch", help="download and unpack Debian kernels into the cache")
-    knf.add_argument("suite", nargs="+", help="Debian suites: bookworm, trixie, ...")
+    knf.add_argument("suite", nargs="+", metavar="KERNEL",
+                     help="Debian suites (bookworm, trixie, ...) or builds by uname -r "
+                          "(6.12.96+deb13-amd64; newest, newest-7)")
     knf.add_argument("--offline", action="store_true", help="only report what is cached")
     knf.set_defaults(func=cmd_kernels_fetch)
-    knl = kns.add_parser("list", help="kernels in the cache")
+    knb = kns.add_parser("bisect", help="which Debian build changed a verb's verdict "
+                         "(kernels run's verbs; the good kernel's verdict is the reference)")
+    knb.add_argument("--good", required=True, metavar="K", help="a build (uname -r) whose "
+                     "verdict is the reference")
+    knb.add_argument("--bad", required=True, metavar="K", help="a build whose verdict "
+                     "differs (older than --good: find a fix)")
+    knb.add_argument("--flavour", choices=FLAVOURS, default="amd64")
+    knb.add_argument("--json", metavar="FILE", help="write the steps and answer as JSON")
+    knb.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
+    knb.add_argument("--logs", metavar="DIR", help="keep each build's output here")
+    knb.add_argument("--offline", action="store_true",
+                     help="the kernel index of the last listing, without asking the mirrors")
+    knb.add_argument("verb", nargs=argparse.REMAINDER,
+                     help="-- VERB ARGS...: scenario NAME..., matrix ..., suite ..., "
+                          "diagnose DIR, run CMD...")
+    knb.set_defaults(func=cmd_kernels_bisect)
+    knl = kns.add_parser("list", help="kernels in the cache (--available: every build "
+                         "Debian serves)")
+    knl.add_argument("--available", action="store_true",
+                     help="every kernel build of " + ", ".join(SUITES) + ", in version order")
+    knl.add_argument("--flavour", choices=FLAVOURS, help="only this flavour's builds")
+    knl.add_argument("--json", action="store_true", help="print the list as JSON")
+    knl.add_argument("--offline", action="store_true",
+                     help="the indexes of the last listing, without asking the mirrors")
     knl.set_defaults(func=cmd_kernels_list)

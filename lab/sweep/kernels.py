@@ -8,6 +8,12 @@ A kernel is named on the command line as
   by ``/usr/share/keyrings/debian-archive-keyring.gpg``, nothing of the host's
   apt touched), its package downloaded and unpacked with ``dpkg-deb -x`` into the
   cache; no userland of that suite is installed;
+* a build by its ``uname -r`` (``6.12.96+deb13-amd64``; ``6.12.96+deb13`` is
+  the amd64 flavour's), found in whichever of :data:`SUITES` lists it, or
+  ``newest`` / ``newest-7`` (the newest fetchable amd64 build, of a series);
+  both package layouts are handled (the old ``linux-image-X`` with the image and
+  modules; the new meta ``linux-image-X`` with ``linux-binary-X`` and
+  ``linux-modules-X``);
 * a path (or ``LABEL=PATH``, LABEL naming its column): a
   ``<root>/boot/vmlinuz-<version>`` whose modules live in
   ``<root>/lib/modules/<version>`` (as an unpacked package or ``make
@@ -32,6 +38,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from lab.errors import LabError, UsageError
@@ -40,6 +47,8 @@ from lab.util import private_dir
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 MIRROR = os.environ.get("DRLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 #: root's cache of unpacked kernels
+SECURITY_MIRROR = os.environ.get("DRLAB_DEBIAN_SECURITY_MIRROR",
+                                 "http://security.debian.org/debian-security")
 ROOT_CACHE = Path("/var/cache/drlab/kernels")
 _SUITE = re.compile(r"[a-z]+(-[a-z]+)?")
 
@@ -56,6 +65,11 @@ class Kernel:
     @property
     def is_host(self) -> bool:
         return self.image is None
+
+
+def mirror(suite: str) -> str:
+    """The archive serving ``suite`` (the security suites have their own)."""
+    return SECURITY_MIRROR if suite.endswith("-security") else MIRROR
 
 
 def cache_dir() -> Path:
@@ -107,6 +121,13 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None) -> str:
     return p.stdout
 
 
+def unpacked_name(pkg: str, version: str) -> str:
+    """The cache directory of a package version: ``~`` (backports' and security
+    updates' versions) becomes ``_``, since virtme-ng refuses it in a path it
+    shares with the guest."""
+    return f"{pkg}_{version}".replace("~", "_")
+
+
 def _unpacked(suite_dir: Path) -> list[Path]:
     """Complete unpacked kernels of a suite, newest first (by package version dir)."""
     if not suite_dir.is_dir():
@@ -133,7 +154,7 @@ def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
     state = base / "apt"
     (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-    (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {MIRROR} {suite} main\n")
+    (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror(suite)} {suite} main\n")
     opts = _apt_opts(state)
     try:
         if refresh:
@@ -151,13 +172,13 @@ def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
             raise LabError(f"kernel {suite}: {e}; and nothing cached in {base}") from None
         _say(f"kernel {suite}: {e}; using the cached {cached[0].name}")
         return _kernel(suite, cached[0] / "root")
-    target = base / f"{pkg}_{ver.group(1)}"
+    target = base / unpacked_name(pkg, ver.group(1))
     if not (target / ".complete").exists():
         _say(f"kernel {suite}: fetching {pkg} {ver.group(1)} into {target}")
         _rmtree(target)
         target.mkdir(parents=True)
         try:
-            _unpack(opts, pkg, target)
+            _unpack(opts, pkg, target, ver.group(1))
         except BaseException:
             _rmtree(target)
             raise
@@ -165,21 +186,64 @@ def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
     return _kernel(suite, target / "root")
 
 
-def _unpack(opts: list[str], pkg: str, target: Path) -> None:
+def _unpack(opts: list[str], pkg: str, target: Path, version: str | None = None) -> None:
+    """Download ``pkg`` (``=version`` if given) and unpack it into ``target/root``.
+
+    Both of Debian's layouts: the old ``linux-image-X`` holds ``boot/vmlinuz-X`` and
+    the modules; the new one is a meta package depending on ``linux-binary-X`` (the
+    image) and ``linux-modules-X``, which are fetched and unpacked with it."""
     root = target / "root"
-    _run(["apt-get", *opts, "download", pkg], f"apt-get download {pkg}", cwd=target)
+    spec = f"{pkg}={version}" if version else pkg
+    _run(["apt-get", *opts, "download", spec], f"apt-get download {spec}", cwd=target)
     debs = list(target.glob("*.deb"))
     if len(debs) != 1:
         raise LabError(f"apt-get download {pkg}: expected one .deb in {target}")
-    _run(["dpkg-deb", "-x", str(debs[0]), str(root)], f"dpkg-deb -x {debs[0].name}")
-    debs[0].unlink()
+    fields = _run(["dpkg-deb", "-f", str(debs[0]), "Version", "Depends"],
+                  f"dpkg-deb -f {debs[0].name}")
+    parts = split_layout(pkg, _field(fields, "Depends"))
+    if parts:
+        ver = _field(fields, "Version")
+        for dep in parts:
+            _run(["apt-get", *opts, "download", f"{dep}={ver}"],
+                 f"apt-get download {dep}={ver}", cwd=target)
+    for deb in sorted(target.glob("*.deb")):
+        _run(["dpkg-deb", "-x", str(deb), str(root)], f"dpkg-deb -x {deb.name}")
+        deb.unlink()
     # merged-/usr packages put modules in usr/lib/modules; virtme-ng looks in
     # <root>/lib/modules next to <root>/boot
     if not (root / "lib").exists() and (root / "usr" / "lib" / "modules").is_dir():
         (root / "lib").symlink_to("usr/lib")
+    # the new layout's linux-binary-X has the image as usr/lib/modules/X/vmlinuz:
+    # linked (a hard link, not a symlink) where the old layout has it
+    for image in sorted((root / "usr" / "lib" / "modules").glob("*/vmlinuz")):
+        (root / "boot").mkdir(exist_ok=True)
+        dest = root / "boot" / f"vmlinuz-{image.parent.name}"
+        if not dest.exists():
+            os.link(image, dest)
     k = _kernel(pkg, root)
     if not list((root / "lib" / "modules" / str(k.release)).rglob("ip_vs.ko*")):
         raise LabError(f"{pkg}: no ip_vs module in the package")
+
+
+def _field(control: str, name: str) -> str:
+    m = re.search(rf"^{name}: (.*)$", control, re.M)
+    return m.group(1).strip() if m else ""
+
+
+def split_layout(pkg: str, depends: str) -> list[str]:
+    """The packages the new layout splits image package ``pkg`` into (its
+    ``linux-binary-X``, ``linux-modules-X`` and ``linux-base-X`` (System.map,
+    config, modules.builtin, changelog.Debian) dependencies, from its Depends), or
+    [] for the old layout, whose ``linux-image-X`` holds the kernel itself."""
+    release = pkg.removeprefix("linux-image-")
+    names = {re.split(r"[\s(]", d.strip(), maxsplit=1)[0]
+             for alt in depends.split(",") for d in alt.split("|")}
+    if f"linux-binary-{release}" not in names:
+        # the image holds the kernel and its modules (6.18's also depends on a
+        # linux-base-X, which the image does not need to boot)
+        return []
+    return [p for p in (f"linux-binary-{release}", f"linux-modules-{release}",
+                         f"linux-base-{release}") if p in names]
 
 
 def _meta_target(opts: list[str], suite: str) -> str:
@@ -214,7 +278,18 @@ def resolve(name: str, refresh: bool = True) -> Kernel:
                                  "(install them there: make INSTALL_MOD_PATH=<root> "
                                  "modules_install)")
         return Kernel(name, p.resolve(), release)
+    if RELEASE_NAME.match(name) or name.startswith("newest"):
+        return fetch_build(by_name(name, available(refresh)), name)
     return fetch_debian(name, refresh)
+
+
+def by_name(name: str, builds: list[Build], flavour: str = "amd64") -> Build:
+    """A build by ``uname -r`` (flavour optional), or ``newest`` / ``newest-SERIES``
+    (``newest-7``, ``newest-6.12``): the newest fetchable build of ``flavour``."""
+    if name == "newest" or name.startswith("newest-"):
+        series = name.removeprefix("newest").removeprefix("-")
+        return newest(builds, flavour, f"{series}." if series else "")
+    return find_build(name, builds, flavour)
 
 
 def cached() -> list[tuple[str, Path]]:
@@ -223,3 +298,249 @@ def cached() -> list[tuple[str, Path]]:
     if not base.is_dir():
         return []
     return [(s.name, d) for s in sorted(base.iterdir()) if s.is_dir() for d in _unpacked(s)]
+
+
+# -- every build in the reachable suites -------------------------------------------
+
+#: The suites whose builds ``kernels list --available`` and ``--kernel RELEASE`` see.
+SUITES = ("bookworm", "bookworm-security", "trixie", "trixie-security",
+          "trixie-backports", "sid")
+FLAVOURS = ("amd64", "cloud-amd64", "rt-amd64")
+_IMAGE = re.compile(r"^linux-image-(\d+\.\d+\.\d+\S*?-(cloud-amd64|rt-amd64|amd64))$")
+#: A build named by its ``uname -r`` (``6.12.96+deb13-amd64``), flavour optional.
+RELEASE_NAME = re.compile(r"^\d+\.\d+[0-9A-Za-z.+~-]*$")
+ALL_AVAILABLE = "all-available"
+
+
+class Layout(Enum):
+    #: linux-image-X holds boot/vmlinuz-X and the modules
+    IMAGE = "image"
+    #: linux-image-X is a meta package: linux-binary-X (the image) + linux-modules-X
+    SPLIT = "image+binary+modules"
+
+
+@dataclass(frozen=True)
+class Build:
+    """One Debian kernel build as the archive lists it."""
+
+    release: str  # uname -r
+    flavour: str
+    suite: str
+    package: str  # linux-image-<release>
+    version: str  # the package's version
+    #: bytes to download (image, or image + binary + modules)
+    size: int
+    layout: Layout
+    #: why it cannot be fetched; None: it can
+    unavailable: str | None = None
+
+    @property
+    def fetchable(self) -> bool:
+        return self.unavailable is None
+
+    @property
+    def dir_name(self) -> str:
+        return unpacked_name(self.package, self.version)
+
+
+def parse_packages(text: str) -> dict[str, dict[str, str]]:
+    """The kernel stanzas of a ``Packages`` index: ``{"name=version": fields}`` of
+    every linux-image/binary/modules-<digit>... package (other stanzas skipped)."""
+    out: dict[str, dict[str, str]] = {}
+    for block in text.split("\n\n"):
+        if not re.match(r"Package: linux-(image|binary|modules|base)-\d", block):
+            continue
+        fields: dict[str, str] = {}
+        key = ""
+        for line in block.splitlines():
+            if line[:1] in (" ", "\t"):
+                continue  # continuation lines (descriptions): not needed
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+        if "Version" in fields:
+            out[f"{fields['Package']}={fields['Version']}"] = fields
+    return out
+
+
+def builds_in(suite: str, stanzas: dict[str, dict[str, str]],
+              everywhere: dict[str, dict[str, str]] | None = None) -> list[Build]:
+    """The builds ``suite``'s stanzas list; a split build whose binary or modules
+    package is in no index (``everywhere``: all suites' stanzas) is unavailable."""
+    everywhere = stanzas if everywhere is None else everywhere
+    out = []
+    for f in stanzas.values():
+        m = _IMAGE.match(f["Package"])
+        if not m:
+            continue
+        pkg, ver = f["Package"], f["Version"]
+        size = int(f.get("Size") or 0)
+        parts = split_layout(pkg, f.get("Depends", ""))
+        missing = []
+        for part in parts:
+            other = everywhere.get(f"{part}={ver}")
+            if other is None:
+                missing.append(part)
+            else:
+                size += int(other.get("Size") or 0)
+        why = (f"{' and '.join(missing)} {ver} not in the archive (only the meta package "
+               "is listed)") if missing else None
+        out.append(Build(m.group(1), m.group(2), suite, pkg, ver, size,
+                         Layout.SPLIT if parts else Layout.IMAGE, why))
+    return out
+
+
+def _order(c: str) -> int:
+    if c == "~":
+        return -1
+    if c.isalpha():
+        return ord(c)
+    return ord(c) + 256
+
+
+_NON_DIGITS = re.compile(r"\D*")
+_DIGITS = re.compile(r"\d*")
+
+
+def _lead(pattern: re.Pattern[str], s: str) -> str:
+    """What ``pattern`` (which matches the empty string too) takes from ``s``'s start."""
+    m = pattern.match(s)
+    return m.group() if m else ""
+
+
+def _cmp_part(a: str, b: str) -> int:
+    while a or b:
+        na, nb = _lead(_NON_DIGITS, a), _lead(_NON_DIGITS, b)
+        for i in range(max(len(na), len(nb))):
+            ca = _order(na[i]) if i < len(na) else 0
+            cb = _order(nb[i]) if i < len(nb) else 0
+            if ca != cb:
+                return -1 if ca < cb else 1
+        a, b = a[len(na):], b[len(nb):]
+        da, db = _lead(_DIGITS, a), _lead(_DIGITS, b)
+        if int(da or 0) != int(db or 0):
+            return -1 if int(da or 0) < int(db or 0) else 1
+        a, b = a[len(da):], b[len(db):]
+    return 0
+
+
+def compare_versions(a: str, b: str) -> int:
+    """Debian's version order (``dpkg --compare-versions``): -1, 0 or 1."""
+    def split(v: str) -> tuple[int, str, str]:
+        epoch, _, rest = v.rpartition(":") if ":" in v else ("0", "", v)
+        up, _, rev = rest.rpartition("-") if "-" in rest else (rest, "", "")
+        return int(epoch or 0), up, rev
+    ea, ua, ra = split(a)
+    eb, ub, rb = split(b)
+    if ea != eb:
+        return -1 if ea < eb else 1
+    return _cmp_part(ua, ub) or _cmp_part(ra, rb)
+
+
+def sort_builds(builds: list[Build]) -> list[Build]:
+    """In version order (the package version, then the flavour), each
+    (package, version) once: the first suite in :data:`SUITES` order that lists it."""
+    from functools import cmp_to_key
+
+    seen: dict[tuple[str, str], Build] = {}
+    for b in sorted(builds, key=lambda b: SUITES.index(b.suite) if b.suite in SUITES else 99):
+        seen.setdefault((b.package, b.version), b)
+    def order(x: Build, y: Build) -> int:
+        return (compare_versions(x.version, y.version)
+                or (x.flavour > y.flavour) - (x.flavour < y.flavour))
+
+    return sorted(seen.values(), key=cmp_to_key(order))
+
+
+def _index_state() -> tuple[Path, list[str]]:
+    if not Path(KEYRING).exists():
+        raise LabError(f"{KEYRING} missing: install Debian's debian-archive-keyring")
+    state = cache_dir() / "_index" / "apt"
+    (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (state / "sources.list").write_text("".join(
+        f"deb [signed-by={KEYRING}] {mirror(s)} {s} main\n" for s in SUITES))
+    return state, _apt_opts(state)
+
+
+def available(refresh: bool = True) -> list[Build]:
+    """Every kernel build of the reachable suites (:data:`SUITES`), in version order,
+    read from their ``Packages`` indexes with a private apt state (``refresh``: ask
+    the mirrors first; else the indexes of the last refresh)."""
+    _state, opts = _index_state()
+    if refresh:
+        _run(["apt-get", *opts, "update"], "apt-get update (the kernel index)")
+    targets = _run(["apt-get", *opts, "indextargets", "--format", "$(CODENAME) $(FILENAME)",
+                    "Created-By: Packages"], "apt-get indextargets")
+    per: dict[str, dict[str, dict[str, str]]] = {}
+    for line in targets.splitlines():
+        suite, _, fname = line.partition(" ")
+        if suite in SUITES and Path(fname).exists():
+            text = _run(["/usr/lib/apt/apt-helper", "cat-file", fname], f"reading {fname}")
+            per.setdefault(suite, {}).update(parse_packages(text))
+    if not per:
+        raise LabError("no kernel index: run without --offline once (apt-get update of "
+                       + ", ".join(SUITES) + ")")
+    everywhere = {k: v for stanzas in per.values() for k, v in stanzas.items()}
+    return sort_builds([b for s, st in per.items() for b in builds_in(s, st, everywhere)])
+
+
+def build_dir(b: Build) -> Path:
+    return cache_dir() / b.suite / b.dir_name
+
+
+def is_cached(b: Build) -> bool:
+    return (build_dir(b) / ".complete").exists()
+
+
+def has_ipvs(b: Build) -> bool | None:
+    """Whether the build's modules include ip_vs, read from its unpacked package
+    (None: not fetched, so not known)."""
+    if not is_cached(b):
+        return None
+    mods = build_dir(b) / "root" / "lib" / "modules" / b.release
+    return bool(list(mods.rglob("ip_vs.ko*")))
+
+
+def find_build(name: str, builds: list[Build], flavour: str = "amd64") -> Build:
+    """The build ``name`` names: its ``uname -r`` (``6.12.96+deb13-amd64``), or
+    without the flavour (``6.12.96+deb13``: ``flavour``'s)."""
+    full = name if name.endswith(tuple(f"-{f}" for f in FLAVOURS)) else f"{name}-{flavour}"
+    hits = [b for b in builds if b.release == full]
+    if not hits:
+        near = [b.release for b in builds if b.release.startswith(name.split("+")[0]
+                                                                   .rsplit(".", 1)[0])]
+        raise UsageError(f"kernel {name}: no such build in {', '.join(SUITES)}"
+                         + (f" (near: {', '.join(near[:6])})" if near else "")
+                         + "; see drlab kernels list --available")
+    return hits[-1]
+
+
+def fetch_build(b: Build, name: str | None = None) -> Kernel:
+    """Download and unpack build ``b`` into the cache (once); its Kernel, named
+    ``name`` (default: its release)."""
+    target = build_dir(b)
+    if not (target / ".complete").exists():
+        if b.unavailable:
+            raise LabError(f"kernel {b.release}: cannot be fetched: {b.unavailable}")
+        _state, opts = _index_state()
+        _say(f"kernel {b.release}: fetching {b.package} {b.version} ({b.suite}, "
+             f"{b.size / 1e6:.0f} MB) into {target}")
+        _rmtree(target)
+        target.mkdir(parents=True)
+        try:
+            _unpack(opts, b.package, target, b.version)
+        except BaseException:
+            _rmtree(target)
+            raise
+        (target / ".complete").write_text(f"{b.package} {b.version}\n")
+    return _kernel(name or b.release, target / "root")
+
+
+def newest(builds: list[Build], flavour: str = "amd64", series: str = "") -> Build:
+    """The newest fetchable build of ``flavour`` (whose release starts with
+    ``series``, e.g. ``7.``)."""
+    ok = [b for b in builds if b.fetchable and b.flavour == flavour
+          and b.release.startswith(series)]
+    if not ok:
+        raise LabError(f"no fetchable {flavour} build" + (f" of {series}*" if series else ""))
+    return ok[-1]

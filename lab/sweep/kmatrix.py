@@ -31,7 +31,9 @@ from lab.sweep import kernels
 from lab.sweep.kernels import Kernel
 from lab.util import Progress
 
-What = Literal["matrix", "scenario", "suite", "diagnose"]
+What = Literal["matrix", "scenario", "suite", "diagnose", "run"]
+#: The verbs ``kernels run`` takes.
+VERBS: tuple[What, ...] = ("matrix", "scenario", "suite", "diagnose", "run")
 REPO = Path(__file__).resolve().parents[2]  # lab/sweep/kmatrix.py -> the checkout
 
 
@@ -47,6 +49,8 @@ class KernelRun:
     release: str | None = None
     #: The VM died under the command and was booted again.
     retried: bool = False
+    #: Seconds from the VM's kernel start to the command (its uptime then); None on host.
+    booted: float | None = None
 
 
 def child_command(what: What, args: list[str], out: Path,
@@ -70,20 +74,29 @@ def child_command(what: What, args: list[str], out: Path,
             raise UsageError("kernels run diagnose: give the cluster (cluster.toml or a "
                              "collected directory)")
         return [py, "-m", "lab", "diagnose", *args, "--json-file", str(out / "result.json")]
-    raise UsageError(f"kernels run: {what!r} is not one of matrix, scenario, suite, diagnose")
+    if what == "run":
+        if not args:
+            raise UsageError("kernels run run: give the command to run (as root, in each "
+                             "kernel's VM; its exit code is the verdict: 0 good, 125 skip, "
+                             "else bad)")
+        # the command's exit code, recorded as the run's result
+        return ["bash", "-c", '"$@"; rc=$?; printf \'{"exit": %d}\' "$rc" >"$0/result.json"; '
+                'exit "$rc"', str(out), *args]
+    raise UsageError(f"kernels run: {what!r} is not one of {', '.join(VERBS)}")
 
 
-def kernel_shards(n_kernels: int, what: What,
-                  shard: tuple[int, int]) -> list[tuple[int, int] | None | bool]:
+def kernel_shards(n_kernels: int, what: What, shard: tuple[int, int],
+                  whole: bool = False) -> list[tuple[int, int] | None | bool]:
     """What each kernel runs in shard ``(I, N)`` of the kernel-and-cell pairs.
 
     Cell ``j`` of kernel ``k`` belongs to shard ``(j + k) mod N + 1``, so kernel
     ``k`` runs its own shard ``((I - 1 - k) mod N) + 1`` of the cells, and the N
     shards cover every pair once, spread over the kernels. ``diagnose`` has no
-    cells to split: a kernel runs whole (True) in shard ``k mod N + 1``, else not
-    at all (False)."""
+    cells to split, and ``whole`` (``--kernel all-available``: each runner boots
+    only its share of the builds) does not: a kernel runs whole (True) in shard
+    ``k mod N + 1``, else not at all (False)."""
     i, n = shard
-    if what == "diagnose":
+    if what == "diagnose" or whole:
         return [k % n == i - 1 for k in range(n_kernels)]
     return [((i - 1 - k) % n + 1, n) for k in range(n_kernels)]
 
@@ -91,7 +104,8 @@ def kernel_shards(n_kernels: int, what: What,
 def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None,
                 offline: bool = False,
                 progress: Progress | None = None,
-                jobs: int = 1, shard: tuple[int, int] | None = None) -> Report:
+                jobs: int = 1, shard: tuple[int, int] | None = None,
+                flavour: str = "amd64") -> Report:
     """Resolve each kernel name, run ``what`` on each (``jobs`` kernels at once, each
     in its own VM; logs in ``logs``) and merge the runs into one report
     (:func:`merge`), in the order the kernels were named. With ``shard`` (I, N)
@@ -100,6 +114,11 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
     from concurrent.futures import ThreadPoolExecutor
 
     progress = progress or Progress()
+    whole = kernels.ALL_AVAILABLE in names
+    if whole:  # every fetchable build of the flavour, in order
+        every = [b.release for b in kernels.available(refresh=not offline)
+                 if b.fetchable and b.flavour == flavour]
+        names = [x for n in names for x in (every if n == kernels.ALL_AVAILABLE else [n])]
     if len(set(names)) != len(names):
         raise UsageError("kernels run: a kernel is named twice")
     if jobs < 1:
@@ -107,12 +126,13 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
     if args[:1] == ["--"]:
         args = args[1:]
     child_command(what, args, Path("."))  # bad arguments: a usage error before any VM
-    resolved = [kernels.resolve(n, refresh=not offline) for n in names]
+    parts: list[tuple[int, int] | None | bool] = (
+        kernel_shards(len(names), what, shard, whole) if shard else [None] * len(names))
+    # only the kernels this shard runs are fetched
+    todo = [(kernels.resolve(n, refresh=not offline), p)
+            for n, p in zip(names, parts, strict=True) if p is not False]
     # made only now: bad input leaves nothing behind
     logs = logs or Path(tempfile.mkdtemp(prefix="drlab-kernels."))
-    parts: list[tuple[int, int] | None | bool] = (
-        kernel_shards(len(resolved), what, shard) if shard else [None] * len(resolved))
-    todo = [(k, p) for k, p in zip(resolved, parts, strict=True) if p is not False]
     logs.mkdir(parents=True, exist_ok=True)
 
     def one(kp: tuple[Kernel, tuple[int, int] | None | bool]) -> KernelRun:
@@ -134,7 +154,9 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
     finally:
         progress.finish()
     report = merge(what, args, runs)
-    report.kernel_names = [k.name for k in resolved]
+    # the names the kernels' columns have (LABEL of LABEL=PATH), this shard's or not
+    report.kernel_names = [lab if sep and lab and rest else n
+                           for n in names for lab, sep, rest in [n.partition("=")]]
     report.logs = str(logs)
     report.shard = shard
     return report
@@ -180,7 +202,8 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
     os.chmod(out, 0o755)
     cmd = child_command(what, args, out, shard)
     # the release as the kernel itself reports it (a build tree's is not known before)
-    cmd = ["bash", "-c", 'uname -r >"$0/release" && exec "$@"', str(out), *cmd]
+    cmd = ["bash", "-c", 'uname -r >"$0/release" && cut -d" " -f1 /proc/uptime >"$0/uptime" '
+           '&& exec "$@"', str(out), *cmd]
     env = dict(os.environ)
     if not kernel.is_host:
         vm_run = REPO / "scripts" / "vm-run"
@@ -217,9 +240,14 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
             release = (out / "release").read_text().strip()
         except OSError:
             release = None
+        try:
+            booted = None if kernel.is_host else float((out / "uptime").read_text())
+        except (OSError, ValueError):
+            booted = None
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return KernelRun(kernel, rc, seconds, result, error, release or kernel.release)
+    return KernelRun(kernel, rc, seconds, result, error, release or kernel.release,
+                     booted=booted)
 
 
 def suite_result(junit: Path) -> dict[str, Any]:
@@ -508,7 +536,14 @@ def _diagnose_rows(data: dict[str, Any]) -> dict[str, Cell]:
     return rows
 
 
-ROWS = {"matrix": _matrix_rows, "scenario": _scenario_rows, "suite": _suite_rows,
+def _run_rows(data: dict[str, Any]) -> dict[str, Cell]:
+    """``run CMD``: one row, the command's exit code by git bisect run's convention."""
+    rc = int(data["exit"])
+    status = Status.OK if rc == 0 else Status.NOT_RUN if rc == 125 else Status.FAILED
+    return {"command": Cell(status, f"exit {rc}" + (" (skip)" if rc == 125 else ""))}
+
+
+ROWS = {"matrix": _matrix_rows, "run": _run_rows, "scenario": _scenario_rows, "suite": _suite_rows,
         "diagnose": _diagnose_rows}
 
 

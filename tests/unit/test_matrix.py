@@ -103,3 +103,48 @@ def test_a_bad_shard_is_a_usage_error(text):
 
     with pytest.raises(UsageError, match="give I/N"):
         parse_shard(text)
+
+
+@pytest.mark.parametrize("rc, status", [(0, "ok"), (125, "not run"), (1, "failed"),
+                                        (3, "failed")])
+def test_run_verb_exit_code_is_the_verdict(rc, status):
+    from lab.sweep.kmatrix import read_result
+
+    cell = read_result("run", {"exit": rc}).cells["command"]
+    assert cell.status.value == status and cell.summary.startswith(f"exit {rc}")
+
+
+def test_run_verb_needs_a_command_and_records_its_exit(tmp_path):
+    import subprocess
+
+    from lab.errors import UsageError
+    from lab.sweep.kmatrix import child_command
+
+    with pytest.raises(UsageError, match="give the command"):
+        child_command("run", [], tmp_path)
+    cmd = child_command("run", ["sh", "-c", "exit 7"], tmp_path)
+    assert subprocess.run(cmd).returncode == 7
+    assert (tmp_path / "result.json").read_text() == '{"exit": 7}'
+
+
+@pytest.mark.parametrize("kernels, n", [(5, 3), (45, 10), (2, 4)])
+def test_all_available_shards_whole_kernels(kernels, n):
+    """`--kernel all-available --shard I/N`: each build boots in one shard only."""
+    from lab.sweep.kmatrix import kernel_shards
+
+    runs = sorted(k for i in range(1, n + 1)
+                  for k, whole in enumerate(kernel_shards(kernels, "scenario", (i, n), True))
+                  if whole is True)
+    assert runs == list(range(kernels))
+
+
+def test_bisect_bad_input_is_one_line_exit_2():
+    import subprocess
+    import sys
+
+    for argv in (["--good", "6.1.0-48-amd64", "--bad", "7.3.4+deb13-amd64"],
+                 ["--good", "6.1.0-48-amd64", "--bad", "7.3.4+deb13-amd64", "--", "nope"]):
+        p = subprocess.run([sys.executable, "-m", "lab", "kernels", "bisect", *argv],
+                           capture_output=True, text=True)
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert "Traceback" not in p.stderr
