@@ -182,8 +182,7 @@ class _Session:
         if not self.config.getoption("--drlab-shard"):
             return
         from lab.errors import UsageError
-        from lab.model.shard import parse_shard
-        from lab.util import sharded
+        from lab.util import parse_shard, sharded
 
         try:
             shard = parse_shard(self.config.getoption("--drlab-shard"), "--drlab-shard")

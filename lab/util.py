@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from lab.errors import UnsafePathError
+from lab.errors import UnsafePathError, UsageError
 
 T = TypeVar("T")
 
@@ -190,6 +190,15 @@ class Progress:
 def _duration(seconds: float) -> str:
     s = int(seconds + 0.5)
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def parse_shard(text: str, option: str = "--shard") -> tuple[int, int]:
+    """``--shard I/N`` (which part of a run a machine takes, see :func:`sharded`):
+    ``"I/N"`` (1 <= I <= N) as ``(I, N)``; a usage error otherwise."""
+    i, sep, n = text.partition("/")
+    if sep and i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n):
+        return int(i), int(n)
+    raise UsageError(f"{option} {text}: give I/N with 1 <= I <= N (e.g. 2/4)")
 
 
 def sharded(items: list[T], shard: tuple[int, int] | None) -> list[tuple[int, T]]:

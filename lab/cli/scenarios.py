@@ -66,10 +66,9 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     """
     from lab.cli import progress
     from lab.host import preflight
-    from lab.model.shard import parse_shard
     from lab.scenarios import REGISTRY, get
     from lab.sweep.catalogue import run_catalogue
-    from lab.util import sharded
+    from lab.util import parse_shard, sharded
 
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: give 1 or more")
