@@ -212,7 +212,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Census, DR connections with path proof, the VIP's neighbour entry, distribution."""
-    from lab.probes.check import check
+    from lab.probes.labcheck import check
 
     _refuse_in_oneshot_vm("check")
     _check_name(args.name)

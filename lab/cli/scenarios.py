@@ -67,7 +67,7 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     from lab.cli import progress
     from lab.host import preflight
     from lab.scenarios import REGISTRY, get
-    from lab.sweep.catalogue import run_catalogue
+    from lab.sweep.scenario_runs import run_catalogue
     from lab.util import parse_shard, sharded
 
     if args.jobs < 1:

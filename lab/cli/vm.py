@@ -76,7 +76,7 @@ def _warm(note: Callable[[str], None]) -> None:
     import importlib
 
     for name in ("lab.cli.cluster", "lab.cli.labs", "lab.cli.scenarios", "lab.cli.sweeps",
-                 "lab.model.collected", "lab.probes.check", "lab.probes.dump",
+                 "lab.model.collected", "lab.probes.labcheck", "lab.probes.dump",
                  "lab.report.html", "lab.roles", "lab.scenarios.diagnose",
                  "lab.scenarios.validate", "lab.sweep.matrix", "scapy.all"):
         importlib.import_module(name)

@@ -12,7 +12,7 @@ the scenario, the hosts by their collected names, the symptom, the evidence and
 the catalogue's fix. A measured symptom no scenario explains is reported as
 ``unexplained``, never dropped.
 
-Symptoms are :class:`lab.probes.check.Symptom` data from the probe to here, and
+Symptoms are :class:`lab.probes.labcheck.Symptom` data from the probe to here, and
 matched by their kind, not their text. Every scenario diagnose names is looked up
 in the catalogue when this module is imported (:func:`scenario`), so a misspelt
 name fails there, not as a finding without a fix.
@@ -36,8 +36,8 @@ from lab.builder.sysctl import PINNED_CONF
 from lab.errors import LabError
 from lab.model import Host, Topology, VirtualService, topology_to_dict
 from lab.model.keepalived import parse as parse_keepalived
-from lab.probes.check import Symptom, SymptomKind, connection_failed
-from lab.probes.check import answers_arp as arp_symptom
+from lab.probes.labcheck import Symptom, SymptomKind, connection_failed
+from lab.probes.labcheck import answers_arp as arp_symptom
 from lab.scenarios.base import Scenario
 from lab.scenarios.catalogue import REGISTRY
 from lab.util import Progress
@@ -241,13 +241,13 @@ def _vip_primary(t: Topology, director: str, vip: str) -> bool:
 
 def _measure(lab: Lab, svc: VirtualService, connections: int,
              progress: Callable[[str], None]) -> ServiceResult:
-    from lab.probes import arp, check, ndp, path
+    from lab.probes import arp, labcheck, ndp, path
     from lab.roles import client
 
     t = lab.topology
     progress(f"diagnose: {svc.key}: census, {connections} connections, path proof ...")
     if svc.protocol == "tcp":
-        r = check.check(lab, connections=connections)
+        r = labcheck.check(lab, connections=connections)
         res = ServiceResult(svc.key, r.director, sorted(r.census.hosts), connections,
                             list(r.proof.failed), dict(r.distribution), r.vip_entry,
                             r.symptoms, r.proof.ladder())

@@ -40,7 +40,7 @@ from lab.model.predict import (
 from lab.util import Progress
 
 if TYPE_CHECKING:
-    from lab.probes.ipvscheck import VsObservation
+    from lab.probes.vs_knobs import VsObservation
 
 
 #: Real-server axes, their RsConfig field and the values allowed.
@@ -216,7 +216,7 @@ class Cell:
 
 def _run_cell(cfg: CellConfig, have_ipvs: bool) -> Cell:
     from lab.builder import Lab
-    from lab.probes.arpcheck import measure
+    from lab.probes.rs_arp import measure
     from lab.roles import realserver
 
     cell = Cell(cfg, cfg.predicted())
@@ -246,14 +246,14 @@ def _run_cell(cfg: CellConfig, have_ipvs: bool) -> Cell:
 
 def measure_vs(cfg: VsConfig, behaviours: list[str]) -> VsObservation:
     """Build the DR lab for ``cfg`` and observe ``behaviours`` (names of
-    :data:`lab.probes.ipvscheck.PROBES`)."""
-    from lab.probes import ipvscheck
+    :data:`lab.probes.vs_knobs.PROBES`)."""
+    from lab.probes import vs_knobs
     from lab.roles import up
 
-    obs = ipvscheck.VsObservation()
+    obs = vs_knobs.VsObservation()
     lab = up(topology_for_vs(cfg))
     try:
-        for name, probe in ipvscheck.PROBES.items():
+        for name, probe in vs_knobs.PROBES.items():
             if name in behaviours:
                 probe(lab, obs)
     finally:

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from lab.builder import Lab, netns, sysctl
 from lab.model import default_dr
 from lab.probes.capture import Capture
-from lab.probes.ipvscheck import connect_from_port, use_conntrack
+from lab.probes.vs_knobs import connect_from_port, use_conntrack
 from lab.roles import client, director
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 from lab.util import scaled, wait_for

@@ -139,7 +139,7 @@ def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
     the old connection was tracked by conntrack it drops the new SYN instead, and
     the client retries after 1 s."""
     from lab.builder import sysctl
-    from lab.probes.ipvscheck import reconnect_same_port, use_conntrack
+    from lab.probes.vs_knobs import reconnect_same_port, use_conntrack
 
     conntrack = "1" if variant == "broken" else "0"
     # conntrack in use in the director's namespace in both variants; only
