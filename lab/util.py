@@ -7,7 +7,10 @@ import contextlib
 import os
 import socket
 import stat
+import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -90,9 +93,6 @@ class Progress:
     def __init__(self, enabled: bool = False, interval: float | None = None,
                  prefix: str = "drlab: ", tty: bool | None = None,
                  stream: TextIO | None = None) -> None:
-        import sys
-        import threading
-
         self.enabled = enabled
         self._stream = stream
         self.prefix = prefix
@@ -113,8 +113,6 @@ class Progress:
         self._write(f"{self.prefix}{msg}")
 
     def _write(self, line: str, live: bool = False) -> None:
-        import sys
-
         if not self.enabled:
             return
         with self._lock:
@@ -130,8 +128,6 @@ class Progress:
 
     def echo(self, text: str) -> None:
         """Print ``text`` on stdout, first taking the live line off the terminal."""
-        import sys
-
         with self._lock:
             if self._live:
                 err = self._stream or sys.stderr
@@ -142,8 +138,6 @@ class Progress:
 
     # -- counting -----------------------------------------------------------------
     def start(self, what: str, total: int) -> None:
-        import threading
-
         self.finish()
         self.what, self.total, self.done = what, total, 0
         self._t0 = self._last = time.monotonic()
@@ -267,8 +261,6 @@ def open_new(path: Path | str, mode: int = 0o600, *, append: bool = False) -> in
 def write_atomic(path: Path | str, text: str, mode: int = 0o600) -> None:
     """Replace ``path`` with a file holding ``text``: written to a new temporary file
     beside it (O_EXCL|O_NOFOLLOW, a random name), then renamed over it."""
-    import uuid
-
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     fd = open_new(tmp, mode)
