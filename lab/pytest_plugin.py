@@ -34,6 +34,7 @@ them for passing tests too, ``never`` records nothing.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 from collections.abc import Generator, Iterator
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from lab.errors import PreflightError
+from lab.errors import PreflightError, UsageError
 from lab.util import SCALE_ERROR
 
 if TYPE_CHECKING:  # the plugin loads with pytest: the lab's modules only when used
@@ -153,7 +154,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             or not any(item.get_closest_marker(m) for m in ("netns", "ipvs", "rootns"))):
         yield
         return
-    import fcntl
 
     from lab.builder.ownership import RUN_DIR
 
@@ -184,9 +184,7 @@ class _Session:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         if not self.config.getoption("--drlab-shard"):
             return
-        from lab.errors import UsageError
-        from lab.model.shard import parse_shard
-        from lab.util import sharded
+        from lab.util import parse_shard, sharded
 
         try:
             shard = parse_shard(self.config.getoption("--drlab-shard"), "--drlab-shard")

@@ -7,13 +7,16 @@ import contextlib
 import os
 import socket
 import stat
+import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from lab.errors import UnsafePathError
+from lab.errors import UnsafePathError, UsageError
 
 T = TypeVar("T")
 
@@ -107,9 +110,6 @@ class Progress:
     def __init__(self, enabled: bool = False, interval: float | None = None,
                  prefix: str = "drlab: ", tty: bool | None = None,
                  stream: TextIO | None = None) -> None:
-        import sys
-        import threading
-
         self.enabled = enabled
         self._stream = stream
         self.prefix = prefix
@@ -130,8 +130,6 @@ class Progress:
         self._write(f"{self.prefix}{msg}")
 
     def _write(self, line: str, live: bool = False) -> None:
-        import sys
-
         if not self.enabled:
             return
         with self._lock:
@@ -147,8 +145,6 @@ class Progress:
 
     def echo(self, text: str) -> None:
         """Print ``text`` on stdout, first taking the live line off the terminal."""
-        import sys
-
         with self._lock:
             if self._live:
                 err = self._stream or sys.stderr
@@ -159,8 +155,6 @@ class Progress:
 
     # -- counting -----------------------------------------------------------------
     def start(self, what: str, total: int) -> None:
-        import threading
-
         self.finish()
         self.what, self.total, self.done = what, total, 0
         self._t0 = self._last = time.monotonic()
@@ -207,6 +201,15 @@ class Progress:
 def _duration(seconds: float) -> str:
     s = int(seconds + 0.5)
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def parse_shard(text: str, option: str = "--shard") -> tuple[int, int]:
+    """``--shard I/N`` (which part of a run a machine takes, see :func:`sharded`):
+    ``"I/N"`` (1 <= I <= N) as ``(I, N)``; a usage error otherwise."""
+    i, sep, n = text.partition("/")
+    if sep and i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n):
+        return int(i), int(n)
+    raise UsageError(f"{option} {text}: give I/N with 1 <= I <= N (e.g. 2/4)")
 
 
 def sharded(items: list[T], shard: tuple[int, int] | None) -> list[tuple[int, T]]:
@@ -275,8 +278,6 @@ def open_new(path: Path | str, mode: int = 0o600, *, append: bool = False) -> in
 def write_atomic(path: Path | str, text: str, mode: int = 0o600) -> None:
     """Replace ``path`` with a file holding ``text``: written to a new temporary file
     beside it (O_EXCL|O_NOFOLLOW, a random name), then renamed over it."""
-    import uuid
-
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     fd = open_new(tmp, mode)

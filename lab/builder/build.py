@@ -27,7 +27,7 @@ from pyroute2 import IPRoute
 
 from lab.builder import links, netns, ownership, sysctl
 from lab.errors import LabError, UsageError
-from lab.model import Topology, VirtualService
+from lab.model import Topology, VirtualService, topology_from_dict, topology_to_dict
 
 SCOPES = {"global": 0, "link": 253, "host": 254}
 IFF_NOARP = 0x80
@@ -158,8 +158,6 @@ class Lab:
     @classmethod
     def attach(cls, name: str) -> Lab:
         """The running lab ``name`` (made by ``drlab up`` or another process)."""
-        from lab.model import topology_from_dict
-
         rec = ownership.find(name)
         if rec is None or rec.topology_data is None:
             running = ", ".join(r.lab for r in ownership.records()) or "none"
@@ -181,7 +179,6 @@ class Lab:
         for ns in all_ns:
             if netns.exists(ns):
                 raise LabError(f"namespace {ns} already exists: is lab {self.id} up already?")
-        from lab.model import topology_to_dict
 
         self.record = ownership.new_record(self.id, all_ns, self.topology.name, self.persistent,
                                            topology_to_dict(self.topology))

@@ -25,6 +25,7 @@ from typing import Any
 
 from lab.builder import netns
 from lab.errors import UsageError
+from lab.util import Timeout, wait_for
 
 RUN_DIR = Path(os.environ.get("DRLAB_RUN_DIR", "/run/drlab"))
 LABS_DIR = RUN_DIR / "labs"
@@ -232,7 +233,6 @@ def destroy(rec: Record) -> list[str]:
                 removed.append(f"process {pid}")
     # SIGKILL is asynchronous: poll until every process is gone, reaping our own
     # children (never a blocking wait), so "nothing left" holds on return
-    from lab.util import Timeout, wait_for
 
     def gone() -> bool:
         for pid, _start in rec.pids:

@@ -23,6 +23,9 @@ when such a file would land outside what the VM writes through to the host
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -54,9 +57,6 @@ def writes(parser: argparse.ArgumentParser, *flags: str) -> None:
 def written_paths(argv: Sequence[str]) -> list[tuple[str, str]]:
     """The files (or directories) ``drlab ARGV`` would write, as (option, path); none if
     ARGV does not parse (the command itself then says why)."""
-    import contextlib
-    import io
-
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         try:
             args = build_parser().parse_args(list(argv))
@@ -95,7 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("drlab: interrupted; lab torn down", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `drlab scenarios | head`: the reader left, nothing to say
-        import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

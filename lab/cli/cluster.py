@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lab.cli import writes
+from lab.cli import progress, writes
 from lab.errors import UsageError
 
 
@@ -83,7 +83,6 @@ def add_allow_scripts(p: argparse.ArgumentParser) -> None:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Build the twin, measure every service, name each finding with its scenario."""
-    from lab.cli import progress
     from lab.host import preflight
     from lab.scenarios.diagnose import diagnose, select
 

@@ -8,8 +8,10 @@ import json
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.cli import progress
 from lab.cli.cluster import add_allow_scripts
 from lab.errors import PreflightError, TopologyError, UsageError
 
@@ -124,7 +126,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     preflight.require_ipvs(hint="a lab that stays up needs a kernel with IPVS: run "
                            "`scripts/drlab vm start`, then `scripts/drlab up`")
     from lab import scenarios
-    from lab.cli import progress
     from lab.roles import up
 
     progress("building ...")
@@ -156,8 +157,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _keepalived_topology(args: argparse.Namespace) -> tuple[Any, list[str]]:
     """The lab of ``--keepalived`` (the default pair) or ``--keepalived FILE ...`` (the
     user's own configs, each checked by ``keepalived -t`` first)."""
-    from pathlib import Path
-
     from lab.model.keepalived import keepalived_dr, topology_from_files
     from lab.roles import keepalived
 
@@ -212,7 +211,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Census, DR connections with path proof, the VIP's neighbour entry, distribution."""
-    from lab.probes.check import check
+    from lab.probes.labcheck import check
 
     _refuse_in_oneshot_vm("check")
     _check_name(args.name)

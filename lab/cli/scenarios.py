@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import platform
 from pathlib import Path
 from typing import Any
 
-from lab.cli import writes
+from lab.cli import progress, writes
 from lab.cli.cluster import add_allow_scripts
 from lab.errors import UsageError
+from lab.util import parse_shard, sharded
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
@@ -39,8 +41,6 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 def _record(report_file: Path) -> int:
     """Fold a kernel matrix's scenario report into the catalogue's record."""
-    import datetime
-
     from lab.scenarios import REGISTRY, observed
 
     try:
@@ -64,12 +64,9 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     ``all`` runs the whole catalogue; scenarios this machine cannot run (no
     IPVS, or VM-only) are then reported as not run instead of failing.
     """
-    from lab.cli import progress
     from lab.host import preflight
-    from lab.model.shard import parse_shard
     from lab.scenarios import REGISTRY, get
-    from lab.sweep.catalogue import run_catalogue
-    from lab.util import sharded
+    from lab.sweep.scenario_runs import run_catalogue
 
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: give 1 or more")
@@ -89,7 +86,6 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Apply proposed sysctls to the lab's hosts of a role; report what breaks or gets fixed."""
-    from lab.cli import progress
     from lab.host import preflight
     from lab.scenarios import runnable
     from lab.scenarios.validate import parse_change, validate

@@ -18,9 +18,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     """Sweep real-server settings, measure every cell, compare with the prediction."""
     from lab.cli import progress
     from lab.host import preflight
-    from lab.model.shard import parse_shard
     from lab.sweep import matrix
-    from lab.util import sharded
+    from lab.util import parse_shard, sharded
 
     spec: dict[str, Any] = {}
     if args.spec:
@@ -75,8 +74,8 @@ def cmd_kernels_run(args: argparse.Namespace) -> int:
     """Run a matrix, scenarios or the suite on several kernels; one report."""
 
     from lab.cli import progress
-    from lab.model.shard import parse_shard
     from lab.sweep import kmatrix
+    from lab.util import parse_shard
 
     shard = parse_shard(args.shard) if args.shard else None
     report = kmatrix.run_kernels(args.kernel or ["host", "bookworm"], args.what,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab.cli import main, progress, written_paths
+
 
 def cmd_vm_start(args: argparse.Namespace) -> int:
-    from lab.cli import progress
     from lab.host import vm
 
     s = vm.start(args.kernel, args.memory, args.accel, progress)
@@ -37,7 +39,6 @@ def cmd_vm_stop(args: argparse.Namespace) -> int:
 
 def cmd_vm_run(args: argparse.Namespace) -> int:
     """The host end of a command in the VM (scripts/drlab calls it)."""
-    from lab.cli import written_paths
     from lab.host import vm
 
     argv = list(args.argv)
@@ -50,7 +51,6 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
 def cmd_vm_check_written(args: argparse.Namespace) -> int:
     """(scripts/drlab, before a one-shot VM) refuse a command whose files the VM would
     lose (exit 2, one line)."""
-    from lab.cli import written_paths
     from lab.host import vm
 
     argv = list(args.argv)
@@ -65,7 +65,6 @@ def cmd_vm_serve(args: argparse.Namespace) -> int:
     from lab.host import vm
 
     vm.note(Path(args.dir), "the server runs")  # a sign of life for vm start, early
-    from lab.cli import main
 
     return vm.serve(Path(args.dir), main, _warm, args.kmsg)
 
@@ -73,10 +72,8 @@ def cmd_vm_serve(args: argparse.Namespace) -> int:
 def _warm(note: Callable[[str], None]) -> None:
     """Import what the verbs use, once, before the server says it is ready; ``note``
     each (vm start waits as long as they come)."""
-    import importlib
-
     for name in ("lab.cli.cluster", "lab.cli.labs", "lab.cli.scenarios", "lab.cli.sweeps",
-                 "lab.model.collected", "lab.probes.check", "lab.probes.dump",
+                 "lab.model.collected", "lab.probes.labcheck", "lab.probes.dump",
                  "lab.report.html", "lab.roles", "lab.scenarios.diagnose",
                  "lab.scenarios.validate", "lab.sweep.matrix", "scapy.all"):
         importlib.import_module(name)

@@ -17,6 +17,8 @@ import os
 import socket
 from typing import Any
 
+from pyroute2 import IPRoute
+
 from lab.builder import netns
 from lab.builder.sysctl import PINNED_CONF
 
@@ -27,8 +29,6 @@ SYSCTL_KEYS = [f"net/ipv4/conf/{d}/{k}" for d in ("all", "default") for k in PIN
 
 def snapshot() -> dict[str, Any]:
     """The root namespace as seen from this process's main namespace."""
-    from pyroute2 import IPRoute
-
     snap: dict[str, Any] = {}
     with IPRoute() as ipr:
         snap["links"] = sorted(

@@ -37,15 +37,24 @@ VM.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import platform
+import pty
 import re
+import runpy
+import select
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -544,7 +553,6 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
                       if tty else None))
     if not tty:
         return _stream(rid, stdin, s.record)
-    import termios
     import tty as tty_
 
     saved = termios.tcgetattr(0)
@@ -609,8 +617,6 @@ def _stream(rid: str, stdin: bool, vm: VmRecord | None) -> int:
     """Forward stdin (if asked), stream the command's output; its exit code."""
     out = VM_DIR / "out"
     if stdin:
-        import threading
-
         feeder = threading.Thread(target=_feed_stdin, args=(out / f"{rid}.in",), daemon=True)
         feeder.start()
     streams = [(out / f"{rid}.out", sys.stdout.buffer), (out / f"{rid}.err", sys.stderr.buffer)]
@@ -714,7 +720,6 @@ def serve(d: Path, run: Callable[[list[str]], int],
     warned ends with 124 and the excerpt (:class:`_KernelLog`), unless its
     environment has DRLAB_ALLOW_KERNEL_WARNINGS=1."""
     warm(lambda what: note(d, what))
-    import platform
 
     klog = _KernelLog(d, kmsg)
     klog.check()  # the boot's: for vm status
@@ -859,7 +864,6 @@ def _run_request(req: dict[str, Any], run: Callable[[list[str]], int]) -> None:
         os.environ.update(req.get("env") or {})
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if req.get("module"):  # python -m MODULE ARGV, in the warm interpreter
-            import runpy
 
             sys.argv = [req["module"], *req["argv"]]
             runpy.run_module(req["module"], run_name="__main__", alter_sys=True)
@@ -869,7 +873,6 @@ def _run_request(req: dict[str, Any], run: Callable[[list[str]], int]) -> None:
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 1
     except BaseException:  # the CLI reports its own errors; this is a bug
-        import traceback
 
         traceback.print_exc()
     finally:
@@ -880,10 +883,6 @@ def _run_request(req: dict[str, Any], run: Callable[[list[str]], int]) -> None:
 
 
 def _set_winsize(fd: int, rows: int, cols: int) -> None:
-    import fcntl
-    import struct
-    import termios
-
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
@@ -892,9 +891,6 @@ def _relay_tty(d: Path, req: dict[str, Any], run: Callable[[list[str]], int]) ->
     ``out/<id>.out``, the host's keys from ``out/<id>.in`` to the pty, a new window
     size from ``out/<id>.winsz`` to the pty (the foreground job gets SIGWINCH); exit
     with the command's code when it ends."""
-    import pty
-    import select
-
     rid = req["id"]
     rows, cols = req["tty"]["size"]
     sys.stdout.flush()

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from lab.errors import TopologyError
+from lab.model.defaults import LAN, RS_ARP_SYSCTLS, default_dr
 from lab.model.topology import (
     ANY_ADDRESS,
     SCHEDULERS,
@@ -307,8 +308,6 @@ def keepalived_dr(rs: int = 2, *, scheduler: str = "rr", weights: dict[str, int]
     priority 150) and ``director2`` (BACKUP, 100, at 192.0.2.3) run VRRP for the VIP,
     the same ``virtual_server`` (DR, a health check per real server) and, with
     ``sync``, lvs_sync_daemon."""
-    from lab.model.defaults import LAN, default_dr
-
     t = default_dr(rs=rs, scheduler=scheduler, weights=weights, persistence=persistence,
                    name=name or "keepalived")
     assert t.service is not None
@@ -437,7 +436,6 @@ def topology_from_files(texts: list[tuple[str, str]]) -> tuple[Topology, list[st
         state = c.instances[0].state or "?"
         derived.append(f"{name} ({c.source}, VRRP {state} on {ci}) at {ip}"
                        + ("" if src else " (chosen by the lab: the file names none)"))
-    from lab.model.defaults import RS_ARP_SYSCTLS
 
     rss = []
     for n, r in enumerate(first.real_servers, 1):

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-from lab.model.topology import Host, Topology
+from lab.model.defaults import VIP, default_dr
+from lab.model.topology import Address, Host, Topology
 
 Place = Literal["lo32", "lo-wide", "lan", "absent"]
 KnobOn = Literal["all", "lan", "lo"]
@@ -214,9 +215,6 @@ VIP_OUTSIDE_LAN = "203.0.113.100"
 
 def topology_for(cfg: RsConfig) -> Topology:
     """A lab with one client, the director and one real server ``rs1`` set up as ``cfg``."""
-    from lab.model.defaults import VIP, default_dr
-    from lab.model.topology import Address
-
     vip = VIP if cfg.vip_in_lan else VIP_OUTSIDE_LAN
     t = default_dr(rs=1, name=f"arp-{cfg.label()}")
     t.main_service.vip = vip
@@ -241,9 +239,6 @@ def topology_for(cfg: RsConfig) -> Topology:
 
 def topology_for_vs(cfg: VsConfig) -> Topology:
     """The default DR lab (client, director, rs1, rs2) with ``cfg``'s knobs on the director."""
-    from dataclasses import asdict
-
-    from lab.model.defaults import default_dr
 
     t = default_dr(rs=2, name=f"vs-{cfg.label()}")
     t.host("director").sysctls.update(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from lab.errors import TopologyError
@@ -227,8 +227,6 @@ class Topology:
 
     def focused(self, svc: VirtualService) -> Topology:
         """The same topology (the same hosts) with ``svc`` as its main service."""
-        from dataclasses import replace
-
         return replace(self, services=[svc, *(s for s in self.services if s is not svc)])
 
     def host(self, name: str) -> Host:

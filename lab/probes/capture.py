@@ -96,6 +96,7 @@ def write_pcap(frames: Iterable[Frame], path: str | Path) -> Path:
 
     The file always has a header, so an empty capture is a valid, empty pcap.
     """
+    # lazy: scapy takes ~1 s to import (~10 s in the VM)
     from scapy.utils import RawPcapWriter
 
     p = Path(path)

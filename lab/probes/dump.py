@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, TypeVarTuple
 
 from lab.builder import Lab
 from lab.builder import sysctl as sc
+from lab.errors import LabError
 from lab.probes import state
 from lab.probes.capture import captures_of
 from lab.probes.path import last_proof
 from lab.probes.recorder import recording_of
+from lab.roles import director
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -46,10 +49,6 @@ def effective_sysctls(lab: Lab, host: str) -> dict[str, dict[str, str]]:
 def status(lab: Lab) -> dict[str, Any]:
     """``drlab status --json``: per host its interfaces, routes, neighbours and
     effective sysctls; the director's IPVS table (or why there is none)."""
-    import dataclasses
-
-    from lab.errors import LabError
-    from lab.roles import director
 
     data: dict[str, Any] = {"lab": lab.id, "topology": lab.topology.name, "hosts": {}}
     for h in lab.topology.hosts:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from lab.builder import Lab
+from lab.builder import Lab, netns
 from lab.model import Topology
 from lab.probes import state
-from lab.roles import client, director
+from lab.roles import client, director, up
 from lab.util import Timeout, table, wait_for
 
 
@@ -78,9 +78,6 @@ def demo_report(lab: Lab, connections: int = 6) -> tuple[str, bool]:
 def demo(topology: Topology, connections: int = 6) -> tuple[str, bool]:
     """``drlab demo``: build ``topology``, report on ``connections`` requests, tear
     down, and say what was left; returns (text, every check passed and nothing left)."""
-    from lab.builder import netns
-    from lab.roles import up
-
     lab = up(topology)
     try:
         text, ok = demo_report(lab, connections)

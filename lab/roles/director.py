@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sh
+from pyroute2 import IPVS, IPVSService
+from pyroute2.netlink.exceptions import NetlinkError
 
 from lab.builder import Lab, netns
 from lab.errors import LabError
@@ -208,9 +210,6 @@ def _stats(nla: Any) -> Stats:  # a pyroute2 netlink message (untyped)
 def read_services(lab: Lab, host: str | None = None) -> list[ServiceState]:
     """The director's (or ``host``'s) IPVS table, over generic netlink, inside its
     namespace."""
-    from pyroute2 import IPVS, IPVSService
-    from pyroute2.netlink.exceptions import NetlinkError
-
     host = host or lab.topology.director.name
     ns = lab.ns(host)
     try:  # no IPVS: say so before pyroute2 makes a socket and an event loop for nothing

@@ -32,7 +32,7 @@ import struct
 from lab.builder import Lab, netns
 from lab.errors import LabError
 from lab.model import Topology
-from lab.util import scaled
+from lab.util import scaled, wait_for
 
 BYE = b"bye\n"
 PR_SET_PDEATHSIG = 1
@@ -202,8 +202,6 @@ def start_services(lab: Lab) -> dict[str, list[int]]:
 def stop_service(pid: int, timeout: float = 5.0) -> None:
     """Stop an identity service started by :func:`start_service` (its pid), as a
     crashed or stopped daemon: its listening socket is gone when this returns."""
-    from lab.util import wait_for
-
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
 

@@ -10,9 +10,12 @@ twin's measured symptoms to them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lab.errors import UsageError
+from lab.host.preflight import in_vm
 from lab.scenarios.base import Outcome, Scenario, Verdict, run, run_both, start
 from lab.scenarios.catalogue import REGISTRY
 
@@ -21,8 +24,6 @@ if TYPE_CHECKING:
 
 
 def get(name: str) -> Scenario:
-    from lab.errors import UsageError
-
     try:
         return REGISTRY[name]
     except KeyError:
@@ -31,8 +32,6 @@ def get(name: str) -> Scenario:
 
 def runnable(s: Scenario, have_ipvs: bool) -> str | None:
     """Why ``s`` cannot run on this machine (None when it can)."""
-    from lab.host.preflight import in_vm
-
     if s.needs_ipvs and not have_ipvs:
         return "needs IPVS"
     if s.needs_vm and not in_vm():
@@ -95,8 +94,6 @@ _LINKS: list[tuple[str, Callable[[Match[str]], str]]] = [
 def links(s: Scenario) -> list[str]:
     """Every source of ``s`` as a public address (issue threads, kernel docs and
     source, man pages), in the order cited, without repeats."""
-    import re
-
     found: list[tuple[int, str]] = []
     for pattern, url in _LINKS:
         found += [(m.start(), url(m)) for m in re.finditer(pattern, s.source)]

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lab.builder import Lab
-from lab.model import Topology
+from lab.errors import PreflightError
+from lab.host.preflight import in_vm
+from lab.model import Topology, topology_to_dict
+from lab.roles import up
 
 Variant = Literal["broken", "fixed"]
 
@@ -64,8 +67,6 @@ class Scenario:
 
     def topologies(self) -> dict[str, dict[str, Any]]:
         """Both variants' topologies as data (reports draw them)."""
-        from lab.model import topology_to_dict
-
         return {v: topology_to_dict(self.topology(v)) for v in ("broken", "fixed")}
 
     def topology(self, variant: Variant) -> Topology:
@@ -122,10 +123,6 @@ def start(scenario: Scenario, variant: Variant, *, name: str | None = None,
     ``whole`` brings up the whole DR lab of the variant (IPVS table and every
     service) even where the scenario's own observation needs less, as
     ``drlab up --scenario`` does for exploring it."""
-    from lab.errors import PreflightError
-    from lab.host.preflight import in_vm
-    from lab.roles import up
-
     if scenario.needs_vm and not in_vm():
         raise PreflightError(f"scenario {scenario.name} changes the root namespace, so it only "
                              "runs in the disposable VM: scripts/drlab scenario run "

@@ -12,7 +12,7 @@ the scenario, the hosts by their collected names, the symptom, the evidence and
 the catalogue's fix. A measured symptom no scenario explains is reported as
 ``unexplained``, never dropped.
 
-Symptoms are :class:`lab.probes.check.Symptom` data from the probe to here, and
+Symptoms are :class:`lab.probes.labcheck.Symptom` data from the probe to here, and
 matched by their kind, not their text. Every scenario diagnose names is looked up
 in the catalogue when this module is imported (:func:`scenario`), so a misspelt
 name fails there, not as a finding without a fix.
@@ -33,11 +33,13 @@ from typing import Any
 
 from lab.builder import Lab
 from lab.builder.sysctl import PINNED_CONF
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 from lab.model import Host, Topology, VirtualService, topology_to_dict
 from lab.model.keepalived import parse as parse_keepalived
-from lab.probes.check import Symptom, SymptomKind, connection_failed
-from lab.probes.check import answers_arp as arp_symptom
+from lab.probes import arp, labcheck, ndp, path
+from lab.probes.labcheck import Symptom, SymptomKind, connection_failed
+from lab.probes.labcheck import answers_arp as arp_symptom
+from lab.roles import client, up
 from lab.scenarios.base import Scenario
 from lab.scenarios.catalogue import REGISTRY
 from lab.util import Progress
@@ -241,13 +243,10 @@ def _vip_primary(t: Topology, director: str, vip: str) -> bool:
 
 def _measure(lab: Lab, svc: VirtualService, connections: int,
              progress: Callable[[str], None]) -> ServiceResult:
-    from lab.probes import arp, check, ndp, path
-    from lab.roles import client
-
     t = lab.topology
     progress(f"diagnose: {svc.key}: census, {connections} connections, path proof ...")
     if svc.protocol == "tcp":
-        r = check.check(lab, connections=connections)
+        r = labcheck.check(lab, connections=connections)
         res = ServiceResult(svc.key, r.director, sorted(r.census.hosts), connections,
                             list(r.proof.failed), dict(r.distribution), r.vip_entry,
                             r.symptoms, r.proof.ladder())
@@ -396,8 +395,6 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
 def _stale_vips(lab: Lab, t: Topology, progress: Callable[[str], None]) -> list[Finding]:
     """Hosts that hold a service's VIP without being its real server (or director)
     connect to it: their own lo answers (refused, or a local listener)."""
-    from lab.roles import client
-
     out = []
     for svc in t.services:
         members = {r.host for r in svc.real_servers}
@@ -501,8 +498,6 @@ def _strict_without_accept(text: str) -> bool:
 def select(topology: Topology, services: list[str] | None) -> list[VirtualService]:
     """The services ``--service VIP:PORT`` (or a key, ``VIP:PORT/udp``) names; all by
     default. A name that matches none is a usage error naming what there is."""
-    from lab.errors import UsageError
-
     if not topology.services:
         raise UsageError(f"{topology.name}: no service to diagnose")
     chosen = []
@@ -521,8 +516,6 @@ def diagnose(topology: Topology, *, connections: int | None = None,
              lab_name: str | None = None) -> Diagnosis:
     """Build the twin of ``topology``, measure every service (or those ``services``
     names by key or ``VIP:PORT``) and return the findings. The twin is torn down."""
-    from lab.roles import up
-
     progress = progress or Progress()
     chosen = select(topology, services)
     diag = Diagnosis(topology.name, platform.release(), copy.deepcopy(topology))

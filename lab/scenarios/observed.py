@@ -15,6 +15,7 @@ not run (no IPVS on that kernel, VM-only) gets no entry for it.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,6 @@ def merged(record: dict[str, list[Entry]], new: dict[str, list[Entry]],
 
 
 def _release_key(release: str) -> list[int]:
-    import re
-
     return [int(n) for n in re.findall(r"\d+", release)]
 
 
@@ -83,8 +82,6 @@ def label(e: Entry) -> str:
 def short(entries: list[Entry]) -> str:
     """The kernels a scenario reproduced on, short: ``6.1 (bookworm), 6.12 (trixie)``;
     a kernel where it did not reproduce is marked."""
-    import re
-
     parts = []
     for e in entries:
         m = re.match(r"\d+\.\d+", e["kernel"])

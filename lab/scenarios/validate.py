@@ -8,6 +8,7 @@ the symptom in its broken lab and no longer does.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -210,7 +211,6 @@ def validate_twin(topology: Topology, change: Change,
                   progress: Progress | None = None) -> TwinValidation:
     """Diagnose the twin of ``topology`` as it is, then with ``change`` applied."""
     progress = progress or Progress()
-    import copy
 
     from lab.scenarios.diagnose import diagnose
 

@@ -39,6 +39,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pyroute2 import IPRoute
+from pyroute2 import netns as p2netns
+
+from lab.builder import Lab
 from lab.builder import netns as lab_netns
 from lab.builder.sysctl import plan
 from lab.host.preflight import ipvs_available
@@ -66,7 +70,6 @@ def _rules(t: Topology) -> str:
 
 # -- lab ------------------------------------------------------------------------
 def run_lab(rs: int, with_ipvs: bool) -> None:
-    from lab.builder import Lab
     from lab.roles import director
 
     lab = Lab(default_dr(rs=rs)).build()
@@ -79,9 +82,6 @@ def run_lab(rs: int, with_ipvs: bool) -> None:
 
 # -- floor: bare pyroute2 ---------------------------------------------------------
 def run_floor(rs: int, with_ipvs: bool) -> None:
-    from pyroute2 import IPRoute
-    from pyroute2 import netns as p2netns
-
     ops = _ops(rs, f"f{os.getpid()}")
     names = [ops["switch"]] + [h["ns"] for h in ops["hosts"]]
     for n in names:

@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab.sweep.clusterbench",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--rs", type=int, default=20, help="real servers (default 20)")
+    ap.add_argument("--name", default="bench", help="the lab's name (default bench)")
     ap.add_argument("--json", metavar="FILE", help="write the timings as JSON")
     args = ap.parse_args(argv)
 
@@ -31,22 +32,23 @@ def main(argv: list[str] | None = None) -> int:
     from lab.scenarios.diagnose import diagnose
 
     steps: dict[str, float] = {}
-    t0 = time.monotonic()
-    lab = up(keepalived_dr(rs=args.rs, name="bench"))
-    try:
-        vrrp.wait_holder(lab)
-        steps["build the cluster (not part of the path)"] = time.monotonic() - t0
-        out = Path(tempfile.mkdtemp(prefix="drlab-collected."))
-        t1 = time.monotonic()
-        snapshot.collect(lab, out)
-        steps[f"collect {len(lab.topology.hosts)} hosts (scripts/collect, one after the "
-              "other)"] = time.monotonic() - t1
-    finally:
-        lab.teardown()
-    t2 = time.monotonic()
-    imp = import_cluster([out])
-    twin = imp.topology
-    steps[f"import ({len(twin.hosts)} hosts in the twin)"] = time.monotonic() - t2
+    with tempfile.TemporaryDirectory(prefix="drlab-collected.") as tmp:
+        out = Path(tmp)
+        t0 = time.monotonic()
+        lab = up(keepalived_dr(rs=args.rs, name=args.name))
+        try:
+            vrrp.wait_holder(lab)
+            steps["build the cluster (not part of the path)"] = time.monotonic() - t0
+            t1 = time.monotonic()
+            snapshot.collect(lab, out)
+            steps[f"collect {len(lab.topology.hosts)} hosts (scripts/collect, one after the "
+                  "other)"] = time.monotonic() - t1
+        finally:
+            lab.teardown()
+        t2 = time.monotonic()
+        imp = import_cluster([out])
+        twin = imp.topology
+        steps[f"import ({len(twin.hosts)} hosts in the twin)"] = time.monotonic() - t2
     t3 = time.monotonic()
     d = diagnose(twin)
     steps["diagnose (build the twin, measure, explain)"] = time.monotonic() - t3

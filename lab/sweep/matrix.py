@@ -19,12 +19,14 @@ import platform
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import UsageError
+from lab.model.loader import topology_to_dict
 from lab.model.predict import (
+    EXTRA_KEYS,
     KNOBS_ON,
     PLACES,
     SCOPES,
@@ -37,10 +39,12 @@ from lab.model.predict import (
     topology_for,
     topology_for_vs,
 )
+from lab.model.topology import check_sysctl
 from lab.util import Progress
+from lab.util import table as tab
 
 if TYPE_CHECKING:
-    from lab.probes.ipvscheck import VsObservation
+    from lab.probes.vs_knobs import VsObservation
 
 
 #: Real-server axes, their RsConfig field and the values allowed.
@@ -155,9 +159,6 @@ def cells(axes: dict[str, list[Any]]) -> list[CellConfig]:
 
 def parse_extra(items: list[str]) -> tuple[tuple[str, str], ...]:
     """``--sysctl KEY=VALUE`` for the real server of every ARP cell (validated)."""
-    from lab.model.predict import EXTRA_KEYS
-    from lab.model.topology import check_sysctl
-
     out = []
     for item in items:
         key, sep, value = (x.strip() for x in item.partition("="))
@@ -182,7 +183,6 @@ def with_extra(configs: list[CellConfig], extra: tuple[tuple[str, str], ...]
     if not any(c.rs for c in configs):
         raise UsageError("matrix --sysctl: applies to the real server's ARP axes, and none "
                          "is swept")
-    from dataclasses import replace
 
     return [replace(c, rs=replace(c.rs, extra=extra)) if c.rs else c for c in configs]
 
@@ -216,7 +216,7 @@ class Cell:
 
 def _run_cell(cfg: CellConfig, have_ipvs: bool) -> Cell:
     from lab.builder import Lab
-    from lab.probes.arpcheck import measure
+    from lab.probes.rs_arp import measure
     from lab.roles import realserver
 
     cell = Cell(cfg, cfg.predicted())
@@ -246,14 +246,14 @@ def _run_cell(cfg: CellConfig, have_ipvs: bool) -> Cell:
 
 def measure_vs(cfg: VsConfig, behaviours: list[str]) -> VsObservation:
     """Build the DR lab for ``cfg`` and observe ``behaviours`` (names of
-    :data:`lab.probes.ipvscheck.PROBES`)."""
-    from lab.probes import ipvscheck
+    :data:`lab.probes.vs_knobs.PROBES`)."""
+    from lab.probes import vs_knobs
     from lab.roles import up
 
-    obs = ipvscheck.VsObservation()
+    obs = vs_knobs.VsObservation()
     lab = up(topology_for_vs(cfg))
     try:
-        for name, probe in ipvscheck.PROBES.items():
+        for name, probe in vs_knobs.PROBES.items():
             if name in behaviours:
                 probe(lab, obs)
     finally:
@@ -300,8 +300,6 @@ def verdict(c: Cell) -> str:
 
 
 def table(result: list[Cell]) -> str:
-    from lab.util import table as tab
-
     cols = _columns(result)
     rows = []
     for c in result:
@@ -328,8 +326,6 @@ def markdown(result: list[Cell]) -> str:
 def to_json(result: list[Cell], wall: float,
             indexes: list[int] | None = None) -> dict[str, Any]:
     """The run as data; ``indexes`` are the cells' places in the unsharded run."""
-    from lab.model.loader import topology_to_dict
-
     first = result[0].config if result else CellConfig(RsConfig())
     if first.rs is not None:
         topo = topology_for(first.rs)

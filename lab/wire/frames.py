@@ -167,6 +167,7 @@ def parse_echo_reply(frame: bytes, ident: int) -> tuple[str, int] | None:
 
 def solicitation(src_mac: str, src_ip: str, target: str) -> bytes:
     """A Neighbor Solicitation for ``target`` to its solicited-node group."""
+    # lazy: scapy takes ~1 s to import (~10 s in the VM)
     from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
     from scapy.layers.l2 import Ether
 

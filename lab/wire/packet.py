@@ -33,6 +33,7 @@ class Frame:
 
     def packet(self) -> Packet:
         """The frame decoded by scapy (Ether/...)."""
+        # lazy: scapy takes ~1 s to import (~10 s in the VM)
         import scapy.layers.inet  # noqa: F401  (binds IP/TCP/UDP/ICMP to Ether)
         import scapy.layers.inet6  # noqa: F401
         from scapy.layers.l2 import Ether

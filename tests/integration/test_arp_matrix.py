@@ -7,7 +7,7 @@ the host kernel and in the VM; a mismatch fails with both values printed.
 import pytest
 
 from lab.model.predict import matrix, predict, topology_for
-from lab.probes.arpcheck import measure
+from lab.probes.rs_arp import measure
 from lab.roles import realserver
 
 pytestmark = pytest.mark.netns

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.probes import vrrp
-from lab.probes.check import check
+from lab.probes.labcheck import check
 from lab.roles import client, director, keepalived, realserver
 from lab.util import wait_for
 

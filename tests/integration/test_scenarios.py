@@ -59,7 +59,7 @@ def _round_trip(scenario, variant, tmp_path):
     from twin_helpers import differences
 
     from lab.model.collected import import_cluster
-    from lab.probes.check import check
+    from lab.probes.labcheck import check
     from lab.probes.snapshot import collect
     from lab.scenarios import start
 
@@ -115,7 +115,7 @@ def test_a_scenario_whose_wait_runs_out_is_an_error_line_and_the_next_still_runs
     from lab.builder import netns
     from lab.model import default_dr
     from lab.scenarios.base import Outcome
-    from lab.sweep.catalogue import run_catalogue
+    from lab.sweep.scenario_runs import run_catalogue
     from lab.util import TIMEOUT_SCALE, Progress, wait_for
 
     built = []

@@ -7,8 +7,8 @@ import pytest
 
 from lab.model import Address, Interface, Route, default_dr
 from lab.model.defaults import to_ipv6, v6
-from lab.probes.check import Symptom, SymptomKind, connection_failed
-from lab.probes.check import answers_arp as arp_symptom
+from lab.probes.labcheck import Symptom, SymptomKind, connection_failed
+from lab.probes.labcheck import answers_arp as arp_symptom
 from lab.scenarios import REGISTRY
 from lab.scenarios.diagnose import (
     NAMED,

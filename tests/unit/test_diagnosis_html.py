@@ -8,7 +8,7 @@ import subprocess
 from html import unescape
 
 from lab.model import topology_from_dict
-from lab.probes.check import answers_arp, connection_failed
+from lab.probes.labcheck import answers_arp, connection_failed
 from lab.report.diagnosis import PREDICTION, html
 from lab.scenarios import REGISTRY
 from lab.scenarios.diagnose import Diagnosis, Finding, ServiceResult

@@ -99,7 +99,7 @@ def test_shards_cover_every_kernel_and_cell_pair_once(kernels, cells, n):
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0", "-1/2"])
 def test_a_bad_shard_is_a_usage_error(text):
     from lab.errors import UsageError
-    from lab.model.shard import parse_shard
+    from lab.util import parse_shard
 
     with pytest.raises(UsageError, match="give I/N"):
         parse_shard(text)

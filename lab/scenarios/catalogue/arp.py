@@ -6,8 +6,8 @@ from lab.builder import Lab
 from lab.model import Address, Topology, default_dr
 from lab.model.predict import RsConfig, Scope, topology_for
 from lab.probes import arp
-from lab.probes.arpcheck import measure
 from lab.probes.capture import Capture
+from lab.probes.rs_arp import measure
 from lab.roles import client, director
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 from lab.wire.frames import parse_arp

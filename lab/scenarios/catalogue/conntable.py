@@ -42,10 +42,12 @@ import struct
 import time
 from collections.abc import Callable
 
+import sh
+
 from lab.builder import Lab, netns, sysctl
 from lab.model import default_dr
 from lab.probes.capture import Capture
-from lab.probes.ipvscheck import connect_from_port, use_conntrack
+from lab.probes.vs_knobs import connect_from_port, use_conntrack
 from lab.roles import client, director
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 from lab.util import scaled, wait_for
@@ -85,6 +87,7 @@ def _rs_holds(lab: Lab, rs: str, cport: int) -> bool:
 
 def _resets(lab: Lab, cap: Capture, cport: int) -> list[str]:
     """Who sent the resets to the client's port seen in ``cap`` (by source MAC)."""
+    # lazy: scapy takes ~1 s to import (~10 s in the VM)
     from scapy.layers.inet import TCP
 
     owners = {lab.mac(h.name).lower(): h.name for h in lab.topology.hosts}
@@ -307,8 +310,6 @@ def _connect_from(lab: Lab, port: int) -> tuple[socket.socket, str, int, float]:
 
 def _notrack(lab: Lab) -> None:
     """Exempt the service's packets from conntrack on the director (raw prerouting)."""
-    import sh
-
     svc = lab.topology.service
     assert svc is not None
     sh.Command("ip")("netns", "exec", lab.ns("director"), "nft", "-f", "-", _in=(

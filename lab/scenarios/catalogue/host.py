@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from lab.builder import Lab
+from lab.builder import Lab, sysctl
 from lab.model import default_dr
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 
@@ -28,8 +28,6 @@ def _host_rp_filter(variant: Variant) -> Iterator[None]:
 
 
 def _inheritance(lab: Lab, variant: Variant) -> Outcome:
-    from lab.builder import sysctl
-
     got = sysctl.read(lab.ns("rs1"), ["net.ipv4.conf.all.rp_filter",
                                       "net.ipv4.conf.eth0.rp_filter"])
     ev = ["root namespace had rp_filter=2 while the lab was built; rs1 has "

@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from lab.builder import Lab
+from lab.builder import Lab, sysctl
 from lab.model import default_dr
+from lab.probes.vs_knobs import reconnect_same_port, use_conntrack
 from lab.roles import client, director
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 from lab.util import scaled
@@ -25,8 +26,6 @@ class TakeOut:
 def _take_out(lab: Lab, how: str, expire_nodest: int = 0) -> TakeOut:
     """Open a connection, take its real server out (``weight0`` or ``delete``), then
     check the established connection and where new ones go."""
-    from lab.builder import sysctl
-
     svc = lab.topology.service
     assert svc is not None
     sysctl.write(lab.ns("director"), [("net.ipv4.vs.expire_nodest_conn", str(expire_nodest))])
@@ -99,8 +98,6 @@ register(Scenario(
 
 
 def _persistence(lab: Lab, variant: Variant) -> Outcome:
-    from lab.builder import sysctl
-
     servers = [client.connect(lab).server for _ in range(4)]
     ev = [f"4 connections from one client served by {servers}"]
     if variant == "fixed" and len(set(servers)) == 1:
@@ -138,9 +135,6 @@ def _reuse_delay(lab: Lab, variant: Variant) -> Outcome:
     DR/tunnel (so mode 3). IPVS then expires the entry and schedules anew; when
     the old connection was tracked by conntrack it drops the new SYN instead, and
     the client retries after 1 s."""
-    from lab.builder import sysctl
-    from lab.probes.ipvscheck import reconnect_same_port, use_conntrack
-
     conntrack = "1" if variant == "broken" else "0"
     # conntrack in use in the director's namespace in both variants; only
     # net.ipv4.vs.conntrack differs

@@ -30,11 +30,18 @@ local address, and a firewall that only ever saw half of each connection:
 
 from __future__ import annotations
 
-from lab.builder import Lab, netns
+import json
+import select
+import time
+
+import sh
+
+from lab.builder import Lab, netns, sysctl
 from lab.model import Route, Topology, default_dr
 from lab.probes.capture import capture
 from lab.roles import client
 from lab.scenarios.base import Outcome, Scenario, Variant, register
+from lab.util import scaled
 from lab.wire.frames import decode
 from lab.wire.packet import Frame
 
@@ -125,15 +132,11 @@ def _firewall_rules(vip: str, port: int, variant: Variant) -> str:
 
 
 def _nft(lab: Lab, host: str, *args: str, stdin: str | None = None) -> str:
-    import sh
-
     return str(sh.Command("ip")("netns", "exec", lab.ns(host), "nft", *args, _in=stdin))
 
 
 def _rule_counters(lab: Lab, host: str) -> dict[str, int]:
     """Packets counted by each commented rule of the drlab_fw table."""
-    import json
-
     out: dict[str, int] = {}
     for item in json.loads(_nft(lab, host, "-j", "list", "table", "inet", "drlab_fw"))["nftables"]:
         rule = item.get("rule")
@@ -146,8 +149,6 @@ def _rule_counters(lab: Lab, host: str) -> dict[str, int]:
 
 
 def _stateful(lab: Lab, variant: Variant) -> Outcome:
-    from lab.builder import sysctl
-
     svc = lab.topology.service
     assert svc is not None
     _nft(lab, "director", "-f", "-", stdin=_firewall_rules(svc.vip, svc.port, variant))
@@ -232,10 +233,6 @@ _CLAMP = f"""table inet drlab_clamp {{
 
 
 def _echo_big(lab: Lab) -> str:
-    import select
-    import time
-
-    from lab.util import scaled
 
     try:
         _, s = client.open_connection(lab, timeout=2)
@@ -270,16 +267,12 @@ def _icmp_too_big(frames: list[Frame], outgoing: bool | None = None) -> list[str
 
 
 def _route_mtu(lab: Lab, host: str, dst: str) -> str:
-    import sh
-
     out = str(sh.Command("ip")("netns", "exec", lab.ns(host), "ip", "-4", "route", "get", dst,
                                "from", lab.topology.service.vip if lab.topology.service else ""))
     return " ".join(out.split())
 
 
 def _pmtu_round(lab: Lab, label: str) -> tuple[bool, list[str]]:
-    import sh
-
     cip = lab.topology.primary_ip("client")
     with capture(lab, ("router", "eth0"), "director", "rs1") as caps:
         res = _echo_big(lab)
@@ -297,8 +290,6 @@ def _pmtu_round(lab: Lab, label: str) -> tuple[bool, list[str]]:
 
 
 def _pmtu(lab: Lab, variant: Variant) -> Outcome:
-    import sh
-
     # the client's link is narrow but it advertises a full-size MSS (the narrow hop
     # is beyond its own link, as on a tunnel or PPPoE path)
     sh.Command("ip")("netns", "exec", lab.ns("client"), "ip", "route", "replace", "default",

@@ -12,7 +12,8 @@ from lab.probes.counters import rising
 from lab.roles import client, director, realserver
 from lab.scenarios.base import Outcome, Scenario, Variant, register
 from lab.util import Timeout, wait_for
-from lab.wire.packet import Frame
+from lab.wire.frames import decode
+from lab.wire.packet import Frame, packet_socket
 
 
 def _missing_vip(lab: Lab, variant: Variant) -> Outcome:
@@ -159,7 +160,6 @@ def _not_on_link_observe(lab: Lab, variant: Variant) -> Outcome:
                 served.append(client.connect(lab, timeout=1).server)
             except client.ConnectError as e:
                 failed.append(str(e))
-    from lab.wire.frames import decode
 
     got = [x for f in cap.frames if not f.outgoing and (x := decode(f.data)).dst == svc.vip]
     ev = [f"served by {served}, {len(failed)} failed" + (f" ({'; '.join(failed)})" if failed
@@ -198,11 +198,10 @@ def _mtu_topology(rs_mtu: int) -> Topology:
 def _mtu(lab: Lab, variant: Variant) -> Outcome:
     """Send a 1450-byte DF segment to the VIP; IPVS checks it against the route to the
     real server and answers with ICMP fragmentation-needed when it does not fit."""
+    # lazy: scapy takes ~1 s to import (~10 s in the VM)
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
 
-    from lab.wire.frames import decode
-    from lab.wire.packet import packet_socket
 
     svc = lab.topology.service
     assert svc is not None

@@ -28,6 +28,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+import sh
+
 from lab.builder import Lab, netns
 from lab.model.predict import VS_BEHAVIOURS
 from lab.probes.counters import rising
@@ -65,6 +67,7 @@ def _send_raw(lab: Lab, proto: int, payload: bytes, dst: str) -> None:
 
 
 def _midstream(lab: Lab, obs: VsObservation) -> None:
+    # lazy: scapy takes ~1 s to import (~10 s in the VM)
     from scapy.layers.inet import IP, TCP
 
     svc = lab.topology.service
@@ -82,6 +85,7 @@ def _midstream(lab: Lab, obs: VsObservation) -> None:
 
 
 def _icmp(lab: Lab, obs: VsObservation) -> None:
+    # lazy: scapy takes ~1 s to import (~10 s in the VM)
     from scapy.layers.inet import ICMP, IP, TCP
 
     svc = lab.topology.service
@@ -142,8 +146,6 @@ def _quiescent(lab: Lab, obs: VsObservation) -> None:
 def use_conntrack(lab: Lab) -> None:
     """Put conntrack to use in the director's namespace, as any ruleset matching
     ``ct state`` does (net.ipv4.vs.conntrack alone does not load it)."""
-    import sh
-
     sh.Command("ip")("netns", "exec", lab.ns("director"), "nft", "-f", "-", _in=(
         "table ip drlab_conntrack {\n  chain pre {\n    type filter hook prerouting priority 0;\n"
         "    ct state new counter\n  }\n}\n"))

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab.host import preflight
 from lab.scenarios import Scenario, Verdict, run, runnable
 from lab.util import Progress, Timeout, sharded
 
@@ -28,8 +29,6 @@ def run_catalogue(chosen: list[tuple[int, Scenario]], everything: bool, have_ipv
     """Run each ``(index, scenario)``; one JSON verdict each (``index`` kept), in
     index order. With ``everything``, a scenario this machine cannot run is
     reported as not run; otherwise it is run (and fails with the reason)."""
-    from lab.host import preflight
-
     progress = progress or Progress()
     results: list[dict[str, Any]] = []
     alone: list[tuple[int, Scenario]] = []
