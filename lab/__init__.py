@@ -8,7 +8,7 @@ Layers, bottom up; each imports only the ones below it (checked by
                     the predictor of real-server ARP/DR and director behaviour.
 * ``lab.builder``   model -> namespaces, bridges, veths, addresses, routes, pinned
                     sysctls (netlink); ownership records and reaping.
-* ``lab.host``      the machine around the labs: preflight checks, and the root
+* ``lab.machine``      the machine around the labs: preflight checks, and the root
                     namespace snapshot that proves the lab left it alone.
 * ``lab.wire``      frames by hand (ARP, ICMP echo, NDP, a small decoder) and
                     packet sockets inside a lab host.

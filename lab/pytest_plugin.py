@@ -115,7 +115,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _ipvs_problem() -> str | None:
-    from lab.host.preflight import require_ipvs
+    from lab.machine.preflight import require_ipvs
 
     try:
         require_ipvs()
@@ -203,7 +203,7 @@ class _Session:
         if removed and not self.worker:
             print(f"\ndrlab: reaped what dead runs left: {', '.join(removed)}")
         if not self.worker and not self.config.getoption("--no-host-check"):
-            from lab.host.hostcheck import snapshot
+            from lab.machine.hostcheck import snapshot
 
             self.snapshot = snapshot()
 
@@ -217,7 +217,7 @@ class _Session:
             return
         if self.snapshot is not None:
             from lab.builder import ownership
-            from lab.host.hostcheck import diff, snapshot
+            from lab.machine.hostcheck import diff, snapshot
 
             ownership.reap()
             changes = diff(self.snapshot, snapshot())
@@ -249,7 +249,7 @@ class _Session:
 @pytest.fixture(scope="session")
 def drlab_root() -> None:
     """Root with network namespaces, else skip."""
-    from lab.host.preflight import require_netns
+    from lab.machine.preflight import require_netns
 
     try:
         require_netns()

@@ -12,12 +12,12 @@ the layer that owns the logic:
 Exit codes: 0 success; 1 a check failed (or a wait ran out); 2 bad input (usage, topology);
 3 the machine cannot run the lab (not root, no ipvsadm, no IPVS: see
 scripts/vm-run); 124 (in a VM) the command succeeded but the kernel warned
-(lab.host.dmesg); 130 interrupted.
+(lab.machine.dmesg); 130 interrupted.
 
 Options that name a file the verb writes are marked (:func:`writes`): a command that
 runs in a VM (``scripts/drlab`` on a kernel without IPVS) is refused before it runs
 when such a file would land outside what the VM writes through to the host
-(:func:`written_paths`, :func:`lab.host.vm.check_written`).
+(:func:`written_paths`, :func:`lab.machine.vm.check_written`).
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def add_allow_scripts(p: argparse.ArgumentParser) -> None:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Build the twin, measure every service, name each finding with its scenario."""
-    from lab.host import preflight
+    from lab.machine import preflight
     from lab.scenarios.diagnose import diagnose, select
 
     t = load_cluster(args.target, parse_roles(args.role), args.allow_scripts)

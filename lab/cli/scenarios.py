@@ -64,7 +64,7 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     ``all`` runs the whole catalogue; scenarios this machine cannot run (no
     IPVS, or VM-only) are then reported as not run instead of failing.
     """
-    from lab.host import preflight
+    from lab.machine import preflight
     from lab.scenarios import REGISTRY, get
     from lab.sweep.scenario_runs import run_catalogue
 
@@ -86,7 +86,7 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Apply proposed sysctls to the lab's hosts of a role; report what breaks or gets fixed."""
-    from lab.host import preflight
+    from lab.machine import preflight
     from lab.scenarios import runnable
     from lab.scenarios.validate import parse_change, validate
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def cmd_matrix(args: argparse.Namespace) -> int:
     """Sweep real-server settings, measure every cell, compare with the prediction."""
     from lab.cli import progress
-    from lab.host import preflight
+    from lab.machine import preflight
     from lab.sweep import matrix
     from lab.util import parse_shard, sharded
 

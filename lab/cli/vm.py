@@ -12,7 +12,7 @@ from lab.cli import main, progress, written_paths
 
 
 def cmd_vm_start(args: argparse.Namespace) -> int:
-    from lab.host import vm
+    from lab.machine import vm
 
     s = vm.start(args.kernel, args.memory, args.accel, progress)
     print(s.text())
@@ -22,7 +22,7 @@ def cmd_vm_start(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_status(args: argparse.Namespace) -> int:
-    from lab.host import vm
+    from lab.machine import vm
 
     s = vm.status()
     print(s.text())
@@ -30,7 +30,7 @@ def cmd_vm_status(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_stop(args: argparse.Namespace) -> int:
-    from lab.host import preflight, vm
+    from lab.machine import preflight, vm
 
     preflight.require_root()
     print(vm.stop())
@@ -39,7 +39,7 @@ def cmd_vm_stop(args: argparse.Namespace) -> int:
 
 def cmd_vm_run(args: argparse.Namespace) -> int:
     """The host end of a command in the VM (scripts/drlab calls it)."""
-    from lab.host import vm
+    from lab.machine import vm
 
     argv = list(args.argv)
     if argv[:1] == ["--"]:
@@ -51,7 +51,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
 def cmd_vm_check_written(args: argparse.Namespace) -> int:
     """(scripts/drlab, before a one-shot VM) refuse a command whose files the VM would
     lose (exit 2, one line)."""
-    from lab.host import vm
+    from lab.machine import vm
 
     argv = list(args.argv)
     if argv[:1] == ["--"]:
@@ -62,7 +62,7 @@ def cmd_vm_check_written(args: argparse.Namespace) -> int:
 
 def cmd_vm_serve(args: argparse.Namespace) -> int:
     """The guest end: the VM's server (vm start runs it in the VM)."""
-    from lab.host import vm
+    from lab.machine import vm
 
     vm.note(Path(args.dir), "the server runs")  # a sign of life for vm start, early
 

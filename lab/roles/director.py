@@ -22,7 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from lab.builder import Lab, netns
 from lab.errors import LabError
-from lab.host.preflight import require_ipvsadm
+from lab.machine.preflight import require_ipvsadm
 from lab.model import Topology, VirtualService
 from lab.wire.frames import arp_frame
 from lab.wire.packet import packet_socket

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import UsageError
-from lab.host.preflight import in_vm
+from lab.machine.preflight import in_vm
 from lab.scenarios.base import Outcome, Scenario, Verdict, run, run_both, start
 from lab.scenarios.catalogue import REGISTRY
 

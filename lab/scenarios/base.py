@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from lab.builder import Lab
 from lab.errors import PreflightError
-from lab.host.preflight import in_vm
+from lab.machine.preflight import in_vm
 from lab.model import Topology, topology_to_dict
 from lab.roles import up
 

@@ -45,7 +45,7 @@ from pyroute2 import netns as p2netns
 from lab.builder import Lab
 from lab.builder import netns as lab_netns
 from lab.builder.sysctl import plan
-from lab.host.preflight import ipvs_available
+from lab.machine.preflight import ipvs_available
 from lab.model import Topology, default_dr
 
 
@@ -205,7 +205,7 @@ def vm_commands(repeat: int, out: str | None) -> int:
     """``scripts/bench --vm-commands``: the commands users type, timed as they type them
     (``scripts/drlab``, host interpreter and all), against the shell DR case measured
     in the same VM in the same run."""
-    from lab.host import vm
+    from lab.machine import vm
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     drlab = [os.path.join(repo, "scripts", "drlab")]

@@ -266,7 +266,7 @@ def run(configs: list[CellConfig], jobs: int = 4, progress: Progress | None = No
     progress = progress or Progress()
     have_ipvs = False
     if any(c.vs for c in configs):
-        from lab.host import preflight
+        from lab.machine import preflight
 
         have_ipvs = preflight.ipvs_available()
 

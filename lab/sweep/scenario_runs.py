@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.host import preflight
+from lab.machine import preflight
 from lab.scenarios import Scenario, Verdict, run, runnable
 from lab.util import Progress, Timeout, sharded
 

@@ -4,7 +4,7 @@ On a machine with a fast interpreter start this is ``python -m lab ARGS``: a new
 interpreter, as a user types it. In the VM part of the suite (``DRLAB_IN_VM=1``,
 set by scripts/vm-run), where an interpreter start costs ~10 s, the command goes
 where ``scripts/drlab`` sends it on a host without IPVS while ``drlab vm`` runs: to
-the VM's command server (``drlab vm serve``, :mod:`lab.host.vm`), a warm
+the VM's command server (``drlab vm serve``, :mod:`lab.machine.vm`), a warm
 interpreter that runs each command in a forked child with its own stdout, stderr,
 environment, working directory and exit code. One server per run, shared by the
 workers (pytest-xdist's or ``--drlab-forks``'), started on first use, stopped when
@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from lab.host import vm
+from lab.machine import vm
 from lab.util import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Attacks on the VM that stays up (`drlab vm`, lab.host.vm) by another local user
+"""Attacks on the VM that stays up (`drlab vm`, lab.machine.vm) by another local user
 (``nobody``, through setpriv), on this host: no VM boots (a fake virtme-ng that fails
 stands in, should anything get that far).
 
@@ -220,7 +220,7 @@ def test_the_server_runs_only_root_owned_regular_request_files(tmp_path, theirs)
                 (d / "req" / f"{rid}.json").write_text(json.dumps(req))
                 os.chown(d / "req" / f"{rid}.json", _nobody_uid(), -1)
             bad.append(rid)
-        from lab.host import vm
+        from lab.machine import vm
 
         rc, out, _err = vm.result(d, vm.submit(d, ["scenarios"], cwd="/"), 120)
         assert rc == 0, out

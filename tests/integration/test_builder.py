@@ -14,7 +14,7 @@ from pyroute2 import IPRoute
 
 from lab.builder import Lab, links, netns, ownership
 from lab.builder import sysctl as sc
-from lab.host.hostcheck import diff, snapshot
+from lab.machine.hostcheck import diff, snapshot
 from lab.model import default_dr
 from lab.probes import state
 from lab.roles import client, realserver

@@ -14,7 +14,7 @@ import cli_runner
 import pytest
 
 from lab.builder import ownership
-from lab.host.preflight import ipvs_available
+from lab.machine.preflight import ipvs_available
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.subprocess

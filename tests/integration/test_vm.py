@@ -1,4 +1,4 @@
-"""The VM that stays up (`drlab vm start|status|stop`, lab.host.vm).
+"""The VM that stays up (`drlab vm start|status|stop`, lab.machine.vm).
 
 The first test runs the server's protocol on this host (the server is a process
 like any other): commands, their output and exit codes, bad input. The second

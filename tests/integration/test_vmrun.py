@@ -260,8 +260,8 @@ def test_a_real_vm_run_fails_on_a_planted_kernel_warning_and_passes_clean(tmp_pa
                                "--", *cmd], capture_output=True, text=True, env=env,
                               timeout=600)
 
-    # and the VM server's reader of /dev/kmsg (lab.host.dmesg.kmsg_records) finds it, once
-    check = ("from lab.host.dmesg import kmsg_records, scan\n"
+    # and the VM server's reader of /dev/kmsg (lab.machine.dmesg.kmsg_records) finds it, once
+    check = ("from lab.machine.dmesg import kmsg_records, scan\n"
              "msgs, last = kmsg_records()\n"
              "assert [f.line for f in scan(msgs)] == ['WARNING: drlab planted'], msgs\n"
              "assert kmsg_records(last) == ([], last)\n")

@@ -1,4 +1,4 @@
-"""lab.host.dmesg: which kernel log lines are a verdict, and their excerpts."""
+"""lab.machine.dmesg: which kernel log lines are a verdict, and their excerpts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.host import dmesg
+from lab.machine import dmesg
 
 
 @pytest.mark.parametrize(("line", "kind"), [

@@ -1,6 +1,6 @@
 """The root namespace's IPVS table in the host check: its services and real servers."""
 
-from lab.host.hostcheck import diff, ipvs_entries
+from lab.machine.hostcheck import diff, ipvs_entries
 
 HEADER = ("IP Virtual Server version 1.2.1 (size=4096)\n"
           "Prot LocalAddress:Port Scheduler Flags\n"

@@ -2,7 +2,7 @@
 
 from lab.builder.build import mac_for, port_name
 from lab.builder.sysctl import PINNED_CONF, effective, key_path, plan
-from lab.host.hostcheck import diff
+from lab.machine.hostcheck import diff
 from lab.model import default_dr
 from lab.probes.counters import parse_snmp
 from lab.roles.director import parse_ip_vs_conn, restore_rules

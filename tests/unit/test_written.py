@@ -1,5 +1,5 @@
 """Files a command writes, when it runs in a VM: which options name them
-(lab.cli.written_paths) and which paths the VM would lose (lab.host.vm.check_written)."""
+(lab.cli.written_paths) and which paths the VM would lose (lab.machine.vm.check_written)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from lab.cli import written_paths
 from lab.errors import UsageError
-from lab.host import vm
+from lab.machine import vm
 
 
 @pytest.mark.parametrize(("argv", "paths"), [

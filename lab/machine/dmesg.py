@@ -9,7 +9,7 @@ reason), is a :class:`Finding`; :func:`scan` returns them with an excerpt (the l
 and the trace after it). ``--allow-kernel-warnings`` (vm-run) or
 ``DRLAB_ALLOW_KERNEL_WARNINGS=1`` turns the verdict off.
 
-``python -m lab.host.dmesg FILE`` (what vm-run runs on the host, on the log the
+``python -m lab.machine.dmesg FILE`` (what vm-run runs on the host, on the log the
 guest wrote): the excerpt on stdout and exit 1 if the log has a warning, else 0.
 
 Pure parsing: no kernel is touched here, except :func:`kmsg_records`, which reads
@@ -158,7 +158,7 @@ def kmsg_records(after: int = -1, path: str = "/dev/kmsg") -> tuple[list[str], i
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m lab.host.dmesg FILE", file=sys.stderr)
+        print("usage: python -m lab.machine.dmesg FILE", file=sys.stderr)
         return 2
     try:
         with open(argv[0], errors="replace") as f:

@@ -19,7 +19,7 @@ host's side is a terminal the command runs on a pty in the VM instead (output
 in ``.out``, a new window size in ``out/<id>.winsz``); a file
 ``out/<id>.cancel`` interrupts it (Ctrl-C on the host). ``stop`` ends the server
 and with it the VM. The server started by ``vm start`` watches the guest's kernel
-log (``--kmsg /dev/kmsg``, :mod:`lab.host.dmesg`): a warning is reported with the
+log (``--kmsg /dev/kmsg``, :mod:`lab.machine.dmesg`): a warning is reported with the
 next command that ends (``out/<id>.kwarn``; exit 124 if it succeeded) and kept in
 ``kernel-warnings`` for ``vm status``.
 
@@ -190,7 +190,7 @@ def running() -> bool:
 def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
           progress: Callable[[str], None] = lambda _m: None) -> Status:
     """Boot the VM with the server in it and wait until it is warm."""
-    from lab.host import preflight
+    from lab.machine import preflight
 
     preflight.require_root()
     s = status()
@@ -446,7 +446,7 @@ def reap() -> list[str]:
     (a running VM is left alone: `drlab vm stop` ends it), nor does a killed
     ``scripts/vm-run`` (its directory, :func:`reap_runs`). In a VM there is nothing
     of this to reap (what it sees there is the directory of the VM it runs in)."""
-    from lab.host import preflight
+    from lab.machine import preflight
 
     if preflight.in_vm():
         return []
@@ -679,7 +679,7 @@ def _feed_stdin(path: Path) -> None:
 
 class _KernelLog:
     """The guest's kernel log as the server watches it (``kmsg``: /dev/kmsg): warnings
-    (:mod:`lab.host.dmesg`) that appear are added to ``d/kernel-warnings`` (all since
+    (:mod:`lab.machine.dmesg`) that appear are added to ``d/kernel-warnings`` (all since
     boot, for ``vm status``) and held until the next command ends, whose result
     reports them (``out/<id>.kwarn``)."""
 
@@ -689,7 +689,7 @@ class _KernelLog:
     def check(self) -> None:
         if self.kmsg is None:
             return
-        from lab.host import dmesg
+        from lab.machine import dmesg
 
         try:
             msgs, self.seq = dmesg.kmsg_records(self.seq, self.kmsg)
@@ -742,7 +742,7 @@ def serve(d: Path, run: Callable[[list[str]], int],
             if req is None:
                 continue
             pid, feeder = _spawn(d, req, run)
-            from lab.host import dmesg
+            from lab.machine import dmesg
 
             children[pid] = (req["id"], feeder, dmesg.allowed(req.get("env") or {}))
         for pid, (rid, feeder, allow) in list(children.items()):
