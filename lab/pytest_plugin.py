@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from lab.errors import PreflightError, UsageError
-from lab.util import SCALE_ERROR
+from lab.util import SCALE_ERROR, parse_shard, sharded
 
 if TYPE_CHECKING:  # the plugin loads with pytest: the lab's modules only when used
     from pluggy import Result
@@ -184,8 +184,6 @@ class _Session:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         if not self.config.getoption("--drlab-shard"):
             return
-        from lab.util import parse_shard, sharded
-
         try:
             shard = parse_shard(self.config.getoption("--drlab-shard"), "--drlab-shard")
         except UsageError as e:

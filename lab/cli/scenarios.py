@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.cli import progress, writes
-from lab.cli.cluster import add_allow_scripts
+from lab.cli.cluster import add_allow_scripts, load_cluster
 from lab.errors import UsageError
 from lab.util import parse_shard, sharded
 
@@ -91,7 +91,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from lab.scenarios.validate import parse_change, validate
 
     if args.topology:
-        from lab.cli.cluster import load_cluster
         from lab.scenarios.validate import validate_twin
 
         if args.scenario:

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.cli import progress, writes
 from lab.errors import UsageError
+from lab.util import parse_shard, sharded
 
 if TYPE_CHECKING:
     from lab.sweep import kmatrix
@@ -16,10 +18,8 @@ if TYPE_CHECKING:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     """Sweep real-server settings, measure every cell, compare with the prediction."""
-    from lab.cli import progress
     from lab.machine import preflight
     from lab.sweep import matrix
-    from lab.util import parse_shard, sharded
 
     spec: dict[str, Any] = {}
     if args.spec:
@@ -73,9 +73,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 def cmd_kernels_run(args: argparse.Namespace) -> int:
     """Run a matrix, scenarios or the suite on several kernels; one report."""
 
-    from lab.cli import progress
     from lab.sweep import kmatrix
-    from lab.util import parse_shard
 
     shard = parse_shard(args.shard) if args.shard else None
     report = kmatrix.run_kernels(args.kernel or ["host", "bookworm"], args.what,
@@ -176,7 +174,6 @@ def cmd_kernels_bisect(args: argparse.Namespace) -> int:
     """Which Debian build changed the verdict of a kernels-run verb."""
     import tempfile
 
-    from lab.cli import progress
     from lab.sweep import bisect
 
     rest = list(args.verb)
@@ -254,8 +251,6 @@ def add_parsers(sub: Any) -> None:
     mx.add_argument("--baseline", metavar="FILE",
                     help="diff against a saved run; exit 1 if any cell changed")
     mx.set_defaults(func=cmd_matrix)
-    from lab.cli import writes
-
     writes(mx, "--json", "--markdown", "--html", "--save")
 
 

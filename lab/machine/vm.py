@@ -55,6 +55,7 @@ import termios
 import threading
 import time
 import traceback
+import tty as tty_
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -553,8 +554,6 @@ def run_remote(argv: list[str], stdin: bool = False, module: str | None = None) 
                       if tty else None))
     if not tty:
         return _stream(rid, stdin, s.record)
-    import tty as tty_
-
     saved = termios.tcgetattr(0)
     old = signal.signal(signal.SIGWINCH, lambda *_: write_atomic(
         out / f"{rid}.winsz", " ".join(map(str, _winsize(1)))))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from lab.errors import TopologyError
 from lab.model.topology import (
     Address,
     Host,
@@ -75,12 +76,8 @@ def default_dr(
     source-hashing schedulers): .10, .11, ... on the client's subnet.
     """
     if not 1 <= client_addresses <= 80:
-        from lab.errors import TopologyError
-
         raise TopologyError(f"client_addresses={client_addresses}: 1..80")
     if not 1 <= rs <= MAX_REAL_SERVERS:
-        from lab.errors import TopologyError
-
         raise TopologyError(f"rs={rs}: the default topology takes 1..{MAX_REAL_SERVERS} "
                             "real servers")
     weights = dict(weights or {})
@@ -129,8 +126,6 @@ def default_dr(
     for h in hosts:
         h.sysctls.update({k: str(v) for k, v in host_sysctls.pop(h.name, {}).items()})
     if host_sysctls:
-        from lab.errors import TopologyError
-
         raise TopologyError(f"host_sysctls names unknown hosts: {', '.join(sorted(host_sysctls))}")
 
     svc = VirtualService(VIP, port, "director", rss, protocol=protocol,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, TypeVarTuple
 
-from lab.builder import Lab
+from lab.builder import Lab, netns
 from lab.builder import sysctl as sc
 from lab.errors import LabError
 from lab.probes import state
@@ -113,9 +113,6 @@ def dump_state(lab: Lab) -> str:
             for dev, knobs in eff.items():
                 lines.append(f"  sysctl {dev}: " + ", ".join(f"{k}={v}" for k, v in knobs.items()))
     if lab.topology.service is not None:
-        from lab.builder import netns
-        from lab.roles import director
-
         lines.append("\n== IPVS (ipvsadm -Ln --stats, director)")
         lines.append(str(_safe(director.ipvsadm, lab, "-Ln", "--stats")).rstrip())
         lines.append("\n== /proc/net/ip_vs_conn (director)")

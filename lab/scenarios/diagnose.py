@@ -36,7 +36,7 @@ from lab.builder.sysctl import PINNED_CONF
 from lab.errors import LabError, UsageError
 from lab.model import Host, Topology, VirtualService, topology_to_dict
 from lab.model.keepalived import parse as parse_keepalived
-from lab.probes import arp, labcheck, ndp, path
+from lab.probes import arp, labcheck, ndp, path, vrrp
 from lab.probes.labcheck import Symptom, SymptomKind, connection_failed
 from lab.probes.labcheck import answers_arp as arp_symptom
 from lab.roles import client, up
@@ -530,8 +530,6 @@ def diagnose(topology: Topology, *, connections: int | None = None,
     progress.step("the twin is up")
     try:
         if topology.keepalived:
-            from lab.probes import vrrp
-
             progress("diagnose: waiting for VRRP to place the VIP ...")
             vrrp.wait_holder(lab)
         for svc in chosen:

@@ -39,6 +39,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from enum import Enum
+from functools import cmp_to_key
 from pathlib import Path
 
 from lab.errors import LabError, UsageError
@@ -439,8 +440,6 @@ def compare_versions(a: str, b: str) -> int:
 def sort_builds(builds: list[Build]) -> list[Build]:
     """In version order (the package version, then the flavour), each
     (package, version) once: the first suite in :data:`SUITES` order that lists it."""
-    from functools import cmp_to_key
-
     seen: dict[tuple[str, str], Build] = {}
     for b in sorted(builds, key=lambda b: SUITES.index(b.suite) if b.suite in SUITES else 99):
         seen.setdefault((b.package, b.version), b)

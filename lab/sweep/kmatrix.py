@@ -14,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -30,6 +32,7 @@ from lab.model import Topology, topology_from_dict, topology_to_dict
 from lab.sweep import kernels
 from lab.sweep.kernels import Kernel
 from lab.util import Progress
+from lab.util import table as tab
 
 What = Literal["matrix", "scenario", "suite", "diagnose", "run"]
 #: The verbs ``kernels run`` takes.
@@ -111,8 +114,6 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
     (:func:`merge`), in the order the kernels were named. With ``shard`` (I, N)
     only that shard of the kernel-and-cell pairs runs (:func:`kernel_shards`);
     :func:`merge_reports` joins the N reports."""
-    from concurrent.futures import ThreadPoolExecutor
-
     progress = progress or Progress()
     whole = kernels.ALL_AVAILABLE in names
     if whole:  # every fetchable build of the flavour, in order
@@ -164,8 +165,6 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
 
 def safe_name(name: str) -> str:
     """A kernel's name as a file name."""
-    import re
-
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "kernel"
 
 
@@ -577,8 +576,6 @@ def merge(what: What, args: list[str], runs: list[KernelRun]) -> Report:
 def matrix_report(data: dict[str, Any], args: list[str]) -> Report:
     """A single ``drlab matrix`` run (its JSON, run by ``args``) as a report with one
     kernel column, the running one."""
-    from lab.sweep.kernels import Kernel
-
     run = KernelRun(Kernel("this kernel", None, data.get("kernel")), 1 if data["mismatches"]
                     else 0, data["wall_seconds"], read_result("matrix", data), None,
                     data.get("kernel"))
@@ -665,8 +662,6 @@ def merge_reports(data: list[Any], names: list[str] | None = None) -> Report:
 
 
 def table(report: Report) -> str:
-    from lab.util import table as tab
-
     names = [k.name for k in report.kernels]
     rows = []
     for r in report.rows:
