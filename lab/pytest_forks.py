@@ -45,6 +45,8 @@ from typing import Any, NoReturn
 
 import pytest
 
+from lab.util import wait_for
+
 _HEAD = struct.Struct("!I")
 _PR_SET_PDEATHSIG = 1
 
@@ -237,8 +239,6 @@ class _Pool:
     def _stop_all(self) -> None:
         """Interrupted: ask every worker to stop (SIGTERM: it tears its test down), then
         make sure, within a deadline, that none is left."""
-        from lab.util import wait_for
-
         for w in self.workers.values():
             try:
                 os.kill(w.pid, signal.SIGTERM)

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from lab.errors import PreflightError, UsageError
+from lab.machine.preflight import require_ipvs, require_netns
 from lab.util import SCALE_ERROR, parse_shard, sharded
 
 if TYPE_CHECKING:  # the plugin loads with pytest: the lab's modules only when used
@@ -115,8 +116,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _ipvs_problem() -> str | None:
-    from lab.machine.preflight import require_ipvs
-
     try:
         require_ipvs()
     except PreflightError as e:
@@ -247,8 +246,6 @@ class _Session:
 @pytest.fixture(scope="session")
 def drlab_root() -> None:
     """Root with network namespaces, else skip."""
-    from lab.machine.preflight import require_netns
-
     try:
         require_netns()
     except PreflightError as e:

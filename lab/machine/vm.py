@@ -64,6 +64,7 @@ from typing import Any, BinaryIO
 
 from lab.builder.ownership import RUN_DIR, alive, proc_start_time
 from lab.errors import LabError, PreflightError, UsageError
+from lab.machine import dmesg, preflight
 from lab.util import (
     Timeout,
     check_dir,
@@ -191,8 +192,6 @@ def running() -> bool:
 def start(kernel: str | None = None, memory: str = "2G", accel: str = "auto",
           progress: Callable[[str], None] = lambda _m: None) -> Status:
     """Boot the VM with the server in it and wait until it is warm."""
-    from lab.machine import preflight
-
     preflight.require_root()
     s = status()
     if s.running:
@@ -447,8 +446,6 @@ def reap() -> list[str]:
     (a running VM is left alone: `drlab vm stop` ends it), nor does a killed
     ``scripts/vm-run`` (its directory, :func:`reap_runs`). In a VM there is nothing
     of this to reap (what it sees there is the directory of the VM it runs in)."""
-    from lab.machine import preflight
-
     if preflight.in_vm():
         return []
     r = record()
@@ -688,8 +685,6 @@ class _KernelLog:
     def check(self) -> None:
         if self.kmsg is None:
             return
-        from lab.machine import dmesg
-
         try:
             msgs, self.seq = dmesg.kmsg_records(self.seq, self.kmsg)
         except OSError as e:  # said on the VM's console, and not tried again
@@ -741,8 +736,6 @@ def serve(d: Path, run: Callable[[list[str]], int],
             if req is None:
                 continue
             pid, feeder = _spawn(d, req, run)
-            from lab.machine import dmesg
-
             children[pid] = (req["id"], feeder, dmesg.allowed(req.get("env") or {}))
         for pid, (rid, feeder, allow) in list(children.items()):
             cancel = d / "out" / f"{rid}.cancel"

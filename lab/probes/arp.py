@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 from lab.builder import Lab
 from lab.probes import census as engine
+from lab.probes.capture import Capture
 from lab.probes.census import Census
+from lab.probes.state import neighbours
+from lab.roles import client
 from lab.wire.frames import ArpPacket, arp_frame, echo_frame, parse_arp, parse_echo_reply
 
 __all__ = ["Announcements", "Census", "announcements", "census", "flush_neighbours",
@@ -87,9 +90,6 @@ def announcements(lab: Lab, rs: str | None = None, client_host: str = "client") 
     until ``rs`` (or anyone, if None) serves; returns the requests that server
     sent.
     """
-    from lab.probes.capture import Capture
-    from lab.roles import client
-
     client.connect(lab, client_host)
     rss = [h.name for h in lab.topology.real_servers]
     for h in rss:
@@ -121,8 +121,6 @@ def flush_neighbours(lab: Lab, host: str) -> None:
 
 def resolves_to(lab: Lab, host: str, ip: str) -> str | None:
     """Which lab host ``host``'s kernel neighbour table maps ``ip`` to (its MAC if unknown)."""
-    from lab.probes.state import neighbours
-
     mac = neighbours(lab, host).get(ip)
     if mac is None:
         return None

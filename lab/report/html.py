@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from html import escape
 
+from lab.report.diagram import svg
 from lab.sweep.kmatrix import Report, Status
 
 STYLE = """
@@ -75,8 +76,6 @@ def kernels_html(report: Report, title: str | None = None) -> str:
                    + "</td></tr>")
     out.append("</table>")
     if report.topology is not None:
-        from lab.report.diagram import svg
-
         out.append("<h2>Topology</h2>")
         out.append(svg(report.topology))
         if what == "matrix":
@@ -94,8 +93,6 @@ def kernels_html(report: Report, title: str | None = None) -> str:
         cls = ' class="differs"' if r.differs else ""
         note = f"<br><small>{escape(r.note)}</small>" if r.note else ""
         if r.topologies:  # a scenario row: each variant's own lab, drawn
-            from lab.report.diagram import svg
-
             note += "".join(
                 f'<details class="topology"><summary>{escape(v)} lab</summary>'
                 f"{svg(t)}</details>" for v, t in r.topologies.items())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.errors import UsageError
 from lab.machine.preflight import in_vm
+from lab.scenarios import observed
 from lab.scenarios.base import Outcome, Scenario, Verdict, run, run_both, start
 from lab.scenarios.catalogue import REGISTRY
 
@@ -49,8 +50,6 @@ def check_note(s: Scenario) -> str:
 
 def catalogue_markdown() -> str:
     """The catalogue table of docs/scenarios.md (``drlab scenarios --markdown``)."""
-    from lab.scenarios import observed
-
     seen = observed.load()
     rows = ["| scenario | symptom | trigger | fix | needs IPVS | `drlab check` | reproduced on |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -107,8 +106,6 @@ def links(s: Scenario) -> list[str]:
 def to_json(s: Scenario, seen: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, object]:
     """One entry of ``drlab scenarios --json`` (``seen``: the record, read once by the
     caller; read here when not given)."""
-    from lab.scenarios import observed
-
     seen = observed.load() if seen is None else seen
     return {"name": s.name, "symptom": s.symptom, "trigger": s.trigger, "fix": s.fix,
             "sources": sources(s),

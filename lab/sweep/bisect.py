@@ -10,6 +10,7 @@ older bad one finds a fix rather than a regression.
 
 from __future__ import annotations
 
+import gzip
 import math
 import re
 import time
@@ -267,8 +268,6 @@ def changelog_of(root: Path) -> str | None:
     """The kernel's changelog in an unpacked build: the largest ``changelog.Debian.gz``
     or ``changelog.gz`` of ``linux`` or ``linux-signed-*`` (whose entries carry
     linux's)."""
-    import gzip
-
     best: tuple[int, str] | None = None
     for f in [*root.glob("usr/share/doc/*/changelog.Debian.gz"),
               *root.glob("usr/share/doc/*/changelog.gz")]:
