@@ -11,6 +11,8 @@ from typing import Any
 
 from lab.cli import progress, writes
 from lab.errors import UsageError
+from lab.model import load_topology
+from lab.model.files import shown
 
 
 def parse_roles(items: list[str] | None) -> dict[str, str]:
@@ -27,7 +29,6 @@ def parse_roles(items: list[str] | None) -> dict[str, str]:
 def cmd_import(args: argparse.Namespace) -> int:
     """Collected hosts (scripts/collect) -> a topology file of the cluster's twin."""
     from lab.model.collected import import_cluster
-    from lab.model.files import shown
     from lab.model.writer import dump
 
     imp = import_cluster(args.dir, roles=parse_roles(args.role), anonymize=args.anonymize,
@@ -54,8 +55,6 @@ def load_cluster(target: str, roles: dict[str, str] | None = None,
     """A topology file, or a directory of collected hosts (imported on the fly). What
     their keepalived configs would run is removed (said on stderr, by file:line)
     unless ``allow_scripts``."""
-    from lab.model import load_topology
-
     p = Path(target)
     notes: list[str] = []
     if p.is_dir():

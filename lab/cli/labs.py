@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from lab.cli import progress
 from lab.cli.cluster import add_allow_scripts
 from lab.errors import PreflightError, TopologyError, UsageError
+from lab.model import default_dr, load_topology
+from lab.model.files import read_text
 
 if TYPE_CHECKING:
     from lab.scenarios.base import Variant
@@ -44,8 +46,6 @@ def _refuse_in_oneshot_vm(verb: str) -> None:
 
 
 def _topology(args: argparse.Namespace) -> Any:
-    from lab.model import default_dr, load_topology
-
     if getattr(args, "topology", None):
         notes: list[str] = []
         t = load_topology(args.topology, allow_scripts=args.allow_scripts, notes=notes)
@@ -167,8 +167,6 @@ def _keepalived_topology(args: argparse.Namespace) -> tuple[Any, list[str]]:
         return keepalived_dr(rs=args.rs, scheduler=args.scheduler), []
     if len(files) != len(args.keepalived) or len(files) > 2:
         raise UsageError("--keepalived FILE: one file per director, at most two")
-    from lab.model.files import read_text
-
     # a regular file (a FIFO does not hang), at most 16 MiB, undecodable bytes replaced
     try:
         texts = [(f, read_text(Path(f), follow=True)) for f in files]

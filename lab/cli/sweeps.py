@@ -6,20 +6,20 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lab.cli import progress, writes
 from lab.errors import UsageError
+from lab.sweep import kernels, kmatrix, matrix
+from lab.sweep.kernels import FLAVOURS, SUITES
+from lab.sweep.kmatrix import VERBS, matrix_report
+from lab.sweep.matrix import AXES, VS_AXES
 from lab.util import parse_shard, sharded
-
-if TYPE_CHECKING:
-    from lab.sweep import kmatrix
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     """Sweep real-server settings, measure every cell, compare with the prediction."""
     from lab.machine import preflight
-    from lab.sweep import matrix
 
     spec: dict[str, Any] = {}
     if args.spec:
@@ -58,7 +58,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(matrix.markdown(result) + "\n")
     if args.html:
         from lab.report.html import matrix_html
-        from lab.sweep.kmatrix import matrix_report
 
         Path(args.html).write_text(matrix_html(matrix_report(data, _matrix_args(args))))
     changed: list[str] = []
@@ -73,8 +72,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 def cmd_kernels_run(args: argparse.Namespace) -> int:
     """Run a matrix, scenarios or the suite on several kernels; one report."""
 
-    from lab.sweep import kmatrix
-
     shard = parse_shard(args.shard) if args.shard else None
     report = kmatrix.run_kernels(args.kernel or ["host", "bookworm"], args.what,
                                  list(args.args), Path(args.logs) if args.logs else None,
@@ -86,8 +83,6 @@ def cmd_kernels_run(args: argparse.Namespace) -> int:
 
 def cmd_kernels_merge(args: argparse.Namespace) -> int:
     """Join the reports of sharded kernel runs into the report of one run."""
-    from lab.sweep import kmatrix
-
     reports = []
     for f in args.reports:
         try:
@@ -102,8 +97,6 @@ def _show(report: kmatrix.Report, args: argparse.Namespace, tail: str) -> int:
     """Print a kernel report (table, the bad rows' evidence, a summary), write --json and
     --html; exit 1 if a row fails on some kernel, a kernel gave no result, or a shard or
     a cell is missing."""
-    from lab.sweep import kmatrix
-
     print(kmatrix.table(report))
     for block in kmatrix.details(report):
         print("\n" + block)
@@ -124,8 +117,6 @@ def _show(report: kmatrix.Report, args: argparse.Namespace, tail: str) -> int:
 
 def cmd_kernels_fetch(args: argparse.Namespace) -> int:
     """Fetch and unpack Debian kernels into the cache (or show the cached one)."""
-    from lab.sweep import kernels
-
     for name in args.suite:
         k = kernels.resolve(name, refresh=not args.offline)
         print(f"{k.name}: {k.release} {k.image}")
@@ -134,8 +125,6 @@ def cmd_kernels_fetch(args: argparse.Namespace) -> int:
 
 def cmd_kernels_list(args: argparse.Namespace) -> int:
     """The cache's kernels; with --available every build of the reachable suites."""
-    from lab.sweep import kernels
-
     if args.available:
         return _list_available(args)
     found = kernels.cached()
@@ -146,8 +135,6 @@ def cmd_kernels_list(args: argparse.Namespace) -> int:
 
 
 def _list_available(args: argparse.Namespace) -> int:
-    from lab.sweep import kernels
-
     builds = [b for b in kernels.available(refresh=not args.offline)
               if args.flavour in (None, b.flavour)]
     rows = [(b, kernels.is_cached(b), kernels.has_ipvs(b)) for b in builds]
@@ -214,8 +201,6 @@ def cmd_kernels_bisect(args: argparse.Namespace) -> int:
 
 def _matrix_args(args: argparse.Namespace) -> list[str]:
     """The axes of a matrix run as command-line flags (for reports)."""
-    from lab.sweep import matrix
-
     out = [f"--spec {args.spec}"] if args.spec else []
     out += [f"--sysctl {x}" for x in args.sysctl or []]
     out += [f"--{a.replace('_', '-')} {getattr(args, a)}" for a in matrix.ALL_AXES
@@ -227,8 +212,6 @@ def add_parsers(sub: Any) -> None:
     mx = sub.add_parser("matrix", help="sweep real-server and director settings, compare "
                         "with predictions")
     mx.add_argument("--spec", metavar="FILE", help="TOML file of axes (arp_ignore = [0, 1] ...)")
-    from lab.sweep.matrix import AXES, VS_AXES
-
     for axis, (_f, allowed) in AXES.items():
         mx.add_argument(f"--{axis.replace('_', '-')}", dest=axis, metavar="V,V",
                         help=f"real server's {axis}: "
@@ -254,9 +237,6 @@ def add_parsers(sub: Any) -> None:
     writes(mx, "--json", "--markdown", "--html", "--save")
 
 
-
-    from lab.sweep.kernels import FLAVOURS, SUITES
-    from lab.sweep.kmatrix import VERBS
 
     kn = sub.add_parser("kernels", help="run on several kernels (Debian's, yours) and compare")
     kns = kn.add_subparsers(dest="action", required=True, metavar="ACTION")
