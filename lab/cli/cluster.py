@@ -11,6 +11,7 @@ from typing import Any
 
 from lab.cli import progress, writes
 from lab.errors import UsageError
+from lab.machine import preflight
 from lab.model import load_topology
 from lab.model.files import shown
 
@@ -82,7 +83,6 @@ def add_allow_scripts(p: argparse.ArgumentParser) -> None:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Build the twin, measure every service, name each finding with its scenario."""
-    from lab.machine import preflight
     from lab.scenarios.diagnose import diagnose, select
 
     t = load_cluster(args.target, parse_roles(args.role), args.allow_scripts)

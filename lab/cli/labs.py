@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from lab.cli import progress
 from lab.cli.cluster import add_allow_scripts
 from lab.errors import PreflightError, TopologyError, UsageError
+from lab.machine import preflight
 from lab.model import default_dr, load_topology
 from lab.model.files import read_text
 
@@ -59,8 +60,6 @@ def _topology(args: argparse.Namespace) -> Any:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build the default DR lab, run its checks, print a report, tear down."""
-    from lab.machine import preflight
-
     topology = _topology(args)  # bad input first: it needs no root
     if topology.service is None:
         raise TopologyError("the topology has no [service]: nothing to demonstrate")
@@ -80,7 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """Remove what labs of dead owners left behind (by their ownership records)."""
     from lab.builder import ownership
-    from lab.machine import preflight, vm
+    from lab.machine import vm
 
     preflight.require_root()
     removed = ownership.reap() + vm.reap()
@@ -90,8 +89,6 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def cmd_check_env(args: argparse.Namespace) -> int:
     """Say whether this machine can run labs, and what is missing."""
-    from lab.machine import preflight
-
     ok = True
     for name, fn in (("root", preflight.require_root), ("ipvsadm", preflight.require_ipvsadm),
                      ("IPVS in kernel", preflight.require_ipvs)):
@@ -106,7 +103,6 @@ def cmd_check_env(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Build a lab and leave it running (until `drlab down`)."""
-    from lab.machine import preflight
     from lab.scenarios import get
 
     _refuse_in_oneshot_vm("up")
@@ -181,7 +177,6 @@ def _keepalived_topology(args: argparse.Namespace) -> tuple[Any, list[str]]:
 def _attach(name: str | None) -> Any:
     """The running lab ``name`` (or the only one); close it when done."""
     from lab.builder import Lab, ownership
-    from lab.machine import preflight
 
     _check_name(name)
     preflight.require_root()
@@ -241,7 +236,6 @@ def cmd_shell(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     """Remove a running lab (or every lab with --all)."""
     from lab.builder import ownership
-    from lab.machine import preflight
 
     _refuse_in_oneshot_vm("down")
     if args.all and args.name:

@@ -12,6 +12,7 @@ from typing import Any
 from lab.cli import progress, writes
 from lab.cli.cluster import add_allow_scripts, load_cluster
 from lab.errors import UsageError
+from lab.machine import preflight
 from lab.util import parse_shard, sharded
 
 
@@ -64,7 +65,6 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     ``all`` runs the whole catalogue; scenarios this machine cannot run (no
     IPVS, or VM-only) are then reported as not run instead of failing.
     """
-    from lab.machine import preflight
     from lab.scenarios import REGISTRY, get
     from lab.sweep.scenario_runs import run_catalogue
 
@@ -86,7 +86,6 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Apply proposed sysctls to the lab's hosts of a role; report what breaks or gets fixed."""
-    from lab.machine import preflight
     from lab.scenarios import runnable
     from lab.scenarios.validate import parse_change, validate
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from lab.cli import progress, writes
 from lab.errors import UsageError
+from lab.machine import preflight
 from lab.sweep import kernels, kmatrix, matrix
 from lab.sweep.kernels import FLAVOURS, SUITES
 from lab.sweep.kmatrix import VERBS, matrix_report
@@ -19,8 +21,6 @@ from lab.util import parse_shard, sharded
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     """Sweep real-server settings, measure every cell, compare with the prediction."""
-    from lab.machine import preflight
-
     spec: dict[str, Any] = {}
     if args.spec:
         spec.update(matrix.load_spec(args.spec))
@@ -159,8 +159,6 @@ def _list_available(args: argparse.Namespace) -> int:
 
 def cmd_kernels_bisect(args: argparse.Namespace) -> int:
     """Which Debian build changed the verdict of a kernels-run verb."""
-    import tempfile
-
     from lab.sweep import bisect
 
     rest = list(args.verb)

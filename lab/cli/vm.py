@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.cli import main, progress, written_paths
+from lab.machine import preflight
 
 
 def cmd_vm_start(args: argparse.Namespace) -> int:
@@ -30,7 +31,7 @@ def cmd_vm_status(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_stop(args: argparse.Namespace) -> int:
-    from lab.machine import preflight, vm
+    from lab.machine import vm
 
     preflight.require_root()
     print(vm.stop())
