@@ -24,6 +24,7 @@ from lab.builder import Lab
 from lab.errors import PreflightError
 from lab.machine.preflight import in_vm
 from lab.model import Topology, topology_to_dict
+from lab.probes import vrrp
 from lab.roles import up
 
 Variant = Literal["broken", "fixed"]
@@ -134,8 +135,6 @@ def start(scenario: Scenario, variant: Variant, *, name: str | None = None,
         lab = up(t, name=name, persistent=persistent, ipvs=scenario.needs_ipvs or whole,
                  services=scenario.services or whole, pin_sysctls=pin)
     if t.keepalived:  # observe the pair once VRRP has elected, as an operator would
-        from lab.probes import vrrp
-
         try:
             vrrp.wait_holder(lab)
         except BaseException:
