@@ -67,6 +67,7 @@ def written_paths(argv: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # lazy: import cycle: the verb modules import main, progress, writes from lab.cli
     from lab.cli import cluster, labs, scenarios, sweeps, vm
 
     p = _Parser(prog="drlab", description="LVS Direct Routing lab in network namespaces, "

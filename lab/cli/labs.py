@@ -32,6 +32,7 @@ ONESHOT_HINT = ("a lab built in the one-shot VM of scripts/drlab is gone when th
 def _check_name(name: str | None, what: str = "lab name") -> None:
     """A lab name given on the command line: checked (fullmatch) before anything is read,
     made or deleted; one line and exit 2 otherwise."""
+    # lazy: only this verb needs it, not every drlab run (+245 modules, ~110 ms; pyroute2)
     from lab.builder import ownership
 
     if name is not None:
@@ -67,6 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise TopologyError("--connections must be at least 1")
     preflight.require_ipvs()
 
+    # lazy: only this verb needs it, not every drlab run (+296 modules, ~130 ms; pyroute2)
     from lab.report.text import demo
 
     print(f"drlab demo: building topology {topology.name!r} on kernel {platform.release()} ...",
@@ -78,6 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """Remove what labs of dead owners left behind (by their ownership records)."""
+    # lazy: only this verb needs it, not every drlab run (+251 modules, ~100 ms; pyroute2)
     from lab.builder import ownership
     from lab.machine import vm
 
@@ -103,6 +106,7 @@ def cmd_check_env(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Build a lab and leave it running (until `drlab down`)."""
+    # lazy: only this verb needs it, not every drlab run (+317 modules, ~150 ms; pyroute2)
     from lab.scenarios import get
 
     _refuse_in_oneshot_vm("up")
@@ -121,6 +125,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         topology = None if scenario else _topology(args)
     preflight.require_ipvs(hint="a lab that stays up needs a kernel with IPVS: run "
                            "`scripts/drlab vm start`, then `scripts/drlab up`")
+    # lazy: only this verb needs it, not every drlab run (+317 modules, ~150 ms; pyroute2)
     from lab import scenarios
     from lab.roles import up
 
@@ -135,6 +140,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         for line in derived:
             print(f"  derived: {line}")
         if lab.topology.keepalived:
+            # lazy: only this verb needs it, not every drlab run (+300 modules, ~130 ms; pyroute2)
             from lab.probes import vrrp
 
             vrrp.wait_holder(lab)
@@ -153,6 +159,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _keepalived_topology(args: argparse.Namespace) -> tuple[Any, list[str]]:
     """The lab of ``--keepalived`` (the default pair) or ``--keepalived FILE ...`` (the
     user's own configs, each checked by ``keepalived -t`` first)."""
+    # lazy: only this verb needs it, not every drlab run (+248 modules, ~100 ms; pyroute2)
     from lab.model.keepalived import keepalived_dr, topology_from_files
     from lab.roles import keepalived
 
@@ -176,6 +183,7 @@ def _keepalived_topology(args: argparse.Namespace) -> tuple[Any, list[str]]:
 
 def _attach(name: str | None) -> Any:
     """The running lab ``name`` (or the only one); close it when done."""
+    # lazy: only this verb needs it, not every drlab run (+245 modules, ~100 ms; pyroute2)
     from lab.builder import Lab, ownership
 
     _check_name(name)
@@ -190,6 +198,7 @@ def _attach(name: str | None) -> Any:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Hosts, interfaces, routes, neighbours, effective sysctls and the IPVS table."""
+    # lazy: only this verb needs it, not every drlab run (+298 modules, ~120 ms; pyroute2)
     from lab.probes import dump
 
     _refuse_in_oneshot_vm("status")
@@ -204,6 +213,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Census, DR connections with path proof, the VIP's neighbour entry, distribution."""
+    # lazy: only this verb needs it, not every drlab run (+300 modules, ~120 ms; pyroute2)
     from lab.probes.labcheck import check
 
     _refuse_in_oneshot_vm("check")
@@ -235,6 +245,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Remove a running lab (or every lab with --all)."""
+    # lazy: only this verb needs it, not every drlab run (+245 modules, ~120 ms; pyroute2)
     from lab.builder import ownership
 
     _refuse_in_oneshot_vm("down")

@@ -18,6 +18,7 @@ from lab.util import parse_shard, sharded
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
     """List the scenario catalogue (``--markdown`` for the table in docs/scenarios.md)."""
+    # lazy: only this verb needs it, not every drlab run (+317 modules, ~130 ms; pyroute2)
     from lab.scenarios import REGISTRY, catalogue_markdown, to_json
 
     if args.record:
@@ -26,6 +27,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         print(catalogue_markdown())
         return 0
     if args.json:
+        # lazy: only this verb needs it, not every drlab run (+317 modules, ~130 ms; pyroute2)
         from lab.scenarios import observed
 
         seen = observed.load()
@@ -42,6 +44,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 def _record(report_file: Path) -> int:
     """Fold a kernel matrix's scenario report into the catalogue's record."""
+    # lazy: only this verb needs it, not every drlab run (+317 modules, ~170 ms; pyroute2)
     from lab.scenarios import REGISTRY, observed
 
     try:
@@ -65,6 +68,7 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     ``all`` runs the whole catalogue; scenarios this machine cannot run (no
     IPVS, or VM-only) are then reported as not run instead of failing.
     """
+    # lazy: only this verb needs it, not every drlab run (+318 modules, ~180 ms; pyroute2)
     from lab.scenarios import REGISTRY, get
     from lab.sweep.scenario_runs import run_catalogue
 
@@ -86,10 +90,12 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Apply proposed sysctls to the lab's hosts of a role; report what breaks or gets fixed."""
+    # lazy: only this verb needs it, not every drlab run (+318 modules, ~150 ms; pyroute2)
     from lab.scenarios import runnable
     from lab.scenarios.validate import parse_change, validate
 
     if args.topology:
+        # lazy: only this verb needs it, not every drlab run (+318 modules, ~150 ms; pyroute2)
         from lab.scenarios.validate import validate_twin
 
         if args.scenario:

@@ -57,6 +57,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.markdown:
         Path(args.markdown).write_text(matrix.markdown(result) + "\n")
     if args.html:
+        # lazy: only this verb needs it, not every drlab run (+5 modules, ~3 ms)
         from lab.report.html import matrix_html
 
         Path(args.html).write_text(matrix_html(matrix_report(data, _matrix_args(args))))
@@ -108,6 +109,7 @@ def _show(report: kmatrix.Report, args: argparse.Namespace, tail: str) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_json(), indent=1))
     if args.html:
+        # lazy: only this verb needs it, not every drlab run (+5 modules, ~3 ms)
         from lab.report import html as htmlreport
 
         Path(args.html).write_text(htmlreport.kernels_html(report))
@@ -159,6 +161,7 @@ def _list_available(args: argparse.Namespace) -> int:
 
 def cmd_kernels_bisect(args: argparse.Namespace) -> int:
     """Which Debian build changed the verdict of a kernels-run verb."""
+    # lazy: only this verb needs it, not every drlab run (+4 modules, ~4 ms)
     from lab.sweep import bisect
 
     rest = list(args.verb)
@@ -190,6 +193,7 @@ def cmd_kernels_bisect(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(r.to_json(), indent=1))
     if args.html:
+        # lazy: only this verb needs it, not every drlab run (+10 modules, ~6 ms)
         from lab.report.bisect_html import bisect_html
 
         Path(args.html).write_text(bisect_html(r, rest))

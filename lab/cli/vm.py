@@ -13,6 +13,7 @@ from lab.machine import preflight
 
 
 def cmd_vm_start(args: argparse.Namespace) -> int:
+    # lazy: only this verb needs it, not every drlab run (+251 modules, ~100 ms; pyroute2)
     from lab.machine import vm
 
     s = vm.start(args.kernel, args.memory, args.accel, progress)
@@ -23,6 +24,7 @@ def cmd_vm_start(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_status(args: argparse.Namespace) -> int:
+    # lazy: only this verb needs it, not every drlab run (+251 modules, ~100 ms; pyroute2)
     from lab.machine import vm
 
     s = vm.status()
@@ -31,6 +33,7 @@ def cmd_vm_status(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_stop(args: argparse.Namespace) -> int:
+    # lazy: only this verb needs it, not every drlab run (+251 modules, ~100 ms; pyroute2)
     from lab.machine import vm
 
     preflight.require_root()
@@ -40,6 +43,7 @@ def cmd_vm_stop(args: argparse.Namespace) -> int:
 
 def cmd_vm_run(args: argparse.Namespace) -> int:
     """The host end of a command in the VM (scripts/drlab calls it)."""
+    # lazy: only this verb needs it, not every drlab run (+251 modules, ~90 ms; pyroute2)
     from lab.machine import vm
 
     argv = list(args.argv)
@@ -52,6 +56,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
 def cmd_vm_check_written(args: argparse.Namespace) -> int:
     """(scripts/drlab, before a one-shot VM) refuse a command whose files the VM would
     lose (exit 2, one line)."""
+    # lazy: only this verb needs it, not every drlab run (+251 modules, ~100 ms; pyroute2)
     from lab.machine import vm
 
     argv = list(args.argv)
@@ -63,6 +68,7 @@ def cmd_vm_check_written(args: argparse.Namespace) -> int:
 
 def cmd_vm_serve(args: argparse.Namespace) -> int:
     """The guest end: the VM's server (vm start runs it in the VM)."""
+    # lazy: only this verb needs it, not every drlab run (+251 modules, ~100 ms; pyroute2)
     from lab.machine import vm
 
     vm.note(Path(args.dir), "the server runs")  # a sign of life for vm start, early

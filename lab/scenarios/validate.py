@@ -212,6 +212,7 @@ def validate_twin(topology: Topology, change: Change,
     """Diagnose the twin of ``topology`` as it is, then with ``change`` applied."""
     progress = progress or Progress()
 
+    # lazy: loaded only when validate_twin() runs (+3 modules, ~4 ms)
     from lab.scenarios.diagnose import diagnose
 
     hosts = change.targets(topology)

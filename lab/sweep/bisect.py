@@ -142,6 +142,7 @@ def bisect_kernels(good: str, bad: str, flavour: str, what: str, args: list[str]
                    say: Callable[[str], None]) -> KernelBisection:
     """Bisect the fetchable ``flavour`` builds from ``good`` to ``bad`` (either order)
     with ``kernels run``'s verb ``what`` as the verdict."""
+    # lazy: loaded only when bisect_kernels() runs (+67 modules, ~40 ms)
     from lab.sweep import kernels, kmatrix
 
     if what not in kmatrix.VERBS:
@@ -257,6 +258,7 @@ def changelog_items(text: str) -> list[tuple[str, str]]:
 def suspects(changelog: str, good_version: str, bad_version: str) -> list[Suspect]:
     """The items of the uploads after the older of the two versions up to the newer
     one that touch IPVS, netfilter, neighbour/ARP, IPv4/IPv6 routing or FIB."""
+    # lazy: loaded only when suspects() runs (+36 modules, ~20 ms)
     from lab.sweep.kernels import compare_versions
 
     lo, hi = sorted((good_version, bad_version), key=cmp_to_key(compare_versions))
