@@ -9,7 +9,10 @@ release a ``drlab kernels run ... scenario all`` report covered::
 It is written only from such a report (:func:`record`: ``drlab scenarios
 --record REPORT.json``), never by hand, so ``drlab scenarios --json`` and the
 docs/scenarios.md's table show what was measured, not what is hoped. A scenario a kernel did
-not run (no IPVS on that kernel, VM-only) gets no entry for it.
+not run (no IPVS on that kernel, VM-only) gets no entry for it. An entry's
+``suite`` is the report's kernel name when that is a suite (``bookworm``), else the
+Debian suite that served the build (``trixie-backports`` for ``newest-7``), else
+None (the host, a path).
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ def from_report(report: dict[str, Any], date: str) -> dict[str, list[Entry]]:
             if not k.get("release"):
                 continue
             out.setdefault(row["key"], []).append({
-                "kernel": k["release"], "suite": name if name in SUITES else None,
+                "kernel": k["release"],
+                "suite": name if name in SUITES else k.get("suite"),
                 "reproduced": cell["status"] == "ok", "date": date})
     return out
 

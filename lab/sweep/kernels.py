@@ -62,6 +62,9 @@ class Kernel:
     image: Path | None
     #: ``uname -r`` of that kernel, when known before booting it.
     release: str | None
+    #: The Debian suite that served it (``trixie-backports``); None for the host,
+    #: a path or a build tree.
+    suite: str | None = None
 
     @property
     def is_host(self) -> bool:
@@ -137,12 +140,13 @@ def _unpacked(suite_dir: Path) -> list[Path]:
     return sorted(done, key=lambda d: d.stat().st_mtime, reverse=True)
 
 
-def _kernel(name: str, root: Path) -> Kernel:
-    """The kernel unpacked under ``root`` (``root/boot/vmlinuz-<release>``)."""
+def _kernel(name: str, root: Path, suite: str | None = None) -> Kernel:
+    """The kernel unpacked under ``root`` (``root/boot/vmlinuz-<release>``), from
+    ``suite``."""
     images = sorted((root / "boot").glob("vmlinuz-*"))
     if not images:
         raise LabError(f"{root}: no boot/vmlinuz-* in the unpacked package")
-    return Kernel(name, images[-1], images[-1].name.removeprefix("vmlinuz-"))
+    return Kernel(name, images[-1], images[-1].name.removeprefix("vmlinuz-"), suite)
 
 
 def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
@@ -172,7 +176,7 @@ def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
             _rmtree(base)  # a bad suite name leaves nothing
             raise LabError(f"kernel {suite}: {e}; and nothing cached in {base}") from None
         _say(f"kernel {suite}: {e}; using the cached {cached[0].name}")
-        return _kernel(suite, cached[0] / "root")
+        return _kernel(suite, cached[0] / "root", suite)
     target = base / unpacked_name(pkg, ver.group(1))
     if not (target / ".complete").exists():
         _say(f"kernel {suite}: fetching {pkg} {ver.group(1)} into {target}")
@@ -184,7 +188,7 @@ def fetch_debian(suite: str, refresh: bool = True) -> Kernel:
             _rmtree(target)
             raise
         (target / ".complete").write_text(f"{pkg} {ver.group(1)}\n")
-    return _kernel(suite, target / "root")
+    return _kernel(suite, target / "root", suite)
 
 
 def _unpack(opts: list[str], pkg: str, target: Path, version: str | None = None) -> None:
@@ -263,7 +267,7 @@ def resolve(name: str, refresh: bool = True) -> Kernel:
     label, sep, target = name.partition("=")
     if sep and label and target:
         k = resolve(target, refresh)
-        return Kernel(label, k.image, k.release)
+        return Kernel(label, k.image, k.release, k.suite)
     if name == "host":
         return Kernel("host", None, platform.release())
     if "/" in name or name.startswith("."):
@@ -532,7 +536,7 @@ def fetch_build(b: Build, name: str | None = None) -> Kernel:
             _rmtree(target)
             raise
         (target / ".complete").write_text(f"{b.package} {b.version}\n")
-    return _kernel(name or b.release, target / "root")
+    return _kernel(name or b.release, target / "root", b.suite)
 
 
 def newest(builds: list[Build], flavour: str = "amd64", series: str = "") -> Build:

@@ -396,6 +396,8 @@ class KernelInfo:
     seconds: float
     error: str | None
     retried: bool = False
+    #: The Debian suite that served the kernel (see :class:`Kernel`).
+    suite: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -403,7 +405,8 @@ class KernelInfo:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> KernelInfo:
         return cls(d["name"], d.get("image") or "", d.get("release"), int(d["exit_code"]),
-                   float(d["seconds"]), d.get("error"), bool(d.get("retried")))
+                   float(d["seconds"]), d.get("error"), bool(d.get("retried")),
+                   d.get("suite"))
 
 
 @dataclass
@@ -570,7 +573,8 @@ def merge(what: What, args: list[str], runs: list[KernelRun]) -> Report:
     per = {r.kernel.name: (r.result.cells if r.result else {}) for r in runs}
     topology = next((r.result.topology for r in runs if r.result and r.result.topology), None)
     kernels_ = [KernelInfo(r.kernel.name, str(r.kernel.image or ""), r.release, r.exit_code,
-                           round(r.seconds, 1), r.error, r.retried) for r in runs]
+                           round(r.seconds, 1), r.error, r.retried, r.kernel.suite)
+                for r in runs]
     return _report(what, args, kernels_, per, topology)
 
 

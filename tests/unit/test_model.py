@@ -242,7 +242,11 @@ def _report(cells: dict[str, dict[str, str | None]]) -> dict:
     return {"what": "scenario", "args": ["all"],
             "kernels": [{"name": n, "release": {"bookworm": "6.1.0-56-amd64",
                                                 "trixie": "6.12.57+deb13-amd64",
-                                                "host": "6.18.4"}[n]} for n in names],
+                                                "newest-7": "7.3.4+deb13-amd64",
+                                                "host": "6.18.4"}[n],
+                         "suite": {"trixie": "trixie",
+                                   "newest-7": "trixie-backports"}.get(n)}
+                        for n in names],
             "rows": [{"key": key, "kernels": {n: ({"status": st} if st else None)
                                               for n, st in row.items()}}
                      for key, row in cells.items()]}
@@ -253,12 +257,16 @@ def test_observations_come_from_a_kernel_report_and_replace_per_release():
     from lab.scenarios import observed
 
     rep = _report({"a": {"bookworm": "ok", "trixie": "not reproduced", "host": "not run"},
-                   "b": {"bookworm": None, "trixie": "ok", "host": "ok"}})
+                   "b": {"bookworm": None, "trixie": "ok", "host": "ok", "newest-7": "ok"}})
     new = observed.from_report(rep, "2026-11-27")
     assert [(e["suite"], e["reproduced"]) for e in new["a"]] == [("bookworm", True),
                                                                  ("trixie", False)]
-    assert [(e["kernel"], e["suite"]) for e in new["b"]] == [("6.12.57+deb13-amd64", "trixie"),
-                                                            ("6.18.4", None)]
+    # a build asked for by another name (newest-7) is labelled by the suite that served it
+    assert [(e["kernel"], e["suite"]) for e in new["b"]] == [
+        ("6.12.57+deb13-amd64", "trixie"), ("6.18.4", None),
+        ("7.3.4+deb13-amd64", "trixie-backports")]
+    assert observed.short(observed.merged({}, new, ["b"])["b"]) == (
+        "6.12 (trixie), 6.18, 7.3 (trixie-backports)")
     old = {"a": [{"kernel": "6.12.57+deb13-amd64", "suite": "trixie", "reproduced": True,
                   "date": "2026-01-01"},
                  {"kernel": "5.10.0-1-amd64", "suite": "bullseye", "reproduced": True,

@@ -1,6 +1,7 @@
 """Kernel-matrix merging, the topology drawing and the HTML report (rendered in
 headless Chromium when it is installed; CI installs it and requires it)."""
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -49,6 +50,17 @@ def test_merge_one_row_per_cell_one_column_per_kernel():
     assert "b:" in text and "trixie: mismatch" in text and "tell 192.0.2.100" in text
     assert "a:" not in text
     assert "DIFFERS" in kmatrix.table(report)
+
+
+def test_the_report_names_the_suite_that_served_each_kernel():
+    runs = _runs()
+    runs[1] = kmatrix.KernelRun(kernels.Kernel("newest-7", None, "7.3.4+deb13-amd64",
+                                               "trixie-backports"), 0, 1.0, runs[1].result,
+                                None, "7.3.4+deb13-amd64")
+    report = kmatrix.merge("matrix", [], runs)
+    assert [k.suite for k in report.kernels] == [None, "trixie-backports"]
+    back = kmatrix.Report.from_json(json.loads(json.dumps(report.to_json())))
+    assert [k.suite for k in back.kernels] == [None, "trixie-backports"]
 
 
 def test_a_kernel_without_result_fails_the_report():
