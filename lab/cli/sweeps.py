@@ -139,6 +139,8 @@ def cmd_kernels_list(args: argparse.Namespace) -> int:
 def _list_available(args: argparse.Namespace) -> int:
     builds = [b for b in kernels.available(refresh=not args.offline)
               if args.flavour in (None, b.flavour)]
+    if not args.offline:
+        kernels.probe_all(builds)  # IPVS from each package's file list (~100 KB a build, once)
     rows = [(b, kernels.is_cached(b), kernels.has_ipvs(b)) for b in builds]
     if args.json:
         print(json.dumps([{"release": b.release, "flavour": b.flavour, "suite": b.suite,
@@ -155,7 +157,8 @@ def _list_available(args: argparse.Namespace) -> int:
               + (f"  unavailable: {b.unavailable}" if b.unavailable else ""))
     ok = sum(b.fetchable for b in builds)
     print(f"{len(builds)} builds, {ok} fetchable, {sum(c for _, c, _ in rows)} cached "
-          "(ipvs: read from the unpacked modules; ? until fetched)")
+          "(ipvs: read from the unpacked modules, else from the package's file list; "
+          "? not known)")
     return 0
 
 

@@ -31,12 +31,17 @@ index, and with no network the newest unpacked version is used.
 
 from __future__ import annotations
 
+import io
+import lzma
 import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from functools import cmp_to_key
@@ -338,6 +343,9 @@ class Build:
     layout: Layout
     #: why it cannot be fetched; None: it can
     unavailable: str | None = None
+    #: the pool path (``Filename``) of the package holding its modules: the image
+    #: (old layout) or linux-modules-X; "" when not in the archive
+    modules_file: str = ""
 
     @property
     def fetchable(self) -> bool:
@@ -381,16 +389,19 @@ def builds_in(suite: str, stanzas: dict[str, dict[str, str]],
         size = int(f.get("Size") or 0)
         parts = split_layout(pkg, f.get("Depends", ""))
         missing = []
+        modules_file = "" if parts else f.get("Filename", "")
         for part in parts:
             other = everywhere.get(f"{part}={ver}")
             if other is None:
                 missing.append(part)
             else:
                 size += int(other.get("Size") or 0)
+                if part.startswith("linux-modules-"):
+                    modules_file = other.get("Filename", "")
         why = (f"{' and '.join(missing)} {ver} not in the archive (only the meta package "
                "is listed)") if missing else None
         out.append(Build(m.group(1), m.group(2), suite, pkg, ver, size,
-                         Layout.SPLIT if parts else Layout.IMAGE, why))
+                         Layout.SPLIT if parts else Layout.IMAGE, why, modules_file))
     return out
 
 
@@ -496,12 +507,124 @@ def is_cached(b: Build) -> bool:
 
 
 def has_ipvs(b: Build) -> bool | None:
-    """Whether the build's modules include ip_vs, read from its unpacked package
-    (None: not fetched, so not known)."""
-    if not is_cached(b):
+    """Whether the build's modules include ip_vs: read from its unpacked package, else
+    from its package's file list as :func:`probe_ipvs` read it (None: neither yet)."""
+    if is_cached(b):
+        mods = build_dir(b) / "root" / "lib" / "modules" / b.release
+        return bool(list(mods.rglob("ip_vs.ko*")))
+    try:
+        said = _ipvs_verdict(b).read_text().strip()
+    except OSError:
         return None
-    mods = build_dir(b) / "root" / "lib" / "modules" / b.release
-    return bool(list(mods.rglob("ip_vs.ko*")))
+    return {"yes": True, "no": False}.get(said)
+
+
+def _ipvs_verdict(b: Build) -> Path:
+    return cache_dir() / "_index" / "ipvs" / b.dir_name
+
+
+#: A module file of ip_vs in a package's file list (``md5sums``).
+_IP_VS = re.compile(r"/ip_vs\.ko(\.(xz|zst|gz))?$", re.M)
+#: How much of a .deb one request reads: its ar header, debian-binary and, mostly,
+#: all of control.tar (~100 KB for a kernel's modules package; a second request
+#: reads what is left of a larger one).
+_HEAD = 1 << 17
+#: At most this much control.tar, compressed or not: a kernel's is ~0.1 MB / ~0.5 MB.
+_CONTROL_MAX = 8 << 20
+
+
+def deb_files(read: Callable[[int, int], bytes]) -> str | None:
+    """The file list (``md5sums``, one ``HASH  PATH`` a line) of a .deb, from its
+    control.tar alone. ``read(start, end)`` gives the .deb's bytes start..end
+    (inclusive, fewer at its end). None: not a .deb this understands (an
+    unexpected member order, a control.tar that is not xz or gzip, no md5sums)."""
+    head = read(0, _HEAD - 1)
+    if head[:8] != b"!<arch>\n":
+        return None
+    off = 8
+    while off + 60 <= len(head):
+        name, size = head[off:off + 16].decode("ascii", "replace").strip(), head[off + 48:off + 58]
+        try:
+            n = int(size)
+        except ValueError:
+            return None
+        start = off + 60
+        if name.startswith("control.tar"):
+            break
+        if name != "debian-binary":
+            return None
+        off = start + n + (n & 1)
+    else:
+        return None
+    if n > _CONTROL_MAX:
+        return None
+    # lazy: only `kernels list --available` reads a package's file list (+5 modules)
+    import tarfile
+
+    data = head[start:start + n]
+    if len(data) < n:
+        data += read(start + len(data), start + n - 1)
+    try:
+        if name == "control.tar.xz":
+            raw = lzma.LZMADecompressor().decompress(data, _CONTROL_MAX)
+        elif name == "control.tar.gz":
+            raw = zlib.decompressobj(47).decompress(data, _CONTROL_MAX)
+        else:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+            member = next((m for m in tf.getmembers()
+                           if m.isfile() and m.name.lstrip("./") == "md5sums"), None)
+            f = tf.extractfile(member) if member else None
+            return f.read().decode("utf-8", "replace") if f else None
+    except (lzma.LZMAError, zlib.error, tarfile.TarError, EOFError, OSError):
+        return None
+
+
+def _ranged(url: str) -> Callable[[int, int], bytes]:
+    # lazy: only `kernels list --available` asks a mirror itself (+29 modules: http, ssl)
+    import urllib.request
+
+    def read(start: int, end: int) -> bytes:
+        req = urllib.request.Request(url, headers={"Range": f"bytes={start}-{end}"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            if r.status != 206:  # the whole file: no range support
+                raise OSError(f"{url}: HTTP {r.status} to a range request")
+            return bytes(r.read(end - start + 1))
+    return read
+
+
+def probe_ipvs(b: Build) -> bool | None:
+    """Whether ``b``'s modules include ip_vs, read without fetching it: the file list
+    (``md5sums``) in the control.tar of the package holding its modules, the first
+    ~100 KB of that .deb, read with HTTP range requests (a fetch downloads 60-130
+    MB). Kept in the cache (:func:`has_ipvs` reads it). The bytes read are not
+    checked against the index's hash (that covers the whole .deb); the fetch is.
+    None: not known (no modules package in the archive, no network, an answer this
+    does not understand)."""
+    known = has_ipvs(b)
+    if known is not None or not b.modules_file:
+        return known
+    base = SECURITY_MIRROR if b.modules_file.startswith("pool/updates/") else MIRROR
+    try:
+        files = deb_files(_ranged(f"{base}/{b.modules_file}"))
+    except (OSError, ValueError):
+        return None
+    if files is None:
+        return None
+    found = bool(_IP_VS.search(files))
+    out = _ipvs_verdict(b)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}")
+    tmp.write_text("yes\n" if found else "no\n")
+    tmp.replace(out)
+    return found
+
+
+def probe_all(builds: list[Build], jobs: int = 8) -> None:
+    """:func:`probe_ipvs` for every build not known yet, ``jobs`` at once."""
+    todo = [b for b in builds if b.modules_file and has_ipvs(b) is None]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(probe_ipvs, todo))
 
 
 def find_build(name: str, builds: list[Build], flavour: str = "amd64") -> Build:

@@ -3,8 +3,11 @@ builds by name. Fixtures are small hand-written Packages snippets."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,7 @@ from lab.sweep.kernels import (
     Layout,
     builds_in,
     compare_versions,
+    deb_files,
     find_build,
     parse_packages,
     sort_builds,
@@ -28,6 +32,7 @@ Description: Linux 6.1 for 64-bit PCs (signed)
  The Linux kernel 6.1 and modules for use on PCs with AMD64, Intel 64 or
  VIA Nano processors.
 Size: 1000
+Filename: pool/updates/main/l/linux-signed-amd64/linux-image-6.1.0-9-amd64_6.1.99-1_amd64.deb
 
 Package: linux-image-6.12-amd64
 Version: 6.12.99-1~deb12u1
@@ -55,6 +60,7 @@ Size: 20
 Package: linux-modules-7.9.1+deb13-amd64
 Version: 7.9.1-1~bpo13+1
 Size: 200
+Filename: pool/main/l/linux/linux-modules-7.9.1+deb13-amd64_7.9.1-1~bpo13+1_amd64.deb
 
 Package: linux-base-7.9.1+deb13-amd64
 Version: 7.9.1-1~bpo13+1
@@ -76,12 +82,16 @@ def test_old_layout_build_and_meta_and_dbg_skipped():
     assert [(b.release, b.flavour, b.version, b.size, b.layout) for b in builds] == [
         ("6.1.0-9-amd64", "amd64", "6.1.99-1", 1000, Layout.IMAGE)]
     assert builds[0].fetchable
+    # the image itself holds the modules
+    assert builds[0].modules_file.endswith("/linux-image-6.1.0-9-amd64_6.1.99-1_amd64.deb")
 
 
 def test_split_layout_sums_sizes_and_a_missing_modules_package_is_unavailable():
     builds = {b.release: b for b in builds_in("trixie-backports", parse_packages(NEW))}
     ok, gone = builds["7.9.1+deb13-amd64"], builds["7.8.2+deb13-rt-amd64"]
     assert ok.layout is Layout.SPLIT and ok.size == 225 and ok.fetchable
+    assert ok.modules_file.endswith("/linux-modules-7.9.1+deb13-amd64_7.9.1-1~bpo13+1_amd64.deb")
+    assert gone.modules_file == ""  # nothing to read its file list from
     assert gone.flavour == "rt-amd64" and not gone.fetchable
     assert gone.unavailable is not None and "linux-modules-7.8.2+deb13-rt-amd64" in gone.unavailable
 
@@ -145,3 +155,43 @@ def test_an_image_depending_on_a_missing_linux_base_is_still_fetchable():
             "Depends: kmod, linux-base-6.18.5+deb13-amd64 (= 6.18.5-1~bpo13+1)\nSize: 9\n")
     (b,) = builds_in("trixie-backports", parse_packages(text))
     assert b.layout is Layout.IMAGE and b.fetchable and b.size == 9
+
+
+def _deb(tmp_path: Path, files: dict[str, bytes], compress: str = "xz") -> bytes:
+    """A .deb built by dpkg-deb, with the md5sums Debian's tooling (dh_md5sums) adds."""
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: linux-modules-7.9.1+deb13-amd64\nVersion: 7.9.1-1\nArchitecture: amd64\n"
+        "Maintainer: Lab <lab@example.org>\nDescription: test\n")
+    sums = []
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+        sums.append(f"{hashlib.md5(data).hexdigest()}  {path}\n")
+    (root / "DEBIAN" / "md5sums").write_text("".join(sums))
+    out = tmp_path / "p.deb"
+    subprocess.run(["dpkg-deb", f"-Z{compress}", "--root-owner-group", "--build", str(root),
+                    str(out)], check=True, capture_output=True)
+    return out.read_bytes()
+
+
+@pytest.mark.skipif(not shutil.which("dpkg-deb"), reason="needs dpkg-deb")
+@pytest.mark.parametrize("compress", ["xz", "gzip"])
+def test_a_packages_file_list_comes_from_its_head_alone(tmp_path, compress):
+    mods = "usr/lib/modules/7.9.1+deb13-amd64/kernel/net"
+    big = os.urandom(1 << 20)  # the data.tar, which is not read
+    deb = _deb(tmp_path, {f"{mods}/netfilter/ipvs/ip_vs.ko.xz": b"m", f"{mods}/blob": big},
+               compress)
+    asked = []
+
+    def read(start: int, end: int) -> bytes:
+        asked.append((start, end))
+        return deb[start:end + 1]
+
+    files = deb_files(read)
+    assert files is not None and f"{mods}/netfilter/ipvs/ip_vs.ko.xz" in files
+    assert sum(min(e, len(deb) - 1) - s + 1 for s, e in asked) < 200_000 < len(deb)
+    without = _deb(tmp_path / "2", {f"{mods}/bridge/bridge.ko.xz": b"b"}, compress)
+    assert "ip_vs" not in (deb_files(lambda s, e: without[s:e + 1]) or "ip_vs")
+    assert deb_files(lambda s, e: b"<html>not a deb</html>"[s:e + 1]) is None
