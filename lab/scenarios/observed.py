@@ -29,6 +29,9 @@ RECORD = Path(__file__).with_name("observed.json")
 SUITES = ("buster", "bullseye", "bookworm", "trixie", "forky", "sid")
 
 Entry = dict[str, Any]
+#: The Debian lines CI runs the catalogue on: two suites by name, and the newest 7.x
+#: build (``--kernel newest-7``) by its series, whichever suite serves it.
+LINES = ("bookworm", "trixie", "7.x")
 
 
 def load(path: Path = RECORD) -> dict[str, list[Entry]]:
@@ -76,6 +79,20 @@ def merged(record: dict[str, list[Entry]], new: dict[str, list[Entry]],
 
 def _release_key(release: str) -> list[int]:
     return [int(n) for n in re.findall(r"\d+", release)]
+
+
+def lines(entries: list[Entry]) -> set[str]:
+    """The :data:`LINES` a scenario reproduced on: an entry of bookworm or trixie by
+    its suite, a Debian build (one with a suite) of 7.x as ``7.x``."""
+    out = set()
+    for e in entries:
+        if not e["reproduced"] or not e.get("suite"):
+            continue
+        if e["suite"] in LINES:
+            out.add(str(e["suite"]))
+        elif str(e["kernel"]).startswith("7."):
+            out.add("7.x")
+    return out
 
 
 def label(e: Entry) -> str:

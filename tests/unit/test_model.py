@@ -282,15 +282,29 @@ def test_observations_come_from_a_kernel_report_and_replace_per_release():
         observed.from_report({"what": "matrix", "rows": []}, "x")
 
 
-def test_every_scenario_cites_public_addresses_and_was_observed_on_both_debian_kernels():
+def test_the_debian_lines_of_a_record_are_two_suites_and_the_7x_series():
+    from lab.scenarios import observed
+
+    def e(kernel, suite, reproduced=True):
+        return {"kernel": kernel, "suite": suite, "reproduced": reproduced, "date": "x"}
+
+    assert observed.lines([e("6.1.0-57-amd64", "bookworm"), e("6.12.117+deb13-amd64", "trixie"),
+                           e("7.3.4+deb13-amd64", "trixie-backports")]) == set(observed.LINES)
+    assert observed.lines([e("7.4.1+deb14-amd64", "sid")]) == {"7.x"}  # any 7.x build
+    assert observed.lines([e("7.3.4+deb13-amd64", "trixie-backports", False),  # not reproduced
+                           e("7.0.1-custom", None),  # not a Debian build (a path, the host)
+                           e("6.18.12+deb13-amd64", "trixie-backports")]) == set()
+
+
+def test_every_scenario_cites_public_addresses_and_was_observed_on_three_debian_lines():
     from lab.scenarios import REGISTRY, links, observed
 
     rec = observed.load()
     assert set(rec) <= set(REGISTRY)
     for s in REGISTRY.values():
         assert links(s) and all(u.startswith("https://") for u in links(s)), s.name
-        suites = {e["suite"] for e in rec.get(s.name, []) if e["reproduced"]}
-        assert {"bookworm", "trixie"} <= suites, (
-            f"{s.name}: no record of it reproducing on bookworm and trixie; run the kernel "
-            "matrix (`drlab kernels run --kernel bookworm --kernel trixie --json R scenario "
-            "all`) and `drlab scenarios --record R`")
+        lack = set(observed.LINES) - observed.lines(rec.get(s.name, []))
+        assert not lack, (
+            f"{s.name}: no record of it reproducing on {', '.join(sorted(lack))}; run the "
+            "kernel matrix (`drlab kernels run --kernel bookworm --kernel trixie --kernel "
+            "newest-7 --json R scenario all`) and `drlab scenarios --record R`")
