@@ -97,9 +97,10 @@ class Finding:
 
     Two runs (a twin before and after a change) compare findings by :attr:`key`,
     ``(name, hosts, service)``: the scenario's name (or ``unexplained``), the hosts
-    as a tuple in the order found, and :attr:`service`, which for a host-wide fault
-    (:data:`HOST_WIDE`) seen in several services is their keys joined by ``", "``
-    (:attr:`services` lists them)."""
+    as a tuple in the order found, and the service's key (``VIP:PORT/PROTO``), or
+    ``"*"`` for a host-wide fault (:data:`HOST_WIDE`: one finding for the host,
+    whichever services it shows in, listed in :attr:`services`; :attr:`service`
+    shows them joined by ``", "``)."""
 
     #: The catalogue's scenario that explains it; None: none does (``unexplained``).
     scenario: Scenario | None
@@ -123,8 +124,9 @@ class Finding:
 
     @property
     def key(self) -> tuple[str, tuple[str, ...], str]:
-        """What identifies the finding across two diagnoses: name, hosts, service."""
-        return self.name, tuple(self.hosts), self.service
+        """What identifies the finding across two diagnoses: name, hosts, service
+        (``"*"`` for a host-wide fault)."""
+        return self.name, tuple(self.hosts), "*" if self.scenario in HOST_WIDE else self.service
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "hosts": self.hosts, "service": self.service,
@@ -667,8 +669,7 @@ def unique(findings: list[Finding]) -> list[Finding]:
     every service it shows in. A measured finding stands for the same prediction."""
     seen: dict[tuple[str, tuple[str, ...], str], Finding] = {}
     for f in findings:
-        where = "" if f.scenario in HOST_WIDE else f.service
-        key = (f.name, tuple(f.hosts), where)
+        key = f.key
         first = seen.get(key)
         if first is None or (f.measured and not first.measured):
             seen[key] = f

@@ -258,9 +258,10 @@ def test_a_fault_hidden_by_an_arp_answer_is_found_through_the_director_each_once
         ("missing-vip-on-rs", ["rs3"], "192.0.2.101:443/tcp", True),
         ("sysctls-on-lo-only", ["rs2"], "192.0.2.100:80/tcp, 192.0.2.101:443/tcp", True)]
     [lo] = [f for f in findings if f.name == "sysctls-on-lo-only"]
-    assert lo.services == ["192.0.2.100:80/tcp", "192.0.2.101:443/tcp"]
-    assert lo.key == ("sysctls-on-lo-only", ("rs2",), "192.0.2.100:80/tcp, 192.0.2.101:443/tcp")
     [miss, _] = [f for f in findings if f.name == "missing-vip-on-rs"]
+    assert lo.services == ["192.0.2.100:80/tcp", "192.0.2.101:443/tcp"]
+    assert lo.key == ("sysctls-on-lo-only", ("rs2",), "*")
+    assert miss.key == ("missing-vip-on-rs", ("rs3",), "192.0.2.100:80/tcp")
     assert "pinned" in miss.evidence[0] and "no answer" in miss.evidence[0]
 
 
