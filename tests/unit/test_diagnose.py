@@ -214,7 +214,7 @@ def test_a_twin_validation_compares_findings_and_services_as_data():
 
 # -- one fault must not hide another (#26) -------------------------------------------
 
-VIP2 = "192.0.2.101"
+VIP2 = "192.0.2.200"
 LO_ONLY = {**IGN0, "net.ipv4.conf.lo.arp_ignore": "1", "net.ipv4.conf.lo.arp_announce": "2"}
 
 
@@ -255,11 +255,11 @@ def test_a_fault_hidden_by_an_arp_answer_is_found_through_the_director_each_once
     findings = unique(found + predictions(t, results))
     assert sorted((f.name, f.hosts, f.service, f.measured) for f in findings) == [
         ("missing-vip-on-rs", ["rs3"], "192.0.2.100:80/tcp", True),
-        ("missing-vip-on-rs", ["rs3"], "192.0.2.101:443/tcp", True),
-        ("sysctls-on-lo-only", ["rs2"], "192.0.2.100:80/tcp, 192.0.2.101:443/tcp", True)]
+        ("missing-vip-on-rs", ["rs3"], "192.0.2.200:443/tcp", True),
+        ("sysctls-on-lo-only", ["rs2"], "192.0.2.100:80/tcp, 192.0.2.200:443/tcp", True)]
     [lo] = [f for f in findings if f.name == "sysctls-on-lo-only"]
     [miss, _] = [f for f in findings if f.name == "missing-vip-on-rs"]
-    assert lo.services == ["192.0.2.100:80/tcp", "192.0.2.101:443/tcp"]
+    assert lo.services == ["192.0.2.100:80/tcp", "192.0.2.200:443/tcp"]
     assert lo.key == ("sysctls-on-lo-only", ("rs2",), "*")
     assert miss.key == ("missing-vip-on-rs", ("rs3",), "192.0.2.100:80/tcp")
     assert "pinned" in miss.evidence[0] and "no answer" in miss.evidence[0]
@@ -271,7 +271,7 @@ def test_without_the_pass_the_hidden_fault_is_predicted_not_dropped():
     findings = unique(explain(t, t.services[0], results[0]) + predictions(t, results))
     assert sorted((f.name, f.hosts, f.service, f.measured) for f in findings) == [
         ("missing-vip-on-rs", ["rs3"], "192.0.2.100:80/tcp", False),
-        ("missing-vip-on-rs", ["rs3"], "192.0.2.101:443/tcp", False),
+        ("missing-vip-on-rs", ["rs3"], "192.0.2.200:443/tcp", False),
         ("sysctls-on-lo-only", ["rs2"], "192.0.2.100:80/tcp", True)]
     assert results[0].status("rs1") is RsStatus.NOT_VERIFIED  # never a tick
 
@@ -301,4 +301,4 @@ def test_repeated_symptoms_are_grouped_with_their_count():
 def test_the_services_measured_are_chosen_in_one_place():
     t = two_faults()
     assert services_to_measure(t, None) == t.services
-    assert services_to_measure(t, ["192.0.2.101:443"]) == [t.services[1]]
+    assert services_to_measure(t, ["192.0.2.200:443"]) == [t.services[1]]
