@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import platform
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,6 +163,10 @@ class RealServerCheck:
         return {"host": self.host, "status": self.status.value, "detail": self.detail}
 
 
+#: A path problem's connection: ``web3 192.0.2.254:51192: `` (the host kept).
+_CONNECTION = re.compile(r"^(\S+) \S+:\d+: ")
+
+
 @dataclass
 class ServiceResult:
     """What the twin did for one service."""
@@ -188,8 +193,11 @@ class ServiceResult:
                     RsStatus.NOT_VERIFIED)
 
     def grouped_symptoms(self) -> list[tuple[str, int]]:
-        """The symptoms' texts, each once, with how many times it was measured."""
-        return list(Counter(s.text() for s in self.symptoms).items())
+        """The symptoms' texts, each once, with how many times it was measured (a
+        path problem without the connection it was seen on: ``web3: no request to
+        the director's MAC ...`` ×6)."""
+        return list(Counter(_CONNECTION.sub(r"\1: ", s.text()) if s.kind is SymptomKind.PATH
+                            else s.text() for s in self.symptoms).items())
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "symptoms": [s.text() for s in self.symptoms],

@@ -8,7 +8,7 @@ import subprocess
 from html import unescape
 
 from lab.model import topology_from_dict
-from lab.probes.labcheck import answers_arp, connection_failed
+from lab.probes.labcheck import Symptom, SymptomKind, answers_arp, connection_failed
 from lab.report.diagnosis import PREDICTION, html
 from lab.scenarios import REGISTRY
 from lab.scenarios.diagnose import Diagnosis, Finding, RealServerCheck, RsStatus, ServiceResult
@@ -209,10 +209,11 @@ def test_unreached_real_servers_are_not_verified_and_bypass_is_a_failure():
     data = diagnosis()
     data.findings = data.findings[:1]
     bypass = answers_arp("web2", "192.0.2.100")
-    path = connection_failed("192.0.2.100", "x")  # any symptom repeated per connection
+    path = [Symptom(SymptomKind.PATH, "192.0.2.100", detail=f"web2 192.0.2.10:{port}: no "
+                    "request to the director's MAC") for port in range(40000, 40006)]
     data.services = [ServiceResult(
         "192.0.2.100:80/tcp", "dir1", ["dir1", "web2"], 6, [], {"web2": 6}, "web2",
-        [bypass, *[path] * 6], bypassed=6)]
+        [bypass, *path], bypassed=6)]
     page = html(data)
     badges = _badges(page)
     assert badges["web1"] == ["?"] and badges["web3"] == ["?"] and badges["web2"] == ["1"]
@@ -220,7 +221,8 @@ def test_unreached_real_servers_are_not_verified_and_bypass_is_a_failure():
     table = page[page.index('<table id="services">'):]
     table = table[:table.index("</table>")]
     assert 'class="bad">6/6<br><small>6 bypassed the director' in table
-    assert _text(table).count("connection to the VIP failed: x") == 1 and "\u00d76" in table
+    assert _text(table).count("web2: no request to the director's MAC") == 1
+    assert "\u00d76" in table and "40001" not in _text(table).split("path proof")[0]
     assert re.search(r"web-01\.example: 0 +not verified", _text(table))
     hosts = page[page.index('<table id="hosts">'):]
     assert "none found, not verified" in hosts
