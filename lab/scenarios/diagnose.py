@@ -458,10 +458,15 @@ def _rs_cause(t: Topology, svc: VirtualService, director_: str, name: str,
     return None
 
 
-def explain_passes(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Finding]:
+def explain_passes(t: Topology, svc: VirtualService, res: ServiceResult,
+                   found: list[Finding] | None = None) -> list[Finding]:
     """The real servers that failed through the director (:func:`through_director`),
-    each matched to what it is; one nothing explains is ``unexplained``, naming it."""
+    each matched to what it is. One nothing about it explains goes with a finding
+    of ``found`` (the service's others) that names the director, the fault every
+    connection meets there; else it is ``unexplained``, naming it."""
     out: list[Finding] = []
+    shown = t.host(res.director).shown
+    at_director = next((f for f in found or [] if shown in f.hosts), None)
     for c in res.real_servers:
         if c.status is not RsStatus.FAILED:
             continue
@@ -469,6 +474,9 @@ def explain_passes(t: Topology, svc: VirtualService, res: ServiceResult) -> list
                 f"for {svc.vip} pinned to it, {t.host(c.host).shown} the only real server "
                 f"of the pass) the connection failed: {c.detail}")
         f = _rs_cause(t, svc, res.director, c.host, head, [c.detail])
+        if f is None and at_director is not None:
+            at_director.evidence.append(head)
+            continue
         out.append(f or Finding(None, [t.host(c.host).shown], svc.key,
                                 "a measured symptom no catalogue scenario explains",
                                 [head], "read the evidence and the path ladder"))
@@ -572,7 +580,7 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
                                [s.text() for s in failures] or res.failed,
                                "read the evidence and the path ladder"))
         explained |= set(failures)
-    return out + explain_passes(t, svc, res)
+    return out + explain_passes(t, svc, res, out)
 
 
 def _stale_vips(lab: Lab, t: Topology, progress: Callable[[str], None]) -> list[Finding]:

@@ -302,3 +302,15 @@ def test_the_services_measured_are_chosen_in_one_place():
     t = two_faults()
     assert services_to_measure(t, None) == t.services
     assert services_to_measure(t, ["192.0.2.200:443"]) == [t.services[1]]
+
+
+def test_passes_failing_at_the_director_go_with_its_finding_not_one_per_real_server():
+    t = default_dr()
+    t.host("director").interfaces[0].addresses.insert(0, Address("192.0.2.100/24"))
+    fails = [connection_failed(VIP, "client -> 192.0.2.100:80: no answer")]
+    res = as_is(t.service.key, VIP, [("rs1", RsStatus.FAILED), ("rs2", RsStatus.FAILED)])
+    res.census, res.vip_entry, res.symptoms, res.failed = ["director"], "director", fails, [
+        "no answer"]
+    [f] = explain(t, t.service, res)
+    assert (f.name, f.hosts) == ("director-vip-primary", ["director"])
+    assert sum("pinned" in e for e in f.evidence) == 2
