@@ -9,8 +9,10 @@ requests a real server sends while serving, and whose address they say
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lab.builder import Lab
@@ -22,7 +24,7 @@ from lab.roles import client
 from lab.wire.frames import ArpPacket, arp_frame, echo_frame, parse_arp, parse_echo_reply
 
 __all__ = ["Announcements", "Census", "announcements", "census", "flush_neighbours",
-           "resolves_to"]
+           "pinned", "resolves_to"]
 
 
 def census(lab: Lab, target: str | None = None, asker: str = "client", iface: str = "eth0",
@@ -117,6 +119,26 @@ def flush_neighbours(lab: Lab, host: str) -> None:
     ipr = lab.ipr(host)
     for n in ipr.get_neighbours(family=socket.AF_INET):
         ipr.neigh("del", dst=n.get("dst"), ifindex=n["ifindex"])
+
+
+#: NUD_PERMANENT (include/uapi/linux/neighbour.h): an entry ARP/NDP never changes.
+NUD_PERMANENT = 0x80
+
+
+@contextlib.contextmanager
+def pinned(lab: Lab, host: str, ip: str, mac: str, iface: str) -> Iterator[None]:
+    """While the block runs, ``host``'s neighbour entry for ``ip`` on ``iface`` is
+    ``mac``, permanent: no ARP (NDP) answer can move it. Deleted afterwards (the
+    next resolution asks again)."""
+    ipr = lab.ipr(host)
+    idx = ipr.link_lookup(ifname=iface)[0]
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=idx, family=family,
+              state=NUD_PERMANENT)
+    try:
+        yield
+    finally:
+        ipr.neigh("del", dst=ip, ifindex=idx, family=family)
 
 
 def resolves_to(lab: Lab, host: str, ip: str) -> str | None:

@@ -177,7 +177,10 @@ def prove(lab: Lab, connections: int = 2, client_host: str = "client",
             return (x.is_ip and x.dst == cip and x.dport == cport and x.sport == svc.port)
 
         req_d = next((x for x in dframes if is_req(x) and x.eth_dst == macs[d]), None)
-        req_rs = next((x for x in rframes if is_req(x)), None)
+        # the request as the director sent it to rs; else any copy (a bridge that has
+        # not learnt the director's MAC yet floods the client's frame to every port)
+        req_rs = next((x for x in rframes if is_req(x) and x.eth_dst == macs.get(rs)),
+                      None) or next((x for x in rframes if is_req(x)), None)
         rep_rs = next((x for x in rframes if is_reply(x) and "S" in x.flags), None)
         rep_d = [x for x in dframes if is_reply(x)]
         p: list[str] = []

@@ -3,9 +3,12 @@
 The twin drawn (:mod:`lab.report.diagram`): directors, real servers, the lab's
 client, the segments and where every host holds each VIP; each finding's number
 as a badge on the hosts it names (red: measured in the twin, orange: predicted
-from the configuration alone; a green tick: nothing found), next to the list of
-findings with their evidence and fix. Then a table per service (the ARP census,
-the connections, their spread), where each host holds each VIP, and the notes.
+from the configuration alone; a green tick: nothing found; a grey "?" on a real
+server no connection through the director reached: not verified, never a tick),
+next to the list of findings with their evidence and fix. Then a table per service
+(the ARP census, the connections, red when one bypassed the director, their spread
+and what the pass through the director showed of each real server, the symptoms
+once each with their count), where each host holds each VIP, and the notes.
 
 No scripts, no external files: inline CSS and SVG. Every string is escaped: host
 names and keepalived text come from the collected cluster.
@@ -21,10 +24,12 @@ from lab.model import Address, Host, Topology
 from lab.report.diagram import BAD, OK, Badge, captions, svg
 
 if TYPE_CHECKING:
-    from lab.scenarios.diagnose import Diagnosis, Finding
+    from lab.scenarios.diagnose import Diagnosis, Finding, ServiceResult
 
 PREDICTED = "#e8590c"
 PREDICTION = "prediction \u2014 not measured in the twin"
+UNVERIFIED = "#868e96"
+NOT_VERIFIED = "not verified: no connection through the director reached it"
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#212529}
@@ -56,6 +61,8 @@ table{border-collapse:collapse;margin:8px 0}
 th,td{border:1px solid #ced4da;padding:4px 8px;vertical-align:top;text-align:left}
 th{background:#f1f3f5}td.name{white-space:nowrap}td.hostname{max-width:24em}
 td ul{margin:0;padding-left:18px}td.ok{background:#ebfbee}td.bad{background:#ffe3e3}
+.rs-verified{color:#2b8a3e}.rs-failed{color:#c92a2a;font-weight:bold}
+.rs-not-verified{color:#868e96;font-style:italic}
 code,pre{font:12px monospace}pre{margin:4px 0;white-space:pre-wrap;max-width:70em}
 small{color:#495057}details summary{cursor:pointer}
 .legend span{display:inline-block;margin-right:14px}
@@ -133,9 +140,21 @@ def _finding(n: int, f: Finding) -> str:
             f"<dt>fix</dt><dd>{_e(f.fix)}</dd></dl></article>")
 
 
-def _marks(findings: list[Finding], names: _Names) -> dict[str, list[str | Badge]]:
+def verified(d: Diagnosis, host: str) -> bool:
+    """Real server ``host`` was reached through the director in every service it
+    serves (a service not measured leaves it unverified)."""
+    measured = {s.service: s for s in d.services}
+    for svc in d.topology.services:
+        if any(r.host == host for r in svc.real_servers):
+            res = measured.get(svc.key)
+            if res is None or res.status(host).value != "verified":
+                return False
+    return True
+
+
+def _marks(d: Diagnosis, names: _Names) -> dict[str, list[str | Badge]]:
     marks: dict[str, list[str | Badge]] = {}
-    for n, f in enumerate(findings, 1):
+    for n, f in enumerate(d.findings, 1):
         measured = f.measured
         for shown in f.hosts:
             lab = names.host(shown)
@@ -143,6 +162,10 @@ def _marks(findings: list[Finding], names: _Names) -> dict[str, list[str | Badge
                 continue
             tip = f"{n}: {f.name}" + ("" if measured else f" ({PREDICTION})")
             marks.setdefault(lab, []).append(Badge(str(n), BAD if measured else PREDICTED, tip))
+    members = {r.host for s in d.topology.services for r in s.real_servers}
+    for h in sorted(members - set(marks)):
+        if not verified(d, h):
+            marks[h] = [Badge("?", UNVERIFIED, NOT_VERIFIED)]
     return marks
 
 
@@ -165,10 +188,12 @@ def _services(d: Diagnosis, names: _Names) -> list[str]:
         svc = by_key.get(s.service)
         members = [r.host for r in svc.real_servers] if svc else []
         spread = [(m, dist.pop(m, 0)) for m in members] + sorted(dist.items())
-        spread_html = "<br>".join(f"{_e(names.show(h))}: {c}" for h, c in spread) or "-"
+        spread_html = "<br>".join(f"{_e(names.show(h))}: {c}" + _pass(s, h, members)
+                                  for h, c in spread) or "-"
         entry = s.vip_entry
         entry_ok = entry in (None, director)
-        symptoms = "".join(f"<li>{_e(x.text())}</li>" for x in s.symptoms)
+        symptoms = "".join(f"<li>{_e(text)}" + (f" <b>\u00d7{n}</b>" if n > 1 else "")
+                           + "</li>" for text, n in s.grouped_symptoms())
         symptoms = f"<ul>{symptoms}</ul>" if symptoms else ""
         ladder = s.ladder
         if ladder:
@@ -183,13 +208,28 @@ def _services(d: Diagnosis, names: _Names) -> list[str]:
             f'<td class="name">{_e(names.show(director))}</td>'
             f'<td class="{"ok" if census_ok else "bad"}">'
             + (", ".join(_e(names.show(c)) for c in census) or "nobody") + "</td>"
-            f'<td class="{"ok" if good == total else "bad"}">{good}/{total}</td>'
+            f'<td class="{"ok" if good == total and not s.bypassed else "bad"}">'
+            f"{good}/{total}"
+            + (f"<br><small>{s.bypassed} bypassed the director</small>" if s.bypassed else "")
+            + "</td>"
             f"<td>{spread_html}</td>"
             f'<td class="{"ok" if entry_ok else "bad"}">'
             f"{_e(names.show(entry)) if entry else '-'}</td>"
             f"<td>{symptoms or '-'}</td></tr>")
     out.append("</tbody></table>")
     return out
+
+
+def _pass(s: ServiceResult, host: str, members: list[str]) -> str:
+    """What the pass through the director showed of real server ``host``."""
+    if host not in members:
+        return ""
+    c = next((r for r in s.real_servers if r.host == host), None)
+    status = c.status.value if c else "not-verified"
+    label = {"verified": "\u2713 verified through the director",
+             "failed": "\u2717 failed through the director"}.get(status, "not verified")
+    tip = f' title="{_e(c.detail)}"' if c and c.detail else ""
+    return f' <span class="rs-{status}"{tip}>{label}</span>'
 
 
 def _hosts(t: Topology, marks: dict[str, list[str | Badge]]) -> list[str]:
@@ -214,11 +254,15 @@ def _hosts(t: Topology, marks: dict[str, list[str | Badge]]) -> list[str]:
                                  + ")")
         cells = "".join('<td class="name">' + ("<br>".join(_e(p) for p in _placements(h, v))
                                                 or "-") + "</td>" for v in vips)
-        got = marks.get(h.name, [])
+        got = [b for b in marks.get(h.name, [])
+               if not (isinstance(b, Badge) and b.colour == UNVERIFIED)]
         nums = ", ".join(_e(b.text if isinstance(b, Badge) else b) for b in got)
+        unverified = h.name in marks and not got
         out.append(f'<tr><td class="hostname">{name}</td><td>{_e(h.role)}</td>'
                    f"<td>{'<br>'.join(roles) or '-'}</td>{cells}"
-                   f'<td class="{"bad" if got else "ok"}">{nums or "none"}</td></tr>')
+                   + (f'<td class="rs-not-verified" title="{_e(NOT_VERIFIED)}">none found, '
+                      "not verified</td></tr>" if unverified else
+                      f'<td class="{"bad" if got else "ok"}">{nums or "none"}</td></tr>'))
     out.append("</tbody></table>")
     return out
 
@@ -228,7 +272,7 @@ def html(d: Diagnosis) -> str:
     findings = d.findings
     t = d.topology
     names = _Names(t)
-    marks = _marks(findings, names)
+    marks = _marks(d, names)
     title = f"drlab diagnose: {d.cluster}"
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"]
@@ -242,6 +286,8 @@ def html(d: Diagnosis) -> str:
         f'<span><i class="dot" style="background:{PREDICTED}"></i>finding (prediction)'
         "</span>"
         f'<span><i class="dot" style="background:{OK}"></i>nothing found</span>'
+        f'<span><i class="dot" style="background:{UNVERIFIED}"></i>not verified '
+        "(no connection through the director reached it)</span>"
         '<span style="color:#c92a2a;font-weight:bold">VIP</span> where a host holds it; '
         "a stack of cards is a folded host.</p></figcaption>")
     out.append('</figure><section class="findings" id="findings"><h2>Findings</h2>')

@@ -27,8 +27,11 @@ from __future__ import annotations
 import copy
 import ipaddress
 import platform
+import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from lab.builder import Lab
@@ -39,7 +42,7 @@ from lab.model.keepalived import parse as parse_keepalived
 from lab.probes import arp, labcheck, ndp, path, vrrp
 from lab.probes.labcheck import Symptom, SymptomKind, connection_failed
 from lab.probes.labcheck import answers_arp as arp_symptom
-from lab.roles import client, up
+from lab.roles import client, director, up
 from lab.scenarios.base import Scenario
 from lab.scenarios.catalogue import REGISTRY
 from lab.util import Progress
@@ -82,8 +85,24 @@ NAMED = (VIP_ON_LAN, IPV6_VIP_ON_LAN, NOARP_DUMMY, WIDE_PREFIX_ON_LO, SYSCTLS_ON
 UNEXPLAINED = "unexplained"
 
 
+#: Scenarios that are a fault of the host, whatever VIP it serves (its sysctls, its
+#: routes): one finding per host, naming every service it shows in (``services``).
+HOST_WIDE = (SYSCTLS_ON_LO_ONLY, RS_ANSWERS_ARP, ANNOUNCE_POISONING, NOARP_DUMMY,
+             RP_FILTER_MULTIHOMED, GATEWAY_IS_DIRECTOR, CONN_REUSE_STALL)
+
+
 @dataclass
 class Finding:
+    """One fault: the scenario that explains it, the hosts (collected names) and the
+    service(s) it shows in.
+
+    Two runs (a twin before and after a change) compare findings by :attr:`key`,
+    ``(name, hosts, service)``: the scenario's name (or ``unexplained``), the hosts
+    as a tuple in the order found, and the service's key (``VIP:PORT/PROTO``), or
+    ``"*"`` for a host-wide fault (:data:`HOST_WIDE`: one finding for the host,
+    whichever services it shows in, listed in :attr:`services`; :attr:`service`
+    shows them joined by ``", "``)."""
+
     #: The catalogue's scenario that explains it; None: none does (``unexplained``).
     scenario: Scenario | None
     hosts: list[str]
@@ -93,15 +112,59 @@ class Finding:
     fix: str
     #: False: only the configuration says so (a prediction), the twin did not show it.
     measured: bool = True
+    #: Every service it shows in (one, unless a host-wide fault shows in several).
+    services: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.services:
+            self.services = [self.service]
 
     @property
     def name(self) -> str:
         return self.scenario.name if self.scenario else UNEXPLAINED
 
+    @property
+    def key(self) -> tuple[str, tuple[str, ...], str]:
+        """What identifies the finding across two diagnoses: name, hosts, service
+        (``"*"`` for a host-wide fault)."""
+        return self.name, tuple(self.hosts), "*" if self.scenario in HOST_WIDE else self.service
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "hosts": self.hosts, "service": self.service,
-                "symptom": self.symptom, "evidence": self.evidence, "fix": self.fix,
-                "measured": self.measured}
+                "services": self.services, "symptom": self.symptom,
+                "evidence": self.evidence, "fix": self.fix, "measured": self.measured}
+
+
+class RsStatus(Enum):
+    """What the twin showed of one real server of a service (its value in JSON)."""
+
+    #: A connection through the director was scheduled to it and completed (for
+    #: TCP, with the DR path proven).
+    VERIFIED = "verified"
+    #: A connection through the director was scheduled to it and failed, or its
+    #: path was wrong.
+    FAILED = "failed"
+    #: No connection reached it: nothing is known of it (never a tick).
+    NOT_VERIFIED = "not-verified"
+
+
+@dataclass
+class RealServerCheck:
+    """One real server measured through the director: the client's neighbour entry
+    for the VIP pinned to the director holding it, every other real server of the
+    service out of the director's table for the pass."""
+
+    host: str
+    status: RsStatus
+    #: What happened (the client's error, the path's problems, who served instead).
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "status": self.status.value, "detail": self.detail}
+
+
+#: A path problem's connection: ``web3 192.0.2.254:51192: `` (the host kept).
+_CONNECTION = re.compile(r"^(\S+) \S+:\d+: ")
 
 
 @dataclass
@@ -117,9 +180,28 @@ class ServiceResult:
     vip_entry: str | None
     symptoms: list[Symptom]
     ladder: str = ""
+    #: Connections (as the cluster is) that did not pass through the director: the
+    #: client's neighbour entry for the VIP had moved to a real server.
+    bypassed: int = 0
+    #: Each real server measured through the director (:func:`through_director`);
+    #: empty when that pass did not run.
+    real_servers: list[RealServerCheck] = field(default_factory=list)
+
+    def status(self, host: str) -> RsStatus:
+        """What the pass through the director showed of real server ``host``."""
+        return next((r.status for r in self.real_servers if r.host == host),
+                    RsStatus.NOT_VERIFIED)
+
+    def grouped_symptoms(self) -> list[tuple[str, int]]:
+        """The symptoms' texts, each once, with how many times it was measured (a
+        path problem without the connection it was seen on: ``web3: no request to
+        the director's MAC ...`` ×6)."""
+        return list(Counter(_CONNECTION.sub(r"\1: ", s.text()) if s.kind is SymptomKind.PATH
+                            else s.text() for s in self.symptoms).items())
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "symptoms": [s.text() for s in self.symptoms]}
+        return {**self.__dict__, "symptoms": [s.text() for s in self.symptoms],
+                "real_servers": [r.to_json() for r in self.real_servers]}
 
 
 @dataclass
@@ -149,7 +231,11 @@ class Diagnosis:
             lines.append(f"  {s.service} via {s.director}: census {', '.join(s.census) or '-'}; "
                          f"{s.connections - len(s.failed)}/{s.connections} connections; "
                          "spread " + (", ".join(f"{k} {v}" for k, v in
-                                                sorted(s.distribution.items())) or "-"))
+                                                sorted(s.distribution.items())) or "-")
+                         + (f"; {s.bypassed} bypassed the director" if s.bypassed else ""))
+            if s.real_servers:
+                lines.append("    through the director: " + ", ".join(
+                    f"{r.host} {r.status.value}" for r in s.real_servers))
         for f in self.findings:
             tag = "" if f.measured else " (prediction: not measured in the twin)"
             lines += [f"FINDING {f.name}{tag}: {', '.join(f.hosts)} [{f.service}]",
@@ -247,9 +333,10 @@ def _measure(lab: Lab, svc: VirtualService, connections: int,
     progress(f"diagnose: {svc.key}: census, {connections} connections, path proof ...")
     if svc.protocol == "tcp":
         r = labcheck.check(lab, connections=connections)
+        bypassed = sum(1 for c in r.proof.connections if c.request_at_director is None)
         res = ServiceResult(svc.key, r.director, sorted(r.census.hosts), connections,
                             list(r.proof.failed), dict(r.distribution), r.vip_entry,
-                            r.symptoms, r.proof.ladder())
+                            r.symptoms, r.proof.ladder(), bypassed)
         return res
     hop = path.first_hop(lab)
     census = (ndp.ndp_census(lab, asker=hop) if svc.family == 6
@@ -266,6 +353,134 @@ def _measure(lab: Lab, svc: VirtualService, connections: int,
     symptoms += [connection_failed(svc.vip, f) for f in failed]
     return ServiceResult(svc.key, svc.director, sorted(census.hosts), connections, failed,
                          dist, None, symptoms, "path proof: TCP services only")
+
+
+def _only(rules: str, svc: VirtualService, rip: str) -> str:
+    """``ipvsadm -R`` input (``restore_rules``' lines) for ``svc`` alone with its one
+    real server ``rip``."""
+    spec = director.service_spec(svc)
+    dest = f"[{rip}]" if svc.family == 6 else rip
+    out = []
+    for line in rules.splitlines():
+        if line.startswith(f"-A {spec} "):
+            out.append(line)
+        elif line.startswith(f"-a {spec} -r {dest}") and \
+                line.split(" -r ", 1)[1].split()[0] in (dest, f"{dest}:{svc.port}"):
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def through_director(lab: Lab, svc: VirtualService, holder: str,
+                     progress: Callable[[str], None]) -> list[RealServerCheck]:
+    """Reach every real server of ``svc`` (the lab focused on it) through the director
+    ``holder``, one pass each.
+
+    The first hop's neighbour entry for the VIP is pinned to ``holder``'s MAC, so a
+    real server answering ARP cannot draw the connection; for each pass the
+    director's table holds only ``svc`` with that one real server (``ipvsadm -R``:
+    its persistence templates go with the old table), and one connection is opened
+    (for TCP with the DR path proof). The director's table is restored afterwards
+    as it was (``ipvsadm -S -n``, then ``-R``)."""
+    t = lab.topology
+    hop = path.first_hop(lab)
+    progress(f"diagnose: {svc.key}: each real server through {holder}, the client's "
+             "VIP entry pinned ...")
+    saved = director.ipvsadm(lab, "-S", "-n", host=holder)
+    rules = director.restore_rules(t, svc.director)
+    out: list[RealServerCheck] = []
+    try:
+        with arp.pinned(lab, hop, svc.vip, lab.mac(holder, t.lan_iface(holder)),
+                        t.lan_iface(hop)):
+            for r in svc.real_servers:
+                if r.weight == 0:
+                    out.append(RealServerCheck(r.host, RsStatus.NOT_VERIFIED,
+                                               "weight 0 (drained): not measured"))
+                    continue
+                director.ipvsadm(lab, stdin=_only(rules, svc, t.primary_ip(r.host)),
+                                 restore=True, host=holder)
+                out.append(_one_pass(lab, svc, r.host, holder))
+    finally:
+        director.ipvsadm(lab, stdin=saved, restore=True, host=holder)
+    return out
+
+
+def _one_pass(lab: Lab, svc: VirtualService, rs: str, holder: str) -> RealServerCheck:
+    t = lab.topology
+    if svc.protocol != "tcp":
+        try:
+            rep = client.connect(lab, protocol="udp", timeout=1.5)
+        except client.ConnectError as e:
+            return RealServerCheck(rs, RsStatus.FAILED, str(e))
+        if rep.server != rs:
+            return RealServerCheck(rs, RsStatus.NOT_VERIFIED, f"served by {rep.server}")
+        return RealServerCheck(rs, RsStatus.VERIFIED)
+    if svc.family == 4:  # as labcheck does: each resolves its next hop afresh
+        for h in t.real_servers:
+            arp.flush_neighbours(lab, h.name)
+    proof = path.prove(lab, connections=1, timeout=1.5, director_host=holder)
+    if proof.failed:
+        return RealServerCheck(rs, RsStatus.FAILED, "; ".join(proof.failed))
+    [c] = proof.connections
+    if c.server != rs:
+        return RealServerCheck(rs, RsStatus.NOT_VERIFIED, f"served by {c.server}")
+    if c.problems:
+        return RealServerCheck(rs, RsStatus.FAILED, "; ".join(c.problems))
+    return RealServerCheck(rs, RsStatus.VERIFIED)
+
+
+def _rs_cause(t: Topology, svc: VirtualService, director_: str, name: str,
+              head: str, detail: list[str]) -> Finding | None:
+    """Why real server ``name`` cannot serve ``svc``, from what it is; None: nothing
+    in its configuration says."""
+    r = next(x for x in svc.real_servers if x.host == name)
+    h = t.host(name)
+    full = 32 if svc.family == 4 else 128
+    if not _shares_segment(t, name, director_):
+        return _finding(RS_NOT_ON_LINK, t, [name], svc, [
+            head, f"{h.shown} shares no segment with the director {t.host(director_).shown}"])
+    place = vip_place(t, h, svc.vip)
+    if place is not None and place[0] == "lo" and place[1] != full:
+        return _finding(WIDE_PREFIX_ON_LO, t, [name], svc, [
+            head, f"{h.shown} holds {svc.vip}/{place[1]} on lo: every address of that "
+            "prefix is local to it, the client's included"])
+    if place is None:
+        return _finding(MISSING_VIP, t, [name], svc, [
+            head, f"{h.shown} holds no {svc.vip} (not on lo, a dummy or an interface): it "
+            "drops what the director forwards"])
+    if r.listen in ("rip", "none") and r.weight > 0:
+        return _finding(HEALTHCHECK_RIP_ONLY, t, [name], svc, [
+            head + (": " + "; ".join(detail[:2]) if detail else ""),
+            f"{h.shown}'s service listens "
+            + ("only on its own address, not on the VIP" if r.listen == "rip"
+               else "on no address for this port") + " (listen.txt)"],
+            symptom=None if r.listen == "rip" else
+            "connections scheduled to a real server whose service is down are refused")
+    return None
+
+
+def explain_passes(t: Topology, svc: VirtualService, res: ServiceResult,
+                   found: list[Finding] | None = None) -> list[Finding]:
+    """The real servers that failed through the director (:func:`through_director`),
+    each matched to what it is. One nothing about it explains goes with a finding
+    of ``found`` (the service's others) that names the director, the fault every
+    connection meets there; else it is ``unexplained``, naming it."""
+    out: list[Finding] = []
+    shown = t.host(res.director).shown
+    at_director = next((f for f in found or [] if shown in f.hosts), None)
+    for c in res.real_servers:
+        if c.status is not RsStatus.FAILED:
+            continue
+        head = (f"through the director {t.host(res.director).shown} (the client's entry "
+                f"for {svc.vip} pinned to it, {t.host(c.host).shown} the only real server "
+                f"of the pass) the connection failed: {c.detail}")
+        f = _rs_cause(t, svc, res.director, c.host, head, [c.detail])
+        if f is None and at_director is not None:
+            at_director.evidence.append(head)
+            continue
+        out.append(f or Finding(None, [t.host(c.host).shown], svc.key,
+                                "a measured symptom no catalogue scenario explains",
+                                [head], "read the evidence and the path ladder"))
+    return out
 
 
 def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Finding]:
@@ -326,7 +541,6 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
     failures = [s for s in res.symptoms
                 if s not in explained and s.kind is not SymptomKind.ANSWERS_ARP]
 
-    full = 32 if svc.family == 4 else 128
     if failures:
         causes = 0
         if _vip_primary(t, director, svc.vip):
@@ -335,36 +549,13 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
                 f"{len(res.failed)} of {res.connections} connections failed",
                 f"{t.host(director).shown} has the VIP {svc.vip} first on its LAN interface, "
                 "with a prefix covering its own address: the VIP is its primary address"]))
-        for name, r in rss.items():
-            h = t.host(name)
-            if not _shares_segment(t, name, director):
+        for name in rss:
+            cause = _rs_cause(t, svc, director, name,
+                              f"{len(res.failed)} of {res.connections} connections failed",
+                              res.failed)
+            if cause is not None:
                 causes += 1
-                out.append(_finding(RS_NOT_ON_LINK, t, [name], svc, [
-                    f"{len(res.failed)} of {res.connections} connections failed",
-                    f"{h.shown} shares no segment with the director {t.host(director).shown}"]))
-            elif (place := vip_place(t, h, svc.vip)) is not None and place[0] == "lo" \
-                    and place[1] != full:
-                causes += 1
-                out.append(_finding(WIDE_PREFIX_ON_LO, t, [name], svc, [
-                    f"{len(res.failed)} of {res.connections} connections failed",
-                    f"{h.shown} holds {svc.vip}/{place[1]} on lo: every address of that "
-                    "prefix is local to it, the client's included"]))
-            elif place is None:
-                causes += 1
-                out.append(_finding(MISSING_VIP, t, [name], svc, [
-                    f"{len(res.failed)} of {res.connections} connections failed",
-                    f"{h.shown} holds no {svc.vip} (not on lo, a dummy or an interface): it "
-                    "drops what the director forwards"]))
-            elif r.listen in ("rip", "none") and r.weight > 0:
-                causes += 1
-                out.append(_finding(HEALTHCHECK_RIP_ONLY, t, [name], svc, [
-                    f"{len(res.failed)} of {res.connections} connections failed: "
-                    + "; ".join(res.failed[:2]),
-                    f"{h.shown}'s service listens "
-                    + ("only on its own address, not on the VIP" if r.listen == "rip"
-                       else "on no address for this port") + " (listen.txt)"],
-                    symptom=None if r.listen == "rip" else
-                    "connections scheduled to a real server whose service is down are refused"))
+                out.append(cause)
         strict = [d for d, text in t.keepalived.items() if _strict_without_accept(text)]
         if causes == 0 and strict:
             causes += 1
@@ -389,7 +580,7 @@ def explain(t: Topology, svc: VirtualService, res: ServiceResult) -> list[Findin
                                [s.text() for s in failures] or res.failed,
                                "read the evidence and the path ladder"))
         explained |= set(failures)
-    return out
+    return out + explain_passes(t, svc, res, out)
 
 
 def _stale_vips(lab: Lab, t: Topology, progress: Callable[[str], None]) -> list[Finding]:
@@ -419,12 +610,23 @@ def _stale_vips(lab: Lab, t: Topology, progress: Callable[[str], None]) -> list[
     return out
 
 
-def predictions(t: Topology) -> list[Finding]:
-    """What the configuration alone says (no stimulus in the twin): labelled as such."""
+def predictions(t: Topology, measured: list[ServiceResult] | None = None) -> list[Finding]:
+    """What the configuration alone says (no stimulus in the twin): labelled as such.
+
+    A real server that holds no VIP of its service (the import says so) is predicted
+    to drop what the director sends it, unless ``measured`` (the services the twin
+    measured) reached it through the director: then the measurement says."""
     out: list[Finding] = []
+    done = {(m.service, c.host): c.status for m in measured or [] for c in m.real_servers}
     for svc in t.services:
         for r in svc.real_servers:
             h = t.host(r.host)
+            status = done.get((svc.key, r.host), RsStatus.NOT_VERIFIED)
+            if vip_place(t, h, svc.vip) is None and status is RsStatus.NOT_VERIFIED:
+                out.append(_finding(MISSING_VIP, t, [h.name], svc, [
+                    f"{h.shown} is a real server of {svc.key} (its address is in the IPVS "
+                    f"table) but holds no {svc.vip}: it drops what the director forwards "
+                    "(no connection reached it in the twin)"], measured=False))
             if len(h.interfaces) > 1 and any(effective(h, i.name, "rp_filter") == 1
                                              for i in h.interfaces):
                 out.append(_finding(RP_FILTER_MULTIHOMED, t, [h.name], svc, [
@@ -478,13 +680,26 @@ def _gateway_is_director(t: Topology, svc: VirtualService, h: Host) -> str | Non
 
 
 def unique(findings: list[Finding]) -> list[Finding]:
-    """One finding per scenario, hosts and service, with the evidence of all."""
+    """One finding per fault, with the evidence of all: per scenario, hosts and
+    service; a host-wide one (:data:`HOST_WIDE`) once per scenario and hosts, naming
+    every service it shows in. A measured finding stands for the same prediction."""
     seen: dict[tuple[str, tuple[str, ...], str], Finding] = {}
     for f in findings:
-        first = seen.setdefault((f.name, tuple(f.hosts), f.service), f)
-        if first is not f:
-            first.evidence += [e for e in f.evidence if e not in first.evidence]
-    return list(seen.values())
+        key = f.key
+        first = seen.get(key)
+        if first is None or (f.measured and not first.measured):
+            seen[key] = f
+            if first is not None:
+                f.services += [s for s in first.services if s not in f.services]
+            continue
+        if first.measured and not f.measured:
+            continue
+        first.evidence += [e for e in f.evidence if e not in first.evidence]
+        first.services += [s for s in f.services if s not in first.services]
+    out = list(seen.values())
+    for f in out:
+        f.service = ", ".join(f.services)
+    return out
 
 
 def _strict_without_accept(text: str) -> bool:
@@ -511,13 +726,20 @@ def select(topology: Topology, services: list[str] | None) -> list[VirtualServic
     return chosen or list(topology.services)
 
 
+def services_to_measure(topology: Topology, services: list[str] | None) -> list[VirtualService]:
+    """The services the twin measures: those ``services`` names (:func:`select`), all
+    by default. The one place that chooses (sampling at scale plugs in here); a
+    service not measured still has its predictions (:func:`predictions`)."""
+    return select(topology, services)
+
+
 def diagnose(topology: Topology, *, connections: int | None = None,
              services: list[str] | None = None, progress: Progress | None = None,
              lab_name: str | None = None) -> Diagnosis:
     """Build the twin of ``topology``, measure every service (or those ``services``
     names by key or ``VIP:PORT``) and return the findings. The twin is torn down."""
     progress = progress or Progress()
-    chosen = select(topology, services)
+    chosen = services_to_measure(topology, services)
     diag = Diagnosis(topology.name, platform.release(), copy.deepcopy(topology))
     progress(f"diagnose: building the twin of {topology.name} ({len(topology.hosts)} hosts, "
              f"{len(topology.services)} services) ...")
@@ -536,6 +758,7 @@ def diagnose(topology: Topology, *, connections: int | None = None,
             with lab.focus(svc):
                 n = connections or max(4, 2 * len(svc.real_servers))
                 res = _measure(lab, svc, n, progress)
+                res.real_servers = through_director(lab, svc, res.director, progress)
                 diag.services.append(res)
                 diag.findings += explain(lab.topology, svc, res)
                 progress.step(svc.key)
@@ -543,7 +766,7 @@ def diagnose(topology: Topology, *, connections: int | None = None,
     finally:
         progress.finish()
         lab.teardown()
-    diag.findings = unique(diag.findings + predictions(topology))
+    diag.findings = unique(diag.findings + predictions(topology, diag.services))
     folded = [h for h in topology.hosts if h.represents]
     for h in folded:
         diag.notes.append(f"{h.shown} stands for {len(h.represents)} identical real "

@@ -109,3 +109,61 @@ def test_drlab_diagnose_json_and_html(drlab_ipvs, tmp_path):
     assert (f["name"], f["hosts"]) == ("sysctls-on-lo-only", ["web3.example.net"])
     html = page.read_text()
     assert "sysctls-on-lo-only" in html and "web3.example.net" in html
+
+
+def _two_faults():
+    """rs2 has its ARP knobs on lo only (it answers who-has for both VIPs, and draws
+    the client's connections); rs3, a real server of the first service, holds no VIP."""
+    from lab.model import Address, RealServer, VirtualService, default_dr
+
+    t = default_dr(rs=3, rs_without_vip=("rs3",), persistence=300, host_sysctls={"rs2": {
+        "net.ipv4.conf.all.arp_ignore": 0, "net.ipv4.conf.eth0.arp_ignore": 0,
+        "net.ipv4.conf.all.arp_announce": 0, "net.ipv4.conf.eth0.arp_announce": 0,
+        "net.ipv4.conf.lo.arp_ignore": 1, "net.ipv4.conf.lo.arp_announce": 2}})
+    vip2 = "192.0.2.200"
+    t.host("director").interfaces[0].addresses.append(Address(f"{vip2}/32"))
+    for rs in ("rs1", "rs2"):
+        t.host(rs).lo.append(Address(f"{vip2}/32"))
+    t.services.append(VirtualService(vip2, 443, "director", [RealServer("rs1"),
+                                                              RealServer("rs2")]))
+    return t
+
+
+@pytest.mark.ipvs
+def test_diagnose_finds_a_fault_another_one_hides_each_once(drlab_ipvs):
+    """#26: rs2's ARP answers draw every connection, so none is scheduled to rs3; the
+    pass through the director (client's VIP entry pinned) still finds rs3's."""
+    from lab.scenarios.diagnose import diagnose
+
+    t = _two_faults()
+    d = diagnose(t)
+    got = sorted((f.name, f.hosts, f.service, f.measured) for f in d.findings)
+    assert got == [
+        ("missing-vip-on-rs", ["rs3"], "192.0.2.100:80/tcp", True),
+        ("sysctls-on-lo-only", ["rs2"], "192.0.2.100:80/tcp, 192.0.2.200:443/tcp", True),
+    ], d.text()
+    from lab.scenarios.diagnose import RsStatus  # (after: the old code lacks it)
+
+    status = {(s.service, c.host): c.status for s in d.services for c in s.real_servers}
+    assert status == {
+        ("192.0.2.100:80/tcp", "rs1"): RsStatus.VERIFIED,
+        ("192.0.2.100:80/tcp", "rs2"): RsStatus.VERIFIED,
+        ("192.0.2.100:80/tcp", "rs3"): RsStatus.FAILED,
+        ("192.0.2.200:443/tcp", "rs1"): RsStatus.VERIFIED,
+        ("192.0.2.200:443/tcp", "rs2"): RsStatus.VERIFIED}, d.text()
+
+
+@pytest.mark.ipvs
+def test_the_pass_through_the_director_restores_its_table_and_unpins(drlab_ipvs, lab_factory):
+    from lab.model import default_dr
+    from lab.probes import arp
+    from lab.roles import director
+    from lab.scenarios.diagnose import RsStatus, through_director
+
+    lab = lab_factory(default_dr(rs=3, persistence=300, weights={"rs3": 0}))
+    before = director.ipvsadm(lab, "-S", "-n")
+    checks = through_director(lab, lab.topology.service, "director", lambda _m: None)
+    assert [(c.host, c.status) for c in checks] == [
+        ("rs1", RsStatus.VERIFIED), ("rs2", RsStatus.VERIFIED), ("rs3", RsStatus.NOT_VERIFIED)]
+    assert director.ipvsadm(lab, "-S", "-n") == before
+    assert arp.resolves_to(lab, "client", lab.topology.service.vip) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.model import Address, Interface, Route, default_dr
+from lab.model import Address, Interface, RealServer, Route, VirtualService, default_dr
 from lab.model.defaults import to_ipv6, v6
 from lab.probes.labcheck import Symptom, SymptomKind, connection_failed
 from lab.probes.labcheck import answers_arp as arp_symptom
@@ -13,11 +13,14 @@ from lab.scenarios import REGISTRY
 from lab.scenarios.diagnose import (
     NAMED,
     Diagnosis,
+    RealServerCheck,
+    RsStatus,
     ServiceResult,
     answers_arp,
     explain,
     predictions,
     scenario,
+    services_to_measure,
     unique,
 )
 
@@ -207,3 +210,107 @@ def test_a_twin_validation_compares_findings_and_services_as_data():
                                  "after": {"ok": 4, "of": 4, "census": ["director"]}}]
     assert data["fixes"][0]["name"] == "rs-answers-arp"
     assert "connections 4/4 -> 4/4; ARP answered by director, rs1 -> director" in tv.text()
+
+
+# -- one fault must not hide another (#26) -------------------------------------------
+
+VIP2 = "192.0.2.200"
+LO_ONLY = {**IGN0, "net.ipv4.conf.lo.arp_ignore": "1", "net.ipv4.conf.lo.arp_announce": "2"}
+
+
+def two_faults():
+    """rs2 answers ARP (its knobs on lo only) for both VIPs; rs3 holds no VIP."""
+    t = default_dr(rs=3, rs_without_vip=("rs3",))
+    t.host("rs2").sysctls.update(LO_ONLY)
+    t.host("director").interfaces[0].addresses.append(Address(f"{VIP2}/32"))
+    for rs in ("rs1", "rs2"):
+        t.host(rs).lo.append(Address(f"{VIP2}/32"))
+    t.services.append(VirtualService(VIP2, 443, "director",
+                                     [RealServer("rs1"), RealServer("rs2"), RealServer("rs3")]))
+    return t
+
+
+def as_is(service, vip, passes=()):
+    """What the twin measured of a service as the cluster is: rs2 drew every connection
+    (its ARP answer moved the client's entry), so none reached rs3; then the pass
+    through the director (``passes``: host -> status)."""
+    bypass = [Symptom(SymptomKind.PATH, vip, detail=f"rs2 192.0.2.10:{port}: no request to "
+                      "the director's MAC") for port in range(5000, 5004)]
+    return ServiceResult(service, "director", ["director", "rs2"], 4, [], {"rs2": 4}, "rs2",
+                         [arp_symptom("rs2", vip), *bypass], bypassed=4,
+                         real_servers=[RealServerCheck(h, st, "" if st is RsStatus.VERIFIED
+                                                       else "client -> VIP: no answer")
+                                       for h, st in passes])
+
+
+PASSES = [("rs1", RsStatus.VERIFIED), ("rs2", RsStatus.VERIFIED), ("rs3", RsStatus.FAILED)]
+
+
+def test_a_fault_hidden_by_an_arp_answer_is_found_through_the_director_each_once():
+    t = two_faults()
+    results = [as_is(t.services[0].key, VIP, PASSES), as_is(t.services[1].key, VIP2, PASSES)]
+    found = []
+    for svc, res in zip(t.services, results, strict=True):
+        found += explain(t, svc, res)
+    findings = unique(found + predictions(t, results))
+    assert sorted((f.name, f.hosts, f.service, f.measured) for f in findings) == [
+        ("missing-vip-on-rs", ["rs3"], "192.0.2.100:80/tcp", True),
+        ("missing-vip-on-rs", ["rs3"], "192.0.2.200:443/tcp", True),
+        ("sysctls-on-lo-only", ["rs2"], "192.0.2.100:80/tcp, 192.0.2.200:443/tcp", True)]
+    [lo] = [f for f in findings if f.name == "sysctls-on-lo-only"]
+    [miss, _] = [f for f in findings if f.name == "missing-vip-on-rs"]
+    assert lo.services == ["192.0.2.100:80/tcp", "192.0.2.200:443/tcp"]
+    assert lo.key == ("sysctls-on-lo-only", ("rs2",), "*")
+    assert miss.key == ("missing-vip-on-rs", ("rs3",), "192.0.2.100:80/tcp")
+    assert "pinned" in miss.evidence[0] and "no answer" in miss.evidence[0]
+
+
+def test_without_the_pass_the_hidden_fault_is_predicted_not_dropped():
+    t = two_faults()
+    results = [as_is(t.services[0].key, VIP)]  # no pass; the second service not measured
+    findings = unique(explain(t, t.services[0], results[0]) + predictions(t, results))
+    assert sorted((f.name, f.hosts, f.service, f.measured) for f in findings) == [
+        ("missing-vip-on-rs", ["rs3"], "192.0.2.100:80/tcp", False),
+        ("missing-vip-on-rs", ["rs3"], "192.0.2.200:443/tcp", False),
+        ("sysctls-on-lo-only", ["rs2"], "192.0.2.100:80/tcp", True)]
+    assert results[0].status("rs1") is RsStatus.NOT_VERIFIED  # never a tick
+
+
+def test_a_real_server_reached_through_the_director_is_not_predicted():
+    t = default_dr(rs_without_vip=("rs2",))
+    res = as_is(t.service.key, VIP, [("rs1", RsStatus.VERIFIED), ("rs2", RsStatus.VERIFIED)])
+    assert [f.name for f in predictions(t, [res])] == []
+    assert [f.name for f in predictions(t)] == ["missing-vip-on-rs"]
+
+
+def test_a_pass_that_fails_for_no_known_reason_names_the_real_server():
+    t = default_dr()
+    res = as_is(t.service.key, VIP, [("rs1", RsStatus.VERIFIED), ("rs2", RsStatus.FAILED)])
+    res.census, res.vip_entry, res.symptoms = ["director"], "director", []
+    [f] = explain(t, t.service, res)
+    assert (f.name, f.hosts) == ("unexplained", ["rs2"])
+
+
+def test_repeated_symptoms_are_grouped_with_their_count():
+    res = as_is("192.0.2.100:80/tcp", VIP)
+    assert res.grouped_symptoms() == [
+        ("rs2 answers who-has 192.0.2.100", 1),
+        ("rs2: no request to the director's MAC", 4)]
+
+
+def test_the_services_measured_are_chosen_in_one_place():
+    t = two_faults()
+    assert services_to_measure(t, None) == t.services
+    assert services_to_measure(t, ["192.0.2.200:443"]) == [t.services[1]]
+
+
+def test_passes_failing_at_the_director_go_with_its_finding_not_one_per_real_server():
+    t = default_dr()
+    t.host("director").interfaces[0].addresses.insert(0, Address("192.0.2.100/24"))
+    fails = [connection_failed(VIP, "client -> 192.0.2.100:80: no answer")]
+    res = as_is(t.service.key, VIP, [("rs1", RsStatus.FAILED), ("rs2", RsStatus.FAILED)])
+    res.census, res.vip_entry, res.symptoms, res.failed = ["director"], "director", fails, [
+        "no answer"]
+    [f] = explain(t, t.service, res)
+    assert (f.name, f.hosts) == ("director-vip-primary", ["director"])
+    assert sum("pinned" in e for e in f.evidence) == 2

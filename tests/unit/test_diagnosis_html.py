@@ -8,10 +8,10 @@ import subprocess
 from html import unescape
 
 from lab.model import topology_from_dict
-from lab.probes.labcheck import answers_arp, connection_failed
+from lab.probes.labcheck import Symptom, SymptomKind, answers_arp, connection_failed
 from lab.report.diagnosis import PREDICTION, html
 from lab.scenarios import REGISTRY
-from lab.scenarios.diagnose import Diagnosis, Finding, ServiceResult
+from lab.scenarios.diagnose import Diagnosis, Finding, RealServerCheck, RsStatus, ServiceResult
 
 EVIL = "web-03<script>alert(1)</script>"
 FOLDED = [f"web-{n:02d}.example" for n in range(4, 22)]
@@ -91,11 +91,15 @@ def diagnosis() -> Diagnosis:
             ServiceResult("192.0.2.100:80/tcp", "dir1", ["dir1", "web2"], 6, [],
                           {"web1": 2, "web2": 2, "web3": 2}, "dir1",
                           [answers_arp("web2", "192.0.2.100")],
-                          "client -> dir1 (MAC rewrite) -> web1/web2/web3: ok"),
+                          "client -> dir1 (MAC rewrite) -> web1/web2/web3: ok",
+                          real_servers=[RealServerCheck(h, RsStatus.VERIFIED)
+                                        for h in ("web1", "web2", "web3")]),
             ServiceResult("192.0.2.200:443/tcp", "dir2", ["dir2"], 4, [refused, refused],
                           {"web1": 2}, "dir2",
                           [connection_failed("192.0.2.200", refused)] * 2,
-                          "client -> dir2 -> web3: RST"),
+                          "client -> dir2 -> web3: RST",
+                          real_servers=[RealServerCheck("web1", RsStatus.VERIFIED),
+                                        RealServerCheck("web3", RsStatus.FAILED, refused)]),
         ],
         notes=["web-01.example stands for 18 identical real server(s): "
                + ", ".join(FOLDED[:5]) + " ...", "a note with <b>markup</b> & an ampersand"])
@@ -192,9 +196,36 @@ def test_service_table_census_connections_spread_and_notes():
 def test_no_finding_is_ok():
     data = diagnosis()
     data.findings = []
+    data.services[1].real_servers[1].status = RsStatus.VERIFIED
     page = html(data)
     assert 'class="verdict ok">OK<' in page and "No finding" in page
     assert set(sum(_badges(page).values(), [])) == {"\u2713"}
+
+
+def test_unreached_real_servers_are_not_verified_and_bypass_is_a_failure():
+    """#26: the example cluster as diagnose measured it before: all 6 connections went
+    straight to web3 (its ARP answer moved the client's entry), none reached web1 or
+    web2, and no pass through the director ran."""
+    data = diagnosis()
+    data.findings = data.findings[:1]
+    bypass = answers_arp("web2", "192.0.2.100")
+    path = [Symptom(SymptomKind.PATH, "192.0.2.100", detail=f"web2 192.0.2.10:{port}: no "
+                    "request to the director's MAC") for port in range(40000, 40006)]
+    data.services = [ServiceResult(
+        "192.0.2.100:80/tcp", "dir1", ["dir1", "web2"], 6, [], {"web2": 6}, "web2",
+        [bypass, *path], bypassed=6)]
+    page = html(data)
+    badges = _badges(page)
+    assert badges["web1"] == ["?"] and badges["web3"] == ["?"] and badges["web2"] == ["1"]
+    assert badges["dir1"] == ["\u2713"]
+    table = page[page.index('<table id="services">'):]
+    table = table[:table.index("</table>")]
+    assert 'class="bad">6/6<br><small>6 bypassed the director' in table
+    assert _text(table).count("web2: no request to the director's MAC") == 1
+    assert "\u00d76" in table and "40001" not in _text(table).split("path proof")[0]
+    assert re.search(r"web-01\.example: 0 +not verified", _text(table))
+    hosts = page[page.index('<table id="hosts">'):]
+    assert "none found, not verified" in hosts
 
 
 def test_diagnosis_renders_in_headless_chromium(tmp_path, chromium):
