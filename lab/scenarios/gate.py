@@ -211,8 +211,8 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
 
     A round is one connection per service and one poll of every director's IPVS table
     and of who holds the VIP. The reload has settled when every changed director's
-    table showed what its new config wants (or the same table) for ``settle_rounds``
-    rounds in a row; ``after_rounds`` rounds follow."""
+    table showed what its new config wants (the same table) and one director held the
+    VIP for ``settle_rounds`` rounds in a row; ``after_rounds`` rounds follow."""
     progress = progress or Progress()
     res = ReloadResult([before.host(d).shown for d in directors])
     services = [(s.vip, s.port, s.protocol) for s in before.services]
@@ -257,14 +257,15 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
 
         def settled() -> bool:
             nonlocal streak, last
-            tables, _ = round_("during")
+            tables, held = round_("during")
             for d, table in tables.items():
                 for key, rips in base[d].items():
                     keep = wanted[d].get(key, set())
                     out_during.update(f"{r} of {key}" for r in rips & keep
                                       if r not in table.get(key, set()))
-            ok = all(not wanted[d] or {k: v for k, v in t.items() if k in wanted[d]}
-                     == wanted[d] for d, t in tables.items())
+            ok = len(held) == 1 and all(
+                not wanted[d] or {k: v for k, v in t.items() if k in wanted[d]} == wanted[d]
+                for d, t in tables.items())
             streak = streak + 1 if ok and tables == last else (1 if ok else 0)
             last = tables
             return streak >= settle_rounds

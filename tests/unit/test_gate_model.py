@@ -19,6 +19,7 @@ from lab.model.gate import (
     apply_changes,
     match_hosts,
     parse_apply,
+    parse_manifest,
     parse_sysctl_d,
     read_gate_file,
     read_manifest,
@@ -187,3 +188,14 @@ def test_fuzz_sysctl_files_apply_or_refuse(lines):
                                                       tuple(parsed)))])
     except UsageError as e:
         assert "\n" not in str(e)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=200))
+def test_fuzz_manifest(text):
+    """Any manifest text: a manifest or one bad-input line (its files are looked up
+    under a directory that has none)."""
+    try:
+        parse_manifest(text, Path("/nonexistent-drlab-dir/drlab-gate.toml"))
+    except LabError as e:
+        assert e.exit_code == 2 and "\n" not in str(e)
