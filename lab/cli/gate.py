@@ -72,9 +72,6 @@ def cmd_gate(args: argparse.Namespace) -> int:
         applies.append((host, read_gate_file(path)))
     t = load_cluster(target, allow_scripts=args.allow_scripts)
     applied = apply_changes(t, applies, allow_scripts=args.allow_scripts)
-    if not applied.hosts:
-        raise UsageError("the change sets nothing the twin can reproduce: "
-                         + ("; ".join(applied.notes) or "empty files"))
     preflight.require_ipvs()
     r = gate(t, applied, _command(args), reload_budget=args.reload_budget,
              live_reload=not args.no_reload, progress=progress)

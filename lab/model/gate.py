@@ -231,9 +231,9 @@ class Applied:
     """The twin after the change, and what could not be reproduced in it."""
 
     topology: Topology
-    #: host (shown) -> the sysctls set on it
+    #: host (shown) -> the sysctls the change sets there to a new value
     sysctls: dict[str, dict[str, str]] = field(default_factory=dict)
-    #: directors whose keepalived.conf changed
+    #: directors whose keepalived.conf changed (the text differs)
     keepalived: list[str] = field(default_factory=list)
     #: directors whose IPVS rules changed
     ipvsadm: list[str] = field(default_factory=list)
@@ -300,15 +300,17 @@ def apply_changes(t: Topology, applies: list[tuple[str, GateFile]], *,
                                 out.notes.append(f"{gf.path}:{s.line} on {h.shown}: not "
                                                  f"reproduced in the twin: {err}")
                             continue
+                        if h.sysctls.get(key) != s.value:
+                            out.sysctls.setdefault(h.shown, {})[key] = s.value
                         h.sysctls[key] = s.value
-                        out.sysctls.setdefault(h.shown, {})[key] = s.value
             elif gf.kind is FileKind.KEEPALIVED:
                 text = gf.text
                 if not allow_scripts:
                     text, found = strip_scripts(text, gf.path)
                     out.notes += [x.note() for x in found]
+                if changed.keepalived.get(name) != text:
+                    out.keepalived.append(h.shown)
                 changed.keepalived[name] = text
-                out.keepalived.append(h.shown)
             else:
                 if name in changed.keepalived:
                     raise UsageError(shown(f"{gf.path}: {h.shown} runs keepalived, which "

@@ -199,3 +199,14 @@ def test_fuzz_manifest(text):
         parse_manifest(text, Path("/nonexistent-drlab-dir/drlab-gate.toml"))
     except LabError as e:
         assert e.exit_code == 2 and "\n" not in str(e)
+
+
+def test_what_is_already_so_is_no_change(tmp_path):
+    t = default_dr()
+    same = "".join(f"{k} = {v}\n" for k, v in t.host("rs1").sysctls.items())
+    a = apply_changes(t, [("rs", _file(tmp_path, "same.conf", same or "# none\n"))])
+    assert a.hosts == [] and a.sysctls == {}
+    k = keepalived_dr()
+    # "director" is the role (both directors); a glob names the one
+    a = apply_changes(k, [("directo[r]", _file(tmp_path, "k.conf", k.keepalived["director"]))])
+    assert a.keepalived == []
