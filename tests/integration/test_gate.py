@@ -85,7 +85,7 @@ def test_fixing_change_is_a_fix(drlab_ipvs, tmp_path):
 
 @pytest.mark.ipvs
 def test_keepalived_reload_under_load_counts_drops(drlab_ipvs):
-    """The VRRP instance renamed: on SIGHUP keepalived removes the old instance with
+    """The VRRP instance renumbered: on SIGHUP keepalived removes the old instance with
     its VIP and starts the new one as BACKUP: connections fail until it is MASTER."""
     m = read_manifest(CHANGES / "reload-drops" / "drlab-gate.toml")
     assert m.topology is not None
@@ -93,6 +93,6 @@ def test_keepalived_reload_under_load_counts_drops(drlab_ipvs):
     a = apply_changes(t, m.applies)
     res = reload_under_load(t, a.topology, ["lvsa", "lvsb"])
     assert res.before >= 2 and res.during > 0 and res.after > 0, res
-    assert res.drops > 0 and res.holder_changes >= 1, res.text()
+    assert res.drops > 0, res.text()
     assert not res.out_after, res.text()
     print(json.dumps(res.to_json()))
