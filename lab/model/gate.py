@@ -271,7 +271,7 @@ def _services_from_rules(t: Topology, director: str, gf: GateFile) -> list[Virtu
                         None)
             reals.append(RealServer(host, r.weight, prev.listen if prev else "any"))
         out.append(VirtualService(str(cs.vip), cs.port, director, reals,
-                                  cs.protocol,  # type: ignore[arg-type]
+                                  cs.protocol,  # type: ignore[arg-type]  # tcp/udp: checked above
                                   cs.scheduler, cs.persistence, cs.netmask))
     return out
 
