@@ -212,7 +212,8 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
     A round is one connection per service and one poll of every director's IPVS table
     and of who holds the VIP. The reload has settled when every changed director's
     table showed what its new config wants (the same table) and one director held the
-    VIP for ``settle_rounds`` rounds in a row; ``after_rounds`` rounds follow."""
+    VIP for ``settle_rounds`` rounds in a row, once every keepalived child logged that
+    its reload finished; ``after_rounds`` rounds follow."""
     progress = progress or Progress()
     res = ReloadResult([before.host(d).shown for d in directors])
     services = [(s.vip, s.port, s.protocol) for s in before.services]
@@ -249,6 +250,8 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
         progress(f"gate: SIGHUP to keepalived on {', '.join(res.directors)} with the new "
                  "config, connections flowing ...")
         t0 = time.monotonic()
+        done = {d: keepalived.reloads_finished(lab, d) + keepalived.children(lab, d)
+                for d in directors}
         for d in directors:
             keepalived.reload(lab, d, after.keepalived[d])
         streak = 0
@@ -263,7 +266,9 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
                     keep = wanted[d].get(key, set())
                     out_during.update(f"{r} of {key}" for r in rips & keep
                                       if r not in table.get(key, set()))
-            ok = len(held) == 1 and all(
+            # every child of every changed keepalived said its reload finished
+            reloaded = all(keepalived.reloads_finished(lab, d) >= n for d, n in done.items())
+            ok = reloaded and len(held) == 1 and all(
                 not wanted[d] or {k: v for k, v in t.items() if k in wanted[d]} == wanted[d]
                 for d, t in tables.items())
             streak = streak + 1 if ok and tables == last else (1 if ok else 0)
@@ -273,7 +278,9 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
         try:
             wait_for(settled, 30.0, "the IPVS table to settle after the reload")
         except Timeout as e:
-            res.errors.append(str(e))
+            res.errors.append(f"{e}: " + "; ".join(
+                f"{before.host(d).shown}: {keepalived.tail(lab, d, 3)}" for d in directors
+            ).replace("\n", " | "))
         res.seconds = time.monotonic() - t0
         tables: dict[str, dict[str, set[str]]] = {}
         for _ in range(after_rounds):
