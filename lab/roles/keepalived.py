@@ -309,21 +309,14 @@ def tail(lab: Lab, host: str, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def reloads_finished(lab: Lab, host: str) -> int:
-    """How many times a keepalived process on ``host`` said it finished a reload
-    (each child, VRRP and checker, logs ``Reload finished in N usec``)."""
+def reload_lines(lab: Lab, host: str) -> list[str]:
+    """The lines of keepalived's log on ``host`` that speak of a reload (its children
+    log ``Reloading`` and ``Reload finished in N usec`` on SIGHUP)."""
     try:
         text = paths(lab, host).log.read_text(errors="replace")
     except OSError:
-        return 0
-    return text.count("Reload finished in")
-
-
-def children(lab: Lab, host: str) -> int:
-    """keepalived's children on ``host`` (VRRP, checker) that run now."""
-    p = paths(lab, host)
-    return sum(1 for f in (p.vrrp_pid, p.checkers_pid)
-               if (c := _read_pid(f)) is not None and ownership.proc_start_time(c) is not None)
+        return []
+    return [ln for ln in text.splitlines() if "reload" in ln.lower()]
 
 
 def reload(lab: Lab, host: str, conf: str) -> None:

@@ -66,6 +66,8 @@ class ReloadResult:
     out_after: list[str] = field(default_factory=list)
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: what keepalived logged of the reload
+    log: list[str] = field(default_factory=list)
 
     @property
     def drops(self) -> int:
@@ -212,8 +214,8 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
     A round is one connection per service and one poll of every director's IPVS table
     and of who holds the VIP. The reload has settled when every changed director's
     table showed what its new config wants (the same table) and one director held the
-    VIP for ``settle_rounds`` rounds in a row, once every keepalived child logged that
-    its reload finished; ``after_rounds`` rounds follow."""
+    VIP for ``settle_rounds`` rounds in a row, once every changed keepalived logged its
+    reload; ``after_rounds`` rounds follow."""
     progress = progress or Progress()
     res = ReloadResult([before.host(d).shown for d in directors])
     services = [(s.vip, s.port, s.protocol) for s in before.services]
@@ -250,8 +252,7 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
         progress(f"gate: SIGHUP to keepalived on {', '.join(res.directors)} with the new "
                  "config, connections flowing ...")
         t0 = time.monotonic()
-        done = {d: keepalived.reloads_finished(lab, d) + keepalived.children(lab, d)
-                for d in directors}
+        seen = {d: len(keepalived.reload_lines(lab, d)) for d in directors}
         for d in directors:
             keepalived.reload(lab, d, after.keepalived[d])
         streak = 0
@@ -266,8 +267,8 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
                     keep = wanted[d].get(key, set())
                     out_during.update(f"{r} of {key}" for r in rips & keep
                                       if r not in table.get(key, set()))
-            # every child of every changed keepalived said its reload finished
-            reloaded = all(keepalived.reloads_finished(lab, d) >= n for d, n in done.items())
+            # every changed keepalived logged its reload (its log says when it finished)
+            reloaded = all(len(keepalived.reload_lines(lab, d)) > n for d, n in seen.items())
             ok = reloaded and len(held) == 1 and all(
                 not wanted[d] or {k: v for k, v in t.items() if k in wanted[d]} == wanted[d]
                 for d, t in tables.items())
@@ -276,12 +277,14 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
             return streak >= settle_rounds
 
         try:
-            wait_for(settled, 30.0, "the IPVS table to settle after the reload")
+            wait_for(settled, 20.0, "the IPVS table to settle after the reload")
         except Timeout as e:
             res.errors.append(f"{e}: " + "; ".join(
                 f"{before.host(d).shown}: {keepalived.tail(lab, d, 3)}" for d in directors
             ).replace("\n", " | "))
         res.seconds = time.monotonic() - t0
+        res.log = [f"{before.host(d).shown}: {ln}" for d in directors
+                   for ln in keepalived.reload_lines(lab, d)[seen[d]:]]
         tables: dict[str, dict[str, set[str]]] = {}
         for _ in range(after_rounds):
             tables, _h = round_("after")

@@ -92,7 +92,9 @@ def test_keepalived_reload_under_load_counts_drops(drlab_ipvs):
     t = load_topology(m.topology)
     a = apply_changes(t, m.applies)
     res = reload_under_load(t, a.topology, ["lvsa", "lvsb"])
+    print(json.dumps(res.to_json()))
+    assert res.log and not res.errors, res
     assert res.before >= 2 and res.during > 0 and res.after > 0, res
     assert res.drops > 0, res.text()
     assert not res.out_after, res.text()
-    print(json.dumps(res.to_json()))
+
