@@ -214,8 +214,8 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
     A round is one connection per service and one poll of every director's IPVS table
     and of who holds the VIP. The reload has settled when every changed director's
     table showed what its new config wants (the same table) and one director held the
-    VIP for ``settle_rounds`` rounds in a row, once every changed keepalived logged its
-    reload; ``after_rounds`` rounds follow."""
+    VIP for ``settle_rounds`` rounds in a row, once every changed keepalived logged that
+    its reload is done; ``after_rounds`` rounds follow."""
     progress = progress or Progress()
     res = ReloadResult([before.host(d).shown for d in directors])
     services = [(s.vip, s.port, s.protocol) for s in before.services]
@@ -267,8 +267,11 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
                     keep = wanted[d].get(key, set())
                     out_during.update(f"{r} of {key}" for r in rips & keep
                                       if r not in table.get(key, set()))
-            # every changed keepalived logged its reload (its log says when it finished)
-            reloaded = all(len(keepalived.reload_lines(lab, d)) > n for d, n in seen.items())
+            # every changed keepalived logged that its reload is done ("Reload complete"
+            # on 2.2, "Reload finished in N usec" on later versions)
+            reloaded = all(any(w in ln for ln in keepalived.reload_lines(lab, d)[n:]
+                               for w in ("Reload complete", "Reload finished"))
+                           for d, n in seen.items())
             ok = reloaded and len(held) == 1 and all(
                 not wanted[d] or {k: v for k, v in t.items() if k in wanted[d]} == wanted[d]
                 for d, t in tables.items())
