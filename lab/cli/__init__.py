@@ -6,6 +6,7 @@ the layer that owns the logic:
 * :mod:`lab.cli.labs`      demo, up, status, check, shell, down, cleanup, check-env
 * :mod:`lab.cli.scenarios` scenarios, scenario run, validate
 * :mod:`lab.cli.cluster`   import, diagnose (the operator's own cluster)
+* :mod:`lab.cli.gate`      gate (a config change checked on the cluster's twin)
 * :mod:`lab.cli.sweeps`    matrix, kernels run|merge|fetch|list
 * :mod:`lab.cli.vm`        vm start|status|stop (a VM that stays up)
 
@@ -68,13 +69,13 @@ def written_paths(argv: Sequence[str]) -> list[tuple[str, str]]:
 
 def build_parser() -> argparse.ArgumentParser:
     # lazy: import cycle: the verb modules import main, progress, writes from lab.cli
-    from lab.cli import cluster, labs, scenarios, sweeps, vm
+    from lab.cli import cluster, gate, labs, scenarios, sweeps, vm
 
     p = _Parser(prog="drlab", description="LVS Direct Routing lab in network namespaces, "
                 "with a real IPVS director.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            parser_class=_Parser)
-    for module in (labs, scenarios, cluster, sweeps, vm):
+    for module in (labs, scenarios, cluster, gate, sweeps, vm):
         module.add_parsers(sub)
     return p
 

@@ -309,3 +309,26 @@ def tail(lab: Lab, host: str, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def reload_lines(lab: Lab, host: str) -> list[str]:
+    """The lines of keepalived's log on ``host`` that speak of a reload (its children
+    log ``Reloading`` and ``Reload finished in N usec`` on SIGHUP)."""
+    try:
+        text = paths(lab, host).log.read_text(errors="replace")
+    except OSError:
+        return []
+    return [ln for ln in text.splitlines() if "reload" in ln.lower()]
+
+
+def reload(lab: Lab, host: str, conf: str) -> None:
+    """Swap ``host``'s keepalived.conf for ``conf`` and send SIGHUP to its daemon, as
+    ``systemctl reload keepalived`` does. The topology's copy follows. Scripts of
+    ``conf`` are refused as at :func:`start` unless the topology allows them."""
+    leader = pid(lab, host)
+    if leader is None:
+        raise LabError(f"lab {lab.id}: keepalived is not running on {host}")
+    lab.topology.keepalived[host] = conf
+    refuse_scripts(lab.topology)
+    p = paths(lab, host)
+    p.conf.write_text(with_notify(secure_global_defs(conf, run_as(conf)),
+                                  Path(f"{_notify_script(lab)} {host}")))
+    os.kill(leader, signal.SIGHUP)

@@ -155,31 +155,21 @@ class TwinValidation:
     before: Diagnosis
     after: Diagnosis
 
-    @staticmethod
-    def _keys(d: Diagnosis) -> dict[tuple[str, str, tuple[str, ...]], Finding]:
-        return {(f.service, f.name, tuple(f.hosts)): f for f in d.findings}
-
     @property
     def breaks(self) -> list[Finding]:
-        b = self._keys(self.before)
-        return [f for k, f in self._keys(self.after).items() if k not in b]
+        return compare(self.before, self.after).breaks
 
     @property
     def fixes(self) -> list[Finding]:
-        a = self._keys(self.after)
-        return [f for k, f in self._keys(self.before).items() if k not in a]
+        return compare(self.before, self.after).fixes
 
     @property
     def still(self) -> list[Finding]:
-        a = self._keys(self.after)
-        return [f for k, f in self._keys(self.before).items() if k in a]
+        return compare(self.before, self.after).still
 
     def services(self) -> list[ServiceChange]:
         """Per service: connections that worked and who answered ARP, before and after."""
-        after = {s.service: s for s in self.after.services}
-        return [ServiceChange(s.service, Served.of_result(s),
-                              Served.of_result(n) if (n := after.get(s.service)) else None)
-                for s in self.before.services]
+        return compare(self.before, self.after).services
 
     def to_json(self) -> dict[str, Any]:
         return {"change": self.change.sysctls, "hosts": self.hosts,
@@ -205,6 +195,36 @@ class TwinValidation:
                 f"{f.name} on {', '.join(f.hosts)} [{f.service}]"
                 + ("" if f.measured else " (prediction)") for f in fs) or "nothing"))
         return "\n".join(lines)
+
+
+def finding_key(f: Finding) -> tuple[str, str, tuple[str, ...]]:
+    """What makes two findings (before and after a change) the same one: the one place
+    the comparison is keyed (diagnose's own stable key, once it has one, goes here)."""
+    return (f.service, f.name, tuple(f.hosts))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two diagnoses of a twin, before and after a change, finding by finding."""
+
+    breaks: list[Finding]
+    fixes: list[Finding]
+    still: list[Finding]
+    services: list[ServiceChange]
+
+
+def compare(before: Diagnosis, after: Diagnosis) -> Comparison:
+    """Findings added, removed and kept (by :func:`finding_key`), and per service the
+    connections that worked and who answered ARP, before and after."""
+    b = {finding_key(f): f for f in before.findings}
+    a = {finding_key(f): f for f in after.findings}
+    now = {s.service: s for s in after.services}
+    return Comparison([f for k, f in a.items() if k not in b],
+                      [f for k, f in b.items() if k not in a],
+                      [f for k, f in b.items() if k in a],
+                      [ServiceChange(s.service, Served.of_result(s),
+                                     Served.of_result(n) if (n := now.get(s.service)) else None)
+                       for s in before.services])
 
 
 def validate_twin(topology: Topology, change: Change,

@@ -1,0 +1,118 @@
+"""``drlab gate``: a config change (sysctl.d, keepalived.conf, ipvsadm rules) measured on
+the cluster's twin before it ships; the verdict is the exit code (0 pass or fixed,
+1 fail, 2 bad input). The logic is :mod:`lab.scenarios.gate`; the files are read by
+:mod:`lab.model.gate`; the reports are :mod:`lab.report.gate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab.cli import progress, writes
+from lab.cli.cluster import add_allow_scripts, load_cluster
+from lab.errors import UsageError
+from lab.machine import preflight
+from lab.model.files import shown
+from lab.model.gate import GateFile, apply_changes, parse_apply, read_gate_file, read_manifest
+
+#: --OPTION -> the report it writes
+REPORTS = ("junit", "markdown", "json", "html")
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    """The command that reproduces this gate locally (reports left out)."""
+    cmd = ["drlab", "gate"]
+    if args.manifest:
+        cmd += ["--manifest", args.manifest]
+    if args.topology:
+        cmd += ["--topology", args.topology]
+    for a in args.apply or []:
+        cmd += ["--apply", a]
+    if args.reload_budget:
+        cmd += ["--reload-budget", str(args.reload_budget)]
+    if args.allow_scripts:
+        cmd.append("--allow-scripts")
+    return cmd
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before anything runs: each report's directory is there (so nothing is built for
+    a report that cannot be written)."""
+    for name in REPORTS:
+        value = getattr(args, name)
+        if value and not Path(value).parent.is_dir():
+            raise UsageError(shown(f"--{name} {value}: no such directory "
+                                   f"{Path(value).parent}"))
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    # lazy: only this verb needs it, not every drlab run (+320 modules; pyroute2)
+    from lab.report.gate import html, junit, markdown
+    from lab.scenarios.gate import gate
+
+    if args.reload_budget < 0:
+        raise UsageError("--reload-budget must be 0 or more")
+    if not args.manifest and not args.apply:
+        raise UsageError("nothing to gate: --apply HOST=FILE or --manifest drlab-gate.toml")
+    _check_outputs(args)
+    applies: list[tuple[str, GateFile]] = []
+    target = args.topology
+    if args.manifest:
+        m = read_manifest(Path(args.manifest))
+        applies += m.applies
+        target = target or m.topology
+    if not target:
+        raise UsageError("--topology cluster.toml|COLLECTED_DIR (or topology = in the "
+                         "manifest)")
+    for item in args.apply or []:
+        host, path = parse_apply(item)
+        applies.append((host, read_gate_file(path)))
+    t = load_cluster(target, allow_scripts=args.allow_scripts)
+    applied = apply_changes(t, applies, allow_scripts=args.allow_scripts)
+    preflight.require_ipvs()
+    r = gate(t, applied, _command(args), reload_budget=args.reload_budget,
+             live_reload=not args.no_reload, progress=progress)
+    render: dict[str, Callable[[], str]] = {
+        "junit": lambda: junit(r), "markdown": lambda: markdown(r),
+        "json": lambda: json.dumps(r.to_json(), indent=1) + "\n", "html": lambda: html(r)}
+    for name in REPORTS:
+        if getattr(args, name):
+            Path(getattr(args, name)).write_text(render[name]())
+            progress(f"gate: {name} report: {getattr(args, name)}")
+    print(r.text())
+    return r.verdict.exit_code
+
+
+def add_parsers(sub: Any) -> None:
+    g = sub.add_parser("gate", help="a config change (sysctl.d, keepalived.conf, ipvsadm "
+                       "rules) measured on your cluster's twin: exit 1 if it breaks DR",
+                       description="Build the twin of your cluster as it is and as it "
+                       "would be after the change, diagnose both, run connections through "
+                       "every service, reload a changed keepalived.conf live under load. "
+                       "Exit 0: passes (or fixes a finding), 1: fails, 2: bad input.")
+    g.add_argument("--topology", metavar="FILE|DIR",
+                   help="cluster.toml (drlab import) or a collected directory")
+    g.add_argument("--apply", action="append", metavar="HOST=FILE",
+                   help="deploy FILE (sysctl.d, keepalived.conf or ipvsadm-save rules, "
+                   "recognised by content) on HOST: a host, a role (rs, director) or a "
+                   "glob over the hosts' names (repeatable)")
+    g.add_argument("--manifest", metavar="TOML",
+                   help="drlab-gate.toml: [apply] globs of hosts -> files (relative to it), "
+                   "and optionally topology = ...")
+    g.add_argument("--reload-budget", type=int, default=0, metavar="N",
+                   help="connections a keepalived reload may drop (default 0)")
+    g.add_argument("--no-reload", action="store_true",
+                   help="skip the live keepalived reload under load")
+    g.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per "
+                   "service, finding and reload)")
+    g.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (e.g. for "
+                   "$GITHUB_STEP_SUMMARY)")
+    g.add_argument("--json", metavar="FILE", help="write the result as JSON")
+    g.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
+    add_allow_scripts(g)
+    g.set_defaults(func=cmd_gate)
+    writes(g, *(f"--{r}" for r in REPORTS))
+
