@@ -4,17 +4,21 @@ The IPVS test builds 5,000 services (the CI-affordable size; the 50,000-service
 lab is run by hand, docs/performance.md). The netns tests need no IPVS.
 """
 
+import os
+import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from lab.builder import Lab, addresses, netns
+from lab.builder import Lab, addresses, netns, ownership
 from lab.errors import LabError
 from lab.model import Address
 from lab.model.scale import many_services
 from lab.probes.labcheck import check
 from lab.roles import director, up
+from lab.util import wait_for
 
 
 @pytest.mark.ipvs
@@ -65,3 +69,31 @@ def test_scale_lab_builds_on_this_kernel(lab_factory):
         out = subprocess.run(["ip", "-n", lab.ns(host), "-4", "-o", "addr", "show"],
                              capture_output=True, text=True, check=True).stdout
         assert out.count(" 198.18.") == 2000, host
+
+
+@pytest.mark.netns
+@pytest.mark.subprocess
+def test_sigkill_mid_build_then_cleanup_leaves_nothing():
+    """A scale lab's owner killed (SIGKILL: no handler runs) while it adds the VIPs:
+    its namespaces were recorded before they were made, so cleanup removes them all
+    (the dummies and the 3,000 addresses with them)."""
+    name = f"scalek{os.getpid() % 10000}"
+    code = ("from lab.builder import Lab; from lab.model.scale import many_services; "
+            f"Lab(many_services(3000, holder='dummy', rs=4), name={name!r}).build(); "
+            "import time; time.sleep(600)")
+    p = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        def mid_build():
+            rec = ownership.find(name)
+            return rec if rec and netns.exists(f"drl-{name}-rs1") else None
+        rec = wait_for(mid_build, timeout=60, what="the child to start building")
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    removed = ownership.reap()
+    assert any(name in r for r in removed), removed
+    assert not [n for n in rec.namespaces if netns.exists(n)]
+    assert ownership.find(name) is None
