@@ -75,7 +75,7 @@ def status(lab: Lab) -> dict[str, Any]:
     return data
 
 
-def _addresses(cidrs: list[str], most: int = 8) -> str:
+def address_summary(cidrs: list[str], most: int = 8) -> str:
     """An interface's addresses: all of them, or, past ``most``, their ranges per
     prefix length (a scale lab's dummy holds 1,000 VIPs)."""
     if len(cidrs) <= most:
@@ -111,7 +111,7 @@ def dump_state(lab: Lab) -> str:
         else:
             for i in ifs:
                 lines.append(f"  {i.name:<6} {i.mac:<17} {i.state:<8} mtu {i.mtu} "
-                             f"{_addresses(i.addresses)}")
+                             f"{address_summary(i.addresses)}")
         routes = _safe(state.routes, lab, h.name)
         lines.append("  routes: " + (routes if isinstance(routes, str) else "; ".join(routes)))
         neigh = _safe(state.neighbours, lab, h.name)

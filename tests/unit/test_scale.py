@@ -7,6 +7,7 @@ import pytest
 from lab.errors import TopologyError
 from lab.model.scale import LO_LIMIT, PER_DUMMY, aggregate, many_services, summarise, summary
 from lab.model.topology import SCALE_RANGE_WAIVER
+from lab.probes.dump import address_summary
 from lab.probes.labcheck import pick
 from lab.roles.director import restore_rules
 
@@ -99,3 +100,9 @@ def test_summaries():
                                         "2001:db8::1"]
     many = [f"192.0.2.{i}" for i in range(1, 40, 2)]
     assert summary(many, limit=2) == "192.0.2.1; 192.0.2.3; and 18 more ranges"
+
+
+def test_status_summarises_many_addresses():
+    assert address_summary(["192.0.2.2/24", "192.0.2.100/32"]) == "192.0.2.2/24 192.0.2.100/32"
+    many = [f"198.18.0.{i}/32" for i in range(1, 201)] + ["192.0.2.2/24"]
+    assert address_summary(many) == "/32: 198.18.0.1 … 198.18.0.200, 200 addresses; /24: 192.0.2.2"
