@@ -57,7 +57,7 @@ def test_validation_still_finds_duplicates_and_missing_vips():
 
 
 def test_validation_is_linear():
-    """10x the services costs about 10x (a loaded machine: under 25x), not 100x: nothing
+    """10x the services costs about 10x (on a loaded machine: under 40x), not 100x: nothing
     walks all services per service (it once did: keys.count, the director's addresses
     and each real server's per service)."""
     def cost(n):
@@ -68,7 +68,7 @@ def test_validation_is_linear():
         return time.perf_counter() - t0
     cost(500)
     small, big = min(cost(500) for _ in range(3)), min(cost(5000) for _ in range(2))
-    assert big / small < 25, (small, big)
+    assert big / small < 40, (small, big)
 
 
 def test_bad_arguments():
