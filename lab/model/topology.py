@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -63,7 +64,21 @@ def net_in_doc_range(net: IPNet, *, scale: bool = False) -> bool:
 #: (a lab reads its addresses' parts thousands of times: parse each text once; room
 #: for a cluster of tens of thousands of addresses: a smaller LRU thrashes, each miss
 #: a parse, which made the import of 6k addresses 5.4x that of 1.5k)
-_interface = functools.lru_cache(maxsize=65536)(ipaddress.ip_interface)
+#: 131,072 entries: a scale lab's 50,000 VIPs and a collected cluster's addresses fit.
+@functools.lru_cache(maxsize=1 << 17)
+def _interface(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """``ipaddress.ip_interface(cidr)``, parsed once; a dotted quad with a prefix length
+    through ``inet_pton`` (strict as ipaddress is: no short forms, no leading zeros),
+    about twice as fast: a scale lab parses 50,000 VIPs."""
+    ip, slash, plen = cidr.partition("/")
+    if slash and plen.isascii() and plen.isdigit() and len(plen) <= 2 and "." in ip:
+        try:
+            n = int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
+        except OSError:
+            pass
+        else:
+            return ipaddress.IPv4Interface((n, int(plen)))
+    return ipaddress.ip_interface(cidr)
 
 
 @dataclass(frozen=True)
@@ -511,17 +526,25 @@ def _validate(t: Topology) -> list[str]:
 
 def _check_address(a: Address, where: str, anywhere: bool = False,
                    scale: bool = False) -> str | None:
+    err = _address_error(a.cidr, a.scope, anywhere, scale)
+    return None if err is None else f"{where} {err}"
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _address_error(cidr: str, scope: str, anywhere: bool, scale: bool) -> str | None:
+    """What is wrong with an address (after its place, which the caller says), or None.
+    (Cached: a scale lab's real servers hold the same 50,000 VIPs each.)"""
     try:
-        iface = a.interface
+        iface = _interface(cidr)
     except ValueError:
-        return f"{where} {a.cidr!r} is not an address with a prefix (like 192.0.2.1/24)"
-    if "/" not in a.cidr:
-        return f"{where} {a.cidr!r} needs a prefix length (like 192.0.2.1/24)"
+        return f"{cidr!r} is not an address with a prefix (like 192.0.2.1/24)"
+    if "/" not in cidr:
+        return f"{cidr!r} needs a prefix length (like 192.0.2.1/24)"
     if not anywhere and not in_doc_range(iface.ip, scale=scale):
-        return (f"{where} {a.cidr} is outside the documentation ranges "
+        return (f"{cidr} is outside the documentation ranges "
                 "(192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)")
-    if a.scope not in ("global", "host", "link"):
-        return f"{where} {a.cidr}: scope {a.scope!r} must be global, host or link"
+    if scope not in ("global", "host", "link"):
+        return f"{cidr}: scope {scope!r} must be global, host or link"
     return None
 
 
