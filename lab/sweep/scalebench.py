@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 
 from lab.builder import Lab
+from lab.machine.preflight import ipvs_available
 from lab.model import Topology
 from lab.model.scale import many_services
 
@@ -56,7 +57,7 @@ class SizeResult:
     services: int
     build_seconds: float
     teardown_seconds: float
-    floor_seconds: float  # the ipvsadm -R of the table alone
+    floor_seconds: float | None  # the ipvsadm -R of the table alone (None: no IPVS)
     shell_seconds: float | None  # the shell way, build without VIPs + per-item commands
     lab_for_shell_seconds: float | None  # the lab's build measured beside the shell way
     slab_bytes: dict[str, int | None]
@@ -76,7 +77,7 @@ def _bare(t: Topology) -> Topology:
     return t
 
 
-def shell_way(n: int) -> float:
+def shell_way(n: int, with_ipvs: bool) -> float:
     """Build the network of a lab of ``n`` services without its VIPs and services (the
     lab, untimed), then time one ``ip addr add`` per VIP per host and one ``ipvsadm``
     per service and real server, in one bash script (one process per command)."""
@@ -93,8 +94,9 @@ def shell_way(n: int) -> float:
             lines += [f"ip -n {ns} addr add {a.cidr} dev {d.name}"
                       for d in h.dummies for a in d.addresses]
         dns = lab.ns("director")
-        for rule in director.restore_rules(t).splitlines():
-            lines.append(f"ip netns exec {dns} ipvsadm {rule}")
+        if with_ipvs:
+            for rule in director.restore_rules(t).splitlines():
+                lines.append(f"ip netns exec {dns} ipvsadm {rule}")
         t0 = time.perf_counter()
         subprocess.run(["bash", "-c", "\n".join(lines)], check=True)
         return time.perf_counter() - t0
@@ -107,29 +109,34 @@ def one_size(n: int, shell: bool) -> SizeResult:
     # lazy: the director role loads with the roles (+45 modules, ~20 ms)
     from lab.roles import director
 
+    with_ipvs = ipvs_available()
     before = slab_bytes()
     t0 = time.perf_counter()
     lab = Lab(many_services(n)).build()
+    floor = None
     try:
-        director.configure(lab)
+        if with_ipvs:
+            director.configure(lab)
         built = time.perf_counter() - t0
         after = slab_bytes()
-        rules = director.restore_rules(lab.topology)
-        director.ipvsadm(lab, "-C")
-        t1 = time.perf_counter()
-        director.ipvsadm(lab, "-R", stdin=rules)  # the floor: the same table, into an empty one
-        floor = time.perf_counter() - t1
+        if with_ipvs:
+            rules = director.restore_rules(lab.topology)
+            director.ipvsadm(lab, "-C")
+            t1 = time.perf_counter()
+            director.ipvsadm(lab, "-R", stdin=rules)  # the floor: into an empty table
+            floor = time.perf_counter() - t1
     finally:
         t2 = time.perf_counter()
         lab.teardown()
         down = time.perf_counter() - t2
     sh = lab_again = None
     if shell:
-        sh = shell_way(n)
+        sh = shell_way(n, with_ipvs)
         t3 = time.perf_counter()
         lab = Lab(many_services(n)).build()
         try:
-            director.configure(lab)
+            if with_ipvs:
+                director.configure(lab)
             lab_again = time.perf_counter() - t3
         finally:
             lab.teardown()
@@ -144,8 +151,10 @@ def one_size(n: int, shell: bool) -> SizeResult:
 def run(sizes: list[int], shell_max: int, out: str | None) -> int:
     """Each size in a child process; print the table and the ratios."""
     results: list[SizeResult] = []
-    print(f"kernel {platform.release()}, {os.cpu_count()} CPUs; scale labs (2 real servers, "
-          "VIPs from 198.18.0.1), one run per size, each in its own process")
+    print(f"kernel {platform.release()}, {os.cpu_count()} CPUs, IPVS "
+          f"{'yes' if ipvs_available() else 'no (the network only: no table, no floor)'}; "
+          "scale labs (2 real servers, VIPs from 198.18.0.1), one run per size, each in its "
+          "own process")
     for n in sizes:
         with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
             subprocess.run([sys.executable, "-m", "lab.sweep.bench", "--one-size", str(n),
@@ -163,9 +172,10 @@ def run(sizes: list[int], shell_max: int, out: str | None) -> int:
         shell = f"{r.shell_seconds:.1f}" if r.shell_seconds is not None else "-"
         ratio = (f"{r.shell_seconds / r.lab_for_shell_seconds:.1f}x"
                  if r.shell_seconds is not None and r.lab_for_shell_seconds else "-")
+        floor = "-" if r.floor_seconds is None else f"{r.floor_seconds:.2f}"
+        over = "-" if r.floor_seconds is None else f"{r.build_seconds / r.floor_seconds:.1f}x"
         print(f"{r.services:>9,} {r.build_seconds:>9.2f} {r.per_service_us:>8.0f} "
-              f"{r.teardown_seconds:>7.2f} {r.floor_seconds:>13.2f} "
-              f"{r.build_seconds / r.floor_seconds:>10.1f}x {shell:>8} {ratio:>9} "
+              f"{r.teardown_seconds:>7.2f} {floor:>13} {over:>11} {shell:>8} {ratio:>9} "
               f"{kib(r.slab_bytes['ip_vs_dest']):>11} {kib(r.slab_bytes['ip_vs_conn']):>11} "
               f"{r.peak_rss_kib // 1024:>6} MiB")
     lo, hi = results[0], results[-1]
