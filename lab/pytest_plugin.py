@@ -401,11 +401,17 @@ def _topology_kwargs(request: pytest.FixtureRequest, marker: str) -> dict[str, A
 
 @pytest.fixture
 def dr_topology(request: pytest.FixtureRequest) -> Topology:
-    """The default DR topology; kwargs from ``@pytest.mark.drlab(...)`` or indirect params."""
+    """The default DR topology; kwargs from ``@pytest.mark.drlab(...)`` or indirect params.
+    ``services=N`` makes it a scale lab (:func:`lab.model.scale.many_services`: N
+    services on consecutive VIPs; ``rs``, ``holder``, ``port``, ``scheduler`` apply)."""
     # lazy: every pytest run loads the plugin (+9 modules, ~8 ms)
     from lab.model import default_dr
+    from lab.model.scale import many_services
 
-    return default_dr(**_topology_kwargs(request, "drlab"))
+    kw = _topology_kwargs(request, "drlab")
+    if "services" in kw:
+        return many_services(kw.pop("services"), **kw)
+    return default_dr(**kw)
 
 
 @pytest.fixture

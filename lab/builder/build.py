@@ -25,7 +25,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from lab.builder import links, netns, ownership, sysctl
+from lab.builder import addresses, links, netns, ownership, sysctl
 from lab.errors import LabError, UsageError
 from lab.model import Topology, VirtualService, topology_from_dict, topology_to_dict
 
@@ -274,17 +274,20 @@ class Lab:
         ioctl_sock = netns.socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM)
         with ioctl_sock:
             links.set_up(ioctl_sock, "lo")
-            for a in h.lo:
-                ipr.addr("add", index=1, address=a.ip, prefixlen=a.prefixlen,
-                         scope=SCOPES[a.scope])
             for iface in h.interfaces:
                 disable_offloads(ioctl_sock, iface.name)
             index = {i.name: links.index(ioctl_sock, i.name) for i in [*h.interfaces, *h.dummies]}
-            for iface in [*h.interfaces, *h.dummies]:
+            # the VIP holders (lo, dummies) in batched requests: a scale lab's real
+            # server holds 50,000 addresses (lab.builder.addresses)
+            addresses.add(ns, [(1, a) for a in h.lo]
+                          + [(index[i.name], a) for i in h.dummies for a in i.addresses])
+            for iface in h.interfaces:
                 idx = index[iface.name]
                 for a in iface.addresses:
                     ipr.addr("add", index=idx, address=a.ip, prefixlen=a.prefixlen,
                              scope=SCOPES[a.scope])
+                links.set_up(ioctl_sock, iface.name, iface.mtu)
+            for iface in h.dummies:
                 links.set_up(ioctl_sock, iface.name, iface.mtu)
         for r in h.routes:
             kw: dict[str, Any] = {}

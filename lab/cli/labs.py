@@ -56,6 +56,12 @@ def _topology(args: argparse.Namespace) -> Any:
         return t
     if args.rs < 1:
         raise TopologyError("--rs must be at least 1")
+    if getattr(args, "services", None) is not None:
+        # lazy: only a scale lab needs it (+1 module, ~1 ms)
+        from lab.model.scale import many_services
+
+        return many_services(args.services, rs=args.rs, holder=args.vip_holder,
+                             scheduler=args.scheduler).validate()
     return default_dr(rs=args.rs, scheduler=args.scheduler).validate()
 
 
@@ -117,6 +123,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise UsageError("--broken/--fixed go with --scenario NAME")
     if args.keepalived is not None and (args.scenario or args.topology):
         raise UsageError("--keepalived builds its own lab: not with --scenario or --topology")
+    if args.services is not None and (args.scenario or args.topology
+                                      or args.keepalived is not None):
+        raise UsageError("--services builds its own lab: not with --scenario, --topology "
+                         "or --keepalived")
     scenario = get(args.scenario) if args.scenario else None
     derived: list[str] = []
     if args.keepalived is not None:
@@ -218,12 +228,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     _refuse_in_oneshot_vm("check")
     _check_name(args.name)
+    # lazy: only this verb needs it (+1 module, ~1 ms)
+    from lab.model.scale import SAMPLE_ABOVE
+
     if args.connections < 1:
         raise UsageError("--connections must be at least 1")
+    if args.sample is not None and args.sample < 0:
+        raise UsageError("--sample must be 0 or more")
     with _attach(args.name) as lab:
         if lab.topology.service is None:
             raise UsageError(f"lab {lab.id} has no virtual service to check")
-        result = check(lab, connections=args.connections)
+        sample = args.sample
+        if sample is None and len(lab.topology.services) > SAMPLE_ABOVE:
+            sample = 8  # a large lab: proven by sample unless asked otherwise
+        result = check(lab, connections=args.connections, sample=sample, seed=args.seed)
     print(json.dumps(result.to_json(), indent=1) if args.json else result.text())
     return 0 if result.ok else 1
 
@@ -290,6 +308,13 @@ def add_parsers(sub: Any) -> None:
     u.add_argument("--rs", type=int, default=2, help="real servers in the default topology")
     add_allow_scripts(u)
     u.add_argument("--scheduler", default="rr", help="IPVS scheduler (default rr)")
+    u.add_argument("--services", type=int, metavar="N",
+                   help="a scale lab: N virtual services on consecutive VIPs from "
+                   "198.18.0.1 (RFC 2544's range), one ipvsadm -R, the client's one "
+                   "aggregate route (docs/performance.md)")
+    u.add_argument("--vip-holder", choices=("auto", "lo", "dummy"), default="auto",
+                   help="with --services: the real servers hold the VIPs on lo or on NOARP "
+                   "dummies as kube-proxy does (auto: lo up to 1,024 services)")
     u.add_argument("--scenario", metavar="NAME", help="build a scenario's variant instead: "
                    "the whole DR lab of it (IPVS table, services)")
     u.add_argument("--keepalived", action="append", nargs="?", const="", metavar="FILE",
@@ -310,6 +335,11 @@ def add_parsers(sub: Any) -> None:
     ck.add_argument("name", nargs="?", help="lab name (optional if only one runs)")
     ck.add_argument("--json", action="store_true", help="machine-readable output")
     ck.add_argument("--connections", type=int, default=4, help="connections to prove")
+    ck.add_argument("--sample", type=int, metavar="K",
+                    help="also prove one connection through each of K services drawn at "
+                    "random plus the first and the last (the default, K=8, for a lab of "
+                    "more than 64 services)")
+    ck.add_argument("--seed", type=int, help="with --sample: the draw's seed (it is printed)")
     ck.set_defaults(func=cmd_check)
 
     sh_ = sub.add_parser("shell", help="a shell (or COMMAND) inside a host of a running lab")

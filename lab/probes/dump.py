@@ -10,6 +10,7 @@ from typing import Any, TypeVar, TypeVarTuple
 from lab.builder import Lab, netns
 from lab.builder import sysctl as sc
 from lab.errors import LabError
+from lab.model.scale import SAMPLE_ABOVE, summary
 from lab.probes import state
 from lab.probes.capture import captures_of
 from lab.probes.path import last_proof
@@ -74,6 +75,18 @@ def status(lab: Lab) -> dict[str, Any]:
     return data
 
 
+def address_summary(cidrs: list[str], most: int = 8) -> str:
+    """An interface's addresses: all of them, or, past ``most``, their ranges per
+    prefix length (a scale lab's dummy holds 1,000 VIPs)."""
+    if len(cidrs) <= most:
+        return " ".join(cidrs)
+    by_plen: dict[str, list[str]] = {}
+    for c in cidrs:
+        ip, _, plen = c.partition("/")
+        by_plen.setdefault(plen, []).append(ip)
+    return "; ".join(f"/{plen}: {summary(ips)}" for plen, ips in by_plen.items())
+
+
 def dump_state(lab: Lab) -> str:
     """Addresses, routes, neighbours, effective sysctls per host; the IPVS table; with
     keepalived, each director's VRRP state as keepalived reports it next to what the
@@ -98,7 +111,7 @@ def dump_state(lab: Lab) -> str:
         else:
             for i in ifs:
                 lines.append(f"  {i.name:<6} {i.mac:<17} {i.state:<8} mtu {i.mtu} "
-                             f"{' '.join(i.addresses)}")
+                             f"{address_summary(i.addresses)}")
         routes = _safe(state.routes, lab, h.name)
         lines.append("  routes: " + (routes if isinstance(routes, str) else "; ".join(routes)))
         neigh = _safe(state.neighbours, lab, h.name)
@@ -116,7 +129,14 @@ def dump_state(lab: Lab) -> str:
                 lines.append(f"  sysctl {dev}: " + ", ".join(f"{k}={v}" for k, v in knobs.items()))
     if lab.topology.service is not None:
         lines.append("\n== IPVS (ipvsadm -Ln --stats, director)")
-        lines.append(str(_safe(director.ipvsadm, lab, "-Ln", "--stats")).rstrip())
+        table = str(_safe(director.ipvsadm, lab, "-Ln", "--stats")).rstrip().splitlines()
+        n = len(lab.topology.services)
+        if n > SAMPLE_ABOVE:  # a scale lab: its first services, then the rest summarised
+            head = [x for k, x in enumerate(table) if k < 3 + 4 * 3]
+            lines += [*head, f"  ... {n:,} services in all, on "
+                      f"{summary([s.vip for s in lab.topology.services])}"]
+        else:
+            lines += table
         lines.append("\n== /proc/net/ip_vs_conn (director)")
         lines.append(str(_safe(netns.read_proc, lab.ns(lab.topology.director.name),
                                "net/ip_vs_conn")).rstrip())

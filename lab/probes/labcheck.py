@@ -21,6 +21,7 @@ neighbour table or IPVS counters.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
@@ -97,6 +98,37 @@ def proof_symptoms(proof: path.PathProof, vip: str) -> list[Symptom]:
                for p in proof.problems[len(proof.failed):]])
 
 
+@dataclass(frozen=True)
+class SampledService:
+    """One service of a sampled check (``drlab check --sample K``): its key and the
+    path proof of one connection through it."""
+
+    key: str
+    vip: str
+    why: str  # "first", "last" or "random"
+    proof: path.PathProof
+
+    @property
+    def ok(self) -> bool:
+        return not self.proof.problems
+
+    def line(self) -> str:
+        who = ", ".join(sorted({c.server for c in self.proof.connections})) or "nobody"
+        state = "ok" if self.ok else "FAILED: " + "; ".join(self.proof.problems)
+        return f"  {self.key:<24} ({self.why}) answered by {who}: {state}"
+
+
+def pick(n: int, k: int, seed: int) -> list[tuple[int, str]]:
+    """Which of ``n`` services a sampled check proves: the first, the last and ``k``
+    others drawn at random (``seed``), as ``(index, why)`` in index order."""
+    chosen = {0: "first"}
+    chosen.setdefault(n - 1, "last")
+    middle = range(1, n - 1)
+    for i in random.Random(seed).sample(middle, min(k, len(middle))):
+        chosen.setdefault(i, "random")
+    return sorted(chosen.items())
+
+
 @dataclass
 class CheckResult:
     lab: str
@@ -110,6 +142,11 @@ class CheckResult:
     distribution: dict[str, int] = field(default_factory=dict)
     #: With keepalived: the directors whose interface holds the VIP (one, when healthy).
     holders: list[str] | None = None
+    #: A sampled check (``sample`` given, or a lab of many services): the services
+    #: proven one connection each, of :attr:`services` in all.
+    sampled: list[SampledService] = field(default_factory=list)
+    services: int = 1
+    seed: int | None = None
 
     @property
     def symptoms(self) -> list[Symptom]:
@@ -123,7 +160,20 @@ class CheckResult:
         if self.vip_entry not in (None, self.director):
             out.append(Symptom(SymptomKind.ENTRY_MOVED, vip, host=self.vip_entry,
                                hop=self.hop))
+        for s in self.sampled:
+            out += proof_symptoms(s.proof, s.vip)
         return out
+
+    def sample_text(self) -> list[str]:
+        """What a sampled check proved, said as such."""
+        if self.seed is None:
+            return []
+        drawn = sum(s.why == "random" for s in self.sampled)
+        return [f"sampled: {len(self.sampled)} of {self.services:,} services proven, one "
+                f"connection each (the first, the last and {drawn} at random, seed "
+                f"{self.seed}); the other {self.services - len(self.sampled):,} were not "
+                "checked",
+                *(s.line() for s in self.sampled)]
 
     @property
     def ok(self) -> bool:
@@ -134,6 +184,7 @@ class CheckResult:
                  f"{self.hop}'s neighbour entry for {self.vip}: {self.vip_entry or 'none'}",
                  "distribution: " + (", ".join(f"{k} {v}" for k, v in
                                                sorted(self.distribution.items())) or "none")]
+        lines += self.sample_text()
         lines += ["OK"] if self.ok else [f"FAILED: {s.text()}" for s in self.symptoms]
         return "\n".join(lines)
 
@@ -141,14 +192,22 @@ class CheckResult:
         return {"lab": self.lab, "ok": self.ok, "symptoms": [s.text() for s in self.symptoms],
                 "census": sorted(self.census.hosts), "vip_entry": self.vip_entry,
                 "distribution": self.distribution, "problems": self.proof.problems,
-                "ladder": self.proof.ladder()}
+                "ladder": self.proof.ladder(),
+                "sample": None if self.seed is None else {
+                    "seed": self.seed, "services": self.services,
+                    "proven": [{"service": s.key, "why": s.why, "ok": s.ok,
+                                "servers": sorted({c.server for c in s.proof.connections}),
+                                "problems": s.proof.problems} for s in self.sampled]}}
 
 
-def check(lab: Lab, connections: int = 4, timeout: float = 1.5) -> CheckResult:
+def check(lab: Lab, connections: int = 4, timeout: float = 1.5, sample: int | None = None,
+          seed: int | None = None) -> CheckResult:
     """Census, ``connections`` proven connections and the VIP's neighbour entry.
 
     A connection that does not complete within ``timeout`` seconds (scaled by
-    ``DRLAB_TIMEOUT_SCALE``) counts as failed."""
+    ``DRLAB_TIMEOUT_SCALE``) counts as failed. ``sample``: also prove one connection
+    through each of ``sample`` services drawn at random (``seed``, random if None)
+    plus the first and the last (:func:`pick`)."""
     t = lab.topology
     if t.service is None:
         raise ValueError(f"lab {lab.id} has no virtual service to check")
@@ -169,5 +228,14 @@ def check(lab: Lab, connections: int = 4, timeout: float = 1.5) -> CheckResult:
             arp.flush_neighbours(lab, rs.name)
     proof = path.prove(lab, connections=connections, timeout=timeout, director_host=holder)
     dist = Counter(c.server for c in proof.connections)
-    return CheckResult(lab.id, holder, t.service.vip, census, proof,
-                       arp.resolves_to(lab, hop, t.service.vip), hop, dict(dist), now)
+    entry = arp.resolves_to(lab, hop, t.service.vip)
+    sampled: list[SampledService] = []
+    if sample is not None:
+        seed = random.SystemRandom().randrange(1 << 31) if seed is None else seed
+        for i, why in pick(len(t.services), sample, seed):
+            svc = t.services[i]
+            with lab.focus(svc):
+                sampled.append(SampledService(svc.key, svc.vip, why, path.prove(
+                    lab, connections=1, timeout=timeout, director_host=holder)))
+    return CheckResult(lab.id, holder, t.service.vip, census, proof, entry, hop, dict(dist),
+                       now, sampled, len(t.services), seed if sample is not None else None)

@@ -10,6 +10,7 @@ netlink dump of them).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from lab.wire.packet import packet_socket
 #: IP_VS_CONN_F_FWD_MASK values (include/uapi/linux/ip_vs.h).
 FWD_METHODS = {0: "masq", 1: "local", 2: "tunnel", 3: "dr", 4: "bypass"}
 IP_VS_SVC_F_PERSISTENT = 0x1
+RTN_LOCAL = 2  # rtm_type of a route to a local address (linux/rtnetlink.h)
 
 
 def service_spec(svc: VirtualService) -> str:
@@ -47,6 +49,8 @@ def restore_rules(topology: Topology, host: str | None = None) -> str:
         return ""
     host = host or topology.service.director
     lines = []
+    vips = topology.vips
+    rips: dict[tuple[str, int], str] = {}  # (each real server's RIP once: 50,000 services)
     for svc in topology.services:
         if svc.director != host:
             continue
@@ -58,7 +62,9 @@ def restore_rules(topology: Topology, host: str | None = None) -> str:
                 head += f" -M {svc.persistence_netmask}"
         lines.append(head)
         for rs in svc.real_servers:
-            rip = _rip(topology, rs.host, svc.family)
+            rip = rips.get((rs.host, svc.family))
+            if rip is None:
+                rip = rips[(rs.host, svc.family)] = _rip(topology, rs.host, svc.family, vips)
             rip_s = f"[{rip}]" if svc.family == 6 else rip
             dest = rip_s if svc.fwmark is not None else f"{rip_s}:{svc.port}"
             lines.append(f"-a {spec} -r {dest} -g -w {rs.weight}")
@@ -84,10 +90,11 @@ def nft_rules(topology: Topology, host: str | None = None) -> str:
                    + "".join(lines) + "  }\n}\n" for fam, lines in rules.items())
 
 
-def _rip(topology: Topology, host: str, family: int) -> str:
+def _rip(topology: Topology, host: str, family: int, vips: set[str] | None = None) -> str:
+    vips = topology.vips if vips is None else vips
     for i in topology.host(host).interfaces:
         for a in i.addresses:
-            if a.family == family and a.ip not in topology.vips:
+            if a.family == family and a.ip not in vips:
                 return a.ip
     raise LabError(f"real server {host!r} has no IPv{family} address on an interface")
 
@@ -207,9 +214,20 @@ def _stats(nla: Any) -> Stats:  # a pyroute2 netlink message (untyped)
                  g("IPVS_STATS_ATTR_OUTBYTES") or 0)
 
 
-def read_services(lab: Lab, host: str | None = None) -> list[ServiceState]:
+def _key(svc: VirtualService) -> IPVSService:
+    """The IPVS key of ``svc`` (a GET asks for this one service)."""
+    af = socket.AF_INET6 if svc.family == 6 else socket.AF_INET
+    if svc.fwmark is not None:
+        return IPVSService(af=af, fwmark=svc.fwmark)
+    proto = socket.IPPROTO_TCP if svc.protocol == "tcp" else socket.IPPROTO_UDP
+    return IPVSService(af=af, protocol=proto, addr=svc.vip, port=svc.port)
+
+
+def read_services(lab: Lab, host: str | None = None,
+                  only: VirtualService | None = None) -> list[ServiceState]:
     """The director's (or ``host``'s) IPVS table, over generic netlink, inside its
-    namespace."""
+    namespace; with ``only``, that one service (a GET, not a dump of all: a scale
+    lab's table holds 50,000); an empty list when the table has no such service."""
     host = host or lab.topology.director.name
     ns = lab.ns(host)
     try:  # no IPVS: say so before pyroute2 makes a socket and an event loop for nothing
@@ -218,13 +236,33 @@ def read_services(lab: Lab, host: str | None = None) -> list[ServiceState]:
         raise LabError("IPVS is not available in this kernel (no /proc/net/ip_vs)") from None
     nl = netns.socket_in(ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 16)  # NETLINK_GENERIC
     out: list[ServiceState] = []
-    own = {a.get("address") for a in lab.ipr(host).get_addr()}
+    local: dict[str, bool] = {}
+
+    def is_local(addr: str) -> bool:
+        """Whether ``addr`` is the director's own: its route is of type local (one
+        route lookup per destination address, not a dump of the director's 50,000
+        VIPs)."""
+        if addr not in local:
+            try:
+                routes = lab.ipr(host).route("get", dst=addr)
+                local[addr] = any(r.get("type") == RTN_LOCAL for r in routes)
+            except NetlinkError:  # unreachable from here: not local
+                local[addr] = False
+        return local[addr]
+
     try:
         ipvs = IPVS(fileno=nl.detach())
     except NetlinkError as e:
         raise LabError(f"IPVS is not available in this kernel ({e})") from None
     with ipvs:
-        for msg in ipvs.service("dump"):
+        try:
+            msgs = list(ipvs.service("dump") if only is None
+                        else ipvs.service("get", service=_key(only)))
+        except NetlinkError as e:
+            if only is not None and e.code in (errno.ESRCH, errno.ENOENT):
+                return []
+            raise LabError(f"reading the IPVS table of {host} failed: {e}") from None
+        for msg in msgs:
             s = msg.get_attr("IPVS_CMD_ATTR_SERVICE")
             g = s.get_attr
             proto = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp"}.get(
@@ -255,7 +293,7 @@ def read_services(lab: Lab, host: str | None = None) -> list[ServiceState]:
                     active_conns=dg("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
                     inactive_conns=dg("IPVS_DEST_ATTR_INACT_CONNS") or 0,
                     stats=_stats(d),
-                    local=str(dg("IPVS_DEST_ATTR_ADDR")) in own,
+                    local=is_local(str(dg("IPVS_DEST_ATTR_ADDR"))),
                 ))
             out.append(svc)
     return out
@@ -265,7 +303,7 @@ def read_service(lab: Lab, host: str | None = None) -> ServiceState:
     """The state of the topology's own virtual service (on the director, or ``host``)."""
     svc = lab.topology.service
     assert svc is not None
-    for s in read_services(lab, host):
+    for s in read_services(lab, host, only=svc):
         if svc.fwmark is not None and s.fwmark == svc.fwmark:
             return s
         if (s.vip, s.port, s.protocol) == (svc.vip, svc.port, svc.protocol):

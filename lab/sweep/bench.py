@@ -1,6 +1,7 @@
 """Benchmarks (``scripts/bench``): the lab against a pyroute2 floor and the shell approach.
 
     python -m lab.sweep.bench [--repeat N] [--json FILE] [--scale 2,8,32,64]
+    python -m lab.sweep.bench --services 1000,10000,50000 [--shell-max N] [--json FILE]
 
 All variants build the same default DR network (client, director, N real
 servers on one bridge: namespaces, veths, addresses, routes, the pinned
@@ -268,8 +269,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vm-commands", action="store_true",
                     help="on a host without IPVS: time scripts/drlab up, check and down "
                          "through the VM that stays up against the shell DR case in it")
+    ap.add_argument("--services", metavar="N,N,...",
+                    help="scale labs instead: build and tear down labs of N services each "
+                    "(e.g. 1000,10000,50000) against ipvsadm -R alone and the shell way; "
+                    "slab use and peak RSS (lab/sweep/scalebench.py)")
+    ap.add_argument("--shell-max", type=int, default=1000, metavar="N",
+                    help="with --services: time the shell way up to N services (default "
+                    "1000: one process per address and rule is slow)")
     ap.add_argument("--shell-dr", type=int, metavar="N", help=argparse.SUPPRESS)
+    ap.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--shell", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.one_size or args.services:
+        # lazy: only the scale benchmark needs it (+1 module)
+        from lab.sweep import scalebench
+
+        if args.one_size:
+            return scalebench.one(args.one_size, args.shell, args.json)
+        try:
+            sizes = [int(x) for x in args.services.split(",")]
+        except ValueError:
+            ap.error(f"--services {args.services!r}: sizes like 1000,10000,50000")
+        if not sizes or min(sizes) < 1:
+            ap.error("--services: sizes of at least 1")
+        return scalebench.run(sorted(sizes), args.shell_max, args.json)
     if args.shell_dr:  # in the VM, for --vm-commands
         s = timed(lambda: run_shell_verified(args.rs), args.shell_dr)
         print(f"shell DR case (one process per command, sleep 1, busybox nc): {s:.2f} s")

@@ -41,6 +41,7 @@ from lab.model.keepalived import (
     strip_scripts,
 )
 from lab.model.loader import check_text, topology_from_dict, topology_to_dict, validated
+from lab.model.scale import summary
 from lab.model.topology import (
     ANY_ADDRESS,
     SCHEDULERS,
@@ -215,7 +216,7 @@ class _Importer:
             held = sorted(str(v) for v in self._local_vips(c) & svc_vips)
             if c.name not in roles and held:
                 roles[c.name] = "realserver"
-                self.note(f"{c.name} holds {', '.join(held)} on lo or a dummy but is no "
+                self.note(f"{c.name} holds {summary(held)} on lo or a dummy but is no "
                           "real server of it: kept (a stale VIP changes what it reaches); "
                           "the twin puts it in no service")
         left = [c for c in collected if c.name not in roles]
