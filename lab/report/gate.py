@@ -137,8 +137,9 @@ def markdown(r: GateResult) -> str:
                   f"| {_md(', '.join(x.directors))} | {x.before} / {x.during} / {x.after} | "
                   f"{x.failed} | {x.reset} | {x.holder_changes} | "
                   f"{_md(', '.join(x.out_during)) or 'none'} | "
-                  f"{_md(', '.join(x.out_after)) or 'none'} | {x.seconds:.1f} s |"]
+                  f"{_md(', '.join(x.out_after)) or 'none'} | {x.seconds:.1f} s |", ""]
         lines += [f"- error: {_md(e)}" for e in x.errors]
+        lines += [f"- keepalived: {_md(ln)}" for ln in x.log]
     if r.masked:
         lines += ["", "### Masked: the kernel does not act on these", ""]
         lines += [f"- {_md(m)}" for m in r.masked]

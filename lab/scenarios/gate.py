@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import platform
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -205,6 +206,12 @@ def _wanted(conf: str) -> dict[str, set[str]]:
             for v in cfg.virtual_servers if v.vip is not None}
 
 
+def _advert_int(conf: str) -> float:
+    """The longest ``advert_int`` of a keepalived.conf (keepalived's default: 1 s)."""
+    return max([float(m) for m in re.findall(r"^\s*advert_int\s+([0-9.]+)\s*$", conf,
+                                             re.M) if m.count(".") <= 1] or [1.0])
+
+
 def reload_under_load(before: Topology, after: Topology, directors: list[str],
                       progress: Progress | None = None, settle_rounds: int = 5,
                       after_rounds: int = 4) -> ReloadResult:
@@ -214,8 +221,9 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
     A round is one connection per service and one poll of every director's IPVS table
     and of who holds the VIP. The reload has settled when every changed director's
     table showed what its new config wants (the same table) and one director held the
-    VIP for ``settle_rounds`` rounds in a row, once every changed keepalived logged that
-    its reload is done; ``after_rounds`` rounds follow."""
+    VIP for ``settle_rounds`` rounds in a row and for 3 VRRP advert intervals and a
+    second (a transition the reload starts shows by then), once every changed keepalived
+    logged that its reload is done; ``after_rounds`` rounds follow."""
     progress = progress or Progress()
     res = ReloadResult([before.host(d).shown for d in directors])
     services = [(s.vip, s.port, s.protocol) for s in before.services]
@@ -255,12 +263,16 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
         seen = {d: len(keepalived.reload_lines(lab, d)) for d in directors}
         for d in directors:
             keepalived.reload(lab, d, after.keepalived[d])
+        # VRRP acts on its own clock: a transition the reload starts (a preemption, a
+        # new instance's master-down timer) shows within 3 advert intervals and a skew
+        quiet = 3.0 * max(_advert_int(after.keepalived[d]) for d in directors) + 1.0
         streak = 0
+        stable_since = time.monotonic()
         last: dict[str, dict[str, set[str]]] | None = None
         out_during: set[str] = set()
 
         def settled() -> bool:
-            nonlocal streak, last
+            nonlocal streak, last, stable_since
             tables, held = round_("during")
             for d, table in tables.items():
                 for key, rips in base[d].items():
@@ -276,8 +288,10 @@ def reload_under_load(before: Topology, after: Topology, directors: list[str],
                 not wanted[d] or {k: v for k, v in t.items() if k in wanted[d]} == wanted[d]
                 for d, t in tables.items())
             streak = streak + 1 if ok and tables == last else (1 if ok else 0)
+            if streak <= 1:
+                stable_since = time.monotonic()
             last = tables
-            return streak >= settle_rounds
+            return streak >= settle_rounds and time.monotonic() - stable_since >= quiet
 
         try:
             wait_for(settled, 20.0, "the IPVS table to settle after the reload")

@@ -84,17 +84,18 @@ def test_fixing_change_is_a_fix(drlab_ipvs, tmp_path):
 
 
 @pytest.mark.ipvs
-def test_keepalived_reload_under_load_counts_drops(drlab_ipvs):
-    """The VRRP instance renumbered: on SIGHUP keepalived removes the old instance with
-    its VIP and starts the new one as BACKUP: connections fail until it is MASTER."""
-    m = read_manifest(CHANGES / "reload-drops" / "drlab-gate.toml")
+def test_keepalived_reload_under_load_counts(drlab_ipvs):
+    """lvsa's priority lowered below lvsb's and reloaded with SIGHUP under load: the
+    reload is fenced by keepalived's own log, lvsb preempts (the VIP holder changes),
+    every real server is in the table after; what dropped is counted."""
+    m = read_manifest(CHANGES / "reload-failover" / "drlab-gate.toml")
     assert m.topology is not None
     t = load_topology(m.topology)
     a = apply_changes(t, m.applies)
-    res = reload_under_load(t, a.topology, ["lvsa", "lvsb"])
+    assert a.keepalived == ["lvsa"]
+    res = reload_under_load(t, a.topology, ["lvsa"])
     print(json.dumps(res.to_json()))
     assert res.log and not res.errors, res
     assert res.before >= 2 and res.during > 0 and res.after > 0, res
-    assert res.drops > 0, res.text()
+    assert res.holder_changes >= 1, res.text()
     assert not res.out_after, res.text()
-
