@@ -197,10 +197,11 @@ class TwinValidation:
         return "\n".join(lines)
 
 
-def finding_key(f: Finding) -> tuple[str, str, tuple[str, ...]]:
+def finding_key(f: Finding) -> tuple[str, tuple[str, ...], str]:
     """What makes two findings (before and after a change) the same one: the one place
-    the comparison is keyed (diagnose's own stable key, once it has one, goes here)."""
-    return (f.service, f.name, tuple(f.hosts))
+    the comparison is keyed, diagnose's own stable :attr:`Finding.key` (name, hosts,
+    service; ``"*"`` for a host-wide fault)."""
+    return f.key
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def test_added_finding_fails_removed_is_fixed_same_passes():
 
 
 def test_finding_key_is_kind_host_service():
-    assert finding_key(finding("rs-answers-arp")) == (SVC, "rs-answers-arp", ("rs1",))
+    assert finding_key(finding("rs-answers-arp")) == ("rs-answers-arp", ("rs1",), SVC)
 
 
 def test_lost_connections_fail_even_without_a_finding():
