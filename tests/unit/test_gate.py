@@ -56,8 +56,10 @@ def test_added_finding_fails_removed_is_fixed_same_passes():
     assert r.verdict is Verdict.FAIL and len(r.breaks) == 1 and len(r.fixes) == 1
 
 
-def test_finding_key_is_kind_host_service():
-    assert finding_key(finding("rs-answers-arp")) == ("rs-answers-arp", ("rs1",), SVC)
+def test_finding_key_is_kind_host_service_or_star_when_host_wide():
+    # a host-wide fault is one finding whatever service shows it; others are per service
+    assert finding_key(finding("rs-answers-arp")) == ("rs-answers-arp", ("rs1",), "*")
+    assert finding_key(finding("vip-on-lan-interface")) == ("vip-on-lan-interface", ("rs1",), SVC)
 
 
 def test_lost_connections_fail_even_without_a_finding():
