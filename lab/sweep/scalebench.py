@@ -206,4 +206,5 @@ def one(n: int, shell: bool, out: str) -> int:
     r = one_size(n, shell)
     with open(out, "w") as f:
         json.dump(dataclasses.asdict(r), f)
+    print(f"  measured {n:,} services: {json.dumps(dataclasses.asdict(r))}", flush=True)
     return 0
