@@ -192,7 +192,8 @@ def run(sizes: list[int], shell_max: int, out: str | None) -> int:
         assert r.shell_seconds is not None and r.lab_for_shell_seconds is not None
         summary[f"shell_vs_lab_{r.services}"] = r.shell_seconds / r.lab_for_shell_seconds
         print(f"the shell way at {r.services:,} services: {r.shell_seconds:.1f} s for the VIPs "
-              f"(and the table, with IPVS) alone, the lab's whole build {r.lab_for_shell_seconds:.1f} s: "
+              f"(and the table, with IPVS) alone, the lab's whole build "
+              f"{r.lab_for_shell_seconds:.1f} s: "
               f"the lab is {r.shell_seconds / r.lab_for_shell_seconds:.1f}x faster")
     if out:
         with open(out, "w") as fo:
@@ -206,4 +207,5 @@ def one(n: int, shell: bool, out: str) -> int:
     r = one_size(n, shell)
     with open(out, "w") as f:
         json.dump(dataclasses.asdict(r), f)
+    print(f"  measured {n:,} services: {json.dumps(dataclasses.asdict(r))}", flush=True)
     return 0
