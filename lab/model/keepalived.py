@@ -563,6 +563,8 @@ BLOCKS: dict[str, str] = {
 _ALLOW = "--allow-scripts keeps it"
 #: keepalived's read buffer (lib/parser.h MAXBUF): fgets() cuts longer lines.
 _MAXBUF = 1024
+#: SCRIPT_LINES and HOST_LINES by lowercase keyword -> (keyword, what the twin loses)
+_DANGER = {k.lower(): (k, v) for d in (SCRIPT_LINES, HOST_LINES) for k, v in d.items()}
 
 
 @dataclass(frozen=True)
@@ -646,11 +648,10 @@ def _keyword(piece: str) -> str:
 
 def _danger(key: str, piece: str) -> tuple[str, str] | None:
     """(keyword, what the twin loses) when ``piece`` runs a program or touches the host."""
-    low = {k.lower(): (k, v) for d in (SCRIPT_LINES, HOST_LINES) for k, v in d.items()}
     k = key.lower()
     if k == "notify_deleted" and len(piece.split()) < 2:
         return None  # without a script it only changes what other notifies are told
-    return low.get(k)
+    return _DANGER.get(k)
 
 
 def strip_scripts(text: str, source: str = "keepalived.conf") -> tuple[str, list[Stripped]]:

@@ -416,9 +416,10 @@ def _validate(t: Topology) -> list[str]:
 
     keys = [(s.fwmark, s.family) if s.fwmark is not None else (s.vip, s.port, s.protocol)
             for s in t.services]
+    first: dict[object, int] = {}   # key -> its first service (not keys.count: quadratic)
     for n, svc in enumerate(t.services):
         sw = "service" if len(t.services) == 1 else f"services[{n}] ({svc.vip}:{svc.port})"
-        if keys.count(keys[n]) > 1 and keys.index(keys[n]) < n:
+        if first.setdefault(keys[n], n) != n:
             p.append(f"{sw}: the same service is defined twice")
         try:
             vip_ip = ipaddress.ip_address(svc.vip)
