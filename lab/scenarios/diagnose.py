@@ -36,6 +36,7 @@ from lab.builder.sysctl import PINNED_CONF
 from lab.errors import LabError, UsageError
 from lab.model import Host, Topology, VirtualService, topology_to_dict
 from lab.model.keepalived import parse as parse_keepalived
+from lab.model.sample import sample
 from lab.probes import arp, labcheck, ndp, path, vrrp
 from lab.probes.labcheck import Symptom, SymptomKind, connection_failed
 from lab.probes.labcheck import answers_arp as arp_symptom
@@ -511,14 +512,25 @@ def select(topology: Topology, services: list[str] | None) -> list[VirtualServic
     return chosen or list(topology.services)
 
 
+#: A diagnosis of more services than this measures a sample of them (lab.model.sample),
+#: unless --service names them; the rest are predicted, not measured.
+SAMPLE_OVER = 50
+
+
 def diagnose(topology: Topology, *, connections: int | None = None,
              services: list[str] | None = None, progress: Progress | None = None,
              lab_name: str | None = None) -> Diagnosis:
     """Build the twin of ``topology``, measure every service (or those ``services``
-    names by key or ``VIP:PORT``) and return the findings. The twin is torn down."""
+    names by key or ``VIP:PORT``; without them, over :data:`SAMPLE_OVER` services, a
+    sample: the first, the last and 10 at random, said in the notes) and return the
+    findings. The twin is torn down."""
     progress = progress or Progress()
     chosen = select(topology, services)
     diag = Diagnosis(topology.name, platform.release(), copy.deepcopy(topology))
+    if not services and len(chosen) > SAMPLE_OVER:   # too many to measure each in time
+        picked = sample(chosen)
+        chosen = picked.chosen
+        diag.notes.append(picked.said())
     progress(f"diagnose: building the twin of {topology.name} ({len(topology.hosts)} hosts, "
              f"{len(topology.services)} services) ...")
     progress.start(f"diagnose {topology.name}", 1 + len(chosen))
