@@ -118,8 +118,9 @@ register(Scenario(
     observe=_stall,
     stimulus=f"{SERVICES} services loaded, then connections timed over several estimator "
              "passes",
-    source="kernel commits 2232642ec3fb (run_estimation) and 705dd3444081 (kthread "
-           "estimator); kubernetes/kubernetes#88212",
+    source="kernel commit 2232642ec3fb (run_estimation); kernel commit 705dd3444081 "
+           "(kthread estimator); Documentation/networking/ipvs-sysctl.rst "
+           "(run_estimation); kubernetes/kubernetes#88212",
     by_hand="50,000 services and two 10 s windows a variant; software emulation may hide "
             "or magnify a stall, so its outcome is measured and recorded, not required",
 ))
