@@ -583,9 +583,15 @@ class Stripped:
         return f"{self.source}:{self.line}: {what} removed: {self.loses} ({_ALLOW})"
 
 
+_SPECIAL = re.compile(r'["\\#!]')
+_BRACES = re.compile(r"([{}])")
+
+
 def _decomment(raw: str) -> str:
     """A line as keepalived's parser reads it (lib/parser.c decomment()): ``!`` and ``#``
     outside double quotes start a comment, a backslash escapes them."""
+    if not _SPECIAL.search(raw):   # the common line: nothing to read a character at a time
+        return raw.strip()
     out, quote, i = [], False, 0
     while i < len(raw):
         ch = raw[i]
@@ -621,6 +627,8 @@ def _recomment(piece: str) -> str:
 def _pieces(line: str) -> list[str]:
     """A decommented line cut at braces outside quotes: statements and ``{``/``}``, as
     keepalived reads them (each piece between braces is a statement of its own)."""
+    if '"' not in line:   # no quotes: every brace cuts (what the loop below does)
+        return [p.strip() for p in _BRACES.split(line) if p.strip()]
     out: list[str] = []
     cur: list[str] = []
     quote = False
