@@ -45,15 +45,16 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 def _record(report_file: Path) -> int:
     """Fold a kernel matrix's scenario report into the catalogue's record."""
     # lazy: only this verb needs it, not every drlab run (+317 modules, ~170 ms; pyroute2)
-    from lab.scenarios import REGISTRY, observed
+    from lab.scenarios import BY_HAND, REGISTRY, observed
 
     try:
         report = json.loads(report_file.read_text())
     except (OSError, ValueError) as e:
         raise UsageError(f"--record {report_file}: {e}") from None
     new = observed.from_report(report, datetime.date.today().isoformat())
-    unknown = sorted(set(new) - set(REGISTRY))
-    record = observed.merged(observed.load(), new, list(REGISTRY))
+    known = [*REGISTRY, *BY_HAND]   # (a by-hand scenario's runs are recorded too)
+    unknown = sorted(set(new) - set(known))
+    record = observed.merged(observed.load(), new, known)
     observed.RECORD.write_text(json.dumps(record, indent=1) + "\n")
     kernels = sorted({observed.label(e) for es in new.values() for e in es})
     print(f"recorded {sum(map(len, new.values()))} observations of {len(new)} scenarios on "

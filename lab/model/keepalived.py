@@ -563,6 +563,8 @@ BLOCKS: dict[str, str] = {
 _ALLOW = "--allow-scripts keeps it"
 #: keepalived's read buffer (lib/parser.h MAXBUF): fgets() cuts longer lines.
 _MAXBUF = 1024
+#: SCRIPT_LINES and HOST_LINES by lowercase keyword -> (keyword, what the twin loses)
+_DANGER = {k.lower(): (k, v) for d in (SCRIPT_LINES, HOST_LINES) for k, v in d.items()}
 
 
 @dataclass(frozen=True)
@@ -581,9 +583,15 @@ class Stripped:
         return f"{self.source}:{self.line}: {what} removed: {self.loses} ({_ALLOW})"
 
 
+_SPECIAL = re.compile(r'["\\#!]')
+_BRACES = re.compile(r"([{}])")
+
+
 def _decomment(raw: str) -> str:
     """A line as keepalived's parser reads it (lib/parser.c decomment()): ``!`` and ``#``
     outside double quotes start a comment, a backslash escapes them."""
+    if not _SPECIAL.search(raw):   # the common line: nothing to read a character at a time
+        return raw.strip()
     out, quote, i = [], False, 0
     while i < len(raw):
         ch = raw[i]
@@ -619,6 +627,8 @@ def _recomment(piece: str) -> str:
 def _pieces(line: str) -> list[str]:
     """A decommented line cut at braces outside quotes: statements and ``{``/``}``, as
     keepalived reads them (each piece between braces is a statement of its own)."""
+    if '"' not in line:   # no quotes: every brace cuts (what the loop below does)
+        return [p.strip() for p in _BRACES.split(line) if p.strip()]
     out: list[str] = []
     cur: list[str] = []
     quote = False
@@ -646,11 +656,10 @@ def _keyword(piece: str) -> str:
 
 def _danger(key: str, piece: str) -> tuple[str, str] | None:
     """(keyword, what the twin loses) when ``piece`` runs a program or touches the host."""
-    low = {k.lower(): (k, v) for d in (SCRIPT_LINES, HOST_LINES) for k, v in d.items()}
     k = key.lower()
     if k == "notify_deleted" and len(piece.split()) < 2:
         return None  # without a script it only changes what other notifies are told
-    return low.get(k)
+    return _DANGER.get(k)
 
 
 def strip_scripts(text: str, source: str = "keepalived.conf") -> tuple[str, list[Stripped]]:

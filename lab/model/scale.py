@@ -26,7 +26,6 @@ Nothing here touches the system.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import Literal
 
 from lab.errors import TopologyError
@@ -116,50 +115,3 @@ def many_services(n: int, *, rs: int = 2, holder: Holder = "auto", port: int = 8
                                scheduler=scheduler) for v in vips]
     return Topology(name or f"dr-{n}-services", hosts, [Segment("lan")], services,
                     waive=frozenset({SCALE_RANGE_WAIVER}))
-
-
-@dataclass(frozen=True)
-class AddressRange:
-    """Consecutive addresses, said in one line however many there are."""
-
-    first: str
-    last: str
-    count: int
-
-    def text(self) -> str:
-        if self.count == 1:
-            return self.first
-        return f"{self.first} … {self.last}, {self.count:,} addresses"
-
-    __str__ = text
-
-
-def summarise(addresses: list[str]) -> list[AddressRange]:
-    """``addresses`` as runs of consecutive ones, in order of their first address:
-    a note says "198.18.0.1 … 198.18.195.80, 50,000 addresses", not 50,000 of them."""
-    ips = sorted({ipaddress.ip_address(a) for a in addresses},
-                 key=lambda ip: (ip.version, int(ip)))
-    out: list[AddressRange] = []
-    start = prev = None
-    count = 0
-    for ip in ips:
-        if prev is not None and ip.version == prev.version and int(ip) == int(prev) + 1:
-            prev, count = ip, count + 1
-            continue
-        if start is not None and prev is not None:
-            out.append(AddressRange(str(start), str(prev), count))
-        start = prev = ip
-        count = 1
-    if start is not None and prev is not None:
-        out.append(AddressRange(str(start), str(prev), count))
-    return out
-
-
-def summary(addresses: list[str], limit: int = 4) -> str:
-    """One readable line for many addresses: the runs, the first ``limit`` of them
-    and how many more."""
-    runs = summarise(addresses)
-    text = "; ".join(r.text() for r in runs[:limit])
-    if len(runs) > limit:
-        text += f"; and {len(runs) - limit:,} more ranges"
-    return text

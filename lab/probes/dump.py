@@ -10,7 +10,8 @@ from typing import Any, TypeVar, TypeVarTuple
 from lab.builder import Lab, netns
 from lab.builder import sysctl as sc
 from lab.errors import LabError
-from lab.model.scale import SAMPLE_ABOVE, summary
+from lab.model.ranges import summary
+from lab.model.scale import SAMPLE_ABOVE
 from lab.probes import state
 from lab.probes.capture import captures_of
 from lab.probes.path import last_proof

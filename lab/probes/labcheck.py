@@ -28,6 +28,7 @@ from enum import Enum
 from typing import Any
 
 from lab.builder import Lab
+from lab.model.sample import sample
 from lab.probes import arp, ndp, path
 from lab.probes.census import Census
 
@@ -120,13 +121,10 @@ class SampledService:
 
 def pick(n: int, k: int, seed: int) -> list[tuple[int, str]]:
     """Which of ``n`` services a sampled check proves: the first, the last and ``k``
-    others drawn at random (``seed``), as ``(index, why)`` in index order."""
-    chosen = {0: "first"}
-    chosen.setdefault(n - 1, "last")
-    middle = range(1, n - 1)
-    for i in random.Random(seed).sample(middle, min(k, len(middle))):
-        chosen.setdefault(i, "random")
-    return sorted(chosen.items())
+    others drawn at random (``seed``; :func:`lab.model.sample.sample` draws them, as it
+    does for diagnose), as ``(index, why)`` in index order."""
+    return [(i, "first" if i == 0 else "last" if i == n - 1 else "random")
+            for i in sample(range(n), k, seed).chosen]
 
 
 @dataclass

@@ -18,7 +18,7 @@ from lab.errors import UsageError
 from lab.machine.preflight import in_vm
 from lab.scenarios import observed
 from lab.scenarios.base import Outcome, Scenario, Verdict, run, run_both, start
-from lab.scenarios.catalogue import REGISTRY
+from lab.scenarios.catalogue import BY_HAND, REGISTRY
 
 if TYPE_CHECKING:
     from re import Match
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def get(name: str) -> Scenario:
     try:
-        return REGISTRY[name]
+        return REGISTRY[name] if name in REGISTRY else BY_HAND[name]
     except KeyError:
         raise UsageError(f"no scenario {name!r}; see `drlab scenarios`") from None
 
@@ -115,5 +115,6 @@ def to_json(s: Scenario, seen: dict[str, list[dict[str, Any]]] | None = None) ->
             "drlab_check": check_note(s)}
 
 
-__all__ = ["REGISTRY", "Outcome", "Scenario", "Verdict", "catalogue_markdown", "check_note",
-           "get", "links", "run", "run_both", "runnable", "sources", "start", "to_json"]
+__all__ = ["BY_HAND", "REGISTRY", "Outcome", "Scenario", "Verdict", "catalogue_markdown",
+           "check_note", "get", "links", "run", "run_both", "runnable", "sources", "start",
+           "to_json"]

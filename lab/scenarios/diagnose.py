@@ -39,6 +39,7 @@ from lab.builder.sysctl import PINNED_CONF
 from lab.errors import LabError, UsageError
 from lab.model import Host, Topology, VirtualService, topology_to_dict
 from lab.model.keepalived import parse as parse_keepalived
+from lab.model.sample import DEFAULT_SEED, Sample, sample
 from lab.probes import arp, labcheck, ndp, path, vrrp
 from lab.probes.labcheck import Symptom, SymptomKind, connection_failed
 from lab.probes.labcheck import answers_arp as arp_symptom
@@ -726,21 +727,36 @@ def select(topology: Topology, services: list[str] | None) -> list[VirtualServic
     return chosen or list(topology.services)
 
 
-def services_to_measure(topology: Topology, services: list[str] | None) -> list[VirtualService]:
-    """The services the twin measures: those ``services`` names (:func:`select`), all
-    by default. The one place that chooses (sampling at scale plugs in here); a
-    service not measured still has its predictions (:func:`predictions`)."""
-    return select(topology, services)
+#: A diagnosis of more services than this measures a sample of them (lab.model.sample),
+#: unless --service names them; the rest are predicted, not measured.
+SAMPLE_OVER = 50
+
+
+def services_to_measure(topology: Topology,
+                        services: list[str] | None) -> Sample[VirtualService]:
+    """The services the twin measures: those ``services`` names (:func:`select`); by
+    default all of them, or over :data:`SAMPLE_OVER` services a sample (the first, the
+    last and 10 at random, seeded). The one place that chooses; a service not measured
+    still has its predictions (:func:`predictions`)."""
+    chosen = select(topology, services)
+    if services or len(chosen) <= SAMPLE_OVER:
+        return Sample(chosen, len(chosen), 0, DEFAULT_SEED)
+    return sample(chosen)
 
 
 def diagnose(topology: Topology, *, connections: int | None = None,
              services: list[str] | None = None, progress: Progress | None = None,
              lab_name: str | None = None) -> Diagnosis:
     """Build the twin of ``topology``, measure every service (or those ``services``
-    names by key or ``VIP:PORT``) and return the findings. The twin is torn down."""
+    names by key or ``VIP:PORT``; without them, over :data:`SAMPLE_OVER` services, a
+    sample: the first, the last and 10 at random, said in the notes) and return the
+    findings. The twin is torn down."""
     progress = progress or Progress()
-    chosen = services_to_measure(topology, services)
+    picked = services_to_measure(topology, services)
+    chosen = picked.chosen
     diag = Diagnosis(topology.name, platform.release(), copy.deepcopy(topology))
+    if not picked.all:   # too many to measure each in time
+        diag.notes.append(picked.said())
     progress(f"diagnose: building the twin of {topology.name} ({len(topology.hosts)} hosts, "
              f"{len(topology.services)} services) ...")
     progress.start(f"diagnose {topology.name}", 1 + len(chosen))

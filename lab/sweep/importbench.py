@@ -5,7 +5,11 @@ three shapes and imports each in this process, timing the import's CPU:
 
 * ``one``:   one real server with N addresses, each in its own subnet;
 * ``hosts``: N/10 real servers with 10 addresses each, ten to a service;
-* ``wide``:  N/10 real servers with 10 addresses each, all in one service.
+* ``wide``:  N/10 real servers with 10 addresses each, all in one service;
+* ``dr``:    a keepalived director pair and three real servers with N services (N
+  VIPs from 198.18.0.1, every one on each real server's lo): tests/gen_collected.py's
+  cluster, in a source checkout only. With ``--diagnose`` (root, IPVS: in the VM),
+  ``drlab diagnose`` of it too, in wall-clock seconds (it builds the twin).
 
 Prints the CPU seconds (the fastest of ``--repeat`` imports) and each size's time
 over the smallest's, to check that
@@ -17,14 +21,18 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import ipaddress
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
-SHAPES = ("one", "hosts", "wide")
+SHAPES = ("one", "hosts", "wide", "dr")
 
 
 def _addr(cidr: str) -> dict[str, object]:
@@ -50,8 +58,23 @@ def _host(root: Path, name: str, ifaces: list[tuple[str, list[str]]],
         (d / "ipvsadm-save.txt").write_text(ipvs)
 
 
+def _generator() -> ModuleType:
+    """tests/gen_collected.py of this source checkout."""
+    path = Path(__file__).resolve().parents[2] / "tests" / "gen_collected.py"
+    spec = importlib.util.spec_from_file_location("gen_collected", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise SystemExit(f"importbench: the dr shape needs {path} (a source checkout)")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def write_cluster(root: Path, addresses: int, shape: str) -> None:
-    """A collected cluster of about ``addresses`` addresses in ``root`` (see above)."""
+    """A collected cluster of about ``addresses`` addresses in ``root`` (see above);
+    for ``dr``, of ``addresses`` services."""
+    if shape == "dr":
+        _generator().write_cluster(root, addresses)
+        return
     director = [("lo", ["127.0.0.1/8"]), ("eth0", ["10.255.255.1/8"])]
     if shape == "one":
         _host(root, "lvs", director, "-A -t 198.51.100.1:80 -s rr\n"
@@ -87,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5, metavar="N",
                     help="import each N times and keep the fastest (default 5)")
     ap.add_argument("--shape", action="append", choices=SHAPES,
-                    help="only this shape (repeatable; default all)")
+                    help="only this shape (repeatable; default one, hosts, wide)")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="also time drlab diagnose of each (root and IPVS: in the VM)")
     args = ap.parse_args(argv)
     try:
         sizes = [int(x) for x in args.addresses.split(",")]
@@ -97,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     # lazy: loaded only when main() runs (+38 modules, ~30 ms)
     from lab.model.collected import import_cluster
 
-    for shape in args.shape or SHAPES:
+    for shape in args.shape or SHAPES[:3]:
         first = None
         for n in sizes:
             root = Path(tempfile.mkdtemp(prefix="drlab-importbench."))
@@ -110,12 +135,30 @@ def main(argv: list[str] | None = None) -> int:
                     import_cluster([root])
                     times.append(time.process_time() - t0)
                 cpu = min(times)
+                diag = _diagnose(root) if args.diagnose else None
             finally:
                 shutil.rmtree(root)
-            first = first or (n, cpu)
-            print(f"{shape:5} {n:7} addresses  {cpu:6.2f} s CPU  "
-                  f"{cpu / first[1]:5.2f}x the time of {first[0]} ({n / first[0]:g}x the input)")
+            first = first or (n, cpu, diag)
+            unit = "services " if shape == "dr" else "addresses"
+            print(f"{shape:5} {n:7} {unit}  {cpu:6.2f} s CPU  "
+                  f"{cpu / first[1]:5.2f}x the time of {first[0]} ({n / first[0]:g}x the input)"
+                  + (f"  diagnose {diag:6.1f} s ({diag / first[2]:5.2f}x)"
+                     if diag is not None and first[2] else ""), flush=True)
     return 0
+
+
+def _diagnose(root: Path) -> float:
+    """Wall-clock seconds of ``drlab diagnose ROOT`` (import, twin, measures, teardown)."""
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "lab", "diagnose", str(root)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       check=False)
+    took = time.monotonic() - t0
+    # exit 1: findings (the generated cluster has none expected, but a twin may say so)
+    if r.returncode not in (0, 1):
+        raise SystemExit(f"importbench: drlab diagnose {root}: exit {r.returncode}: "
+                         + (r.stderr.strip().splitlines() or [""])[-1])
+    return took
 
 
 if __name__ == "__main__":  # pragma: no cover

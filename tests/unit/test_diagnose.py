@@ -12,6 +12,7 @@ from lab.probes.labcheck import answers_arp as arp_symptom
 from lab.scenarios import REGISTRY
 from lab.scenarios.diagnose import (
     NAMED,
+    SAMPLE_OVER,
     Diagnosis,
     RealServerCheck,
     RsStatus,
@@ -300,8 +301,23 @@ def test_repeated_symptoms_are_grouped_with_their_count():
 
 def test_the_services_measured_are_chosen_in_one_place():
     t = two_faults()
-    assert services_to_measure(t, None) == t.services
-    assert services_to_measure(t, ["192.0.2.200:443"]) == [t.services[1]]
+    assert services_to_measure(t, None).chosen == t.services
+    assert services_to_measure(t, None).all
+    assert services_to_measure(t, ["192.0.2.200:443"]).chosen == [t.services[1]]
+
+
+def test_a_large_twin_measures_a_sample_that_it_names_unless_services_are_named():
+    from lab.model.scale import many_services
+
+    t = many_services(SAMPLE_OVER + 1)
+    picked = services_to_measure(t, None)
+    assert not picked.all and len(picked.chosen) == 12
+    assert picked.chosen[0] is t.services[0] and picked.chosen[-1] is t.services[-1]
+    assert picked.said().startswith(f"measured 12 of {SAMPLE_OVER + 1} services")
+    assert services_to_measure(t, None).chosen == picked.chosen   # seeded: repeatable
+    named = services_to_measure(t, [f"{s.vip}:80" for s in t.services])
+    assert named.all and named.chosen == t.services
+    assert services_to_measure(many_services(SAMPLE_OVER), None).all
 
 
 def test_passes_failing_at_the_director_go_with_its_finding_not_one_per_real_server():

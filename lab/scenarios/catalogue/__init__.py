@@ -9,13 +9,14 @@ destinations, port reuse, persistence), :mod:`.host` (what the machine around
 the lab does), :mod:`.keepalived` (the control plane directors run under),
 :mod:`.twodirectors` (an active and a standby director: sync daemons,
 backup_only), :mod:`.paths` (where the packets of a DR connection go around
-the director: gateways, firewalls, ICMP) and :mod:`.neighbours` (ARP and NDP
-beyond the VIP: dummies, two NICs, IPv6). The catalogue table in
+the director: gateways, firewalls, ICMP), :mod:`.neighbours` (ARP and NDP
+beyond the VIP: dummies, two NICs, IPv6) and :mod:`.scale` (kube-proxy-sized tables;
+its scenario runs by name only: :data:`BY_HAND`). The catalogue table in
 docs/scenarios.md is generated from this registry (``drlab scenarios --markdown``), so it
 cannot drift.
 """
 
-from lab.scenarios.base import REGISTRY
+from lab.scenarios.base import BY_HAND, REGISTRY
 from lab.scenarios.catalogue import (  # noqa: F401  (they register)
     arp,
     conntable,
@@ -25,7 +26,8 @@ from lab.scenarios.catalogue import (  # noqa: F401  (they register)
     neighbours,
     paths,
     routing,
+    scale,
     twodirectors,
 )
 
-__all__ = ["REGISTRY"]
+__all__ = ["BY_HAND", "REGISTRY"]
