@@ -27,6 +27,7 @@ from pathlib import Path
 
 from lab.errors import LabError, TopologyError, UsageError
 from lab.model.collected import parse_ipvsadm
+from lab.model.collected.parse import key_value_lines
 from lab.model.files import open_dir, read_text, shown
 from lab.model.keepalived import parse as parse_keepalived
 from lab.model.keepalived import strip_scripts
@@ -83,12 +84,7 @@ def parse_sysctl_d(text: str, source: str) -> list[SysctlLine]:
     value is trimmed and its inner whitespace kept as single spaces. Later lines win
     when applied."""
     out = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        key, eq, value = line.partition("=")
-        key = key.strip()
+    for n, line, key, value, eq in key_value_lines(text):
         optional = key.startswith("-")
         key = key[1:].strip() if optional else key
         if not eq or not key or not _KEY.fullmatch(key):
@@ -96,7 +92,7 @@ def parse_sysctl_d(text: str, source: str) -> list[SysctlLine]:
                                    f"{line[:60]!r}"))
         if "/" in key and ("." not in key or key.index("/") < key.index(".")):
             key = key.translate(str.maketrans("/.", "./"))
-        out.append(SysctlLine(key, " ".join(value.split()), optional, n))
+        out.append(SysctlLine(key, value, optional, n))
     return out
 
 

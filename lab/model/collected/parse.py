@@ -9,6 +9,7 @@ import ipaddress
 import json
 import re
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from lab.errors import TopologyError
@@ -178,18 +179,26 @@ def parse_routes(entries: list[JsonObject], where: str) -> list[CollectedRoute]:
     return out
 
 
-def parse_sysctls(text: str, where: str = "sysctl.txt") -> dict[str, str]:
-    """``key = value`` lines (``sysctl -a``)."""
-    out = {}
+def key_value_lines(text: str) -> Iterator[tuple[int, str, str, str, bool]]:
+    """The ``key = value`` lines of a sysctl listing or sysctl.d file, as sysctl reads
+    them: ``(number, line, key, value, has_eq)``, blank lines and lines starting with
+    ``#`` or ``;`` skipped, key and value trimmed, the value's inner whitespace single
+    spaces. The caller checks the key (``has_eq`` False: no ``=`` on the line)."""
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line[0] in "#;":
             continue
         key, eq, value = line.partition("=")
-        key = key.strip()
+        yield n, line, key.strip(), " ".join(value.split()), bool(eq)
+
+
+def parse_sysctls(text: str, where: str = "sysctl.txt") -> dict[str, str]:
+    """``key = value`` lines (``sysctl -a``)."""
+    out = {}
+    for n, line, key, value, eq in key_value_lines(text):
         if not eq or not key or not re.fullmatch(r"[A-Za-z0-9_./-]+", key):
-            raise bad(f"{where}:{n}", f"expected `key = value`, got {clip(raw.strip())}")
-        out[key] = " ".join(value.split())
+            raise bad(f"{where}:{n}", f"expected `key = value`, got {clip(line)}")
+        out[key] = value
     return out
 
 
