@@ -232,7 +232,7 @@ def markdown_kernels(g: KernelsGate) -> str:
     v = g.verdict
     lines = [f"## {_ICON[v.value] if v else _NO_VERDICT} drlab gate: "
              f"{v.value.upper() if v else 'NO VERDICT'} (the worst of "
-             f"{len(g.kernels)} kernels)", "", "| Kernel | Release | Verdict | Seconds |",
+             f"{len(g.kernels)} kernel(s))", "", "| Kernel | Release | Verdict | Seconds |",
              "|---|---|---|---|"]
     for k in g.kernels:
         lines.append(f"| {_md(k.kernel)} | `{_md(k.release or '?')}` | "

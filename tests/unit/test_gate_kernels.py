@@ -102,7 +102,7 @@ def test_junit_has_a_testsuite_per_kernel_and_sums_failures():
 def test_markdown_and_html_show_each_kernel():
     g = KernelsGate([kgate("bookworm", P), kgate("trixie", F)])
     md = markdown_kernels(g)
-    assert md.startswith("## \u274c drlab gate: FAIL (the worst of 2 kernels)")
+    assert md.startswith("## \u274c drlab gate: FAIL (the worst of 2 kernel(s))")
     assert "| trixie | `6.1.0-trixie` | fail |" in md
     assert "## Kernel bookworm (`6.1.0-bookworm`)" in md and "### \u2705 drlab gate: PASS" in md
     assert md.index("Kernel bookworm") < md.index("Kernel trixie")
