@@ -240,6 +240,9 @@ def markdown_kernels(g: KernelsGate) -> str:
                      + f" | {k.seconds:.0f} |")
     for k in g.kernels:
         lines += ["", f"## Kernel {_md(k.kernel)} (`{_md(k.release or '?')}`)", ""]
+        if k.result and k.result.get("reproduce"):
+            lines += ["On this kernel alone: `"
+                      + _md(f"{k.result['reproduce']} --kernel {k.kernel}") + "`", ""]
         md = k.reports.get("md") if k.verdict else None
         lines += ([("#" + ln if ln.startswith("#") else ln) for ln in md.splitlines()]
                   if md else [f"No verdict: {_md(k.error or '')}"])

@@ -106,6 +106,8 @@ def test_markdown_and_html_show_each_kernel():
     assert "| trixie | `6.1.0-trixie` | fail |" in md
     assert "## Kernel bookworm (`6.1.0-bookworm`)" in md and "### \u2705 drlab gate: PASS" in md
     assert md.index("Kernel bookworm") < md.index("Kernel trixie")
+    assert ("On this kernel alone: `drlab gate --topology c.toml --apply rs1=90.conf "
+            "--kernel trixie`") in md
     page = html_kernels(g)
     assert page.count("<body>") == 1 and "Kernel trixie (6.1.0-trixie)" in page
     json.dumps(g.to_json())
