@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,38 @@ def _command(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
+def _child_args(args: argparse.Namespace, names: list[str]) -> list[str]:
+    """The gate's arguments for each kernel's run (``--kernel``): the same change, its
+    files by absolute path; reports are the parent's. A kernel's VM reads through to
+    this repository only: a file outside it is refused before a VM boots."""
+    # lazy: only gate --kernel needs it (the kernel matrix's machinery)
+    from lab.sweep.kmatrix import REPO
+
+    vm = any(n != "host" for n in names)
+
+    def path(p: str, what: str) -> str:
+        a = os.path.abspath(p)
+        if vm and not Path(a).is_relative_to(REPO):
+            raise UsageError(shown(f"{what} {p}: outside {REPO}, which a kernel's VM "
+                                   "cannot read: put it inside the repository"))
+        return a
+
+    out = []
+    if args.manifest:
+        out += ["--manifest", path(args.manifest, "--manifest")]
+    if args.topology:
+        out += ["--topology", path(args.topology, "--topology")]
+    for item in args.apply or []:
+        host, p = parse_apply(item)
+        out += ["--apply", f"{host}={path(str(p), f'--apply {host}=')}"]
+    out += ["--reload-budget", str(args.reload_budget)]
+    if args.no_reload:
+        out.append("--no-reload")
+    if args.allow_scripts:
+        out.append("--allow-scripts")
+    return out
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
     """Before anything runs: each report's directory is there (so nothing is built for
     a report that cannot be written)."""
@@ -55,6 +88,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     if args.reload_budget < 0:
         raise UsageError("--reload-budget must be 0 or more")
+    if args.kernel and len(set(args.kernel)) != len(args.kernel):
+        raise UsageError("--kernel: a kernel is named twice")
     if not args.manifest and not args.apply:
         raise UsageError("nothing to gate: --apply HOST=FILE or --manifest drlab-gate.toml")
     _check_outputs(args)
@@ -72,6 +107,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         applies.append((host, read_gate_file(path)))
     t = load_cluster(target, allow_scripts=args.allow_scripts)
     applied = apply_changes(t, applies, allow_scripts=args.allow_scripts)
+    if args.kernel:
+        return _on_kernels(args)
     preflight.require_ipvs()
     r = gate(t, applied, _command(args), reload_budget=args.reload_budget,
              live_reload=not args.no_reload, progress=progress)
@@ -84,6 +121,27 @@ def cmd_gate(args: argparse.Namespace) -> int:
             progress(f"gate: {name} report: {getattr(args, name)}")
     print(r.text())
     return r.verdict.exit_code
+
+
+def _on_kernels(args: argparse.Namespace) -> int:
+    """``--kernel K ...``: the gate in each kernel's VM (``host``: here), as ``drlab
+    kernels run`` runs a verb; one report of each kind, a section per kernel."""
+    # lazy: only gate --kernel needs them (the kernel matrix, its reports)
+    from lab.report.gate import html_kernels, junit_kernels, markdown_kernels
+    from lab.sweep.kgate import gate_on_kernels
+
+    child = _child_args(args, args.kernel)
+    g = gate_on_kernels(args.kernel, child, progress=progress)
+    render: dict[str, Callable[[], str]] = {
+        "junit": lambda: junit_kernels(g), "markdown": lambda: markdown_kernels(g),
+        "json": lambda: json.dumps(g.to_json(), indent=1) + "\n",
+        "html": lambda: html_kernels(g)}
+    for name in REPORTS:
+        if getattr(args, name):
+            Path(getattr(args, name)).write_text(render[name]())
+            progress(f"gate: {name} report: {getattr(args, name)}")
+    print(g.text())
+    return g.exit_code
 
 
 def add_parsers(sub: Any) -> None:
@@ -106,6 +164,10 @@ def add_parsers(sub: Any) -> None:
                    help="connections a keepalived reload may drop (default 0)")
     g.add_argument("--no-reload", action="store_true",
                    help="skip the live keepalived reload under load")
+    g.add_argument("--kernel", action="append", metavar="K",
+                   help="run the gate on kernel K, in its VM (host: the running one), as "
+                   "`drlab kernels run --kernel` does; repeatable; the verdict is the "
+                   "worst of them (default: the running kernel only)")
     g.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per "
                    "service, finding and reload)")
     g.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (e.g. for "

@@ -19,8 +19,10 @@ from lab.report.diagnosis import STYLE
 if TYPE_CHECKING:
     from lab.scenarios.diagnose import Finding
     from lab.scenarios.gate import GateResult
+    from lab.sweep.kgate import KernelsGate
 
 _ICON = {"pass": "\u2705", "fixed": "\u2705", "fail": "\u274c"}
+_NO_VERDICT = "\u2757"
 
 
 def _where(f: Finding) -> str:
@@ -184,4 +186,90 @@ def html(r: GateResult) -> str:
             out.append(f"<h2>{title}</h2><ul>"
                        + "".join(f"<li>{escape(m)}</li>" for m in items) + "</ul>")
     out.append(f"<h2>Reproduce locally</h2><pre>{escape(r.reproduce)}</pre></body></html>")
+    return "\n".join(out) + "\n"
+
+
+# -- the gate on several kernels (drlab gate --kernel K ...) ----------------------------
+
+def junit_kernels(g: KernelsGate) -> str:
+    """One JUnit file: each kernel's testsuite (as its gate wrote it), named and
+    classed by the kernel, with the kernel's name and release as properties; a kernel
+    that gave no verdict is a testsuite with one error."""
+    root = ET.Element("testsuites", name="drlab gate")
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    for k in g.kernels:
+        suites = []
+        if "xml" in k.reports and k.verdict:
+            suites = list(ET.fromstring(k.reports["xml"]).iter("testsuite"))
+        if not suites:
+            s = ET.Element("testsuite", name="drlab gate", tests="1", failures="0",
+                           errors="1", skipped="0")
+            c = ET.SubElement(s, "testcase", classname="drlab.gate", name="the gate")
+            ET.SubElement(c, "error", message=k.error or "no verdict").text = k.error
+            suites = [s]
+        for s in suites:
+            s.set("name", f"{s.get('name')} on {k.kernel}")
+            props = s.find("properties")
+            if props is None:
+                props = ET.Element("properties")
+                s.insert(0, props)
+            for name, value in (("kernel.name", k.kernel), ("kernel.release", k.release)):
+                ET.SubElement(props, "property", name=name, value=value or "")
+            for c in s.iter("testcase"):
+                c.set("classname", f"{k.kernel}.{c.get('classname')}")
+            for t in totals:
+                totals[t] += int(s.get(t) or 0)
+            root.append(s)
+    for t, n in totals.items():
+        root.set(t, str(n))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def markdown_kernels(g: KernelsGate) -> str:
+    """A table of the kernels' verdicts, then each kernel's summary (its headings one
+    level down) under the kernel's name."""
+    v = g.verdict
+    lines = [f"## {_ICON[v.value] if v else _NO_VERDICT} drlab gate: "
+             f"{v.value.upper() if v else 'NO VERDICT'} (the worst of "
+             f"{len(g.kernels)} kernel(s))", "", "| Kernel | Release | Verdict | Seconds |",
+             "|---|---|---|---|"]
+    for k in g.kernels:
+        lines.append(f"| {_md(k.kernel)} | `{_md(k.release or '?')}` | "
+                     + (k.verdict.value if k.verdict else f"no verdict: {_md(k.error or '')}")
+                     + f" | {k.seconds:.0f} |")
+    for k in g.kernels:
+        lines += ["", f"## Kernel {_md(k.kernel)} (`{_md(k.release or '?')}`)", ""]
+        if k.result and k.result.get("reproduce"):
+            lines += ["On this kernel alone: `"
+                      + _md(f"{k.result['reproduce']} --kernel {k.kernel}") + "`", ""]
+        md = k.reports.get("md") if k.verdict else None
+        lines += ([("#" + ln if ln.startswith("#") else ln) for ln in md.splitlines()]
+                  if md else [f"No verdict: {_md(k.error or '')}"])
+    return "\n".join(lines) + "\n"
+
+
+def html_kernels(g: KernelsGate) -> str:
+    """One page: the kernels' verdicts, then each kernel's page (its body)."""
+    v = g.verdict
+    out = ["<!doctype html><html><head><meta charset='utf-8'>",
+           f"<title>drlab gate: {escape(v.value if v else 'no verdict')} "
+           f"({len(g.kernels)} kernels)</title>",
+           f"<style>{STYLE}table{{border-collapse:collapse}}td,th{{border:1px solid #ced4da;"
+           "padding:3px 8px;text-align:left;vertical-align:top}</style></head><body>",
+           f"<h1>drlab gate on {len(g.kernels)} kernels <span class='verdict "
+           f"{'ok' if v and v.exit_code == 0 else 'bad'}'>"
+           f"{escape(v.value.upper() if v else 'NO VERDICT')}</span></h1>",
+           "<table><tr><th>Kernel</th><th>Release</th><th>Verdict</th><th>Seconds</th></tr>"]
+    for k in g.kernels:
+        out.append(f"<tr><td>{escape(k.kernel)}</td><td>{escape(k.release or '?')}</td><td>"
+                   + escape(k.verdict.value if k.verdict else f"no verdict: {k.error}")
+                   + f"</td><td>{k.seconds:.0f}</td></tr>")
+    out.append("</table>")
+    for k in g.kernels:
+        out.append(f"<hr><h1>Kernel {escape(k.kernel)} ({escape(k.release or '?')})</h1>")
+        page = k.reports.get("html", "") if k.verdict else ""
+        body = page.partition("<body>")[2].rpartition("</body>")[0]
+        out.append(body or f"<p>no verdict: {escape(k.error or '')}</p>")
+    out.append("</body></html>")
     return "\n".join(out) + "\n"

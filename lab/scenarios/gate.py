@@ -49,6 +49,16 @@ class Verdict(Enum):
         return 1 if self is Verdict.FAIL else 0
 
 
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """The verdict of a gate run on several kernels: ``fail`` if it fails on one,
+    else ``fixed`` if it fixes a finding on one (and breaks nothing on any), else
+    ``pass``."""
+    if not verdicts:
+        raise ValueError("no verdict to merge")
+    return (Verdict.FAIL if Verdict.FAIL in verdicts else
+            Verdict.FIXED if Verdict.FIXED in verdicts else Verdict.PASS)
+
+
 @dataclass
 class ReloadResult:
     """One live reload of keepalived under load (all changed directors at once)."""

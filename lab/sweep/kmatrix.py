@@ -34,8 +34,9 @@ from lab.sweep.kernels import Kernel
 from lab.util import Progress
 from lab.util import table as tab
 
-What = Literal["matrix", "scenario", "suite", "diagnose", "run"]
-#: The verbs ``kernels run`` takes.
+What = Literal["matrix", "scenario", "suite", "diagnose", "run", "gate"]
+#: The verbs ``kernels run`` takes (``gate`` runs on several kernels by ``drlab gate
+#: --kernel``).
 VERBS: tuple[What, ...] = ("matrix", "scenario", "suite", "diagnose", "run")
 REPO = Path(__file__).resolve().parents[2]  # lab/sweep/kmatrix.py -> the checkout
 
@@ -77,6 +78,11 @@ def child_command(what: What, args: list[str], out: Path,
             raise UsageError("kernels run diagnose: give the cluster (cluster.toml or a "
                              "collected directory)")
         return [py, "-m", "lab", "diagnose", *args, "--json-file", str(out / "result.json")]
+    if what == "gate":
+        # its reports, rendered by the kernel's own gate, are kept (KernelResult.files)
+        return [py, "-m", "lab", "gate", *args, "--json", str(out / "result.json"),
+                *(x for ext, opt in GATE_REPORTS.items()
+                  for x in (f"--{opt}", str(out / f"{REPORT}.{ext}")))]
     if what == "run":
         if not args:
             raise UsageError("kernels run run: give the command to run (as root, in each "
@@ -86,6 +92,12 @@ def child_command(what: What, args: list[str], out: Path,
         return ["bash", "-c", '"$@"; rc=$?; printf \'{"exit": %d}\' "$rc" >"$0/result.json"; '
                 'exit "$rc"', str(out), *args]
     raise UsageError(f"kernels run: {what!r} is not one of {', '.join(VERBS)}")
+
+
+#: ``gate``'s reports: the file's extension -> its option
+GATE_REPORTS = {"xml": "junit", "md": "markdown", "html": "html"}
+#: The stem of the report files a child writes beside its result.
+REPORT = "report"
 
 
 def kernel_shards(n_kernels: int, what: What, shard: tuple[int, int],
@@ -114,6 +126,25 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
     (:func:`merge`), in the order the kernels were named. With ``shard`` (I, N)
     only that shard of the kernel-and-cell pairs runs (:func:`kernel_shards`);
     :func:`merge_reports` joins the N reports."""
+    names, runs, logs = run_all(names, what, args, logs, offline, progress, jobs, shard,
+                                flavour)
+    if args[:1] == ["--"]:
+        args = args[1:]
+    report = merge(what, args, runs)
+    # the names the kernels' columns have (LABEL of LABEL=PATH), this shard's or not
+    report.kernel_names = [lab if sep and lab and rest else n
+                           for n in names for lab, sep, rest in [n.partition("=")]]
+    report.logs = str(logs)
+    report.shard = shard
+    return report
+
+
+def run_all(names: list[str], what: What, args: list[str], logs: Path | None,
+            offline: bool = False, progress: Progress | None = None, jobs: int = 1,
+            shard: tuple[int, int] | None = None, flavour: str = "amd64",
+            ) -> tuple[list[str], list[KernelRun], Path]:
+    """:func:`run_kernels`' runs, unmerged: (the kernels' names, all-available
+    expanded; a run per kernel this shard runs, in their order; the logs' directory)."""
     progress = progress or Progress()
     whole = kernels.ALL_AVAILABLE in names
     if whole:  # every fetchable build of the flavour, in order
@@ -154,13 +185,7 @@ def run_kernels(names: list[str], what: What, args: list[str], logs: Path | None
             runs = list(pool.map(one, todo))
     finally:
         progress.finish()
-    report = merge(what, args, runs)
-    # the names the kernels' columns have (LABEL of LABEL=PATH), this shard's or not
-    report.kernel_names = [lab if sep and lab and rest else n
-                           for n in names for lab, sep, rest in [n.partition("=")]]
-    report.logs = str(logs)
-    report.shard = shard
-    return report
+    return names, runs, logs
 
 
 def safe_name(name: str) -> str:
@@ -229,6 +254,8 @@ def _run_once(kernel: Kernel, what: What, args: list[str], log: Path,
         try:
             result = read_result(what, suite_result(out / "junit.xml") if what == "suite"
                                  else json.loads((out / "result.json").read_text()))
+            # the reports the child rendered beside its result (gate's)
+            result.files = {f.suffix[1:]: f.read_text() for f in out.glob(f"{REPORT}.*")}
         except (OSError, ValueError, ET.ParseError):
             error = (f"no result (exit {rc}, " + ("the VM failed" if rc == 125 else
                                                    "see the log") + f": {log})")
@@ -546,8 +573,29 @@ def _run_rows(data: dict[str, Any]) -> dict[str, Cell]:
     return {"command": Cell(status, f"exit {rc}" + (" (skip)" if rc == 125 else ""))}
 
 
+def _gate_rows(data: dict[str, Any]) -> dict[str, Cell]:
+    """``drlab gate``: its verdict, a row per finding it adds, fixes or leaves, per
+    service that loses connections, and its reload."""
+    bad = {"fail": Status.FAILED}
+    rows = {"verdict": Cell(bad.get(data["verdict"], Status.OK), data["verdict"])}
+    for label, status in (("breaks", Status.FAILED), ("fixes", Status.OK),
+                          ("unchanged", Status.NOT_RUN)):
+        for f in data[label]:
+            rows[f"{f['name']} on {', '.join(f['hosts'])} [{f['service']}]"] = Cell(
+                status, f"{label}: {f['symptom']}", list(f["evidence"]), note=f["fix"],
+                finding=FindingKey(f["name"], tuple(f["hosts"]), f["service"]))
+    for s in data["lost"]:
+        rows[f"service {s}"] = Cell(Status.FAILED, "loses connections")
+    if (r := data["reload"]) is not None:
+        over = r["drops"] > data["reload_budget"] or bool(r["errors"])
+        rows["reload"] = Cell(Status.FAILED if over else Status.OK,
+                              f"{r['drops']} dropped (budget {data['reload_budget']}), "
+                              f"{r['holder_changes']} VIP holder change(s)", list(r["errors"]))
+    return rows
+
+
 ROWS = {"matrix": _matrix_rows, "run": _run_rows, "scenario": _scenario_rows, "suite": _suite_rows,
-        "diagnose": _diagnose_rows}
+        "diagnose": _diagnose_rows, "gate": _gate_rows}
 
 
 @dataclass
@@ -556,6 +604,10 @@ class KernelResult:
 
     cells: dict[str, Cell]
     topology: Topology | None = None
+    #: the child's JSON, as read
+    data: Any = None
+    #: reports the child rendered beside its result: extension -> text (gate's)
+    files: dict[str, str] = field(default_factory=dict)
 
 
 def read_result(what: What, data: Any) -> KernelResult:
@@ -563,7 +615,7 @@ def read_result(what: What, data: Any) -> KernelResult:
     suite), read where it is read. One that is not what ``what`` writes is a ValueError."""
     try:
         top = data.get("topology")
-        return KernelResult(ROWS[what](data), topology_from_dict(top) if top else None)
+        return KernelResult(ROWS[what](data), topology_from_dict(top) if top else None, data)
     except (KeyError, TypeError, AttributeError, LabError) as e:
         raise ValueError(f"not a {what} result ({type(e).__name__}: {e})") from None
 

@@ -47,18 +47,29 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, want):
 @pytest.mark.ipvs
 @pytest.mark.subprocess
 def test_breaking_sysctl_change_fails_naming_host_finding_scenario(drlab_ipvs, tmp_path):
-    """arp_ignore back to 0 on the web2 class: exit 1, rs-answers-arp on web2."""
+    """arp_ignore back to 0 on the web2 class: exit 1, rs-answers-arp on web2.
+    Run as ``--kernel host``: through the kernel matrix's dispatch (kmatrix.run_all,
+    the child ``drlab gate`` writing its reports beside its result), on the running
+    kernel, so no second VM; the JUnit testsuite is the child's, named by kernel."""
     xml, md = tmp_path / "g.xml", tmp_path / "g.md"
     p = drlab("gate", "--manifest", str(CHANGES / "breaks-arp" / "drlab-gate.toml"),
-              "--junit", str(xml), "--markdown", str(md))
+              "--kernel", "host", "--junit", str(xml), "--markdown", str(md))
     assert p.returncode == 1, p.stdout + p.stderr
-    assert "rs-answers-arp on web2" in p.stdout, p.stdout
-    suite = ET.parse(xml).getroot()[0]
+    assert "rs-answers-arp on web2" in p.stderr, p.stderr  # the child's, prefixed [host]
+    assert "drlab gate on 1 kernel(s): FAIL" in p.stdout and "host (" in p.stdout, p.stdout
+    root = ET.parse(xml).getroot()
+    assert len(root) == 1
+    suite = root[0]
+    assert suite.get("name").endswith(" on host")
+    props = {x.get("name"): x.get("value") for x in suite.iter("property")}
+    assert props["kernel.name"] == "host" and props["kernel.release"], props
     failed = [c for c in suite.iter("testcase") if c.find("failure") is not None]
     assert [c.get("name") for c in failed if ".finding" in c.get("classname")] == [
         "rs-answers-arp on web2 [192.0.2.100:80/tcp]"]
     assert int(suite.get("failures")) == len(failed)
-    assert "\u274c added | `rs-answers-arp`" in md.read_text()
+    assert int(root.get("failures")) == len(failed)
+    text = md.read_text()
+    assert "\u274c added | `rs-answers-arp`" in text and "| host | `" in text
 
 
 @pytest.mark.ipvs

@@ -1,0 +1,105 @@
+"""``drlab gate --kernel K ...``: the gate run on each kernel, in its VM, by the kernel
+matrix's machinery (:func:`lab.sweep.kmatrix.run_all`, as ``drlab kernels run``), and
+its verdicts merged: the worst of them (:func:`lab.scenarios.gate.worst`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.scenarios.gate import Verdict, worst
+from lab.sweep import kmatrix
+from lab.util import Progress
+
+#: The exit code when a kernel gave no verdict (its VM failed, the gate crashed)
+#: and none failed: not measured everywhere, as when the machine cannot run the lab.
+NO_VERDICT_EXIT = 3
+
+
+@dataclass
+class KernelGate:
+    """The gate on one kernel."""
+
+    kernel: str
+    #: the release the kernel reported (uname -r)
+    release: str | None
+    exit_code: int
+    seconds: float
+    #: None: no result (see ``error``)
+    verdict: Verdict | None
+    error: str | None = None
+    #: the gate's JSON (GateResult.to_json)
+    result: dict[str, Any] | None = None
+    #: the reports that kernel's gate rendered: "xml" (JUnit), "md", "html" -> text
+    reports: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "release": self.release, "exit": self.exit_code,
+                "seconds": round(self.seconds, 1),
+                "verdict": self.verdict.value if self.verdict else None,
+                "error": self.error, "result": self.result}
+
+
+@dataclass
+class KernelsGate:
+    """The gate on several kernels."""
+
+    kernels: list[KernelGate]
+    logs: str = ""
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The worst kernel's; ``fail`` if one fails even when another gave none;
+        None when a kernel gave no verdict and none failed."""
+        vs = [k.verdict for k in self.kernels]
+        if Verdict.FAIL in vs:
+            return Verdict.FAIL
+        if None in vs or not vs:
+            return None
+        return worst([v for v in vs if v is not None])
+
+    @property
+    def exit_code(self) -> int:
+        v = self.verdict
+        return v.exit_code if v else NO_VERDICT_EXIT
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict.value if self.verdict else None,
+                "exit": self.exit_code, "kernels": [k.to_json() for k in self.kernels],
+                "logs": self.logs}
+
+    def text(self) -> str:
+        v = self.verdict
+        lines = [f"drlab gate on {len(self.kernels)} kernel(s): "
+                 + (v.value.upper() if v else "NO VERDICT (a kernel gave none)")
+                 + " (the worst of them)"]
+        for k in self.kernels:
+            lines.append(f"  {k.kernel} ({k.release or 'release unknown'}): "
+                         + (k.verdict.value if k.verdict else f"no verdict: {k.error}")
+                         + f", exit {k.exit_code}, {k.seconds:.0f}s")
+        lines.append(f"  logs: {self.logs}")
+        return "\n".join(lines)
+
+
+def kernel_gate(run: kmatrix.KernelRun) -> KernelGate:
+    """One kernel's run of ``gate`` (:func:`kmatrix.run_all`) as its verdict."""
+    data = run.result.data if run.result else None
+    verdict = None
+    if isinstance(data, dict):
+        try:
+            verdict = Verdict(data.get("verdict"))
+        except ValueError:
+            verdict = None
+    error = run.error if verdict or run.error else f"no verdict (exit {run.exit_code})"
+    return KernelGate(run.kernel.name, run.release, run.exit_code, run.seconds, verdict,
+                      error, data if verdict else None,
+                      dict(run.result.files) if run.result else {})
+
+
+def gate_on_kernels(names: list[str], args: list[str], logs: Path | None = None,
+                    progress: Progress | None = None) -> KernelsGate:
+    """``drlab gate ARGS`` on each kernel of ``names`` (``host``, a Debian suite, a
+    build ...: what ``kernels run --kernel`` takes), one after the other."""
+    _names, runs, where = kmatrix.run_all(names, "gate", args, logs, progress=progress)
+    return KernelsGate([kernel_gate(r) for r in runs], str(where))
