@@ -413,6 +413,13 @@ def interface_names(names: list[str], dummies: set[str] | None = None) -> dict[s
     return out
 
 
+def kernel_version(release: str) -> str:
+    """The version of a kernel release (``6.1.0-57-amd64`` -> ``6.1.0``): its series
+    survives ``--anonymize``, its build string (which names its maker) does not."""
+    m = re.search(r"\d+\.\d+(?:\.\d+)?", release)
+    return m.group(0) if m else ""
+
+
 def anonymize_topology(data: dict[str, Any], hostnames: dict[str, str],
                        notes: list[str] | tuple[str, ...] = (),
                        ifnames: dict[str, str] | None = None
@@ -471,6 +478,10 @@ def anonymize_topology(data: dict[str, Any], hostnames: dict[str, str],
                                     else i["name"]) for i in h["interfaces"]]
         if "sysctls" in h and own:
             h["sysctls"] = {sysctl(k): v for k, v in h["sysctls"].items()}
+        if "kernel" in h:
+            h["kernel"] = kernel_version(h["kernel"])
+            if not h["kernel"]:
+                del h["kernel"]
         if "lo" in h:
             h["lo"] = [addr(a) for a in h["lo"]]
         if "routes" in h:

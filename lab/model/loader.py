@@ -192,7 +192,8 @@ def _parse(data: Any) -> Topology:
 def _host(name: str, v: Any) -> Host:
     w = f"hosts.{name}"
     d = _need(v, w, dict)
-    _keys(d, w, {"role", "interfaces", "lo", "routes", "sysctls", "label", "represents"},
+    _keys(d, w, {"role", "interfaces", "lo", "routes", "sysctls", "label", "represents",
+                  "kernel"},
           {"role"})
     ifaces: list[Interface] = []
     dummies: list[Interface] = []
@@ -238,6 +239,7 @@ def _host(name: str, v: Any) -> Host:
         _need(d.get("label", ""), f"{w}.label", str),
         [_need(x, f"{w}.represents[{k}]", str)
          for k, x in enumerate(_need(d.get("represents", []), f"{w}.represents", list))],
+        _need(d.get("kernel", ""), f"{w}.kernel", str),
     )
 
 
@@ -316,6 +318,8 @@ def topology_to_dict(t: Topology, *, full: bool = False) -> dict[str, Any]:
             d["label"] = h.label
         if h.represents:
             d["represents"] = list(h.represents)
+        if h.kernel:
+            d["kernel"] = h.kernel
         if h.interfaces or h.dummies:
             d["interfaces"] = [iface(i) for i in [*h.interfaces, *h.dummies]]
         if h.lo:

@@ -143,6 +143,9 @@ class Host:
     label: str = ""
     #: Collected hosts this one stands for (identical real servers folded into it).
     represents: list[str] = field(default_factory=list)
+    #: The kernel release the host ran when collected (``uname -r``; ``--anonymize``
+    #: keeps its version only, e.g. ``6.1.0``). Empty: not recorded.
+    kernel: str = ""
 
     def interface(self, name: str) -> Interface:
         for i in [*self.interfaces, *self.dummies]:
@@ -158,6 +161,13 @@ class Host:
     def shown(self) -> str:
         """The name people know the host by: its collected name, else its lab name."""
         return self.label or self.name
+
+
+def kernel_series(release: str) -> str:
+    """A kernel release's series, major.minor (``6.1.0-57-amd64`` -> ``6.1``); empty
+    when it names none."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return f"{m.group(1)}.{m.group(2)}" if m else ""
 
 
 @dataclass(frozen=True)
@@ -254,6 +264,15 @@ class Topology:
     def focused(self, svc: VirtualService) -> Topology:
         """The same topology (the same hosts) with ``svc`` as its main service."""
         return replace(self, services=[svc, *(s for s in self.services if s is not svc)])
+
+    @property
+    def kernel(self) -> str:
+        """The kernel release the cluster ran when collected: its (first) director's,
+        else the first host's that recorded one; empty if none did."""
+        for h in sorted(self.hosts, key=lambda h: h.role != "director"):
+            if h.kernel:
+                return h.kernel
+        return ""
 
     def host(self, name: str) -> Host:
         for h in self.hosts:

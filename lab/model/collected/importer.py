@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from lab.errors import TopologyError
-from lab.model.anonymize import anonymize_topology, interface_names
+from lab.model.anonymize import anonymize_topology, interface_names, kernel_version
 from lab.model.collected.parse import bad, clip
 from lab.model.collected.read import HOST_FILES, read_hosts
 from lab.model.collected.records import (
@@ -153,6 +153,13 @@ class _Kept:
         return [a for i in self.ifaces for a in i.addrs] + self.lo
 
 
+def _release(line: str) -> str:
+    """The kernel release in a collected ``uname.txt`` line (``uname -r``, or ``uname
+    -a``'s third word): its first word that looks like one; empty if none."""
+    m = re.search(r"(?<!\S)\d+\.\d+[0-9A-Za-z.+~_-]*", line)
+    return m.group(0) if m else ""
+
+
 def _kept_addr(a: CollectedAddress) -> bool:
     ip = a.addr
     return not (ip.is_loopback or (ip.version == 6 and ip.is_link_local))
@@ -236,10 +243,11 @@ class _Importer:
         self._missing_files([c for c in collected if c.name in roles], roles)
         for c in left:
             self.note(self._left_out_note(c, by_rip))
-        hosts = [_Kept(c, Host(labnames[c.name], "director", label=c.name))
-                 for c in directors] + [
-            _Kept(c, Host(labnames[c.name], "realserver", label=c.name)) for c in collected
-            if roles.get(c.name) == "realserver"]
+        hosts = [_Kept(c, Host(labnames[c.name], "director", label=c.name,
+                               kernel=_release(c.kernel))) for c in directors] + [
+            _Kept(c, Host(labnames[c.name], "realserver", label=c.name,
+                          kernel=_release(c.kernel)))
+            for c in collected if roles.get(c.name) == "realserver"]
         if not hosts:
             raise TopologyError("no director or real server among the collected hosts ("
                                 + ", ".join(c.name for c in collected[:8])
@@ -266,11 +274,10 @@ class _Importer:
             self._sysctls(h)
         kernels = sorted({h.c.kernel for h in hosts if h.c.kernel})
         if self.anon:  # a build string names its maker: the release only
-            kernels = sorted({m.group(0) for k in kernels
-                              if (m := re.search(r"\d+\.\d+(?:\.\d+)?", k))})
+            kernels = sorted({v for k in kernels if (v := kernel_version(k))})
         if kernels:
-            self.note(f"collected kernels: {', '.join(kernels)}; the twin runs this "
-                      "machine's kernel")
+            self.note(f"collected kernels: {', '.join(kernels)} (kept per host as its "
+                      "kernel; drlab gate runs on that series by default)")
         for h in hosts:
             for s in h.c.skipped:
                 # no keepalived, or no IPVS table on a real server: nothing was missed
