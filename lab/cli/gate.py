@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lab.cli import progress, writes
 from lab.cli.cluster import add_allow_scripts, load_cluster
-from lab.errors import UsageError
+from lab.errors import LabError, UsageError
 from lab.machine import preflight
 from lab.model.files import shown
 from lab.model.gate import GateFile, apply_changes, parse_apply, read_gate_file, read_manifest
@@ -63,7 +64,7 @@ def _child_args(args: argparse.Namespace, names: list[str]) -> list[str]:
     for item in args.apply or []:
         host, p = parse_apply(item)
         out += ["--apply", f"{host}={path(str(p), f'--apply {host}=')}"]
-    out += ["--reload-budget", str(args.reload_budget)]
+    out += ["--reload-budget", str(args.reload_budget), "--running-kernel"]
     if args.no_reload:
         out.append("--no-reload")
     if args.allow_scripts:
@@ -107,6 +108,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         applies.append((host, read_gate_file(path)))
     t = load_cluster(target, allow_scripts=args.allow_scripts)
     applied = apply_changes(t, applies, allow_scripts=args.allow_scripts)
+    if not args.kernel and not args.running_kernel:
+        args.kernel = _default_kernel(t.kernel)
     if args.kernel:
         return _on_kernels(args)
     preflight.require_ipvs()
@@ -121,6 +124,26 @@ def cmd_gate(args: argparse.Namespace) -> int:
             progress(f"gate: {name} report: {getattr(args, name)}")
     print(r.text())
     return r.verdict.exit_code
+
+
+def _default_kernel(twin: str) -> list[str]:
+    """Without --kernel: the running kernel when it has IPVS, else the twin's own
+    series in its VM (:func:`lab.sweep.kgate.default_kernel`)."""
+    # lazy: only a gate without --kernel on a kernel without IPVS needs them
+    from lab.sweep import kernels
+    from lab.sweep.kgate import default_kernel
+
+    has = preflight.ipvs_available()
+    builds: list[kernels.Build] = []
+    if not has and kernels.debian_line(twin):
+        try:  # the exact build when the last kernel index lists it; else its line
+            builds = kernels.available(refresh=False)
+        except LabError:
+            builds = []
+    d = default_kernel(has, platform.release(), twin, builds)
+    if d.because:
+        progress(f"gate: {d.because}")
+    return d.kernels
 
 
 def _on_kernels(args: argparse.Namespace) -> int:
@@ -167,7 +190,10 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("--kernel", action="append", metavar="K",
                    help="run the gate on kernel K, in its VM (host: the running one), as "
                    "`drlab kernels run --kernel` does; repeatable; the verdict is the "
-                   "worst of them (default: the running kernel only)")
+                   "worst of them (default: the running kernel if it has IPVS, else "
+                   "the twin's own kernel series, as drlab import recorded it)")
+    # a kernel's run of the gate (--kernel): on the kernel it runs on, no default
+    g.add_argument("--running-kernel", action="store_true", help=argparse.SUPPRESS)
     g.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per "
                    "service, finding and reload)")
     g.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (e.g. for "

@@ -103,6 +103,8 @@ def markdown(r: GateResult) -> str:
     v = r.verdict.value
     lines = [f"## {_ICON[v]} drlab gate: {v.upper()}", "",
              f"Measured on the twin of **{_md(r.cluster)}**, kernel `{_md(r.kernel)}`.", ""]
+    if r.kernel_differs:
+        lines += [f"Note: {_md(r.kernel_differs)}.", ""]
     changes = [f"- `{_md(h)}`: " + ", ".join(f"`{_md(k)}={_md(x)}`" for k, x in kv.items())
                for h, kv in r.applied.sysctls.items()]
     changes += [f"- `{_md(h)}`: keepalived.conf" for h in r.applied.keepalived]

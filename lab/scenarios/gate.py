@@ -32,6 +32,7 @@ from lab.model import Topology
 from lab.model.gate import Applied
 from lab.model.keepalived import parse as parse_keepalived
 from lab.model.predict import masked_by_interface
+from lab.model.topology import kernel_series
 from lab.probes import vrrp
 from lab.roles import client, director, keepalived, up
 from lab.scenarios.diagnose import Diagnosis, Finding, diagnose
@@ -108,6 +109,18 @@ class GateResult:
     reload_budget: int = 0
     reload: ReloadResult | None = None
     masked: list[str] = field(default_factory=list)
+    #: the kernel release the cluster recorded (drlab import); empty: none
+    twin_kernel: str = ""
+
+    @property
+    def kernel_differs(self) -> str:
+        """When the cluster recorded a kernel of another series than the one measured:
+        one sentence saying so; else empty."""
+        twin, here = kernel_series(self.twin_kernel), kernel_series(self.kernel)
+        if not twin or twin == here:
+            return ""
+        return (f"the cluster runs kernel {self.twin_kernel} (series {twin}), this gate ran "
+                f"on {self.kernel}: drlab gate --kernel measures it on the cluster's series")
 
     @property
     def compared(self) -> Comparison:
@@ -152,6 +165,7 @@ class GateResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict.value, "cluster": self.cluster, "kernel": self.kernel,
+                "twin_kernel": self.twin_kernel or None,
                 "changed": {"sysctls": self.applied.sysctls,
                             "keepalived": self.applied.keepalived,
                             "ipvsadm": self.applied.ipvsadm},
@@ -168,6 +182,8 @@ class GateResult:
     def text(self) -> str:
         lines = [f"drlab gate: {self.verdict.value.upper()} on the twin of {self.cluster} "
                  f"(kernel {self.kernel})"]
+        if self.kernel_differs:
+            lines.append(f"  note: {self.kernel_differs}")
         for h, kv in self.applied.sysctls.items():
             lines.append(f"  change on {h}: " + ", ".join(f"{k}={v}" for k, v in kv.items()))
         for h in self.applied.keepalived:
@@ -343,7 +359,7 @@ def gate(topology: Topology, applied: Applied, command: list[str], *, reload_bud
     progress(f"gate: the twin with the change on {', '.join(applied.hosts)} ...")
     after = diagnose(after_t, progress=progress)
     result = GateResult(topology.name, platform.release(), applied, before, after, command,
-                        reload_budget, masked=masked)
+                        reload_budget, masked=masked, twin_kernel=topology.kernel)
     live = [h.name for h in topology.hosts if h.shown in applied.keepalived
             and h.name in topology.keepalived]
     if live and live_reload:

@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -670,3 +670,20 @@ def newest(builds: list[Build], flavour: str = "amd64", series: str = "") -> Bui
     if not ok:
         raise LabError(f"no fetchable {flavour} build" + (f" of {series}*" if series else ""))
     return ok[-1]
+
+
+#: A series -> the Debian kernel line that ships it (what ``--kernel`` takes).
+DEBIAN_LINES = (("6.1.", "bookworm"), ("6.12.", "trixie"), ("7.", "newest-7"))
+
+
+def debian_line(release: str, builds: Sequence[Build] = ()) -> str | None:
+    """The kernel to run for a host that ran ``release`` (``uname -r``): the exact build
+    when ``builds`` (:func:`available`) has it fetchable, else the Debian line of its
+    series (``6.1.0-57-amd64`` -> ``bookworm``, ``6.12.*`` -> ``trixie``, ``7.*`` ->
+    ``newest-7``); None when no Debian line ships that series."""
+    if any(b.release == release and b.fetchable for b in builds):
+        return release
+    for series, line in DEBIAN_LINES:
+        if f"{release}.".startswith(series):
+            return line
+    return None

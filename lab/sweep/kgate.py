@@ -4,12 +4,15 @@ its verdicts merged: the worst of them (:func:`lab.scenarios.gate.worst`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.errors import UsageError
 from lab.scenarios.gate import Verdict, worst
 from lab.sweep import kmatrix
+from lab.sweep.kernels import Build, debian_line
 from lab.util import Progress
 
 #: The exit code when a kernel gave no verdict (its VM failed, the gate crashed)
@@ -103,3 +106,34 @@ def gate_on_kernels(names: list[str], args: list[str], logs: Path | None = None,
     build ...: what ``kernels run --kernel`` takes), one after the other."""
     _names, runs, where = kmatrix.run_all(names, "gate", args, logs, progress=progress)
     return KernelsGate([kernel_gate(r) for r in runs], str(where))
+
+
+@dataclass(frozen=True)
+class DefaultKernel:
+    """Where ``drlab gate`` runs without ``--kernel``."""
+
+    #: the kernels to run on, as ``--kernel`` would name them; empty: the running one
+    kernels: list[str]
+    #: why, for the user ("the twin's kernel 6.1.0-57-amd64 -> bookworm"); empty: none
+    because: str = ""
+
+
+def default_kernel(running_has_ipvs: bool, running: str, twin: str,
+                   builds: Sequence[Build] = ()) -> DefaultKernel:
+    """The gate's kernel when none is named: the running one when it has IPVS (in
+    scripts/vm-run, a VM, a director); else the twin's own series (``twin``, the
+    release the cluster recorded, mapped by :func:`lab.sweep.kernels.debian_line`,
+    ``builds`` the fetchable ones), in its VM. UsageError when the running kernel
+    lacks IPVS and the twin names no kernel the lab can fetch."""
+    if running_has_ipvs:
+        return DefaultKernel([])
+    if not twin:
+        raise UsageError(f"kernel {running} has no IPVS and the twin records no kernel "
+                         "(a cluster.toml from an older drlab import?): give --kernel K "
+                         "(bookworm, trixie, a build; see drlab kernels list --available)")
+    line = debian_line(twin, builds)
+    if line is None:
+        raise UsageError(f"kernel {running} has no IPVS and the twin's kernel {twin} is "
+                         "in no Debian line the lab fetches: give --kernel K (bookworm, "
+                         "trixie, a build, a path; see drlab kernels list --available)")
+    return DefaultKernel([line], f"the twin's kernel {twin} -> {line}")
