@@ -20,6 +20,9 @@ from lab.machine import preflight
 from lab.model.files import shown
 from lab.model.gate import GateFile, apply_changes, parse_apply, read_gate_file, read_manifest
 
+#: ``--kernel twin``: the twin's own kernel series (as drlab import recorded it)
+TWIN = "twin"
+
 #: --OPTION -> the report it writes
 REPORTS = ("junit", "markdown", "json", "html")
 
@@ -110,6 +113,11 @@ def cmd_gate(args: argparse.Namespace) -> int:
     applied = apply_changes(t, applies, allow_scripts=args.allow_scripts)
     if not args.kernel and not args.running_kernel:
         args.kernel = _default_kernel(t.kernel)
+    elif args.kernel and TWIN in args.kernel:
+        line = _default_kernel(t.kernel, twin_named=True)
+        args.kernel = [k for n in args.kernel for k in (line if n == TWIN else [n])]
+        if len(set(args.kernel)) != len(args.kernel):
+            raise UsageError(f"--kernel: a kernel is named twice (twin is {line[0]})")
     if args.kernel:
         return _on_kernels(args)
     preflight.require_ipvs()
@@ -126,21 +134,23 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return r.verdict.exit_code
 
 
-def _default_kernel(twin: str) -> list[str]:
+def _default_kernel(twin: str, twin_named: bool = False) -> list[str]:
     """Without --kernel: the running kernel when it has IPVS, else the twin's own
-    series in its VM (:func:`lab.sweep.kgate.default_kernel`)."""
-    # lazy: only a gate without --kernel on a kernel without IPVS needs them
+    series in its VM (:func:`lab.sweep.kgate.default_kernel`); ``twin_named``
+    (``--kernel twin``): the twin's series wherever this runs."""
+    # lazy: only a gate without --kernel, or with --kernel twin, needs them
     from lab.sweep import kernels
-    from lab.sweep.kgate import default_kernel
+    from lab.sweep.kgate import default_kernel, twin_series
 
-    has = preflight.ipvs_available()
+    has = False if twin_named else preflight.ipvs_available()
     builds: list[kernels.Build] = []
     if not has and kernels.debian_line(twin):
         try:  # the exact build when the last kernel index lists it; else its line
             builds = kernels.available(refresh=False)
         except LabError:
             builds = []
-    d = default_kernel(has, platform.release(), twin, builds)
+    d = twin_series(twin, builds) if twin_named else \
+        default_kernel(has, platform.release(), twin, builds)
     if d.because:
         progress(f"gate: {d.because}")
     return d.kernels
@@ -190,8 +200,8 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("--kernel", action="append", metavar="K",
                    help="run the gate on kernel K, in its VM (host: the running one), as "
                    "`drlab kernels run --kernel` does; repeatable; the verdict is the "
-                   "worst of them (default: the running kernel if it has IPVS, else "
-                   "the twin's own kernel series, as drlab import recorded it)")
+                   "worst of them; twin: the twin's own kernel series, as drlab import "
+                   "recorded it (default: the running kernel if it has IPVS, else twin)")
     # a kernel's run of the gate (--kernel): on the kernel it runs on, no default
     g.add_argument("--running-kernel", action="store_true", help=argparse.SUPPRESS)
     g.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per "

@@ -127,13 +127,21 @@ def default_kernel(running_has_ipvs: bool, running: str, twin: str,
     lacks IPVS and the twin names no kernel the lab can fetch."""
     if running_has_ipvs:
         return DefaultKernel([])
+    return twin_series(twin, builds, f"kernel {running} has no IPVS and")
+
+
+def twin_series(twin: str, builds: Sequence[Build] = (),
+                why: str = "--kernel twin:") -> DefaultKernel:
+    """The twin's own kernel series (``--kernel twin``): ``twin``, the release the
+    cluster recorded, mapped by :func:`lab.sweep.kernels.debian_line`; UsageError
+    (``why`` ... give --kernel) when it records none or none the lab can fetch."""
     if not twin:
-        raise UsageError(f"kernel {running} has no IPVS and the twin records no kernel "
+        raise UsageError(f"{why} the twin records no kernel "
                          "(a cluster.toml from an older drlab import?): give --kernel K "
                          "(bookworm, trixie, a build; see drlab kernels list --available)")
     line = debian_line(twin, builds)
     if line is None:
-        raise UsageError(f"kernel {running} has no IPVS and the twin's kernel {twin} is "
+        raise UsageError(f"{why} the twin's kernel {twin} is "
                          "in no Debian line the lab fetches: give --kernel K (bookworm, "
                          "trixie, a build, a path; see drlab kernels list --available)")
     return DefaultKernel([line], f"the twin's kernel {twin} -> {line}")

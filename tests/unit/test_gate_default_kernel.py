@@ -28,7 +28,7 @@ from lab.report.gate import markdown
 from lab.scenarios.diagnose import Diagnosis
 from lab.scenarios.gate import GateResult
 from lab.sweep.kernels import Build, Layout, debian_line
-from lab.sweep.kgate import default_kernel
+from lab.sweep.kgate import default_kernel, twin_series
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "cluster" / "collected"
 
@@ -173,3 +173,18 @@ def test_no_ipvs_runs_the_twins_series_as_kernel_does(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert "gate: the twin's kernel 6.1.0-57-amd64 -> bookworm" in lines[0]
     assert "outside" in lines[-1] and "a kernel's VM cannot read" in lines[-1]
+
+
+def test_kernel_twin_names_the_twins_series_wherever_it_runs(tmp_path):
+    assert twin_series("6.12.38+deb13-amd64").kernels == ["trixie"]
+    with pytest.raises(UsageError, match="^--kernel twin: the twin records no kernel"):
+        twin_series("")
+    p = drlab_gate("--manifest", "examples/gate/changes/safe/drlab-gate.toml",
+                   "--kernel", "twin")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "--kernel twin: the twin records no kernel" in p.stderr
+    p = drlab_gate("--manifest", str(gate_copy(tmp_path, "6.1.0-57-amd64")),
+                   "--kernel", "twin", "--kernel", "bookworm", cache=tmp_path / "kernels")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == ("drlab: error: --kernel: a kernel is named "
+                                                 "twice (twin is bookworm)")
