@@ -188,3 +188,17 @@ def test_kernel_twin_names_the_twins_series_wherever_it_runs(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.strip().splitlines()[-1] == ("drlab: error: --kernel: a kernel is named "
                                                  "twice (twin is bookworm)")
+
+
+@no_ipvs
+def test_a_kernels_run_of_the_gate_stays_on_that_kernel():
+    """--kernel host: the gate's child runs on the running kernel (--running-kernel),
+    not the default (which here, without IPVS, would be the twin's series)."""
+    p = drlab_gate("--manifest", "examples/gate/changes/safe/drlab-gate.toml",
+                   "--kernel", "host")
+    logs = [x.split("logs: ", 1)[1] for x in p.stdout.splitlines() if "logs: " in x]
+    for d in logs:
+        shutil.rmtree(d)
+    assert p.returncode == 3 and len(logs) == 1, p.stdout + p.stderr
+    assert "[host] drlab: error: kernel " in p.stderr and "has no IPVS" in p.stderr
+    assert "records no kernel" not in p.stderr
