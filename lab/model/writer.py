@@ -33,6 +33,8 @@ def _str(s: str) -> str:
     """A TOML basic string: every character that is not printable escaped (control
     characters, separators, bidirectional overrides), so that no value makes a line of
     its own; a lone surrogate (an undecodable name) is refused."""
+    if s.isprintable() and '"' not in s and "\\" not in s:  # nothing to escape
+        return '"' + s + '"'
     out = ['"']
     for ch in s:
         if ch in _ESCAPES:
@@ -50,8 +52,8 @@ def _str(s: str) -> str:
 
 def _text(s: str) -> str:
     """A multi-line string: literal when it can be, so that configs read as they are."""
-    if "\n" in s and "'''" not in s and not s.endswith("'") and all(
-            c.isprintable() or c in "\n\t" for c in s):
+    if "\n" in s and "'''" not in s and not s.endswith("'") and s.replace(
+            "\n", "").replace("\t", "").isprintable():  # each character printable, or one of those
         return "'''\n" + s + "'''"
     return _str(s)
 

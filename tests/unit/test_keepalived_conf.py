@@ -274,3 +274,15 @@ def test_nothing_dangerous_survives_stripping(text):
     keepalived would run nothing of it: the role's refusal uses the same reading)."""
     out, _found = strip_scripts(text, "f.conf")
     assert strip_scripts(out, "f.conf")[1] == []
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_WORDS, max_size=40).map("".join) | st.text(max_size=200))
+def test_a_text_read_at_once_reads_as_statement_by_statement(text):
+    """strip_scripts returns a text without any of its keywords (no ``$``, ``~`` or
+    long line) as it is, read at once (issue #27: 5,000 virtual_servers). A ``$`` line
+    at the end makes it read the text a statement at a time: both readings agree."""
+    out, found = strip_scripts(text, "f.conf")
+    slow, slow_found = strip_scripts(text + "\n$X", "f.conf")
+    assert slow_found[-1].keyword == "parameter definition"
+    assert (out, found) == (slow, slow_found[:-1])

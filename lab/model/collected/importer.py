@@ -35,9 +35,7 @@ from lab.model.collected.records import (
 from lab.model.files import shown
 from lab.model.keepalived import (
     KaConfig,
-    Node,
     Stripped,
-    parse_tree,
     strip_real_servers,
     strip_scripts,
 )
@@ -56,6 +54,7 @@ from lab.model.topology import (
     Topology,
     VirtualService,
     in_doc_range,
+    ip_address,
     net_in_doc_range,
 )
 
@@ -447,22 +446,20 @@ class _Importer:
         return True
 
     def _ka_services(self, cfg: KaConfig) -> list[CollectedService]:
-        tree = {n.line: n for n in parse_tree(cfg.text, cfg.source)}
         out = []
         for vs in cfg.virtual_servers:
             where = f"{cfg.source}:{vs.line}"
             sched = (vs.scheduler or "wlc").lower()
             if sched not in SCHEDULERS:
                 raise bad(where, f"lb_algo {sched!r}: not an IPVS scheduler")
-            node: Node | None = tree.get(vs.line)
-            gran = node.value("persistence_granularity") if node is not None else None
-            vip = ipaddress.ip_address(vs.vip) if vs.vip else None
+            gran = vs.granularity
+            vip = ip_address(vs.vip) if vs.vip else None
             family = vip.version if vip else (
-                ipaddress.ip_address(vs.real_servers[0].ip).version if vs.real_servers else 4)
+                ip_address(vs.real_servers[0].ip).version if vs.real_servers else 4)
             fwd = {"DR": "g", "NAT": "m", "TUN": "i"}.get((vs.lb_kind or "NAT").upper(), "m")
             s = CollectedService(vs.protocol, vip, vs.port, vs.fwmark, family, sched, where,
                                  vs.persistence, gran if vs.persistence else None)
-            s.reals = [CollectedReal(ipaddress.ip_address(r.ip), r.port, fwd, r.weight,
+            s.reals = [CollectedReal(ip_address(r.ip), r.port, fwd, r.weight,
                                      f"{cfg.source}:{r.line}") for r in vs.real_servers]
             out.append(s)
         return out
@@ -704,7 +701,7 @@ class _Importer:
             for h in hosts:
                 if h.role != "director":
                     continue
-                placed = {ipaddress.ip_address(v) for i in (ka[h.c.name].instances
+                placed = {ip_address(v) for i in (ka[h.c.name].instances
                                                             if h.c.name in ka else [])
                           for v in i.vips}
                 gone = [f"{summary(ips)} on {dev}" for dev, ips in (
@@ -902,7 +899,7 @@ class _Importer:
                     pass
             if c.keepalived is not None:
                 for vs in c.keepalived.virtual_servers:
-                    taken |= {ipaddress.ip_address(r.ip) for r in vs.real_servers}
+                    taken |= {ip_address(r.ip) for r in vs.real_servers}
         addrs = []
         for version in (4, 6):
             net = next((a.ip.network for a in lan.addrs if a.addr.version == version

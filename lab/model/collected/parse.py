@@ -24,7 +24,7 @@ from lab.model.collected.records import (
     Scope,
 )
 from lab.model.files import shown
-from lab.model.topology import SCHEDULERS
+from lab.model.topology import SCHEDULERS, ip_address, ip_interface
 
 #: A JSON object as ``ip -j`` prints it: the input, before any field is checked.
 JsonObject = dict[str, Any]
@@ -148,7 +148,7 @@ def parse_links(addrs: list[JsonObject], links: list[JsonObject] | None,
                 if not isinstance(local, str) or not isinstance(plen, int | str) \
                         or isinstance(plen, bool):
                     raise ValueError
-                ip = ipaddress.ip_interface(f"{local}/{plen}")
+                ip = ip_interface(f"{local}/{plen}")
             except ValueError:
                 raise bad(where, f"entry {n} ({name}): addr_info[{k}]: bad address "
                                   f"{clip(local)}/{clip(plen)}") from None
@@ -208,15 +208,18 @@ _FWD = {"-g": "g", "--gatewaying": "g", "-m": "m", "--masquerading": "m", "-i": 
         "--ipip": "i"}
 
 
+_ADDRPORT = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?|([0-9.]+)(?::([0-9]+))?"
+                       r"|([0-9A-Fa-f:]+)")
+
+
 def _addrport(word: str, where: str, need_port: bool = True) -> tuple[IP, int]:
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?|([0-9.]+)(?::([0-9]+))?"
-                     r"|([0-9A-Fa-f:]+)", word)
+    m = _ADDRPORT.fullmatch(word)
     if not m:
         raise bad(where, f"{clip(word)} is not ADDRESS:PORT")
     host = m.group(1) or m.group(3) or m.group(5)
     port = m.group(2) or m.group(4)
     try:
-        ip = ipaddress.ip_address(host)
+        ip = ip_address(host)
     except ValueError:
         raise bad(where, f"{clip(host)} is not an IP address") from None
     if port is None and need_port:
